@@ -1,0 +1,464 @@
+"""Pipeline configuration: one YAML file per model pipeline, loaded into typed objects.
+
+Validation happens here, once, with errors that name the field, the value and the fix,
+so a bad pipeline file fails when the DAG is parsed in review, not mid-run.
+This module imports neither H2O nor Airflow: it is cheap enough for DAG parse time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from h2o_tasks.errors import ConfigError
+
+FEATURE_TYPES = ("int", "real", "enum")
+ALGORITHMS = ("gbm", "xgboost", "glm", "drf")
+PROBLEMS = ("binary", "regression")
+METRICS_HIGHER_IS_BETTER = {"auc": True, "aucpr": True, "r2": True, "logloss": False,
+                            "rmse": False, "mae": False, "mse": False}
+SOURCE_KINDS = ("s3", "hive")
+FORMATS = ("parquet", "csv")
+BACKENDS = ("local", "kubernetes")
+SCORING_ENGINES = ("cluster", "offline")
+_DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_MEMORY = re.compile(r"^(\d+)([mMgG])$")
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """Size and placement of the ephemeral H2O cluster of one run."""
+
+    backend: str = "local"
+    replicas: int = 2
+    memory: str = "2g"
+    nthreads: int = 0
+    ttl_minutes: int = 180
+    ready_timeout_s: int = 300
+    # kubernetes only
+    namespace: str = "h2o"
+    image: str = "h2o-airflow/h2o:3.46.0.11"
+    cpu: str = "1"
+    cluster_domain: str = "cluster.local"
+    lookup_timeout_s: int = 120
+
+    @property
+    def memory_mb(self) -> int:
+        number, unit = _MEMORY.match(self.memory).groups()  # validated at load
+        return int(number) * (1024 if unit.lower() == "g" else 1)
+
+
+@dataclass(frozen=True)
+class S3SourceConfig:
+    """Date-partitioned files under ``uri``: ``{uri}/dt=YYYY-MM-DD/*.{format}``."""
+
+    uri: str
+    format: str = "parquet"
+
+
+@dataclass(frozen=True)
+class HiveSourceConfig:
+    """A Hive table partitioned by a date column."""
+
+    table: str
+    partition_column: str = "dt"
+    database: str = "default"
+    client_fetch_max_rows: int = 0
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    kind: str
+    training_window_days: int = 30
+    s3: S3SourceConfig | None = None
+    hive: HiveSourceConfig | None = None
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    type: str
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    """The label. ``threshold`` turns a numeric column into a binary label (column > threshold)."""
+
+    column: str
+    problem: str = "binary"
+    name: str = ""
+    threshold: float | None = None
+
+    @property
+    def label(self) -> str:
+        return self.name or self.column
+
+
+@dataclass(frozen=True)
+class AlgorithmConfig:
+    algo: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AutoMLConfig:
+    max_models: int = 5
+    max_runtime_secs: int = 120
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    algorithms: tuple[AlgorithmConfig, ...] = (AlgorithmConfig("gbm"),)
+    automl: AutoMLConfig | None = None
+    seed: int = 42
+    validation_split: float = 0.2
+    nfolds: int = 0
+    metric: str = "auc"
+
+
+@dataclass(frozen=True)
+class QualityGateConfig:
+    """Promote when ``metric`` passes ``threshold`` and is no worse than the champion by more than ``max_regression``."""
+
+    metric: str = "auc"
+    threshold: float = 0.0
+    max_regression: float = 0.0
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    engine: str = "cluster"
+    output_uri: str = ""
+    hive_table: str = ""
+    id_columns: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    training: str | None = "@weekly"
+    scoring: str | None = "@daily"
+    start_date: date = date(2013, 1, 1)
+    end_date: date | None = None
+    max_active_runs: int = 3
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """A model pipeline: where data comes from, what is trained, where models and scores go."""
+
+    name: str
+    source: SourceConfig
+    features: tuple[Feature, ...]
+    target: TargetConfig
+    registry_uri: str
+    description: str = ""
+    owner: str = "airflow"
+    cluster: ClusterConfig = ClusterConfig()
+    training: TrainingConfig = TrainingConfig()
+    quality_gate: QualityGateConfig = QualityGateConfig()
+    scoring: ScoringConfig = ScoringConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    path: str = ""
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    def with_overrides(self, **sections: dict[str, Any]) -> PipelineConfig:
+        """A copy with some fields of some sections replaced, validated like the file.
+
+        ``cfg.with_overrides(cluster={"replicas": 3})`` is how run-time params (a manual
+        run, a backfill) change a pipeline without editing it.
+        """
+        raw = to_dict(self)
+        for section, values in sections.items():
+            if not values:
+                continue
+            if section not in raw or not isinstance(raw[section], dict):
+                raise ConfigError(section, values, "is not a section that can be overridden",
+                                  "override one of cluster, source, training, quality_gate, scoring")
+            raw[section] = {**raw[section], **values}
+        return parse(raw, path=self.path)
+
+
+def to_dict(cfg: PipelineConfig) -> dict[str, Any]:
+    """The configuration as plain data (the inverse of :func:`parse`)."""
+    def plain(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items() if v is not None}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        return value
+
+    raw = plain(dataclasses.asdict(cfg))
+    raw.pop("path", None)
+    return raw
+
+
+# ---------------------------------------------------------------- parsing helpers
+
+
+class _Section:
+    """Reads typed fields out of one mapping, naming the full field path in errors."""
+
+    def __init__(self, data: Any, where: str, known: tuple[str, ...]):
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(where or "(top level)", data, "must be a mapping",
+                              f"write {where or 'the file'} as 'key: value' lines")
+        unknown = sorted(set(map(str, data)) - set(known))
+        if unknown:
+            raise ConfigError(self._path(where, unknown[0]), data[unknown[0]], "is not a known field",
+                              f"remove it or use one of: {', '.join(known)}")
+        self.data = data
+        self.where = where
+
+    @staticmethod
+    def _path(where: str, key: str) -> str:
+        return f"{where}.{key}" if where else key
+
+    def path(self, key: str) -> str:
+        return self._path(self.where, key)
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = ..., *, fix: str = "") -> Any:
+        if key not in self.data or self.data[key] is None:
+            if default is ...:
+                raise ConfigError(self.path(key), None, "is required", fix or f"add '{key}:' under {self.where or 'the top level'}")
+            return default
+        value = self.data[key]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if isinstance(value, bool) and bool not in kinds:
+            raise ConfigError(self.path(key), value, f"must be {_kind_names(kinds)}", fix or f"give {key} a {_kind_names(kinds)} value")
+        if not isinstance(value, kinds):
+            raise ConfigError(self.path(key), value, f"must be {_kind_names(kinds)}", fix or f"give {key} a {_kind_names(kinds)} value")
+        return value
+
+    def choice(self, key: str, choices: tuple[str, ...], default: Any = ...) -> Any:
+        value = self.get(key, str, default)
+        if value is not None and value not in choices:
+            raise ConfigError(self.path(key), value, "is not supported", f"use one of: {', '.join(choices)}")
+        return value
+
+    def int_in(self, key: str, default: Any, lo: int, hi: int | None = None) -> int:
+        value = self.get(key, int, default)
+        if value < lo or (hi is not None and value > hi):
+            bound = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
+            raise ConfigError(self.path(key), value, f"must be {bound}", f"set {key} to an integer {bound}")
+        return value
+
+
+def _kind_names(kinds: tuple[type, ...]) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+             list: "a list", dict: "a mapping", date: "a date (YYYY-MM-DD)"}
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _parse_cluster(data: Any) -> ClusterConfig:
+    known = tuple(f.name for f in dataclasses.fields(ClusterConfig))
+    s = _Section(data, "cluster", known)
+    d = ClusterConfig()
+    memory = s.get("memory", str, d.memory)
+    if not _MEMORY.match(memory):
+        raise ConfigError("cluster.memory", memory, "is not a size", "write a JVM heap size such as 2g or 1536m")
+    cfg = ClusterConfig(
+        backend=s.choice("backend", BACKENDS, d.backend),
+        replicas=s.int_in("replicas", d.replicas, 1, 64),
+        memory=memory,
+        nthreads=s.int_in("nthreads", d.nthreads, 0),
+        ttl_minutes=s.int_in("ttl_minutes", d.ttl_minutes, 5),
+        ready_timeout_s=s.int_in("ready_timeout_s", d.ready_timeout_s, 10),
+        namespace=s.get("namespace", str, d.namespace),
+        image=s.get("image", str, d.image),
+        cpu=str(s.get("cpu", (str, int, float), d.cpu)),
+        cluster_domain=s.get("cluster_domain", str, d.cluster_domain),
+        lookup_timeout_s=s.int_in("lookup_timeout_s", d.lookup_timeout_s, 5),
+    )
+    if cfg.memory_mb < 256:
+        raise ConfigError("cluster.memory", memory, "is below H2O's minimum of 256m per node", "use at least 1g per node")
+    if not _DNS_LABEL.match(cfg.namespace):
+        raise ConfigError("cluster.namespace", cfg.namespace, "is not a DNS-1123 label", "use lower-case letters, digits and '-'")
+    return cfg
+
+
+def _check_uri(field_name: str, uri: str, scheme: str = "s3") -> str:
+    if not uri.startswith(f"{scheme}://") or len(uri.split("/", 3)) < 3 or not uri.split("/", 3)[2]:
+        raise ConfigError(field_name, uri, f"is not a {scheme}:// URI", f"write it as {scheme}://BUCKET/PREFIX")
+    return uri.rstrip("/")
+
+
+def _parse_source(data: Any) -> SourceConfig:
+    s = _Section(data, "source", ("kind", "training_window_days", "s3", "hive"))
+    kind = s.choice("kind", SOURCE_KINDS)
+    window = s.int_in("training_window_days", 30, 1, 3660)
+    if kind == "s3":
+        s3 = _Section(s.get("s3", dict, fix="add 'source.s3: {uri: s3://BUCKET/PREFIX}'"), "source.s3", ("uri", "format"))
+        return SourceConfig(kind, window, s3=S3SourceConfig(
+            uri=_check_uri("source.s3.uri", s3.get("uri", str)),
+            format=s3.choice("format", FORMATS, "parquet")))
+    h = _Section(s.get("hive", dict, fix="add 'source.hive: {table: NAME}'"), "source.hive",
+                 ("table", "partition_column", "database", "client_fetch_max_rows"))
+    hive = HiveSourceConfig(
+        table=h.get("table", str), partition_column=h.get("partition_column", str, "dt"),
+        database=h.get("database", str, "default"),
+        client_fetch_max_rows=h.int_in("client_fetch_max_rows", 0, 0))
+    for key in ("table", "partition_column", "database"):
+        if not _IDENT.match(getattr(hive, key)):
+            raise ConfigError(f"source.hive.{key}", getattr(hive, key), "is not a plain SQL identifier",
+                              "use letters, digits and underscores only")
+    return SourceConfig(kind, window, hive=hive)
+
+
+def _parse_features(data: Any) -> tuple[Feature, ...]:
+    if not isinstance(data, list) or not data:
+        raise ConfigError("features", data, "must be a non-empty list", "list features as '- {name: COLUMN, type: int|real|enum}'")
+    out: list[Feature] = []
+    for i, item in enumerate(data):
+        s = _Section(item, f"features[{i}]", ("name", "type"))
+        name = s.get("name", str)
+        if not _IDENT.match(name):
+            raise ConfigError(f"features[{i}].name", name, "is not a plain column name", "use letters, digits and underscores")
+        out.append(Feature(name, s.choice("type", FEATURE_TYPES)))
+    names = [f.name for f in out]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError("features", dupes[0], "is listed twice", "list each feature once")
+    return tuple(out)
+
+
+def _parse_target(data: Any, features: tuple[Feature, ...]) -> TargetConfig:
+    s = _Section(data, "target", ("column", "problem", "name", "threshold"))
+    t = TargetConfig(column=s.get("column", str), problem=s.choice("problem", PROBLEMS, "binary"),
+                     name=s.get("name", str, ""), threshold=s.get("threshold", float, None))
+    if t.label in {f.name for f in features}:
+        raise ConfigError("target.column", t.label, "is also listed as a feature", "remove it from features (it would leak the label)")
+    if t.threshold is not None and t.problem != "binary":
+        raise ConfigError("target.threshold", t.threshold, "only makes sense for problem: binary", "remove threshold or set problem: binary")
+    if t.threshold is not None and not t.name:
+        raise ConfigError("target.name", None, "is required with a threshold (the derived label needs a name)", "add 'name: LABEL'")
+    return t
+
+
+def _parse_training(data: Any) -> TrainingConfig:
+    s = _Section(data, "training", ("algorithms", "automl", "seed", "validation_split", "nfolds", "metric"))
+    algos: list[AlgorithmConfig] = []
+    for i, item in enumerate(s.get("algorithms", list, [{"algo": "gbm"}])):
+        a = _Section(item, f"training.algorithms[{i}]", ("algo", "params"))
+        algos.append(AlgorithmConfig(a.choice("algo", ALGORITHMS), dict(a.get("params", dict, {}))))
+    automl = None
+    if s.data.get("automl"):
+        am = _Section(s.get("automl", dict), "training.automl", ("max_models", "max_runtime_secs"))
+        automl = AutoMLConfig(am.int_in("max_models", 5, 1, 100), am.int_in("max_runtime_secs", 120, 10))
+    if not algos and automl is None:
+        raise ConfigError("training.algorithms", [], "is empty and automl is off", "list at least one algorithm or configure automl")
+    split = s.get("validation_split", float, 0.2)
+    if not 0.0 <= split < 0.9:
+        raise ConfigError("training.validation_split", split, "must be in [0, 0.9)", "use a fraction such as 0.2")
+    nfolds = s.int_in("nfolds", 0, 0, 20)
+    if nfolds == 1:
+        raise ConfigError("training.nfolds", 1, "cross-validation needs at least 2 folds", "use 0 (off) or 2..20")
+    if split == 0 and nfolds == 0:
+        raise ConfigError("training.validation_split", 0, "leaves no validation data while nfolds is 0",
+                          "set validation_split (e.g. 0.2) or nfolds (e.g. 5)")
+    return TrainingConfig(tuple(algos), automl, s.get("seed", int, 42), split, nfolds,
+                          s.choice("metric", tuple(METRICS_HIGHER_IS_BETTER), "auc"))
+
+
+def _parse_gate(data: Any, default_metric: str) -> QualityGateConfig:
+    s = _Section(data, "quality_gate", ("metric", "threshold", "max_regression"))
+    gate = QualityGateConfig(s.choice("metric", tuple(METRICS_HIGHER_IS_BETTER), default_metric),
+                             s.get("threshold", float, 0.0), s.get("max_regression", float, 0.0))
+    if gate.max_regression < 0:
+        raise ConfigError("quality_gate.max_regression", gate.max_regression, "must not be negative", "use 0 or a small positive margin")
+    return gate
+
+
+def _parse_scoring(data: Any) -> ScoringConfig:
+    s = _Section(data, "scoring", ("engine", "output_uri", "hive_table", "id_columns"))
+    out = s.get("output_uri", str, "")
+    hive_table = s.get("hive_table", str, "")
+    if hive_table and not _IDENT.match(hive_table):
+        raise ConfigError("scoring.hive_table", hive_table, "is not a plain SQL identifier", "use letters, digits and underscores only")
+    ids = s.get("id_columns", list, [])
+    for i, col in enumerate(ids):
+        if not isinstance(col, str) or not _IDENT.match(col):
+            raise ConfigError(f"scoring.id_columns[{i}]", col, "is not a plain column name", "use letters, digits and underscores")
+    return ScoringConfig(s.choice("engine", SCORING_ENGINES, "cluster"),
+                         _check_uri("scoring.output_uri", out) if out else "", hive_table, tuple(ids))
+
+
+def _parse_schedule(data: Any) -> ScheduleConfig:
+    s = _Section(data, "schedule", ("training", "scoring", "start_date", "end_date", "max_active_runs"))
+    d = ScheduleConfig()
+    sched = ScheduleConfig(s.get("training", str, d.training), s.get("scoring", str, d.scoring),
+                           s.get("start_date", date, d.start_date), s.get("end_date", date, None),
+                           s.int_in("max_active_runs", d.max_active_runs, 1, 64))
+    if sched.end_date and sched.end_date < sched.start_date:
+        raise ConfigError("schedule.end_date", str(sched.end_date), "is before start_date", "set end_date after start_date")
+    return sched
+
+
+def parse(raw: Any, path: str = "") -> PipelineConfig:
+    """Validate plain data (as loaded from YAML) into a :class:`PipelineConfig`."""
+    known = ("name", "description", "owner", "cluster", "source", "features", "target", "training",
+             "quality_gate", "registry_uri", "scoring", "schedule")
+    s = _Section(raw, "", known)
+    name = s.get("name", str)
+    if not _DNS_LABEL.match(name) or len(name) > 30:
+        raise ConfigError("name", name, "must be a DNS-1123 label of at most 30 characters (it names clusters)",
+                          "use lower-case letters, digits and '-', starting with a letter")
+    features = _parse_features(s.data.get("features"))
+    training = _parse_training(s.data.get("training"))
+    scoring = _parse_scoring(s.data.get("scoring"))
+    return PipelineConfig(
+        name=name,
+        description=s.get("description", str, ""),
+        owner=s.get("owner", str, "airflow"),
+        cluster=_parse_cluster(s.data.get("cluster")),
+        source=_parse_source(s.get("source", dict, fix="add a 'source:' section with kind: s3 or kind: hive")),
+        features=features,
+        target=_parse_target(s.get("target", dict, fix="add 'target: {column: NAME}'"), features),
+        training=training,
+        quality_gate=_parse_gate(s.data.get("quality_gate"), training.metric),
+        registry_uri=_check_uri("registry_uri", s.get("registry_uri", str)),
+        scoring=scoring,
+        schedule=_parse_schedule(s.data.get("schedule")),
+        path=path,
+    )
+
+
+def load(path: str | Path) -> PipelineConfig:
+    """Load and validate one pipeline file."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except FileNotFoundError:
+        raise ConfigError("path", str(p), "does not exist", "point to an existing pipeline YAML file") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
+        raise ConfigError(str(p), where, f"is not valid YAML ({getattr(exc, 'problem', exc)})",
+                          "fix the YAML syntax at that position") from None
+    return parse(raw, path=str(p))
+
+
+def load_dir(directory: str | Path) -> list[PipelineConfig]:
+    """Load every ``*.yaml`` pipeline in a directory, sorted by file name; names must be unique."""
+    configs = [load(p) for p in sorted(Path(directory).glob("*.yaml"))]
+    seen: dict[str, str] = {}
+    for cfg in configs:
+        if cfg.name in seen:
+            raise ConfigError("name", cfg.name, f"is used by both {seen[cfg.name]} and {cfg.path}", "give each pipeline its own name")
+        seen[cfg.name] = cfg.path
+    return configs

@@ -1,0 +1,60 @@
+"""Errors raised by the engine.
+
+Each error says what is wrong, with which value, and how to fix it. ``retryable`` tells
+an orchestrator whether running the same step again could succeed: a missing column will
+not appear on a retry, a cluster that did not answer in time might.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class H2OTasksError(Exception):
+    """Base class of every error the engine raises on purpose."""
+
+    retryable: bool = False
+
+
+def _fmt(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+class FieldError(H2OTasksError):
+    """A named field holds a bad value. The message names the field, the value and the fix."""
+
+    def __init__(self, field: str, value: Any, problem: str, fix: str):
+        self.field = field
+        self.value = value
+        self.problem = problem
+        self.fix = fix
+        super().__init__(f"{field} = {_fmt(value)}: {problem}. Fix: {fix}")
+
+
+class ConfigError(FieldError):
+    """A pipeline configuration (YAML) is invalid."""
+
+
+class InputDataError(FieldError):
+    """Input data breaks the pipeline's contract (missing column, empty, one class, ...)."""
+
+
+class SourceNotFoundError(FieldError):
+    """An S3 key or prefix, or a Hive table or partition, does not exist."""
+
+
+class ClusterError(H2OTasksError):
+    """The H2O cluster could not be created, failed while forming, or was lost."""
+
+    def __init__(self, message: str, *, retryable: bool = False, reason: str = ""):
+        self.reason = reason
+        self.retryable = retryable
+        super().__init__(message)
+
+
+class ClusterNotReadyError(ClusterError):
+    """The cluster did not become ready within its timeout."""
+
+    def __init__(self, message: str, *, reason: str = "Timeout"):
+        super().__init__(message, retryable=True, reason=reason)

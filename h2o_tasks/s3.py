@@ -1,0 +1,93 @@
+"""S3 settings and small object-store helpers (boto3).
+
+Credentials live in :class:`S3Settings` only in memory: they are handed to H2O at run time
+(``h2o.persist.set_s3_credentials``) and to boto3, never written into a file, manifest or log.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlparse
+
+from h2o_tasks.errors import SourceNotFoundError
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    """How to reach the object store. An empty ``endpoint_url`` means AWS itself."""
+
+    endpoint_url: str = ""
+    access_key: str = field(default="", repr=False)
+    secret_key: str = field(default="", repr=False)
+    region: str = "us-east-1"
+
+    def client(self) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint_url or None,
+            aws_access_key_id=self.access_key or None,
+            aws_secret_access_key=self.secret_key or None,
+            region_name=self.region,
+            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3, "mode": "standard"}),
+        )
+
+    def jvm_properties(self) -> list[str]:
+        """``-D`` flags that point H2O's own S3 client at this endpoint (no secrets)."""
+        if not self.endpoint_url:
+            return []
+        return [f"-Dsys.ai.h2o.persist.s3.endPoint={self.endpoint_url}",
+                "-Dsys.ai.h2o.persist.s3.enable.path.style=true",
+                f"-Dsys.ai.h2o.persist.s3.region={self.region}"]
+
+
+def split_uri(uri: str) -> tuple[str, str]:
+    """``s3://bucket/a/b`` -> ``("bucket", "a/b")``."""
+    parsed = urlparse(uri)
+    if parsed.scheme not in ("s3", "s3a", "s3n") or not parsed.netloc:
+        raise SourceNotFoundError("uri", uri, "is not an s3:// URI", "write it as s3://BUCKET/KEY")
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+def join(uri: str, *parts: str) -> str:
+    return "/".join([uri.rstrip("/"), *(p.strip("/") for p in parts)])
+
+
+def list_keys(client: Any, uri: str) -> list[str]:
+    """Every key under a prefix (paginated), as full ``s3://`` URIs, sorted."""
+    bucket, prefix = split_uri(uri)
+    prefix = prefix.rstrip("/") + "/" if prefix else ""
+    keys: list[str] = []
+    try:
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            keys.extend(f"s3://{bucket}/{o['Key']}" for o in page.get("Contents", []))
+    except client.exceptions.NoSuchBucket:
+        raise SourceNotFoundError("bucket", bucket, "does not exist", "create the bucket or fix the URI") from None
+    return sorted(keys)
+
+
+def delete_prefix(client: Any, uri: str) -> int:
+    keys = list_keys(client, uri)
+    for start in range(0, len(keys), 1000):
+        chunk = keys[start:start + 1000]
+        bucket = split_uri(chunk[0])[0]
+        client.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": split_uri(k)[1]} for k in chunk]})
+    return len(keys)
+
+
+def read_bytes(client: Any, uri: str) -> bytes | None:
+    """The object's bytes, or None when it does not exist."""
+    bucket, key = split_uri(uri)
+    try:
+        return client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except client.exceptions.NoSuchKey:
+        return None
+
+
+def write_bytes(client: Any, uri: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+    """One PUT: the object appears whole or not at all."""
+    bucket, key = split_uri(uri)
+    client.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
