@@ -88,8 +88,9 @@ class ClusterBackend(Protocol):
     def create(self, spec: ClusterSpec) -> ClusterInfo:
         """Create the cluster, or re-attach to this run's existing one (idempotent)."""
 
-    def status(self, info: ClusterInfo) -> ClusterStatus:
-        """Observe the cluster once, without waiting."""
+    def status(self, info: ClusterInfo, elapsed_s: float = 0.0,
+               formation_timeout_s: float | None = None) -> ClusterStatus:
+        """Observe the cluster once, without waiting (``elapsed_s`` since creation)."""
 
     def wait_ready(self, info: ClusterInfo, timeout_s: float, poll_s: float = 0.2) -> ClusterStatus:
         """Block until ready; raise ``ClusterError`` on a failure, ``ClusterNotReadyError`` on timeout."""

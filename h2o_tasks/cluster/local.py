@@ -1,0 +1,278 @@
+"""The ``local`` backend: N H2O JVMs on this machine forming one real multi-node cloud.
+
+Nodes find each other through a flatfile on loopback, each on its own port pair. The
+cluster outlives the process that created it (like pods outlive the task that applied
+them): its state lives in ``<state_dir>/clusters/<name>/state.json`` so another process
+(the delete task, the janitor) can find and stop exactly the JVMs that were started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from h2o_tasks.cluster.base import ClusterInfo, ClusterSpec, ClusterStatus
+from h2o_tasks.cluster.readiness import CloudState, decide
+from h2o_tasks.errors import ClusterError, ClusterNotReadyError
+
+HOST = "127.0.0.1"
+
+
+def default_state_dir() -> Path:
+    return Path(os.environ.get("H2O_AIRFLOW_STATE_DIR") or Path(tempfile.gettempdir()) / "h2o-airflow")
+
+
+def h2o_jar() -> Path:
+    """The ``h2o.jar`` shipped with the installed ``h2o`` client (same version by construction)."""
+    if os.environ.get("H2O_JAR"):
+        return Path(os.environ["H2O_JAR"])
+    import h2o
+
+    return Path(h2o.__file__).parent / "backend" / "bin" / "h2o.jar"
+
+
+@dataclass
+class NodeState:
+    pid: int
+    port: int
+    log: str
+
+
+@dataclass
+class LocalState:
+    name: str
+    replicas: int
+    nodes: list[NodeState]
+    created_at: str
+    expires_at: str
+    labels: dict[str, str]
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.nodes[0].port}"
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> LocalState:
+        raw = json.loads(text)
+        raw["nodes"] = [NodeState(**n) for n in raw["nodes"]]
+        return cls(**raw)
+
+
+def _port_pair_free(port: int) -> bool:
+    for p in (port, port + 1):
+        with socket.socket() as s:
+            try:
+                s.bind((HOST, p))
+            except OSError:
+                return False
+    return True
+
+
+def _pick_ports(count: int) -> list[int]:
+    """``count`` API ports, each with its internal port (+1) free; random to avoid races."""
+    ports: list[int] = []
+    rng = random.Random()
+    for _ in range(2000):
+        p = rng.randrange(20000, 60000, 2)
+        if p not in ports and _port_pair_free(p):
+            ports.append(p)
+            if len(ports) == count:
+                return ports
+    raise ClusterError(f"no {count} free port pairs on {HOST}", retryable=True, reason="NoPorts")
+
+
+def _proc_state(pid: int) -> str:
+    """'' if gone, else the /proc state letter (Z for a zombie)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
+def _is_ours(pid: int, name: str) -> bool:
+    """The pid is alive and is a JVM of this cluster (never signal a recycled pid)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return _proc_state(pid) not in ("", "Z") and b"-name" in argv and name.encode() in argv
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def fetch_cloud(url: str, timeout: float = 2.0) -> CloudState | None:
+    try:
+        with urllib.request.urlopen(f"{url}/3/Cloud?skip_ticks=true", timeout=timeout) as resp:
+            return CloudState.from_json(json.load(resp))
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
+class LocalBackend:
+    """See the module docstring. ``state_dir`` defaults to ``$H2O_AIRFLOW_STATE_DIR``."""
+
+    name = "local"
+
+    def __init__(self, state_dir: str | Path | None = None, java: str = "java", s3_endpoint: str = ""):
+        self.state_dir = Path(state_dir) if state_dir else default_state_dir()
+        self.java = java
+        self.s3_endpoint = s3_endpoint
+
+    # ------------------------------------------------------------------ helpers
+    def _dir(self, name: str) -> Path:
+        return self.state_dir / "clusters" / name
+
+    def _load(self, name: str) -> LocalState | None:
+        try:
+            return LocalState.from_json((self._dir(name) / "state.json").read_text())
+        except (OSError, ValueError, TypeError, KeyError):
+            return None
+
+    def _info(self, state: LocalState) -> ClusterInfo:
+        return ClusterInfo(name=state.name, backend=self.name, url=state.url, replicas=state.replicas,
+                           expires_at=state.expires_at, extra={"state_dir": str(self._dir(state.name))})
+
+    def _command(self, spec: ClusterSpec, port: int, flatfile: Path, workdir: Path, index: int) -> list[str]:
+        cfg = spec.config
+        props = []
+        endpoint = spec.s3_endpoint or self.s3_endpoint
+        if endpoint:
+            props = [f"-Dsys.ai.h2o.persist.s3.endPoint={endpoint}", "-Dsys.ai.h2o.persist.s3.enable.path.style=true"]
+        argv = [self.java, f"-Xmx{cfg.memory_mb}m", f"-Xms{min(cfg.memory_mb, 256)}m", *props,
+                "-jar", str(h2o_jar()), "-name", spec.name, "-flatfile", str(flatfile),
+                "-ip", HOST, "-port", str(port), "-ice_root", str(workdir / f"ice-{index}"),
+                "-log_dir", str(workdir / f"logs-{index}"), "-log_level", "WARN", "-allow_unsupported_java"]
+        if cfg.nthreads:
+            argv += ["-nthreads", str(cfg.nthreads)]
+        return argv
+
+    # ---------------------------------------------------------------- interface
+    def create(self, spec: ClusterSpec) -> ClusterInfo:
+        """Start ``replicas`` JVMs, or re-attach when this run's cluster is already up."""
+        existing = self._load(spec.name)
+        if existing is not None:
+            if all(_is_ours(n.pid, spec.name) for n in existing.nodes):
+                return self._info(existing)
+            self.delete(spec.name)  # a broken leftover of this run: replace it
+        jar = h2o_jar()
+        if not jar.exists():
+            raise ClusterError(f"h2o.jar not found at {jar}: install h2o==3.46.0.11 or set H2O_JAR", reason="NoJar")
+        if shutil.which(self.java) is None:
+            raise ClusterError(f"java executable {self.java!r} not found: install Java 17", reason="NoJava")
+        workdir = self._dir(spec.name)
+        workdir.mkdir(parents=True, exist_ok=True)
+        ports = _pick_ports(spec.config.replicas)
+        flatfile = workdir / "flatfile.txt"
+        flatfile.write_text("".join(f"{HOST}:{p}\n" for p in ports))
+        nodes: list[NodeState] = []
+        now = datetime.now(timezone.utc)
+        state = LocalState(name=spec.name, replicas=spec.config.replicas, nodes=nodes,
+                           created_at=now.isoformat(), expires_at=(spec.expires_at or now).isoformat(),
+                           labels=spec.labels)
+        try:
+            for i, port in enumerate(ports):
+                log = workdir / f"node-{i}.out"
+                with open(log, "ab") as out:
+                    proc = subprocess.Popen(self._command(spec, port, flatfile, workdir, i), stdout=out,
+                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                            start_new_session=True, cwd=workdir)
+                nodes.append(NodeState(pid=proc.pid, port=port, log=str(log)))
+                (workdir / "state.json").write_text(state.to_json())
+        except Exception:
+            self.delete(spec.name)
+            raise
+        return self._info(state)
+
+    def status(self, info: ClusterInfo, elapsed_s: float = 0.0, formation_timeout_s: float | None = None) -> ClusterStatus:
+        state = self._load(info.name)
+        if state is None:
+            return ClusterStatus(info.name, exists=False, failed=True, reason="NotFound",
+                                 message=f"cluster {info.name} does not exist")
+        for i, node in enumerate(state.nodes):
+            if not _is_ours(node.pid, state.name):
+                tail = "\n".join(Path(node.log).read_text(errors="replace").splitlines()[-15:]) if Path(node.log).exists() else ""
+                return ClusterStatus(info.name, exists=True, failed=True, reason="NodeExited",
+                                     message=f"H2O node {i} (pid {node.pid}) of {info.name} exited; last log lines:\n{tail}",
+                                     expected_size=state.replicas, url=state.url)
+        cloud = fetch_cloud(state.url)
+        d = decide(cloud, state.replicas, elapsed_s=elapsed_s, formation_timeout_s=formation_timeout_s)
+        return ClusterStatus(info.name, exists=True, ready=d.ready, failed=d.failed, reason=d.reason,
+                             message=d.message, cloud_size=cloud.cloud_size if cloud else 0,
+                             expected_size=state.replicas, url=state.url)
+
+    def wait_ready(self, info: ClusterInfo, timeout_s: float, poll_s: float = 0.1) -> ClusterStatus:
+        start = time.monotonic()
+        while True:
+            elapsed = time.monotonic() - start
+            st = self.status(info, elapsed_s=elapsed)
+            if st.ready:
+                return st
+            if st.failed:
+                raise ClusterError(f"cluster {info.name} failed while forming ({st.reason}): {st.message}",
+                                   reason=st.reason)
+            if elapsed > timeout_s:
+                raise ClusterNotReadyError(f"cluster {info.name} not ready after {timeout_s:.0f}s: {st.message}")
+            time.sleep(poll_s)
+
+    def endpoint(self, info: ClusterInfo) -> str:
+        state = self._load(info.name)
+        if state is None:
+            raise ClusterError(f"cluster {info.name} does not exist", reason="NotFound")
+        return state.url
+
+    def delete(self, info: ClusterInfo | str, timeout_s: float = 15.0) -> bool:
+        """Stop this cluster's JVMs (only those, by pid), wait until gone, remove its state."""
+        name = info if isinstance(info, str) else info.name
+        workdir = self._dir(name)
+        state = self._load(name)
+        if state is None and not workdir.exists():
+            return False
+        pids = [n.pid for n in state.nodes] if state else []
+        ours = [p for p in pids if _is_ours(p, name)]
+        for sig, grace in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 10.0)):
+            for pid in ours:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+            deadline = time.monotonic() + grace
+            while time.monotonic() < deadline:
+                for pid in ours:
+                    _reap(pid)
+                ours = [p for p in ours if _proc_state(p) not in ("", "Z")]
+                if not ours:
+                    break
+                time.sleep(0.1)
+            if not ours:
+                break
+        if ours:
+            raise ClusterError(f"could not stop H2O JVMs {ours} of {name}", retryable=True, reason="StopFailed")
+        shutil.rmtree(workdir, ignore_errors=True)
+        return True
+
+    def list_clusters(self) -> list[ClusterInfo]:
+        root = self.state_dir / "clusters"
+        states = [self._load(p.name) for p in sorted(root.iterdir())] if root.exists() else []
+        return [self._info(s) for s in states if s is not None]
+
+    def list_expired(self, now: datetime | None = None) -> list[ClusterInfo]:
+        now = now or datetime.now(timezone.utc)
+        return [c for c in self.list_clusters() if c.expires_at and datetime.fromisoformat(c.expires_at) <= now]

@@ -1,0 +1,70 @@
+"""Hook that turns a cluster (``ClusterInfo`` from XCom) into a connected H2O client."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk import BaseHook
+
+from h2o_tasks.cluster import ClusterBackend, ClusterInfo, get_backend
+from h2o_tasks.s3 import S3Settings
+
+
+class H2OHook(BaseHook):
+    """
+    Interact with an ephemeral H2O cluster created by this project.
+
+    :param cluster: the ``ClusterInfo`` pushed by the create operator (dict), or None
+        to use the URL of the ``h2o_conn_id`` connection (a long-lived cluster).
+    :param h2o_conn_id: connection to a fixed H2O cluster (host and port), used when
+        ``cluster`` is not given.
+    :param aws_conn_id: the AWS connection whose credentials and ``endpoint_url`` the cluster
+        uses to read and write S3. Credentials are handed over at run time, never stored.
+    """
+
+    conn_name_attr = "h2o_conn_id"
+    default_conn_name = "h2o_default"
+    conn_type = "http"
+    hook_name = "H2O"
+
+    def __init__(self, cluster: dict[str, Any] | ClusterInfo | None = None, h2o_conn_id: str | None = None,
+                 aws_conn_id: str | None = "aws_default", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.cluster = ClusterInfo.from_dict(cluster) if isinstance(cluster, dict) else cluster
+        self.h2o_conn_id = h2o_conn_id
+        self.aws_conn_id = aws_conn_id
+        self._client: Any = None
+
+    def s3_settings(self) -> S3Settings:
+        """S3 endpoint and credentials from the AWS connection (``extra.endpoint_url`` for S3 APIs)."""
+        if not self.aws_conn_id:
+            return S3Settings()
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        hook = S3Hook(aws_conn_id=self.aws_conn_id)
+        creds = hook.get_credentials()
+        endpoint = hook.conn_config.get_service_endpoint_url("s3") or ""
+        return S3Settings(endpoint_url=endpoint, access_key=creds.access_key or "", secret_key=creds.secret_key or "",
+                          region=hook.conn_config.region_name or "us-east-1")
+
+    def url(self) -> str:
+        if self.cluster is not None:
+            return self.cluster.url
+        conn = self.get_connection(self.h2o_conn_id or self.default_conn_name)
+        scheme = conn.schema or "http"
+        return f"{scheme}://{conn.host}:{conn.port or 54321}"
+
+    def get_conn(self) -> Any:
+        """The ``h2o`` module, connected to the cluster, with S3 credentials set."""
+        if self._client is None:
+            from h2o_tasks.session import connect
+
+            connect(self.url(), self.s3_settings())
+            import h2o
+
+            self._client = h2o
+        return self._client
+
+    @staticmethod
+    def backend(name: str) -> ClusterBackend:
+        return get_backend(name)

@@ -1,0 +1,72 @@
+"""What every pipeline operator shares: the pipeline file, run-time overrides, the interval."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
+
+from h2o_tasks.errors import H2OTasksError
+
+CREATE_TASK_ID = "create_cluster"
+
+
+def fail_fast(exc: H2OTasksError) -> Exception:
+    """Errors a retry cannot fix fail the task without retries; the others keep Airflow's retry."""
+    return exc if exc.retryable else AirflowFailException(str(exc))
+
+
+class H2OPipelineOperator(BaseOperator):
+    """
+    Base of the pipeline operators.
+
+    :param pipeline: path of the pipeline YAML file (templated).
+    :param overrides: run-time overrides per section, e.g. ``{"cluster": {"replicas": 3}}``
+        (templated; from the DAG's params for manual runs and backfills).
+    :param create_task_id: the task that created the cluster (its XCom is the ``ClusterInfo``).
+    :param aws_conn_id: AWS connection for S3 (``extra.endpoint_url`` for a non-AWS S3 API).
+    """
+
+    template_fields: Sequence[str] = ("pipeline", "overrides")
+    ui_color = "#ffe433"
+
+    def __init__(self, *, pipeline: str, overrides: dict[str, Any] | str | None = None,
+                 create_task_id: str = CREATE_TASK_ID, aws_conn_id: str | None = "aws_default", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.pipeline = pipeline
+        self.overrides = overrides
+        self.create_task_id = create_task_id
+        self.aws_conn_id = aws_conn_id
+
+    def config(self) -> Any:
+        from h2o_tasks import config
+
+        try:
+            cfg = config.load(self.pipeline)
+            overrides = self.overrides or {}
+            if isinstance(overrides, str):
+                import json
+
+                overrides = json.loads(overrides) if overrides.strip() else {}
+            return cfg.with_overrides(**overrides)
+        except H2OTasksError as exc:
+            raise fail_fast(exc) from exc
+
+    def cluster_info(self, context: Any) -> dict[str, Any]:
+        info = context["ti"].xcom_pull(task_ids=self.create_task_id)
+        if not info:
+            raise AirflowFailException(f"no cluster information in the XCom of task {self.create_task_id!r}")
+        return info
+
+    @staticmethod
+    def interval(context: Any) -> tuple[date, date]:
+        """The run's data interval as dates ``[start, end)`` (a manual run: the logical day)."""
+        start: datetime | None = context.get("data_interval_start")
+        end: datetime | None = context.get("data_interval_end")
+        if start is None or end is None or end <= start:
+            logical = context.get("logical_date") or context["dag_run"].run_after
+            start, end = logical, logical + timedelta(days=1)
+        return start.date(), max(end.date(), start.date() + timedelta(days=1))
