@@ -1,0 +1,40 @@
+# The README's two commands: `make demo` and `make test`. Each creates .venv and installs the
+# pinned dependencies when they are missing or changed; Python 3.11 and Java 17 are assumed.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: demo test test-unit test-integration lint check-prereqs clean
+
+check-prereqs:
+	@$(PYTHON) -c 'import sys; v=sys.version_info; sys.exit(0 if v[:2]==(3,11) else "need Python 3.11 (found %d.%d): install it or run make PYTHON=/path/to/python3.11" % v[:2])'
+	@command -v java >/dev/null || { echo "need Java 17 (java not found): install openjdk-17-jre-headless"; exit 1; }
+	@java -version 2>&1 | grep -Eq 'version "(1[1-9]|2[0-9])' || { echo "need Java 11-17 for H2O 3.46 (found: $$(java -version 2>&1 | head -1))"; exit 1; }
+
+$(STAMP): requirements.txt requirements-dev.txt constraints.txt | check-prereqs
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt -c constraints.txt
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python scripts/demo.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest tests/unit -q
+
+test-integration: $(STAMP)
+	$(BIN)/python -m pytest tests/integration -q
+
+test: $(STAMP) lint
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf .state .pytest_cache .ruff_cache

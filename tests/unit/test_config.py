@@ -1,0 +1,76 @@
+"""Pipeline configuration: the shipped pipeline loads; bad input names field, value and fix."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from h2o_tasks import config
+from h2o_tasks.errors import ConfigError
+
+PIPELINE = Path(__file__).resolve().parents[2] / "dags" / "pipelines" / "arrival_delay.yaml"
+
+
+def raw() -> dict:
+    return yaml.safe_load(PIPELINE.read_text())
+
+
+def test_shipped_pipeline_loads():
+    cfg = config.load(PIPELINE)
+    assert cfg.name == "arrival-delay"
+    assert cfg.target.label == "delayed" and cfg.target.threshold == 15.0
+    assert "dep_delay" in cfg.feature_names
+    assert cfg.cluster.memory_mb == 1024
+    assert [a.algo for a in cfg.training.algorithms] == ["gbm", "glm"]
+
+
+def test_round_trip_and_overrides():
+    cfg = config.load(PIPELINE)
+    assert config.parse(config.to_dict(cfg), path=cfg.path) == cfg
+    bigger = cfg.with_overrides(cluster={"replicas": 3}, source={"training_window_days": 7})
+    assert bigger.cluster.replicas == 3 and bigger.source.training_window_days == 7
+    assert cfg.cluster.replicas == 2  # the original is unchanged
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field", "needle"),
+    [
+        (lambda r: r["cluster"].update(replicas=0), "cluster.replicas", "between 1 and 64"),
+        (lambda r: r["cluster"].update(memory="lots"), "cluster.memory", "2g"),
+        (lambda r: r["cluster"].update(memory="128m"), "cluster.memory", "256m"),
+        (lambda r: r["training"]["algorithms"][0].update(algo="deepforest"), "training.algorithms[0].algo", "gbm"),
+        (lambda r: r["features"].append({"name": "tailnum", "type": "text"}), "features[9].type", "enum"),
+        (lambda r: r.pop("target"), "target", "column"),
+        (lambda r: r["source"].update(kind="ftp"), "source.kind", "s3, hive"),
+        (lambda r: r["source"]["s3"].update(uri="h2o-demo/flights"), "source.s3.uri", "s3://"),
+        (lambda r: r.update(name="Arrival_Delay"), "name", "DNS-1123"),
+        (lambda r: r.update(colour="blue"), "colour", "remove it"),
+        (lambda r: r["features"].append({"name": "delayed", "type": "int"}), "target.column", "leak"),
+        (lambda r: r["training"].update(validation_split=0, nfolds=0), "training.validation_split", "nfolds"),
+        (lambda r: r["cluster"].update(backend="yarn"), "cluster.backend", "local, kubernetes"),
+        (lambda r: r["cluster"].update(replicas="two"), "cluster.replicas", "integer"),
+    ],
+)
+def test_bad_values_name_field_value_and_fix(mutate, field, needle):
+    data = raw()
+    mutate(data)
+    with pytest.raises(ConfigError) as err:
+        config.parse(data)
+    assert err.value.field == field
+    assert needle in str(err.value)
+    assert "Fix:" in str(err.value)
+
+
+def test_invalid_yaml_names_position(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nfeatures: [a, b\n")
+    with pytest.raises(ConfigError) as err:
+        config.load(bad)
+    assert "line" in str(err.value.value) and "not valid YAML" in str(err.value)
+
+
+def test_duplicate_pipeline_names(tmp_path):
+    for n in ("a.yaml", "b.yaml"):
+        (tmp_path / n).write_text(PIPELINE.read_text())
+    with pytest.raises(ConfigError, match="used by both"):
+        config.load_dir(tmp_path)
