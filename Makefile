@@ -14,9 +14,10 @@ check-prereqs:
 	@command -v java >/dev/null || { echo "need Java 17 (java not found): install openjdk-17-jre-headless"; exit 1; }
 	@java -version 2>&1 | grep -Eq 'version "(1[1-9]|2[0-9])' || { echo "need Java 11-17 for H2O 3.46 (found: $$(java -version 2>&1 | head -1))"; exit 1; }
 
-$(STAMP): requirements.txt requirements-dev.txt constraints.txt | check-prereqs
+$(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml | check-prereqs
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt -c constraints.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
 	@touch $(STAMP)
 
 venv: $(STAMP)

@@ -1,0 +1,97 @@
+"""Build the training and scoring DAGs of a pipeline file.
+
+Parse time stays cheap: only the YAML is read and validated (no H2O, no connection, no
+database); operators load everything else when they run.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import DAG, Param
+
+from h2o_tasks import config as pipeline_config
+from h2o_tasks.config import ALGORITHMS, PipelineConfig
+
+DEFAULT_ARGS = {"owner": "airflow", "retries": 1, "retry_delay": timedelta(seconds=30)}
+
+
+def _params(cfg: PipelineConfig, training: bool) -> dict[str, Param]:
+    params = {
+        "replicas": Param(cfg.cluster.replicas, type="integer", minimum=1, maximum=64,
+                          description="H2O nodes in this run's cluster"),
+        "memory": Param(cfg.cluster.memory, type="string", pattern=r"^[0-9]+[mMgG]$",
+                        description="JVM heap per node, e.g. 2g"),
+    }
+    if training:
+        params["window_days"] = Param(cfg.source.training_window_days, type="integer", minimum=1, maximum=3660,
+                                      description="days of data before the interval's end to train on")
+        params["algorithm"] = Param("", type="string", enum=["", *ALGORITHMS],
+                                    description="train only this algorithm ('' = as configured)")
+    return params
+
+
+def _dag(dag_id: str, cfg: PipelineConfig, schedule: str | None, training: bool, doc: str) -> DAG:
+    start = datetime.combine(cfg.schedule.start_date, datetime.min.time(), tzinfo=timezone.utc)
+    end = (datetime.combine(cfg.schedule.end_date, datetime.min.time(), tzinfo=timezone.utc)
+           if cfg.schedule.end_date else None)
+    return DAG(
+        dag_id=dag_id, schedule=schedule, start_date=start, end_date=end, catchup=False,
+        max_active_runs=cfg.schedule.max_active_runs, default_args={**DEFAULT_ARGS, "owner": cfg.owner},
+        params=_params(cfg, training), tags=["h2o", cfg.name], doc_md=doc,
+        description=cfg.description[:200] or None,
+    )
+
+
+def training_dag(path: str | Path, cfg: PipelineConfig | None = None) -> DAG:
+    """create cluster -> import window -> train -> export + promote -> delete cluster (teardown)."""
+    from h2o_airflow.operators.cluster import H2OCreateClusterOperator, H2ODeleteClusterOperator
+    from h2o_airflow.operators.model import H2OExportModelOperator, H2OImportOperator, H2OTrainOperator
+
+    cfg = cfg or pipeline_config.load(path)
+    common: dict[str, Any] = {"pipeline": str(path)}
+    with _dag(f"h2o_train__{cfg.name}", cfg, cfg.schedule.training, True,
+              f"Train `{cfg.name}` on the {cfg.source.training_window_days} days before each interval's end, "
+              f"export MOJO/POJO and promote if it passes the quality gate. Pipeline file: `{path}`.") as dag:
+        create = H2OCreateClusterOperator(task_id="create_cluster", purpose="train", **common)
+        imported = H2OImportOperator(task_id="import_data", purpose="train", **common)
+        trained = H2OTrainOperator(task_id="train", **common)
+        exported = H2OExportModelOperator(task_id="export_and_promote", **common)
+        delete = H2ODeleteClusterOperator(task_id="delete_cluster", **common)
+        create >> imported >> trained >> exported >> delete.as_teardown(setups=create)
+    return dag
+
+
+def scoring_dag(path: str | Path, cfg: PipelineConfig | None = None) -> DAG:
+    """Score each interval's partition with the champion model, in a cluster or offline."""
+    from h2o_airflow.operators.cluster import H2OCreateClusterOperator, H2ODeleteClusterOperator
+    from h2o_airflow.operators.model import H2OBatchScoreOperator, H2OImportOperator
+
+    cfg = cfg or pipeline_config.load(path)
+    common: dict[str, Any] = {"pipeline": str(path)}
+    with _dag(f"h2o_score__{cfg.name}", cfg, cfg.schedule.scoring, False,
+              f"Score each day of `{cfg.name}` with the champion model ({cfg.scoring.engine} engine) "
+              f"and commit predictions atomically. Pipeline file: `{path}`.") as dag:
+        if cfg.scoring.engine == "offline":
+            H2OBatchScoreOperator(task_id="score", engine="offline", **common)
+        else:
+            create = H2OCreateClusterOperator(task_id="create_cluster", purpose="score", **common)
+            imported = H2OImportOperator(task_id="import_data", purpose="score", **common)
+            scored = H2OBatchScoreOperator(task_id="score", engine="cluster", **common)
+            delete = H2ODeleteClusterOperator(task_id="delete_cluster", **common)
+            create >> imported >> scored >> delete.as_teardown(setups=create)
+    return dag
+
+
+def janitor_dag(backends: tuple[str, ...] = ("local",), schedule: str = "*/30 * * * *") -> DAG:
+    """Delete clusters whose time-to-live has passed (orphans of killed workers)."""
+    from h2o_airflow.operators.janitor import H2OJanitorOperator
+
+    with DAG(dag_id="h2o_janitor", schedule=schedule, start_date=datetime(2024, 1, 1, tzinfo=timezone.utc),
+             catchup=False, max_active_runs=1, default_args=DEFAULT_ARGS, tags=["h2o", "maintenance"],
+             doc_md="Deletes ephemeral H2O clusters past their expiry (labels + expiry annotation).") as dag:
+        for backend in backends:
+            H2OJanitorOperator(task_id=f"delete_expired_{backend}", backend=backend)
+    return dag
