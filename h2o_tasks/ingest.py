@@ -1,0 +1,97 @@
+"""Import an interval's data into the cluster, from S3 or Hive, as one named frame."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from h2o_tasks import intervals
+from h2o_tasks.config import PipelineConfig
+from h2o_tasks.s3 import S3Settings
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """What the import step pushes to XCom."""
+
+    frame_id: str
+    source: str
+    start: str
+    end: str
+    rows: int
+    columns: int
+    input_bytes: int
+    files: int
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def columns_needed(cfg: PipelineConfig, purpose: str) -> list[str]:
+    cols = list(cfg.scoring.id_columns) if purpose == "score" else []
+    cols += [f for f in cfg.feature_names if f not in cols]
+    if purpose == "train" and cfg.target.column not in cols:
+        cols.append(cfg.target.column)
+    return cols
+
+
+def frame_id(cfg: PipelineConfig, purpose: str, start: date, end: date) -> str:
+    return f"{cfg.name.replace('-', '_')}_{purpose}_{start:%Y%m%d}_{end:%Y%m%d}"
+
+
+def import_interval(h2o: Any, cfg: PipelineConfig, purpose: str, start: date, end: date, *,
+                    s3: S3Settings | None = None, hive_conn: Callable[[], Any] | None = None,
+                    staging_dir: str | Path | None = None) -> tuple[Any, ImportResult]:
+    """Import the data ``purpose`` (``train`` or ``score``) needs for the interval ``[start, end)``.
+
+    S3: the cluster reads the partition files itself. Hive: the query result is staged as
+    Parquet by HiveServer2 (``INSERT OVERWRITE DIRECTORY``), then imported by the cluster.
+    """
+    t0 = time.monotonic()
+    lo, hi = intervals.window(cfg, purpose, start, end)
+    dest = frame_id(cfg, purpose, lo, hi)
+    cols = columns_needed(cfg, purpose)
+    if cfg.source.kind == "s3":
+        from h2o_tasks.sources import s3 as s3_source
+
+        resolved = s3_source.resolve((s3 or S3Settings()).client(), cfg.source.s3, lo, hi,
+                                     all_required=purpose == "score")
+        frame = s3_source.import_frame(h2o, resolved, cfg.source.s3.format, dest)
+        source, nbytes, nfiles = cfg.source.s3.uri, resolved.total_bytes, len(resolved.files)
+    else:
+        from h2o_tasks.sources import hive as hive_source
+
+        if hive_conn is None or staging_dir is None:
+            raise ValueError("a Hive source needs hive_conn and staging_dir")
+        conn = hive_conn()
+        try:
+            hive_source.check_table(conn, cfg.source.hive, cols)
+            sql = hive_source.build_query(cfg.source.hive, cols, lo, hi)
+            staged = hive_source.stage_query(conn, sql, str(staging_dir))
+        finally:
+            conn.close()
+        nbytes, nfiles = sum(Path(f).stat().st_size for f in staged.files), len(staged.files)
+        try:
+            frame = h2o.import_file(path=[str(f) for f in staged.files], destination_frame=dest)
+        finally:
+            hive_source.cleanup(staged.path)
+        source = f"hive:{cfg.source.hive.database}.{cfg.source.hive.table}"
+    missing = [c for c in cols if c not in frame.columns]
+    if missing:
+        from h2o_tasks.errors import InputDataError
+
+        field = "target.column" if missing[0] == cfg.target.column else "features"
+        h2o.remove(frame)
+        raise InputDataError(field, missing[0], f"is not a column of {source} (columns: {', '.join(frame.columns)})",
+                             "fix the pipeline's column names or the source")
+    frame = frame[cols]
+    h2o.assign(frame, dest)
+    result = ImportResult(frame_id=dest, source=source, start=lo.isoformat(), end=hi.isoformat(), rows=frame.nrows,
+                          columns=frame.ncols, input_bytes=nbytes, files=nfiles,
+                          seconds=round(time.monotonic() - t0, 2))
+    return frame, result
