@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from h2o_tasks import naming
@@ -30,7 +30,7 @@ class ClusterSpec:
     @classmethod
     def for_run(cls, pipeline: str, dag_id: str, run_id: str, config: ClusterConfig,
                 s3_endpoint: str = "", now: datetime | None = None) -> ClusterSpec:
-        now = now or datetime.now(timezone.utc)
+        now = now or datetime.now(UTC)
         return cls(name=naming.cluster_name(pipeline, dag_id, run_id), pipeline=pipeline, dag_id=dag_id,
                    run_id=run_id, config=config, s3_endpoint=s3_endpoint,
                    expires_at=now + timedelta(minutes=config.ttl_minutes))

@@ -21,7 +21,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from h2o_tasks.cluster.base import ClusterInfo, ClusterSpec, ClusterStatus
@@ -185,7 +185,7 @@ class LocalBackend:
         flatfile = workdir / "flatfile.txt"
         flatfile.write_text("".join(f"{HOST}:{p}\n" for p in ports))
         nodes: list[NodeState] = []
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         state = LocalState(name=spec.name, replicas=spec.config.replicas, nodes=nodes,
                            created_at=now.isoformat(), expires_at=(spec.expires_at or now).isoformat(),
                            labels=spec.labels)
@@ -274,5 +274,5 @@ class LocalBackend:
         return [self._info(s) for s in states if s is not None]
 
     def list_expired(self, now: datetime | None = None) -> list[ClusterInfo]:
-        now = now or datetime.now(timezone.utc)
+        now = now or datetime.now(UTC)
         return [c for c in self.list_clusters() if c.expires_at and datetime.fromisoformat(c.expires_at) <= now]

@@ -6,7 +6,7 @@ database); operators load everything else when they run.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +34,8 @@ def _params(cfg: PipelineConfig, training: bool) -> dict[str, Param]:
 
 
 def _dag(dag_id: str, cfg: PipelineConfig, schedule: str | None, training: bool, doc: str) -> DAG:
-    start = datetime.combine(cfg.schedule.start_date, datetime.min.time(), tzinfo=timezone.utc)
-    end = (datetime.combine(cfg.schedule.end_date, datetime.min.time(), tzinfo=timezone.utc)
+    start = datetime.combine(cfg.schedule.start_date, datetime.min.time(), tzinfo=UTC)
+    end = (datetime.combine(cfg.schedule.end_date, datetime.min.time(), tzinfo=UTC)
            if cfg.schedule.end_date else None)
     return DAG(
         dag_id=dag_id, schedule=schedule, start_date=start, end_date=end, catchup=False,
@@ -89,7 +89,7 @@ def janitor_dag(backends: tuple[str, ...] = ("local",), schedule: str = "*/30 * 
     """Delete clusters whose time-to-live has passed (orphans of killed workers)."""
     from h2o_airflow.operators.janitor import H2OJanitorOperator
 
-    with DAG(dag_id="h2o_janitor", schedule=schedule, start_date=datetime(2024, 1, 1, tzinfo=timezone.utc),
+    with DAG(dag_id="h2o_janitor", schedule=schedule, start_date=datetime(2024, 1, 1, tzinfo=UTC),
              catchup=False, max_active_runs=1, default_args=DEFAULT_ARGS, tags=["h2o", "maintenance"],
              doc_md="Deletes ephemeral H2O clusters past their expiry (labels + expiry annotation).") as dag:
         for backend in backends:

@@ -3,7 +3,7 @@
 import os
 import signal
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -55,5 +55,5 @@ def test_node_death_fails_fast_with_reason(backend):
 def test_list_expired(backend):
     info = backend.create(spec("r3"))
     assert backend.list_expired() == []
-    later = datetime.now(timezone.utc) + timedelta(minutes=200)
+    later = datetime.now(UTC) + timedelta(minutes=200)
     assert [c.name for c in backend.list_expired(later)] == [info.name]

@@ -19,6 +19,22 @@ def fail_fast(exc: H2OTasksError) -> Exception:
     return exc if exc.retryable else AirflowFailException(str(exc))
 
 
+def params_to_overrides(cfg: Any, params: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Map the DAG params of a manual run or backfill onto pipeline sections."""
+    out: dict[str, dict[str, Any]] = {}
+    if params.get("replicas") not in (None, ""):
+        out.setdefault("cluster", {})["replicas"] = params["replicas"]
+    if params.get("memory") not in (None, ""):
+        out.setdefault("cluster", {})["memory"] = params["memory"]
+    if params.get("window_days") not in (None, ""):
+        out.setdefault("source", {})["training_window_days"] = params["window_days"]
+    if params.get("algorithm"):
+        configured = {a.algo: a.params for a in cfg.training.algorithms}
+        out["training"] = {"algorithms": [{"algo": params["algorithm"],
+                                           "params": dict(configured.get(params["algorithm"], {}))}]}
+    return out
+
+
 class H2OPipelineOperator(BaseOperator):
     """
     Base of the pipeline operators.
@@ -41,7 +57,8 @@ class H2OPipelineOperator(BaseOperator):
         self.create_task_id = create_task_id
         self.aws_conn_id = aws_conn_id
 
-    def config(self) -> Any:
+    def config(self, context: Any) -> Any:
+        """The pipeline, with the run's params and this operator's overrides applied (validated)."""
         from h2o_tasks import config
 
         try:
@@ -51,7 +68,10 @@ class H2OPipelineOperator(BaseOperator):
                 import json
 
                 overrides = json.loads(overrides) if overrides.strip() else {}
-            return cfg.with_overrides(**overrides)
+            merged = params_to_overrides(cfg, context.get("params") or {})
+            for section, values in overrides.items():
+                merged[section] = {**merged.get(section, {}), **values}
+            return cfg.with_overrides(**merged)
         except H2OTasksError as exc:
             raise fail_fast(exc) from exc
 

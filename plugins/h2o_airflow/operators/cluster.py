@@ -54,7 +54,7 @@ class H2OCreateClusterOperator(H2OPipelineOperator):
         return resolved.total_bytes, cfg.source.s3.format
 
     def execute(self, context: Any) -> dict[str, Any] | None:
-        cfg = self.config()
+        cfg = self.config(context)
         hook = H2OHook(aws_conn_id=self.aws_conn_id)
         try:
             input_bytes, fmt = self._input_bytes(cfg, context, hook)
@@ -116,7 +116,7 @@ class H2ODeleteClusterOperator(H2OPipelineOperator):
     ui_color = "#f5c6c6"
 
     def execute(self, context: Any) -> dict[str, Any]:
-        cfg = self.config()
+        cfg = self.config(context)
         name = naming.cluster_name(cfg.name, context["dag"].dag_id, context["run_id"])
         deleted = get_backend(cfg.cluster.backend).delete(name)
         self.log.info("Cluster %s %s", name, "deleted" if deleted else "did not exist (nothing to delete)")

@@ -1,0 +1,202 @@
+"""Import, train, export + promote, and batch-score operators.
+
+Each one calls the engine (``h2o_tasks``) and pushes small JSON to XCom; frames and models
+stay in the run's cluster between tasks, like pods outlive the task that applied them.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from h2o_airflow.hooks.h2o import H2OHook
+from h2o_airflow.operators.base import H2OPipelineOperator, fail_fast
+from h2o_tasks.errors import H2OTasksError
+
+
+def hive_staging_root() -> Path:
+    """Where HiveServer2 stages query results for the cluster (a path both can read)."""
+    return Path(os.environ.get("H2O_AIRFLOW_HIVE_STAGING_DIR") or Path(tempfile.gettempdir()) / "h2o-airflow-staging")
+
+
+class _ClusterTaskMixin:
+    """Shared helpers of the operators that work inside the run's cluster."""
+
+    hiveserver2_conn_id: str
+
+    def hive_conn(self) -> Any:
+        from airflow.providers.apache.hive.hooks.hive import HiveServer2Hook
+
+        return HiveServer2Hook(hiveserver2_conn_id=self.hiveserver2_conn_id).get_conn()
+
+
+class H2OImportOperator(_ClusterTaskMixin, H2OPipelineOperator):
+    """
+    Import the interval's data into the cluster and check it against the pipeline's contract.
+
+    S3 partitions are read by the H2O nodes themselves; a Hive query is staged as Parquet
+    by HiveServer2 and imported by the cluster. For training, the label is derived and the
+    input checked (columns, types, target, emptiness, at least two classes).
+
+    :param purpose: ``train`` (the training window) or ``score`` (the interval's days).
+    :param hiveserver2_conn_id: connection to HiveServer2 (for ``source.kind: hive``).
+    """
+
+    template_fields: Sequence[str] = (*H2OPipelineOperator.template_fields, "purpose")
+
+    def __init__(self, *, purpose: str = "train", hiveserver2_conn_id: str = "hiveserver2_default",
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.purpose = purpose
+        self.hiveserver2_conn_id = hiveserver2_conn_id
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from h2o_tasks import frames, ingest
+
+        cfg = self.config(context)
+        cluster = self.cluster_info(context)
+        hook = H2OHook(cluster=cluster, aws_conn_id=self.aws_conn_id)
+        h2o = hook.get_conn()
+        start, end = self.interval(context)
+        try:
+            frame, result = ingest.import_interval(
+                h2o, cfg, self.purpose, start, end, s3=hook.s3_settings(), hive_conn=self.hive_conn,
+                staging_dir=hive_staging_root() / cluster["name"] / self.purpose)
+            out = result.to_dict()
+            if self.purpose == "train":
+                prepared = frames.prepare(frame, cfg, source=f"{result.source} [{result.start}, {result.end})")
+                h2o.assign(prepared.frame, result.frame_id + "_prepared")
+                out.update(frame_id=prepared.frame.frame_id, prepared=prepared.to_dict())
+        except H2OTasksError as exc:
+            raise fail_fast(exc) from exc
+        self.log.info("Imported %s rows x %s columns from %s in %.1fs", out["rows"], out["columns"], out["source"],
+                      out["seconds"])
+        return out
+
+
+class H2OTrainOperator(H2OPipelineOperator):
+    """
+    Train the configured algorithms (and AutoML if configured) with a fixed seed.
+
+    :param import_task_id: the task whose XCom names the prepared training frame.
+    """
+
+    def __init__(self, *, import_task_id: str = "import_data", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.import_task_id = import_task_id
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from h2o_tasks import train
+
+        cfg = self.config(context)
+        h2o = H2OHook(cluster=self.cluster_info(context), aws_conn_id=self.aws_conn_id).get_conn()
+        imported = context["ti"].xcom_pull(task_ids=self.import_task_id)
+        try:
+            result = train.train(h2o.get_frame(imported["frame_id"]), None, cfg, run_id=context["run_id"])
+        except H2OTasksError as exc:
+            raise fail_fast(exc) from exc
+        out = result.to_dict()
+        self.log.info("Best model %s: %s = %s", out.get("best_model_id"), cfg.training.metric, out.get("best_metric_value"))
+        return out
+
+
+class H2OExportModelOperator(H2OPipelineOperator):
+    """
+    Export the best model (MOJO, POJO, genmodel jar, metadata, report) to the registry, then
+    promote it to champion if it passes the quality gate (one atomic pointer update).
+
+    :param train_task_id: the task whose XCom names the best model.
+    :param import_task_id: the task whose XCom holds the data lineage.
+    """
+
+    def __init__(self, *, train_task_id: str = "train", import_task_id: str = "import_data", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.train_task_id = train_task_id
+        self.import_task_id = import_task_id
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from h2o_tasks import artifacts, registry
+
+        cfg = self.config(context)
+        hook = H2OHook(cluster=self.cluster_info(context), aws_conn_id=self.aws_conn_id)
+        h2o = hook.get_conn()
+        trained = context["ti"].xcom_pull(task_ids=self.train_task_id)
+        imported = context["ti"].xcom_pull(task_ids=self.import_task_id)
+        client = hook.s3_settings().client()
+        try:
+            exported = artifacts.export(h2o, h2o.get_model(trained["best_model_id"]), cfg, client,
+                                        run_id=context["run_id"], logical_date=context["logical_date"],
+                                        lineage=imported, training=trained)
+            champion = registry.read_champion(client, cfg.registry_uri)
+            decision = registry.gate(cfg.quality_gate, exported.metrics, champion)
+            if decision.promote:
+                registry.promote(client, cfg.registry_uri, exported.version, cfg.quality_gate.metric,
+                                 exported.metrics.get(cfg.quality_gate.metric), run_id=context["run_id"])
+        except H2OTasksError as exc:
+            raise fail_fast(exc) from exc
+        self.log.info("Exported %s; promoted=%s (%s)", exported.uri, decision.promote, decision.reason)
+        return {**exported.to_dict(), "promoted": decision.promote, "reason": decision.reason}
+
+
+class H2OBatchScoreOperator(_ClusterTaskMixin, H2OPipelineOperator):
+    """
+    Score the interval with the champion model and commit the predictions atomically to
+    ``scoring.output_uri/dt=YYYY-MM-DD/`` and, if configured, to a Hive table partition.
+    A re-run of the interval replaces its output.
+
+    :param engine: ``cluster`` (distributed predict in the run's cluster) or ``offline``
+        (the MOJO, no cluster at all).
+    :param import_task_id: with ``engine="cluster"``, the task whose XCom names the frame.
+    :param hiveserver2_conn_id: connection to HiveServer2, for ``scoring.hive_table``.
+    """
+
+    template_fields: Sequence[str] = (*H2OPipelineOperator.template_fields, "engine")
+
+    def __init__(self, *, engine: str = "cluster", import_task_id: str = "import_data",
+                 hiveserver2_conn_id: str = "hiveserver2_default", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.engine = engine
+        self.import_task_id = import_task_id
+        self.hiveserver2_conn_id = hiveserver2_conn_id
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from h2o_tasks import scoring
+
+        cfg = self.config(context)
+        start, end = self.interval(context)
+        try:
+            if self.engine == "cluster":
+                hook = H2OHook(cluster=self.cluster_info(context), aws_conn_id=self.aws_conn_id)
+                h2o = hook.get_conn()
+                imported = context["ti"].xcom_pull(task_ids=self.import_task_id)
+                result = scoring.score_in_cluster(h2o, h2o.get_frame(imported["frame_id"]), cfg,
+                                                  hook.s3_settings().client(), start, end,
+                                                  run_id=context["run_id"])
+            else:
+                hook = H2OHook(aws_conn_id=self.aws_conn_id)
+                result = scoring.score_offline(cfg, hook.s3_settings(), start, end, run_id=context["run_id"])
+            out = result.to_dict()
+            if cfg.scoring.hive_table:
+                out.update(self._write_hive(cfg, result, start))
+        except H2OTasksError as exc:
+            raise fail_fast(exc) from exc
+        self.log.info("Scored %s rows -> %s", out.get("rows_scored"), out.get("output_uri"))
+        return out
+
+    def _write_hive(self, cfg: Any, result: Any, day: Any) -> dict[str, Any]:
+        from h2o_tasks import scoring
+        from h2o_tasks.sources import hive
+
+        staging = hive_staging_root() / "predictions" / f"{cfg.name}-{day.isoformat()}"
+        local = scoring.stage_for_hive(result, staging)
+        conn = self.hive_conn()
+        try:
+            rows = hive.write_partition(conn, cfg.scoring.hive_table, "dt", day.isoformat(), str(local.path),
+                                        local.columns)
+        finally:
+            conn.close()
+            hive.cleanup(str(staging))
+        return {"hive_table": f"{cfg.scoring.hive_table}/dt={day.isoformat()}", "hive_rows": rows}
