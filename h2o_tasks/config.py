@@ -342,7 +342,8 @@ def _parse_target(data: Any, features: tuple[Feature, ...]) -> TargetConfig:
     if t.label in {f.name for f in features}:
         raise ConfigError("target.column", t.label, "is also listed as a feature", "remove it from features (it would leak the label)")
     if t.threshold is not None and t.problem != "binary":
-        raise ConfigError("target.threshold", t.threshold, "only makes sense for problem: binary", "remove threshold or set problem: binary")
+        raise ConfigError("target.threshold", t.threshold, "only makes sense for problem: binary",
+                          "remove threshold or set problem: binary")
     if t.threshold is not None and not t.name:
         raise ConfigError("target.name", None, "is required with a threshold (the derived label needs a name)", "add 'name: LABEL'")
     return t

