@@ -48,6 +48,11 @@ class ClusterConfig:
     cpu: str = "1"
     cluster_domain: str = "cluster.local"
     lookup_timeout_s: int = 120
+    probe_port: int = 8081
+    scratch_size: str = "10Gi"
+    s3_secret: str = ""
+    client_pod_labels: dict[str, str] = field(default_factory=lambda: {"tier": "airflow"})
+    client_namespace: str = ""
 
     @property
     def memory_mb(self) -> int:
@@ -282,7 +287,14 @@ def _parse_cluster(data: Any) -> ClusterConfig:
         cpu=str(s.get("cpu", (str, int, float), d.cpu)),
         cluster_domain=s.get("cluster_domain", str, d.cluster_domain),
         lookup_timeout_s=s.int_in("lookup_timeout_s", d.lookup_timeout_s, 5),
+        probe_port=s.int_in("probe_port", d.probe_port, 1024, 65535),
+        scratch_size=s.get("scratch_size", str, d.scratch_size),
+        s3_secret=s.get("s3_secret", str, d.s3_secret),
+        client_pod_labels={str(k): str(v) for k, v in s.get("client_pod_labels", dict, d.client_pod_labels).items()},
+        client_namespace=s.get("client_namespace", str, d.client_namespace),
     )
+    if cfg.probe_port in (54321, 54322):
+        raise ConfigError("cluster.probe_port", cfg.probe_port, "collides with H2O's ports 54321/54322", "use 8081")
     if cfg.memory_mb < 256:
         raise ConfigError("cluster.memory", memory, "is below H2O's minimum of 256m per node", "use at least 1g per node")
     if not _DNS_LABEL.match(cfg.namespace):

@@ -1,0 +1,123 @@
+"""Render the Kubernetes objects of one run's H2O cluster from the templates in ``k8s/templates``.
+
+The templates are the single source of truth: this module only computes the values (names,
+DNS, sizes, the JVM command) and renders them. Secrets never enter a manifest: S3
+credentials reach the cluster at run time, or from a Kubernetes Secret by reference.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from h2o_tasks.cluster.base import ClusterSpec
+
+TEMPLATES = ("statefulset", "service-headless", "service-client", "poddisruptionbudget", "networkpolicy")
+EXPIRES_ANNOTATION = "h2o-airflow/expires-at"
+HEAP_PERCENT = 75  # -XX:MaxRAMPercentage: the rest of the container is for the JVM's native memory
+H2O_JAR_IN_IMAGE = "/opt/h2o/h2o.jar"
+
+
+def templates_dir() -> Path:
+    env = os.environ.get("H2O_AIRFLOW_K8S_TEMPLATES")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "k8s" / "templates"
+
+
+@cache
+def _environment(directory: str) -> Any:
+    import jinja2
+
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(directory), undefined=jinja2.StrictUndefined,
+                              autoescape=False, keep_trailing_newline=True)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """One rendered object, as text (what ``kubectl apply`` would read) and as data."""
+
+    kind: str
+    name: str
+    text: str
+
+    @property
+    def body(self) -> dict[str, Any]:
+        return yaml.safe_load(self.text)
+
+    @property
+    def filename(self) -> str:
+        return f"{self.kind.lower()}-{self.name}.yaml"
+
+
+def container_memory_mi(heap_mb: int) -> int:
+    """The container limit whose ``MaxRAMPercentage`` share is the configured heap (256Mi steps)."""
+    return int(math.ceil(heap_mb * 100 / HEAP_PERCENT / 256) * 256)
+
+
+def service_names(name: str) -> tuple[str, str]:
+    """(headless discovery Service, client Service)."""
+    return f"{name}-nodes", name
+
+
+def values(spec: ClusterSpec) -> dict[str, Any]:
+    """Every value the templates use, computed from the spec."""
+    cfg = spec.config
+    headless, client = service_names(spec.name)
+    selector = {"app.kubernetes.io/instance": spec.name, "app.kubernetes.io/name": "h2o"}
+    annotations = {EXPIRES_ANNOTATION: spec.expires_at.isoformat() if spec.expires_at else ""}
+    command = ["java", "-XX:+UseContainerSupport", f"-XX:MaxRAMPercentage={HEAP_PERCENT}",
+               "-Djava.io.tmpdir=/tmp"]
+    if spec.s3_endpoint:
+        command += [f"-Dsys.ai.h2o.persist.s3.endPoint={spec.s3_endpoint}", "-Dsys.ai.h2o.persist.s3.enable.path.style=true"]
+    command += ["-jar", H2O_JAR_IN_IMAGE, "-name", spec.name, "-ice_root", "/data/ice", "-log_dir", "/data/logs",
+                "-log_level", "INFO"]
+    if cfg.nthreads:
+        command += ["-nthreads", str(cfg.nthreads)]
+    return {
+        "name": spec.name,
+        "namespace": cfg.namespace,
+        "labels": spec.labels,
+        "annotations": annotations,
+        "selector": selector,
+        "replicas": cfg.replicas,
+        "image": cfg.image,
+        "command": command,
+        "headless_service": headless,
+        "client_service": client,
+        "service_dns": f"{headless}.{cfg.namespace}.svc.{cfg.cluster_domain}",
+        "lookup_timeout_s": cfg.lookup_timeout_s,
+        "probe_port": cfg.probe_port,
+        "cpu": cfg.cpu,
+        "container_memory": f"{container_memory_mi(cfg.memory_mb)}Mi",
+        "scratch_size": cfg.scratch_size,
+        "s3_secret": cfg.s3_secret,
+        "client_selector": cfg.client_pod_labels,
+        "client_namespace": cfg.client_namespace,
+    }
+
+
+def render(spec: ClusterSpec, directory: Path | None = None) -> list[Manifest]:
+    """The objects of the cluster, in the order they are applied."""
+    env = _environment(str(directory or templates_dir()))
+    ctx = values(spec)
+    out = []
+    for template in TEMPLATES:
+        text = env.get_template(f"{template}.yaml.j2").render(**ctx)
+        body = yaml.safe_load(text)
+        out.append(Manifest(kind=body["kind"], name=body["metadata"]["name"], text=text))
+    return out
+
+
+def write(manifests: list[Manifest], out_dir: Path) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for m in manifests:
+        path = out_dir / m.filename
+        path.write_text(m.text)
+        paths.append(path)
+    return paths

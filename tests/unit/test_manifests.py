@@ -1,0 +1,70 @@
+"""Rendered Kubernetes objects: valid against the real schemas, and saying what the design needs."""
+
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+
+from h2o_tasks import config
+from h2o_tasks.cluster import manifests
+from h2o_tasks.cluster.base import ClusterSpec
+
+PIPELINE = Path(__file__).resolve().parents[2] / "dags" / "pipelines" / "arrival_delay.yaml"
+SUPPORTED = ("1.33.0", "1.34.0", "1.35.0", "1.36.0", "1.37.0")
+
+
+@pytest.fixture(scope="module")
+def rendered():
+    cfg = config.load(PIPELINE).with_overrides(cluster={"backend": "kubernetes", "replicas": 3, "memory": "3g",
+                                                        "s3_secret": "h2o-s3"})
+    spec = ClusterSpec.for_run(cfg.name, "h2o_train__arrival-delay", "scheduled__2013-02-04T00:00:00+00:00",
+                               cfg.cluster, s3_endpoint="http://minio.storage:9000")
+    return {m.kind + ("-headless" if m.name.endswith("-nodes") else ""): m for m in manifests.render(spec)}, spec
+
+
+@pytest.mark.parametrize("version", SUPPORTED)
+def test_every_object_validates_strictly(rendered, version):
+    objs, _ = rendered
+    assert set(objs) == {"StatefulSet", "Service", "Service-headless", "PodDisruptionBudget", "NetworkPolicy"}
+    for m in objs.values():
+        kubernetes_validate.validate(m.body, version, strict=True)
+
+
+def test_statefulset_follows_h2o_kubernetes_rules(rendered):
+    objs, spec = rendered
+    sts = objs["StatefulSet"].body
+    assert sts["spec"]["podManagementPolicy"] == "Parallel" and sts["spec"]["replicas"] == 3
+    pod = sts["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["H2O_KUBERNETES_SERVICE_DNS"] == f"{spec.name}-nodes.h2o.svc.cluster.local"
+    assert env["H2O_NODE_EXPECTED_COUNT"] == "3"
+    assert c["readinessProbe"]["httpGet"]["path"] == "/kubernetes/isLeaderNode"
+    assert c["resources"]["requests"] == c["resources"]["limits"]
+    assert c["resources"]["limits"]["memory"] == "4096Mi"  # 3g heap at MaxRAMPercentage=75
+    assert "-XX:MaxRAMPercentage=75" in c["command"]
+    assert c["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                    "capabilities": {"drop": ["ALL"]}}
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert {m["mountPath"] for m in c["volumeMounts"]} == {"/data", "/tmp"}
+    assert sts["metadata"]["annotations"][manifests.EXPIRES_ANNOTATION] == spec.expires_at.isoformat()
+    assert sts["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "h2o-airflow"
+
+
+def test_services_and_policies(rendered):
+    objs, spec = rendered
+    headless = objs["Service-headless"].body["spec"]
+    assert headless["clusterIP"] == "None" and headless["publishNotReadyAddresses"] is True
+    client = objs["Service"].body["spec"]
+    assert "publishNotReadyAddresses" not in client and client["ports"][0]["port"] == 54321
+    assert objs["PodDisruptionBudget"].body["spec"]["maxUnavailable"] == 0
+    ingress = objs["NetworkPolicy"].body["spec"]["ingress"]
+    assert ingress[1]["from"][0]["podSelector"]["matchLabels"] == {"tier": "airflow"}
+
+
+def test_no_secret_value_in_any_manifest(rendered):
+    objs, _ = rendered
+    text = "".join(m.text for m in objs.values())
+    assert "secretKeyRef" in text  # credentials by reference only
+    for secret in ("h2o-airflow-local-secret", "AKIA", "aws_secret_access_key"):
+        assert secret not in text
