@@ -17,6 +17,20 @@ def get_backend(name: str, **kwargs: Any) -> ClusterBackend:
 
         return LocalBackend(**kwargs)
     if name == "kubernetes":
-        raise ConfigError("cluster.backend", name, "is not available in this version yet",
-                          "use backend: local (the Kubernetes backend is being built)")
+        from h2o_tasks.cluster.kubernetes import KubernetesBackend
+
+        if kwargs.get("api_client") is None:
+            kwargs["api_client"] = default_api_client()
+        return KubernetesBackend(**kwargs)
     raise ConfigError("cluster.backend", name, "is not a known backend", "use local or kubernetes")
+
+
+def default_api_client() -> Any:
+    """A Kubernetes API client from ``$KUBECONFIG``/``~/.kube/config``, or in-cluster config."""
+    from kubernetes import client, config
+
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    return client.ApiClient()
