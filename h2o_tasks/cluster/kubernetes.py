@@ -12,7 +12,7 @@ import json
 import time
 import urllib.error
 import urllib.request
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from h2o_tasks.cluster import manifests
@@ -198,5 +198,5 @@ class KubernetesBackend:
                            (s.metadata.annotations or {}).get(manifests.EXPIRES_ANNOTATION, "")) for s in items]
 
     def list_expired(self, now: datetime | None = None) -> list[ClusterInfo]:
-        now = now or datetime.now(timezone.utc)
+        now = now or datetime.now(UTC)
         return [c for c in self.list_clusters() if c.expires_at and datetime.fromisoformat(c.expires_at) <= now]

@@ -52,7 +52,7 @@ def test_statefulset_follows_h2o_kubernetes_rules(rendered):
 
 
 def test_services_and_policies(rendered):
-    objs, spec = rendered
+    objs, _spec = rendered
     headless = objs["Service-headless"].body["spec"]
     assert headless["clusterIP"] == "None" and headless["publishNotReadyAddresses"] is True
     client = objs["Service"].body["spec"]
