@@ -49,6 +49,7 @@ class ClusterConfig:
     cluster_domain: str = "cluster.local"
     lookup_timeout_s: int = 120
     probe_port: int = 8081
+    endpoint_mode: str = "service"
     scratch_size: str = "10Gi"
     s3_secret: str = ""
     client_pod_labels: dict[str, str] = field(default_factory=lambda: {"tier": "airflow"})
@@ -288,6 +289,7 @@ def _parse_cluster(data: Any) -> ClusterConfig:
         cluster_domain=s.get("cluster_domain", str, d.cluster_domain),
         lookup_timeout_s=s.int_in("lookup_timeout_s", d.lookup_timeout_s, 5),
         probe_port=s.int_in("probe_port", d.probe_port, 1024, 65535),
+        endpoint_mode=s.choice("endpoint_mode", ("service", "pod-ip"), d.endpoint_mode),
         scratch_size=s.get("scratch_size", str, d.scratch_size),
         s3_secret=s.get("s3_secret", str, d.s3_secret),
         client_pod_labels={str(k): str(v) for k, v in s.get("client_pod_labels", dict, d.client_pod_labels).items()},

@@ -6,7 +6,7 @@ from typing import Any
 
 from airflow.sdk import BaseHook
 
-from h2o_tasks.cluster import ClusterBackend, ClusterInfo, get_backend
+from h2o_tasks.cluster import ClusterInfo
 from h2o_tasks.s3 import S3Settings
 
 
@@ -64,7 +64,3 @@ class H2OHook(BaseHook):
 
             self._client = h2o
         return self._client
-
-    @staticmethod
-    def backend(name: str) -> ClusterBackend:
-        return get_backend(name)

@@ -44,14 +44,17 @@ class H2OPipelineOperator(BaseOperator):
         (templated; from the DAG's params for manual runs and backfills).
     :param create_task_id: the task that created the cluster (its XCom is the ``ClusterInfo``).
     :param aws_conn_id: AWS connection for S3 (``extra.endpoint_url`` for a non-AWS S3 API).
+    :param kubernetes_conn_id: Kubernetes connection, for ``cluster.backend: kubernetes``.
     """
 
     template_fields: Sequence[str] = ("pipeline", "overrides")
     ui_color = "#ffe433"
 
     def __init__(self, *, pipeline: str, overrides: dict[str, Any] | str | None = None,
-                 create_task_id: str = CREATE_TASK_ID, aws_conn_id: str | None = "aws_default", **kwargs: Any) -> None:
+                 create_task_id: str = CREATE_TASK_ID, aws_conn_id: str | None = "aws_default",
+                 kubernetes_conn_id: str = "kubernetes_default", **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.kubernetes_conn_id = kubernetes_conn_id
         self.pipeline = pipeline
         self.overrides = overrides
         self.create_task_id = create_task_id
@@ -74,6 +77,13 @@ class H2OPipelineOperator(BaseOperator):
             return cfg.with_overrides(**merged)
         except H2OTasksError as exc:
             raise fail_fast(exc) from exc
+
+    def backend(self, cfg: Any) -> Any:
+        """This pipeline's cluster backend."""
+        from h2o_airflow.backends import backend_for
+
+        return backend_for(cfg.cluster.backend, kubernetes_conn_id=self.kubernetes_conn_id,
+                           namespace=cfg.cluster.namespace, endpoint_mode=cfg.cluster.endpoint_mode)
 
     def cluster_info(self, context: Any) -> dict[str, Any]:
         info = context["ti"].xcom_pull(task_ids=self.create_task_id)

@@ -7,12 +7,13 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
+from h2o_airflow.backends import backend_for_cluster
 from h2o_airflow.hooks.h2o import H2OHook
 from h2o_airflow.links import XCOM_CLUSTER_KEY, H2OFlowLink
 from h2o_airflow.operators.base import H2OPipelineOperator, fail_fast
 from h2o_airflow.triggers.cluster import H2OClusterReadyTrigger
 from h2o_tasks import intervals, naming, sizing
-from h2o_tasks.cluster import ClusterInfo, ClusterSpec, get_backend
+from h2o_tasks.cluster import ClusterInfo, ClusterSpec
 from h2o_tasks.errors import ClusterError, H2OTasksError
 
 
@@ -63,7 +64,7 @@ class H2OCreateClusterOperator(H2OPipelineOperator):
                           advice.required_total_mb, advice.available_total_mb)
             spec = ClusterSpec.for_run(cfg.name, context["dag"].dag_id, context["run_id"], cfg.cluster,
                                        s3_endpoint=hook.s3_settings().endpoint_url)
-            backend = get_backend(cfg.cluster.backend)
+            backend = self.backend(cfg)
             info = backend.create(spec)
             self._cluster = info
         except H2OTasksError as exc:
@@ -72,7 +73,7 @@ class H2OCreateClusterOperator(H2OPipelineOperator):
         self.log.info("Cluster %s (%s backend, %d nodes) created at %s", info.name, info.backend, info.replicas, info.url)
         if self.deferrable:
             self.defer(trigger=H2OClusterReadyTrigger(info.to_dict(), timeout_s=cfg.cluster.ready_timeout_s,
-                                                      poll_s=self.poll_s,
+                                                      poll_s=self.poll_s, kubernetes_conn_id=self.kubernetes_conn_id,
                                                       formation_timeout_s=cfg.cluster.lookup_timeout_s + 30),
                        method_name="execute_complete")
         try:
@@ -85,7 +86,7 @@ class H2OCreateClusterOperator(H2OPipelineOperator):
     def _delete(self, info: ClusterInfo) -> None:
         if self.delete_on_error:
             self.log.warning("Deleting cluster %s after its failure", info.name)
-            get_backend(info.backend).delete(info)
+            backend_for_cluster(info.to_dict(), self.kubernetes_conn_id).delete(info)
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
         info = ClusterInfo.from_dict(event["cluster"])
@@ -102,7 +103,7 @@ class H2OCreateClusterOperator(H2OPipelineOperator):
         """Killed while waiting in a worker: delete the cluster (the trigger does it when deferred)."""
         info = getattr(self, "_cluster", None)
         if info is not None:
-            get_backend(info.backend).delete(info)
+            backend_for_cluster(info.to_dict(), self.kubernetes_conn_id).delete(info)
 
 
 class H2ODeleteClusterOperator(H2OPipelineOperator):
@@ -118,6 +119,7 @@ class H2ODeleteClusterOperator(H2OPipelineOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         cfg = self.config(context)
         name = naming.cluster_name(cfg.name, context["dag"].dag_id, context["run_id"])
-        deleted = get_backend(cfg.cluster.backend).delete(name)
+        info = ClusterInfo(name=name, backend=cfg.cluster.backend, namespace=cfg.cluster.namespace)
+        deleted = self.backend(cfg).delete(info)
         self.log.info("Cluster %s %s", name, "deleted" if deleted else "did not exist (nothing to delete)")
         return {"cluster": name, "deleted": deleted}

@@ -23,11 +23,12 @@ class H2OClusterReadyTrigger(BaseTrigger):
     :param poll_s: seconds between two observations.
     :param formation_timeout_s: after this, an incomplete cloud is a failure.
     :param delete_on_kill: delete the cluster if the waiting task is killed.
+    :param kubernetes_conn_id: connection for the Kubernetes backend.
     """
 
     def __init__(self, cluster: dict[str, Any], timeout_s: float = 300.0, poll_s: float = 0.1,
                  formation_timeout_s: float | None = None, delete_on_kill: bool = True,
-                 started_at: float | None = None) -> None:
+                 started_at: float | None = None, kubernetes_conn_id: str = "kubernetes_default") -> None:
         super().__init__()
         self.cluster = cluster
         self.timeout_s = timeout_s
@@ -35,19 +36,20 @@ class H2OClusterReadyTrigger(BaseTrigger):
         self.formation_timeout_s = formation_timeout_s
         self.delete_on_kill = delete_on_kill
         self.started_at = started_at if started_at is not None else time.time()
+        self.kubernetes_conn_id = kubernetes_conn_id
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
             f"{self.__class__.__module__}.{self.__class__.__name__}",
             {"cluster": self.cluster, "timeout_s": self.timeout_s, "poll_s": self.poll_s,
              "formation_timeout_s": self.formation_timeout_s, "delete_on_kill": self.delete_on_kill,
-             "started_at": self.started_at},
+             "started_at": self.started_at, "kubernetes_conn_id": self.kubernetes_conn_id},
         )
 
     def _backend(self) -> Any:
-        from h2o_tasks.cluster import get_backend
+        from h2o_airflow.backends import backend_for_cluster
 
-        return get_backend(self.cluster["backend"])
+        return backend_for_cluster(self.cluster, self.kubernetes_conn_id)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from h2o_tasks.cluster import ClusterInfo
