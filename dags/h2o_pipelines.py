@@ -3,7 +3,6 @@
 from pathlib import Path
 
 from h2o_airflow.dag_factory import scoring_dag, training_dag
-
 from h2o_tasks import config
 
 PIPELINES = Path(__file__).parent / "pipelines"

@@ -1,6 +1,7 @@
 """Registers the H2O Flow extra link with Airflow (the plugins folder is scanned for this)."""
 
 from airflow.plugins_manager import AirflowPlugin
+
 from h2o_airflow.links import H2OFlowLink
 
 
