@@ -1,0 +1,110 @@
+"""The test bed's pod network: network namespaces on a bridge, reachable from this host.
+
+Layout (all made and removed by this module, as root):
+  host  --veth (HOST_IP <-> GATEWAY_LINK_IP)-->  parent namespace: bridge br0 (BRIDGE_IP/24)
+  pod namespaces: eth0 with 10.244.X.Y/24 on br0, default route via BRIDGE_IP
+The host reaches pod addresses through a route via the parent namespace (which forwards),
+and the pods reach the host's HOST_IP (where the cluster DNS listens). Nothing is bridged to
+a physical interface: the addresses exist only inside namespaces this process created.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def sh(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(list(args), check=check, capture_output=True, text=True)
+
+
+@dataclass
+class PodNetwork:
+    """A /24 pod network behind a parent namespace. ``tag`` keeps concurrent beds apart."""
+
+    tag: str = "tb0"
+    subnet: str = "10.244.7.0/24"
+    link_subnet: str = "10.244.254.0/30"
+    allocated: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def parent(self) -> str:
+        return f"{self.tag}-net"
+
+    @property
+    def bridge_ip(self) -> str:
+        return str(next(ipaddress.ip_network(self.subnet).hosts()))
+
+    @property
+    def host_ip(self) -> str:
+        return str(list(ipaddress.ip_network(self.link_subnet).hosts())[0])
+
+    @property
+    def gateway_link_ip(self) -> str:
+        return str(list(ipaddress.ip_network(self.link_subnet).hosts())[1])
+
+    def _in_parent(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return sh("ip", "netns", "exec", self.parent, *args, check=check)
+
+    def create(self) -> None:
+        self.destroy()
+        prefix = ipaddress.ip_network(self.subnet).prefixlen
+        sh("ip", "netns", "add", self.parent)
+        self._in_parent("ip", "link", "set", "lo", "up")
+        self._in_parent("ip", "link", "add", "br0", "type", "bridge")
+        self._in_parent("ip", "addr", "add", f"{self.bridge_ip}/{prefix}", "dev", "br0")
+        self._in_parent("ip", "link", "set", "br0", "up")
+        self._in_parent("sysctl", "-qw", "net.ipv4.ip_forward=1")
+        host_if, peer_if = f"{self.tag}h", f"{self.tag}p"
+        sh("ip", "link", "add", host_if, "type", "veth", "peer", "name", peer_if, "netns", self.parent)
+        sh("ip", "addr", "add", f"{self.host_ip}/30", "dev", host_if)
+        sh("ip", "link", "set", host_if, "up")
+        self._in_parent("ip", "addr", "add", f"{self.gateway_link_ip}/30", "dev", peer_if)
+        self._in_parent("ip", "link", "set", peer_if, "up")
+        sh("ip", "route", "add", self.subnet, "via", self.gateway_link_ip)
+
+    def pod_ns(self, pod_uid: str) -> str:
+        return f"{self.tag}-{hashlib.sha256(pod_uid.encode()).hexdigest()[:10]}"
+
+    def add_pod(self, pod_uid: str, dns_search: list[str]) -> tuple[str, str]:
+        """Create the pod's namespace; returns (namespace name, pod IP)."""
+        ns = self.pod_ns(pod_uid)
+        used = set(self.allocated.values()) | {self.bridge_ip}
+        ip = next(str(h) for h in ipaddress.ip_network(self.subnet).hosts() if str(h) not in used)
+        prefix = ipaddress.ip_network(self.subnet).prefixlen
+        veth = f"v{ns[-12:]}"
+        sh("ip", "netns", "add", ns)
+        sh("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
+        sh("ip", "link", "set", veth, "netns", self.parent)
+        self._in_parent("ip", "link", "set", veth, "master", "br0")
+        self._in_parent("ip", "link", "set", veth, "up")
+        for cmd in (("ip", "addr", "add", f"{ip}/{prefix}", "dev", "eth0"), ("ip", "link", "set", "eth0", "up"),
+                    ("ip", "link", "set", "lo", "up"), ("ip", "route", "add", "default", "via", self.bridge_ip)):
+            sh("ip", "netns", "exec", ns, *cmd)
+        etc = Path("/etc/netns") / ns
+        etc.mkdir(parents=True, exist_ok=True)
+        (etc / "resolv.conf").write_text(f"nameserver {self.host_ip}\nsearch {' '.join(dns_search)}\noptions ndots:5\n")
+        self.allocated[pod_uid] = ip
+        return ns, ip
+
+    def remove_pod(self, pod_uid: str) -> None:
+        ns = self.pod_ns(pod_uid)
+        sh("ip", "netns", "del", ns, check=False)
+        shutil.rmtree(Path("/etc/netns") / ns, ignore_errors=True)
+        self.allocated.pop(pod_uid, None)
+
+    def destroy(self) -> None:
+        for uid in list(self.allocated):
+            self.remove_pod(uid)
+        sh("ip", "route", "del", self.subnet, check=False)
+        sh("ip", "link", "del", f"{self.tag}h", check=False)
+        sh("ip", "netns", "del", self.parent, check=False)
+
+    def leftovers(self) -> list[str]:
+        """Namespaces of this bed still present (for tests that check clean-up)."""
+        out = sh("ip", "netns", "list", check=False).stdout.split("\n")
+        return [line.split()[0] for line in out if line.startswith(f"{self.tag}-")]

@@ -1,0 +1,351 @@
+"""A node agent for the test bed: a small kubelet that runs pods' commands in network namespaces.
+
+It registers a Node (and renews its Lease), and for every pod the scheduler binds to it:
+creates a network namespace with the pod's own address, resolves the image to a local runtime
+(the project's H2O image -> this machine's ``java`` and the ``h2o.jar`` of the pinned client;
+any other image -> ``ErrImagePull``/``ImagePullBackOff``), runs the container's command with
+the pod's environment (``fieldRef`` and ``secretKeyRef`` values included) and its memory limit
+as the JVM's ``-XX:MaxRAM``, probes readiness exactly as the pod's ``readinessProbe`` says, and
+reports IP, phase, container states and conditions to the API server. A container that exits
+is reported as terminated, then ``CrashLoopBackOff``. When a pod is deleted it stops the
+process (by its pid), removes the namespace and confirms the deletion.
+
+What it does not emulate: image contents, cgroups (beyond the JVM's MaxRAM), securityContext.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from testbed.network import PodNetwork
+
+H2O_IMAGE_PREFIX = "h2o-airflow/h2o:"
+H2O_JAR_IN_IMAGE = "/opt/h2o/h2o.jar"
+BACKOFF_S = 10.0
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _quantity_bytes(q: str) -> int:
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 10**3, "M": 10**6, "G": 10**9}
+    for suffix, mult in units.items():
+        if q.endswith(suffix):
+            return int(float(q[: -len(suffix)]) * mult)
+    return int(q)
+
+
+@dataclass
+class PodRun:
+    uid: str
+    name: str
+    namespace: str
+    netns: str = ""
+    ip: str = ""
+    proc: subprocess.Popen | None = None
+    started_at: str = ""
+    ready: bool = False
+    restarts: int = 0
+    last_exit: dict[str, Any] | None = None
+    backoff_until: float = 0.0
+    next_probe: float = 0.0
+    image_error: str = ""
+    reported: dict[str, Any] = field(default_factory=dict)
+
+
+class NodeAgent:
+    """
+    :param api_client: a ``kubernetes.client.ApiClient`` with rights over nodes, pods, leases.
+    :param network: the pod network (created by the caller).
+    :param workdir: where pod logs and emptyDir volumes live.
+    :param h2o_jar: the local ``h2o.jar`` that stands for the H2O image's.
+    """
+
+    def __init__(self, api_client: Any, network: PodNetwork, workdir: Path, h2o_jar: Path, node_name: str = "node-1",
+                 cpu: str = "8", memory: str = "20Gi", java: str = "java", poll_s: float = 0.25):
+        from kubernetes import client
+
+        self.api_client = api_client
+        self.core = client.CoreV1Api(api_client)
+        self.coord = client.CoordinationV1Api(api_client)
+        self.network = network
+        self.workdir = Path(workdir)
+        self.h2o_jar = Path(h2o_jar)
+        self.node = node_name
+        self.cpu = cpu
+        self.memory = memory
+        self.java = java
+        self.poll_s = poll_s
+        self.pods: dict[str, PodRun] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_heartbeat = 0.0
+
+    # ------------------------------------------------------------------ node
+    def register(self) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        body = {"apiVersion": "v1", "kind": "Node",
+                "metadata": {"name": self.node, "labels": {"kubernetes.io/hostname": self.node,
+                                                           "kubernetes.io/os": "linux"}}}
+        try:
+            self.core.create_node(body)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+        self.heartbeat(force=True)
+
+    def heartbeat(self, force: bool = False) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        if not force and time.monotonic() - self._last_heartbeat < 5:
+            return
+        self._last_heartbeat = time.monotonic()
+        ts = now()
+        capacity = {"cpu": self.cpu, "memory": self.memory, "pods": "110"}
+        self.core.patch_node_status(self.node, {"status": {
+            "capacity": capacity, "allocatable": capacity,
+            "addresses": [{"type": "InternalIP", "address": self.network.host_ip},
+                          {"type": "Hostname", "address": self.node}],
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                            "message": "test bed node agent is posting ready status",
+                            "lastHeartbeatTime": ts, "lastTransitionTime": ts}],
+            "nodeInfo": {"kubeletVersion": "v0-testbed", "containerRuntimeVersion": "netns://testbed",
+                         "architecture": "amd64", "operatingSystem": "linux", "osImage": "testbed",
+                         "kernelVersion": os.uname().release, "kubeProxyVersion": "", "machineID": "",
+                         "systemUUID": "", "bootID": ""}}})
+        lease = {"metadata": {"name": self.node, "namespace": "kube-node-lease"},
+                 "spec": {"holderIdentity": self.node, "leaseDurationSeconds": 40,
+                          "renewTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")}}
+        try:
+            self.coord.replace_namespaced_lease(self.node, "kube-node-lease", lease)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            with contextlib.suppress(ApiException):
+                self.coord.create_namespaced_lease("kube-node-lease", lease)
+
+    # ------------------------------------------------------------------ pods
+    def _env(self, pod: dict[str, Any], container: dict[str, Any], run: PodRun) -> dict[str, str]:
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.workdir / run.uid / "home")}
+        meta = pod["metadata"]
+        fields = {"metadata.name": meta["name"], "metadata.namespace": meta["namespace"], "metadata.uid": meta["uid"],
+                  "status.podIP": run.ip, "spec.nodeName": self.node, "status.hostIP": self.network.host_ip}
+        for e in container.get("env") or []:
+            if "value" in e:
+                env[e["name"]] = e["value"]
+                continue
+            src = e.get("valueFrom") or {}
+            if "fieldRef" in src:
+                env[e["name"]] = fields.get(src["fieldRef"]["fieldPath"], "")
+            elif "secretKeyRef" in src:
+                ref = src["secretKeyRef"]
+                try:
+                    import base64
+
+                    secret = self.core.read_namespaced_secret(ref["name"], meta["namespace"])
+                    env[e["name"]] = base64.b64decode((secret.data or {})[ref["key"]]).decode()
+                except Exception:
+                    if not ref.get("optional"):
+                        raise
+        return env
+
+    def _argv(self, pod: dict[str, Any], container: dict[str, Any], run: PodRun) -> list[str]:
+        mounts = {}
+        for m in container.get("volumeMounts") or []:
+            host = self.workdir / run.uid / "volumes" / m["name"]
+            host.mkdir(parents=True, exist_ok=True)
+            mounts[m["mountPath"].rstrip("/")] = str(host)
+        argv = [*(container.get("command") or []), *(container.get("args") or [])]
+        out = []
+        for arg in argv:
+            arg = arg.replace(H2O_JAR_IN_IMAGE, str(self.h2o_jar))
+            for path, host in sorted(mounts.items(), key=lambda kv: -len(kv[0])):
+                if arg == path or arg.startswith(path + "/"):
+                    arg = host + arg[len(path):]
+                elif f"={path}" in arg:
+                    arg = arg.replace(f"={path}", f"={host}")
+            out.append(arg)
+        if out and out[0] == "java":
+            out[0] = self.java
+            limit = ((container.get("resources") or {}).get("limits") or {}).get("memory")
+            if limit:  # what the container's cgroup would tell the JVM
+                out.insert(1, f"-XX:MaxRAM={_quantity_bytes(limit)}")
+        return out
+
+    def _start(self, pod: dict[str, Any], run: PodRun) -> None:
+        container = pod["spec"]["containers"][0]
+        image = container.get("image", "")
+        if not image.startswith(H2O_IMAGE_PREFIX):
+            run.image_error = "ErrImagePull" if not run.image_error else "ImagePullBackOff"
+            return
+        meta = pod["metadata"]
+        if not run.netns:
+            search = [f"{meta['namespace']}.svc.cluster.local", "svc.cluster.local", "cluster.local"]
+            run.netns, run.ip = self.network.add_pod(run.uid, search)
+        log = self.workdir / run.uid / "container.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "ab") as out:
+            run.proc = subprocess.Popen(["ip", "netns", "exec", run.netns, *self._argv(pod, container, run)],
+                                        env=self._env(pod, container, run), stdout=out, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, start_new_session=True,
+                                        cwd=self.workdir / run.uid)
+        run.started_at = now()
+        probe = container.get("readinessProbe") or {}
+        run.next_probe = time.monotonic() + float(probe.get("initialDelaySeconds", 0))
+        run.ready = False
+
+    def _kill(self, run: PodRun, grace_s: float) -> None:
+        proc = run.proc
+        if proc is None or proc.poll() is not None:
+            return
+        for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 10.0)):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, sig)
+            try:
+                proc.wait(wait)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+    def _probe(self, pod: dict[str, Any], run: PodRun) -> None:
+        probe = pod["spec"]["containers"][0].get("readinessProbe")
+        if not probe:
+            run.ready = True
+            return
+        if time.monotonic() < run.next_probe:
+            return
+        run.next_probe = time.monotonic() + float(probe.get("periodSeconds", 10))
+        http = probe.get("httpGet") or {}
+        url = f"http://{run.ip}:{http.get('port')}{http.get('path', '/')}"
+        try:
+            with urllib.request.urlopen(url, timeout=float(probe.get("timeoutSeconds", 1))) as resp:
+                run.ready = 200 <= resp.status < 400
+        except Exception:
+            run.ready = False
+
+    def _status(self, pod: dict[str, Any], run: PodRun) -> dict[str, Any]:
+        container = pod["spec"]["containers"][0]
+        cs: dict[str, Any] = {"name": container["name"], "image": container.get("image", ""), "imageID": "",
+                              "restartCount": run.restarts, "ready": run.ready, "started": False}
+        phase = "Pending"
+        if run.image_error:
+            cs["state"] = {"waiting": {"reason": run.image_error,
+                                       "message": f'image "{container.get("image")}" is not available on this node'}}
+        elif run.proc is not None and run.proc.poll() is None:
+            cs["state"] = {"running": {"startedAt": run.started_at}}
+            cs["started"] = True
+            phase = "Running"
+        elif run.backoff_until:
+            cs["state"] = {"waiting": {"reason": "CrashLoopBackOff",
+                                       "message": f"back-off {BACKOFF_S:.0f}s restarting failed container"}}
+            phase = "Running"
+        if run.last_exit:
+            cs["lastState"] = {"terminated": run.last_exit}
+        ready = "True" if run.ready else "False"
+        ts = now()
+        conditions = [{"type": "PodScheduled", "status": "True"}, {"type": "Initialized", "status": "True"},
+                      {"type": "ContainersReady", "status": ready}, {"type": "Ready", "status": ready}]
+        for c in conditions:
+            prev = run.reported.get(c["type"])
+            c["lastTransitionTime"] = prev[1] if prev and prev[0] == c["status"] else ts
+        status = {"phase": phase, "hostIP": self.network.host_ip, "conditions": conditions,
+                  "containerStatuses": [cs], "startTime": run.started_at or ts}
+        if run.ip:
+            status["podIP"] = run.ip
+            status["podIPs"] = [{"ip": run.ip}]
+        return status
+
+    def _sync_pod(self, pod: dict[str, Any]) -> None:
+        meta = pod["metadata"]
+        uid = meta["uid"]
+        run = self.pods.get(uid)
+        if meta.get("deletionTimestamp"):
+            if run is not None:
+                self._kill(run, float(pod["spec"].get("terminationGracePeriodSeconds") or 30))
+                self.network.remove_pod(uid)
+                del self.pods[uid]
+            from kubernetes.client.exceptions import ApiException
+
+            with contextlib.suppress(ApiException):
+                self.core.delete_namespaced_pod(meta["name"], meta["namespace"], grace_period_seconds=0)
+            return
+        if run is None:
+            run = self.pods[uid] = PodRun(uid=uid, name=meta["name"], namespace=meta["namespace"])
+            self._start(pod, run)
+        elif run.image_error == "ErrImagePull":
+            self._start(pod, run)  # second "pull" fails too: ImagePullBackOff
+        elif run.proc is not None and run.proc.poll() is not None and not run.backoff_until:
+            code = run.proc.returncode
+            run.last_exit = {"exitCode": code if code >= 0 else 128 - code, "reason": "Error",
+                             "startedAt": run.started_at, "finishedAt": now()}
+            run.restarts += 1
+            run.ready = False
+            run.backoff_until = time.monotonic() + BACKOFF_S
+        elif run.backoff_until and time.monotonic() >= run.backoff_until:
+            run.backoff_until = 0.0
+            self._start(pod, run)
+        if run.proc is not None and run.proc.poll() is None:
+            self._probe(pod, run)
+        status = self._status(pod, run)
+        key = {k: v for k, v in status.items() if k != "conditions"} | {
+            "ready": [c["status"] for c in status["conditions"]]}
+        if key != run.reported.get("_key"):
+            self.core.patch_namespaced_pod_status(meta["name"], meta["namespace"], {"status": status})
+            run.reported = {c["type"]: (c["status"], c["lastTransitionTime"]) for c in status["conditions"]}
+            run.reported["_key"] = key
+
+    def sync_once(self) -> None:
+        self.heartbeat()
+        pods = self.core.list_pod_for_all_namespaces(field_selector=f"spec.nodeName={self.node}").items
+        seen = set()
+        for p in pods:
+            raw = self.api_client.sanitize_for_serialization(p)
+            seen.add(raw["metadata"]["uid"])
+            try:
+                self._sync_pod(raw)
+            except Exception as exc:  # one bad pod must not stop the node
+                (self.workdir / "agent-errors.log").open("a").write(f"{now()} {raw['metadata']['name']}: {exc!r}\n")
+        for uid in set(self.pods) - seen:  # deleted while we were not looking
+            self._kill(self.pods[uid], 5)
+            self.network.remove_pod(uid)
+            del self.pods[uid]
+
+    # --------------------------------------------------------------- lifecycle
+    def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.register()
+
+        def loop() -> None:
+            while not self._stop.is_set():
+                try:
+                    self.sync_once()
+                except Exception as exc:
+                    (self.workdir / "agent-errors.log").open("a").write(f"{now()} sync: {exc!r}\n")
+                self._stop.wait(self.poll_s)
+
+        self._thread = threading.Thread(target=loop, name=f"node-agent-{self.node}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(30)
+        for uid, run in list(self.pods.items()):
+            self._kill(run, 5)
+            self.network.remove_pod(uid)
+        self.pods.clear()
+
+    def pids(self) -> list[int]:
+        return [r.proc.pid for r in self.pods.values() if r.proc is not None and r.proc.poll() is None]
