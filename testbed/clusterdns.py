@@ -12,6 +12,7 @@ Names outside the cluster domain get NXDOMAIN (the test bed has no upstream).
 
 from __future__ import annotations
 
+import contextlib
 import socketserver
 import threading
 from dataclasses import dataclass, field
@@ -105,20 +106,16 @@ class ClusterDNS:
         class Handler(socketserver.BaseRequestHandler):
             def handle(self) -> None:
                 data, sock = self.request
-                try:
+                with contextlib.suppress(Exception):  # a malformed query is dropped, like a real server does
                     sock.sendto(dns.answer(data), self.client_address)
-                except Exception:  # a malformed query is dropped, like a real server would
-                    pass
 
         self._server = socketserver.ThreadingUDPServer(self.listen, Handler)
         self.refresh()
 
         def loop() -> None:
             while not self._stop.wait(self.refresh_s):
-                try:
+                with contextlib.suppress(Exception):  # the API server may be restarting: keep the last records
                     self.refresh()
-                except Exception:  # the API server may be restarting; keep the last records
-                    pass
 
         self._threads = [threading.Thread(target=self._server.serve_forever, daemon=True),
                          threading.Thread(target=loop, daemon=True)]

@@ -41,7 +41,7 @@ class PodNetwork:
 
     @property
     def host_ip(self) -> str:
-        return str(list(ipaddress.ip_network(self.link_subnet).hosts())[0])
+        return str(next(iter(ipaddress.ip_network(self.link_subnet).hosts())))
 
     @property
     def gateway_link_ip(self) -> str:
