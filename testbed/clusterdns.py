@@ -117,8 +117,7 @@ class ClusterDNS:
                 with contextlib.suppress(Exception):  # the API server may be restarting: keep the last records
                     self.refresh()
 
-        self._threads = [threading.Thread(target=self._server.serve_forever, daemon=True),
-                         threading.Thread(target=loop, daemon=True)]
+        self._threads = [threading.Thread(target=self._server.serve_forever, daemon=True), threading.Thread(target=loop, daemon=True)]
         for t in self._threads:
             t.start()
 

@@ -82,8 +82,12 @@ class PodNetwork:
         sh("ip", "link", "set", veth, "netns", self.parent)
         self._in_parent("ip", "link", "set", veth, "master", "br0")
         self._in_parent("ip", "link", "set", veth, "up")
-        for cmd in (("ip", "addr", "add", f"{ip}/{prefix}", "dev", "eth0"), ("ip", "link", "set", "eth0", "up"),
-                    ("ip", "link", "set", "lo", "up"), ("ip", "route", "add", "default", "via", self.bridge_ip)):
+        for cmd in (
+            ("ip", "addr", "add", f"{ip}/{prefix}", "dev", "eth0"),
+            ("ip", "link", "set", "eth0", "up"),
+            ("ip", "link", "set", "lo", "up"),
+            ("ip", "route", "add", "default", "via", self.bridge_ip),
+        ):
             sh("ip", "netns", "exec", ns, *cmd)
         etc = Path("/etc/netns") / ns
         etc.mkdir(parents=True, exist_ok=True)

@@ -72,8 +72,18 @@ class NodeAgent:
     :param h2o_jar: the local ``h2o.jar`` that stands for the H2O image's.
     """
 
-    def __init__(self, api_client: Any, network: PodNetwork, workdir: Path, h2o_jar: Path, node_name: str = "node-1",
-                 cpu: str = "8", memory: str = "20Gi", java: str = "java", poll_s: float = 0.25):
+    def __init__(
+        self,
+        api_client: Any,
+        network: PodNetwork,
+        workdir: Path,
+        h2o_jar: Path,
+        node_name: str = "node-1",
+        cpu: str = "8",
+        memory: str = "20Gi",
+        java: str = "java",
+        poll_s: float = 0.25,
+    ):
         from kubernetes import client
 
         self.api_client = api_client
@@ -96,9 +106,11 @@ class NodeAgent:
     def register(self) -> None:
         from kubernetes.client.exceptions import ApiException
 
-        body = {"apiVersion": "v1", "kind": "Node",
-                "metadata": {"name": self.node, "labels": {"kubernetes.io/hostname": self.node,
-                                                           "kubernetes.io/os": "linux"}}}
+        body = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": self.node, "labels": {"kubernetes.io/hostname": self.node, "kubernetes.io/os": "linux"}},
+        }
         try:
             self.core.create_node(body)
         except ApiException as exc:
@@ -114,20 +126,46 @@ class NodeAgent:
         self._last_heartbeat = time.monotonic()
         ts = now()
         capacity = {"cpu": self.cpu, "memory": self.memory, "pods": "110"}
-        self.core.patch_node_status(self.node, {"status": {
-            "capacity": capacity, "allocatable": capacity,
-            "addresses": [{"type": "InternalIP", "address": self.network.host_ip},
-                          {"type": "Hostname", "address": self.node}],
-            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+        self.core.patch_node_status(
+            self.node,
+            {
+                "status": {
+                    "capacity": capacity,
+                    "allocatable": capacity,
+                    "addresses": [{"type": "InternalIP", "address": self.network.host_ip}, {"type": "Hostname", "address": self.node}],
+                    "conditions": [
+                        {
+                            "type": "Ready",
+                            "status": "True",
+                            "reason": "KubeletReady",
                             "message": "test bed node agent is posting ready status",
-                            "lastHeartbeatTime": ts, "lastTransitionTime": ts}],
-            "nodeInfo": {"kubeletVersion": "v0-testbed", "containerRuntimeVersion": "netns://testbed",
-                         "architecture": "amd64", "operatingSystem": "linux", "osImage": "testbed",
-                         "kernelVersion": os.uname().release, "kubeProxyVersion": "", "machineID": "",
-                         "systemUUID": "", "bootID": ""}}})
-        lease = {"metadata": {"name": self.node, "namespace": "kube-node-lease"},
-                 "spec": {"holderIdentity": self.node, "leaseDurationSeconds": 40,
-                          "renewTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")}}
+                            "lastHeartbeatTime": ts,
+                            "lastTransitionTime": ts,
+                        }
+                    ],
+                    "nodeInfo": {
+                        "kubeletVersion": "v0-testbed",
+                        "containerRuntimeVersion": "netns://testbed",
+                        "architecture": "amd64",
+                        "operatingSystem": "linux",
+                        "osImage": "testbed",
+                        "kernelVersion": os.uname().release,
+                        "kubeProxyVersion": "",
+                        "machineID": "",
+                        "systemUUID": "",
+                        "bootID": "",
+                    },
+                }
+            },
+        )
+        lease = {
+            "metadata": {"name": self.node, "namespace": "kube-node-lease"},
+            "spec": {
+                "holderIdentity": self.node,
+                "leaseDurationSeconds": 40,
+                "renewTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            },
+        }
         try:
             self.coord.replace_namespaced_lease(self.node, "kube-node-lease", lease)
         except ApiException as exc:
@@ -140,8 +178,14 @@ class NodeAgent:
     def _env(self, pod: dict[str, Any], container: dict[str, Any], run: PodRun) -> dict[str, str]:
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.workdir / run.uid / "home")}
         meta = pod["metadata"]
-        fields = {"metadata.name": meta["name"], "metadata.namespace": meta["namespace"], "metadata.uid": meta["uid"],
-                  "status.podIP": run.ip, "spec.nodeName": self.node, "status.hostIP": self.network.host_ip}
+        fields = {
+            "metadata.name": meta["name"],
+            "metadata.namespace": meta["namespace"],
+            "metadata.uid": meta["uid"],
+            "status.podIP": run.ip,
+            "spec.nodeName": self.node,
+            "status.hostIP": self.network.host_ip,
+        }
         for e in container.get("env") or []:
             if "value" in e:
                 env[e["name"]] = e["value"]
@@ -173,7 +217,7 @@ class NodeAgent:
             arg = arg.replace(H2O_JAR_IN_IMAGE, str(self.h2o_jar))
             for path, host in sorted(mounts.items(), key=lambda kv: -len(kv[0])):
                 if arg == path or arg.startswith(path + "/"):
-                    arg = host + arg[len(path):]
+                    arg = host + arg[len(path) :]
                 elif f"={path}" in arg:
                     arg = arg.replace(f"={path}", f"={host}")
             out.append(arg)
@@ -197,10 +241,15 @@ class NodeAgent:
         log = self.workdir / run.uid / "container.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "ab") as out:
-            run.proc = subprocess.Popen(["ip", "netns", "exec", run.netns, *self._argv(pod, container, run)],
-                                        env=self._env(pod, container, run), stdout=out, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, start_new_session=True,
-                                        cwd=self.workdir / run.uid)
+            run.proc = subprocess.Popen(
+                ["ip", "netns", "exec", run.netns, *self._argv(pod, container, run)],
+                env=self._env(pod, container, run),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd=self.workdir / run.uid,
+            )
         run.started_at = now()
         probe = container.get("readinessProbe") or {}
         run.next_probe = time.monotonic() + float(probe.get("initialDelaySeconds", 0))
@@ -237,31 +286,46 @@ class NodeAgent:
 
     def _status(self, pod: dict[str, Any], run: PodRun) -> dict[str, Any]:
         container = pod["spec"]["containers"][0]
-        cs: dict[str, Any] = {"name": container["name"], "image": container.get("image", ""), "imageID": "",
-                              "restartCount": run.restarts, "ready": run.ready, "started": False}
+        cs: dict[str, Any] = {
+            "name": container["name"],
+            "image": container.get("image", ""),
+            "imageID": "",
+            "restartCount": run.restarts,
+            "ready": run.ready,
+            "started": False,
+        }
         phase = "Pending"
         if run.image_error:
-            cs["state"] = {"waiting": {"reason": run.image_error,
-                                       "message": f'image "{container.get("image")}" is not available on this node'}}
+            cs["state"] = {
+                "waiting": {"reason": run.image_error, "message": f'image "{container.get("image")}" is not available on this node'}
+            }
         elif run.proc is not None and run.proc.poll() is None:
             cs["state"] = {"running": {"startedAt": run.started_at}}
             cs["started"] = True
             phase = "Running"
         elif run.backoff_until:
-            cs["state"] = {"waiting": {"reason": "CrashLoopBackOff",
-                                       "message": f"back-off {BACKOFF_S:.0f}s restarting failed container"}}
+            cs["state"] = {"waiting": {"reason": "CrashLoopBackOff", "message": f"back-off {BACKOFF_S:.0f}s restarting failed container"}}
             phase = "Running"
         if run.last_exit:
             cs["lastState"] = {"terminated": run.last_exit}
         ready = "True" if run.ready else "False"
         ts = now()
-        conditions = [{"type": "PodScheduled", "status": "True"}, {"type": "Initialized", "status": "True"},
-                      {"type": "ContainersReady", "status": ready}, {"type": "Ready", "status": ready}]
+        conditions = [
+            {"type": "PodScheduled", "status": "True"},
+            {"type": "Initialized", "status": "True"},
+            {"type": "ContainersReady", "status": ready},
+            {"type": "Ready", "status": ready},
+        ]
         for c in conditions:
             prev = run.reported.get(c["type"])
             c["lastTransitionTime"] = prev[1] if prev and prev[0] == c["status"] else ts
-        status = {"phase": phase, "hostIP": self.network.host_ip, "conditions": conditions,
-                  "containerStatuses": [cs], "startTime": run.started_at or ts}
+        status = {
+            "phase": phase,
+            "hostIP": self.network.host_ip,
+            "conditions": conditions,
+            "containerStatuses": [cs],
+            "startTime": run.started_at or ts,
+        }
         if run.ip:
             status["podIP"] = run.ip
             status["podIPs"] = [{"ip": run.ip}]
@@ -288,8 +352,12 @@ class NodeAgent:
             self._start(pod, run)  # second "pull" fails too: ImagePullBackOff
         elif run.proc is not None and run.proc.poll() is not None and not run.backoff_until:
             code = run.proc.returncode
-            run.last_exit = {"exitCode": code if code >= 0 else 128 - code, "reason": "Error",
-                             "startedAt": run.started_at, "finishedAt": now()}
+            run.last_exit = {
+                "exitCode": code if code >= 0 else 128 - code,
+                "reason": "Error",
+                "startedAt": run.started_at,
+                "finishedAt": now(),
+            }
             run.restarts += 1
             run.ready = False
             run.backoff_until = time.monotonic() + BACKOFF_S
@@ -299,8 +367,7 @@ class NodeAgent:
         if run.proc is not None and run.proc.poll() is None:
             self._probe(pod, run)
         status = self._status(pod, run)
-        key = {k: v for k, v in status.items() if k != "conditions"} | {
-            "ready": [c["status"] for c in status["conditions"]]}
+        key = {k: v for k, v in status.items() if k != "conditions"} | {"ready": [c["status"] for c in status["conditions"]]}
         if key != run.reported.get("_key"):
             self.core.patch_namespaced_pod_status(meta["name"], meta["namespace"], {"status": status})
             run.reported = {c["type"]: (c["status"], c["lastTransitionTime"]) for c in status["conditions"]}
