@@ -111,4 +111,4 @@ class PodNetwork:
     def leftovers(self) -> list[str]:
         """Namespaces of this bed still present (for tests that check clean-up)."""
         out = sh("ip", "netns", "list", check=False).stdout.split("\n")
-        return [line.split()[0] for line in out if line.startswith(f"{self.tag}-")]
+        return [ns for ns in (line.split()[0] for line in out if line) if ns.startswith(f"{self.tag}-") and ns != self.parent]

@@ -1,0 +1,116 @@
+"""The Kubernetes backend against the real control plane, with pods that run real H2O JVMs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from h2o_tasks.cluster.base import ClusterSpec
+from h2o_tasks.cluster.kubernetes import KubernetesBackend
+from h2o_tasks.config import ClusterConfig
+from h2o_tasks.errors import ClusterError
+from tests.fixtures.k8s_bed import NAMESPACE, k8s_bed  # noqa: F401
+
+pytestmark = pytest.mark.e2e
+
+
+def cluster_config(**kw) -> ClusterConfig:
+    base = {"backend": "kubernetes", "replicas": 3, "memory": "768m", "nthreads": 1, "namespace": NAMESPACE,
+            "cpu": "500m", "endpoint_mode": "pod-ip", "lookup_timeout_s": 60, "image": "h2o-airflow/h2o:3.46.0.11"}
+    return ClusterConfig(**{**base, **kw})
+
+
+@pytest.fixture
+def backend(k8s_bed):  # noqa: F811
+    b = KubernetesBackend(k8s_bed.airflow, namespace=NAMESPACE, endpoint_mode="pod-ip")
+    yield b
+    for info in b.list_clusters():  # clean up even when a test failed
+        b.delete(info)
+
+
+def h2o_pids(name: str) -> list[str]:
+    out = subprocess.run(["pgrep", "-f", "--", f"h2o.jar -name {name} "], capture_output=True, text=True).stdout
+    return out.split()
+
+
+def test_statefulset_forms_one_cloud_with_a_single_ready_leader(k8s_bed, backend):  # noqa: F811
+    spec = ClusterSpec.for_run("bed", "dag", "run-ok", cluster_config())
+    t0 = time.monotonic()
+    info = backend.create(spec)
+    assert backend.create(spec).name == info.name  # a retry re-attaches
+    st = backend.wait_ready(info, timeout_s=180)
+    formed = time.monotonic() - t0
+    assert st.ready and st.cloud_size == 3, st
+    pods = backend._pods(info.name, NAMESPACE)
+    assert len(pods) == 3 and sum(p.ready for p in pods) == 1  # only the leader passes the probe
+    assert len(h2o_pids(info.name)) == 3
+    print(f"cloud of 3 ready {formed:.1f}s after create")
+    assert backend.delete(info) is True
+    assert backend._pods(info.name, NAMESPACE) == []
+    assert h2o_pids(info.name) == []
+    assert k8s_bed.network.leftovers() == []
+
+
+def test_image_that_cannot_be_pulled_fails_fast(backend):
+    spec = ClusterSpec.for_run("bed", "dag", "run-badimage", cluster_config(image="registry.invalid/nope:1"))
+    info = backend.create(spec)
+    t0 = time.monotonic()
+    with pytest.raises(ClusterError) as err:
+        backend.wait_ready(info, timeout_s=120)
+    assert err.value.reason in ("ErrImagePull", "ImagePullBackOff") and time.monotonic() - t0 < 30
+    assert backend.delete(info) is True
+
+
+def test_unschedulable_pod_fails_fast(backend):
+    spec = ClusterSpec.for_run("bed", "dag", "run-huge", cluster_config(cpu="64"))
+    info = backend.create(spec)
+    t0 = time.monotonic()
+    with pytest.raises(ClusterError) as err:
+        backend.wait_ready(info, timeout_s=120)
+    assert err.value.reason == "Unschedulable" and time.monotonic() - t0 < 30
+    assert "Insufficient cpu" in str(err.value)
+    assert backend.delete(info) is True
+
+
+def test_node_killed_is_reported(k8s_bed, backend):  # noqa: F811
+    spec = ClusterSpec.for_run("bed", "dag", "run-kill", cluster_config(replicas=2))
+    info = backend.create(spec)
+    backend.wait_ready(info, timeout_s=180)
+    pid = int(h2o_pids(info.name)[-1])
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    st = backend.status(info)
+    while time.monotonic() < deadline and not st.failed:
+        time.sleep(0.5)
+        st = backend.status(info)
+    assert st.failed and st.reason in ("CrashLoopBackOff", "Terminated"), st
+    assert backend.delete(info) is True
+    assert h2o_pids(info.name) == []
+
+
+def test_janitor_lists_expired_clusters(backend):
+    from datetime import UTC, datetime, timedelta
+
+    spec = ClusterSpec.for_run("bed", "dag", "run-ttl", cluster_config(replicas=1))
+    info = backend.create(spec)
+    assert info.name not in [c.name for c in backend.list_expired()]
+    later = datetime.now(UTC) + timedelta(days=1)
+    assert info.name in [c.name for c in backend.list_expired(later)]
+
+
+def test_airflow_identity_is_confined_to_its_namespace(k8s_bed):  # noqa: F811
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    apps = client.AppsV1Api(k8s_bed.airflow)
+    apps.list_namespaced_stateful_set(NAMESPACE)  # allowed
+    with pytest.raises(ApiException) as err:
+        apps.list_namespaced_stateful_set("default")
+    assert err.value.status == 403
+    with pytest.raises(ApiException) as err:
+        client.CoreV1Api(k8s_bed.airflow).list_namespaced_secret(NAMESPACE)
+    assert err.value.status == 403
