@@ -5,7 +5,9 @@
 #   ${H2O_AIRFLOW_CACHE:-$HOME/.cache/h2o-airflow}/testbed/k8s-<ver>/bin/
 #   ${H2O_AIRFLOW_CACHE:-$HOME/.cache/h2o-airflow}/testbed/etcd-<ver>/bin/
 # Needs: go (the version the modules' go.mod asks for; GOTOOLCHAIN=local, no toolchain download)
-# and the Go module proxy. Usage: testbed/build.sh [--print-bindirs]
+# and the Go module proxy.
+# Usage: testbed/build.sh [--print-bindirs] [etcd|kube-apiserver|kube-controller-manager|kube-scheduler ...]
+#   (no component: all four). K8S_VERSION / ETCD_VERSION override testbed/versions.env.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -22,6 +24,13 @@ ETCD_BIN="$CACHE/etcd-$ETCD_VERSION/bin"
 if [[ "${1:-}" == "--print-bindirs" ]]; then
   echo "K8S_BIN=$K8S_BIN"; echo "ETCD_BIN=$ETCD_BIN"; exit 0
 fi
+
+ALL=(etcd kube-apiserver kube-controller-manager kube-scheduler)
+WANT=("$@"); [[ ${#WANT[@]} -gt 0 ]] || WANT=("${ALL[@]}")
+for w in "${WANT[@]}"; do
+  [[ " ${ALL[*]} " == *" $w "* ]] || { echo "build.sh: unknown component '$w' (one of: ${ALL[*]})" >&2; exit 2; }
+done
+wanted() { [[ " ${WANT[*]} " == *" $1 "* ]]; }
 
 export GOTOOLCHAIN=local CGO_ENABLED=0
 command -v go >/dev/null || { echo "build.sh: go not found in PATH" >&2; exit 2; }
@@ -89,14 +98,19 @@ GO
 # ---------------------------------------------------------------- kubernetes
 # k8s.io/kubernetes replaces its staging modules (k8s.io/api, apimachinery, client-go, ...) with
 # ./staging/src/...; a module that requires it must map each of them to the published v0.X.Y.
-K8S_CMDS=(kube-apiserver kube-controller-manager kube-scheduler)
+K8S_CMDS=()
+for c in kube-apiserver kube-controller-manager kube-scheduler; do wanted "$c" && K8S_CMDS+=("$c"); done
 build_k8s() {
+  [[ ${#K8S_CMDS[@]} -gt 0 ]] || return 0
   if ! need_build "$K8S_BIN" "${K8S_CMDS[@]}"; then echo "build.sh: kubernetes $K8S_VERSION cached: $K8S_BIN"; return 0; fi
   local d="$SCRATCH_ROOT/k8s"; mkdir -p "$d" "$K8S_BIN"
   local staging_ver="v0.${K8S_VERSION#v1.}"
-  local modfile
-  modfile="$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/^\s*"GoMod": "\(.*\)",\?$/\1/p')"
-  [[ -f "$modfile" ]] || { echo "build.sh: cannot download k8s.io/kubernetes@$K8S_VERSION" >&2; return 1; }
+  local dl modfile
+  dl="$(cd "$d" && go mod download -json "k8s.io/kubernetes@$K8S_VERSION" 2>&1)" || true
+  modfile="$(sed -n 's/^\s*"GoMod": "\(.*\)",\?$/\1/p' <<<"$dl")"
+  if [[ ! -f "$modfile" ]]; then
+    echo "build.sh: cannot download k8s.io/kubernetes@$K8S_VERSION:" >&2; echo "$dl" >&2; return 1
+  fi
   local staging
   staging="$(grep -E '^\s*k8s\.io/[^ ]+ => \./staging/' "$modfile" | awk '{print $1}')"
   {
@@ -131,7 +145,7 @@ build_k8s() {
   done
 }
 
-build_etcd
+if wanted etcd; then build_etcd; fi
 build_k8s
 echo "build.sh: done"
 echo "K8S_BIN=$K8S_BIN"

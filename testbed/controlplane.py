@@ -10,6 +10,7 @@ Binaries come from ``testbed/build.sh`` (cached outside the repo, by version). U
         ...  # cp.admin_kubeconfig, cp.airflow_kubeconfig, cp.server, ...
     finally:
         cp.stop()
+        print(json.dumps({"stopped": cp.stopped}))
 
 Each process runs in its own session, logs to ``<tmp_dir>/logs/<name>.log``, and is stopped by its
 own process id (SIGTERM, then SIGKILL). Imports nothing from Airflow or the product.
@@ -316,6 +317,7 @@ class ControlPlane:
     versions: dict[str, str]
     pids: dict[str, int] = field(default_factory=dict)
     startup_seconds: dict[str, float] = field(default_factory=dict)  # per component + "total"
+    stopped: dict[str, str] = field(default_factory=dict)  # filled by stop(): how each one ended
     _procs: dict[str, subprocess.Popen] = field(default_factory=dict, repr=False)
 
     @property
@@ -336,7 +338,7 @@ class ControlPlane:
     def stop(self, timeout: float = 15) -> None:
         """Stop every process by its own pid: SIGTERM, wait, SIGKILL. Idempotent."""
         for name in reversed(list(self._procs)):
-            _terminate(self._procs[name], timeout)
+            self.stopped[name] = _terminate(self._procs[name], timeout)
         self._procs.clear()
 
     def __enter__(self) -> ControlPlane:
@@ -346,17 +348,21 @@ class ControlPlane:
         self.stop()
 
 
-def _terminate(p: subprocess.Popen, timeout: float) -> None:
+def _terminate(p: subprocess.Popen, timeout: float) -> str:
+    """SIGTERM to this pid, wait, then SIGKILL; returns how it ended."""
     if p.poll() is not None:
-        return
+        return f"exited {p.returncode}"
+    t0 = time.monotonic()
     with contextlib.suppress(ProcessLookupError):
         os.kill(p.pid, signal.SIGTERM)
     try:
         p.wait(timeout)
+        return f"SIGTERM, {time.monotonic() - t0:.1f}s"
     except subprocess.TimeoutExpired:
         with contextlib.suppress(ProcessLookupError):
             os.kill(p.pid, signal.SIGKILL)
         p.wait(10)
+        return f"SIGKILL after {timeout}s"
 
 
 def _spawn(name: str, argv: list[str], log_dir: Path) -> subprocess.Popen:
@@ -630,3 +636,4 @@ if __name__ == "__main__":  # python -m testbed.controlplane [work_dir]: start, 
         print(json.dumps({"rss_mib_idle": {k: round((v or 0) / 1024, 1) for k, v in cp.rss_kib().items()}}))
     finally:
         cp.stop()
+        print(json.dumps({"stopped": cp.stopped}))
