@@ -1,0 +1,81 @@
+"""A real HiveServer2 on loopback: the Spark Thrift Server shipped in pyspark.
+
+Its Derby metastore and warehouse live in ``workdir``, so stopping it and starting it again
+on the same directory finds the same tables. Clients connect with ``auth="NOSASL"``.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from h2o_tasks.devstack import procs
+
+HOST = "127.0.0.1"
+
+
+@dataclass
+class HiveServer:
+    process: procs.ServerProcess
+    host: str
+    port: int
+    workdir: Path
+
+    def connect(self, database: str = "default") -> Any:
+        from pyhive import hive
+
+        return hive.connect(host=self.host, port=self.port, auth="NOSASL", database=database)
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+def _answers(host: str, port: int) -> bool:
+    if not procs.port_open(host, port):
+        return False
+    try:
+        from pyhive import hive
+
+        conn = hive.connect(host=host, port=port, auth="NOSASL")
+        try:
+            cur = conn.cursor()
+            cur.execute("SELECT 1")
+            return cur.fetchall() == [(1,)]
+        finally:
+            conn.close()
+    except Exception:
+        return False
+
+
+def start(workdir: Path, port: int = 0, memory: str = "1g", timeout: float = 180.0) -> HiveServer:
+    """Start HiveServer2 and wait until a query answers."""
+    workdir = Path(workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = port or procs.free_port()
+    import pyspark
+
+    spark_home = Path(pyspark.__file__).parent
+    spark_submit = str(spark_home / "bin" / "spark-submit")
+    warehouse = workdir / "warehouse"
+    argv = [
+        spark_submit, "--master", "local[2]", "--driver-memory", memory,
+        "--conf", f"spark.sql.warehouse.dir={warehouse}",
+        "--conf", "spark.ui.enabled=false",
+        "--conf", f"spark.driver.host={HOST}",
+        "--conf", f"spark.driver.bindAddress={HOST}",
+        "--conf", "spark.sql.sources.partitionOverwriteMode=dynamic",
+        "--conf", "spark.sql.shuffle.partitions=4",
+        "--conf", f"spark.hadoop.javax.jdo.option.ConnectionURL=jdbc:derby:;databaseName={workdir / 'metastore_db'};create=true",
+        "--conf", f"spark.driver.extraJavaOptions=-Dderby.system.home={workdir}",
+        "--class", "org.apache.spark.sql.hive.thriftserver.HiveThriftServer2", "spark-internal",
+        "--hiveconf", f"hive.server2.thrift.port={port}",
+        "--hiveconf", f"hive.server2.thrift.bind.host={HOST}",
+        "--hiveconf", "hive.server2.authentication=NOSASL",
+        "--hiveconf", "hive.server2.enable.doAs=false",
+    ]
+    env = {"SPARK_HOME": str(spark_home), "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": HOST, "SPARK_LOG_DIR": str(workdir / "logs"), "SPARK_NO_DAEMONIZE": "1"}
+    proc = procs.start("HiveServer2", argv, workdir / "hiveserver2.log", ready=lambda: _answers(HOST, port),
+                       timeout=timeout, env=env, cwd=workdir)
+    return HiveServer(proc, HOST, port, workdir)
