@@ -75,7 +75,8 @@ def start(workdir: Path, port: int = 0, memory: str = "1g", timeout: float = 180
         "--hiveconf", "hive.server2.authentication=NOSASL",
         "--hiveconf", "hive.server2.enable.doAs=false",
     ]
-    env = {"SPARK_HOME": str(spark_home), "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": HOST, "SPARK_LOG_DIR": str(workdir / "logs"), "SPARK_NO_DAEMONIZE": "1"}
+    env = {"SPARK_HOME": str(spark_home), "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": HOST,
+           "SPARK_LOG_DIR": str(workdir / "logs"), "SPARK_NO_DAEMONIZE": "1"}
     proc = procs.start("HiveServer2", argv, workdir / "hiveserver2.log", ready=lambda: _answers(HOST, port),
                        timeout=timeout, env=env, cwd=workdir)
     return HiveServer(proc, HOST, port, workdir)

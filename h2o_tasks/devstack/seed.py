@@ -116,19 +116,18 @@ def seed_s3(s3: S3Settings, data_dir: Path, bucket: str = "h2o-demo", prefix: st
     return len(files)
 
 
-def _ddl(table: str, columns: list[tuple[str, str, str]], location: Path, partitioned: bool) -> list[str]:
+def _ddl(table: str, columns: list[tuple[str, str, str]], location: Path, partitioned: bool) -> str:
     cols = ", ".join(f"`{name}` {hive}" for name, _, hive in columns)
     part = " PARTITIONED BY (`dt` STRING)" if partitioned else ""
-    return [f"CREATE EXTERNAL TABLE IF NOT EXISTS `{table}` ({cols}){part} STORED AS PARQUET LOCATION '{location}'"]
+    return f"CREATE EXTERNAL TABLE IF NOT EXISTS `{table}` ({cols}){part} STORED AS PARQUET LOCATION '{location}'"
 
 
 def seed_hive(conn: Any, data_dir: Path) -> dict[str, int]:
     """External Parquet tables ``flights`` (partitioned by ``dt``), ``weather``, ``planes``."""
     data_dir = Path(data_dir).resolve()
     cur = conn.cursor()
-    statements = (_ddl("flights", FLIGHTS, data_dir / "flights", True) + ["MSCK REPAIR TABLE `flights`"]
-                  + _ddl("weather", WEATHER, data_dir / "weather", False)
-                  + _ddl("planes", PLANES, data_dir / "planes", False))
+    statements = [_ddl("flights", FLIGHTS, data_dir / "flights", True), "MSCK REPAIR TABLE `flights`",
+                  _ddl("weather", WEATHER, data_dir / "weather", False), _ddl("planes", PLANES, data_dir / "planes", False)]
     for sql in statements:
         cur.execute(sql)
     rows = {}
