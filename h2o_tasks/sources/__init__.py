@@ -1,0 +1,1 @@
+"""Data sources: S3 partitions and Hive tables."""
