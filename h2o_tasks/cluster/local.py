@@ -107,12 +107,22 @@ def _proc_state(pid: int) -> str:
 
 
 def _is_ours(pid: int, name: str) -> bool:
-    """The pid is alive and is a JVM of this cluster (never signal a recycled pid)."""
-    try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    return _proc_state(pid) not in ("", "Z") and b"-name" in argv and name.encode() in argv
+    """The pid is alive and is a JVM of this cluster (never signal a recycled pid).
+
+    The ``java`` launcher may re-exec itself right after start, when its command line reads
+    empty for a moment: that case is read again rather than taken for a stranger.
+    """
+    for _ in range(20):
+        if _proc_state(pid) in ("", "Z"):
+            return False
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            return False
+        if argv != [b""]:
+            return b"-name" in argv and name.encode() in argv
+        time.sleep(0.05)
+    return False
 
 
 def _reap(pid: int) -> None:

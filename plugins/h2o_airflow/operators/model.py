@@ -191,7 +191,7 @@ class H2OBatchScoreOperator(_ClusterTaskMixin, H2OPipelineOperator):
         from h2o_tasks.sources import hive
 
         staging = hive_staging_root() / "predictions" / f"{cfg.name}-{day.isoformat()}"
-        local = scoring.stage_for_hive(result, staging)
+        local = scoring.stage_for_hive(result, H2OHook(aws_conn_id=self.aws_conn_id).s3_settings(), staging)
         conn = self.hive_conn()
         try:
             rows = hive.write_partition(conn, cfg.scoring.hive_table, "dt", day.isoformat(), str(local.path),

@@ -1,0 +1,141 @@
+"""Training: the configured algorithms (and AutoML) with a fixed seed, best model by metric."""
+
+from __future__ import annotations
+
+import inspect
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from h2o_tasks import naming
+from h2o_tasks.config import METRICS_HIGHER_IS_BETTER, AlgorithmConfig, PipelineConfig
+from h2o_tasks.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    model_id: str
+    algo: str
+    metrics: dict[str, float]
+    seconds: float
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    best_model_id: str
+    best_algo: str
+    metric: str
+    best_metric_value: float
+    models: list[ModelSummary]
+    train_rows: int
+    valid_rows: int
+    seconds: float
+    leaderboard: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _estimator_class(algo: str) -> Any:
+    from h2o.estimators import (
+        H2OGeneralizedLinearEstimator,
+        H2OGradientBoostingEstimator,
+        H2ORandomForestEstimator,
+        H2OXGBoostEstimator,
+    )
+
+    return {"gbm": H2OGradientBoostingEstimator, "glm": H2OGeneralizedLinearEstimator,
+            "drf": H2ORandomForestEstimator, "xgboost": H2OXGBoostEstimator}[algo]
+
+
+def build_estimator(i: int, algo: AlgorithmConfig, cfg: PipelineConfig, model_id: str) -> Any:
+    """An estimator with the configured parameters; unknown parameters name their field."""
+    cls = _estimator_class(algo.algo)
+    if algo.algo == "xgboost" and not cls.available():
+        raise ConfigError(f"training.algorithms[{i}].algo", "xgboost", "XGBoost is not available in this H2O "
+                          "cluster (it needs a supported OS/CPU)", "use gbm instead")
+    params: dict[str, Any] = {"model_id": model_id, "seed": cfg.training.seed}
+    if cfg.training.nfolds:
+        params.update(nfolds=cfg.training.nfolds, keep_cross_validation_predictions=False)
+    if algo.algo == "glm":
+        params["family"] = "binomial" if cfg.target.problem == "binary" else "gaussian"
+    known = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    for key in algo.params:
+        if key not in known:
+            raise ConfigError(f"training.algorithms[{i}].params.{key}", algo.params[key],
+                              f"is not a parameter of H2O's {algo.algo}", "remove it or check H2O's documentation")
+    return cls(**{**params, **algo.params})
+
+
+def metrics_of(perf: Any, problem: str) -> dict[str, float]:
+    """The numbers that matter for the problem, as plain floats."""
+    names = ("auc", "aucpr", "logloss", "rmse") if problem == "binary" else ("rmse", "mae", "r2")
+    out = {}
+    for name in names:
+        try:
+            value = getattr(perf, name)()
+        except Exception:
+            continue
+        if value is not None and value == value:
+            out[name] = round(float(value), 6)
+    return out
+
+
+def _performance(model: Any, valid: Any, nfolds: int) -> Any:
+    return model.model_performance(xval=True) if nfolds else model.model_performance(valid)
+
+
+def _better(a: float, b: float, metric: str) -> bool:
+    return a > b if METRICS_HIGHER_IS_BETTER[metric] else a < b
+
+
+def train(frame: Any, valid: Any | None, cfg: PipelineConfig, run_id: str) -> TrainResult:
+    """Train every configured algorithm on ``frame`` and pick the best by ``training.metric``."""
+    import h2o
+
+    t0 = time.monotonic()
+    tr = cfg.training
+    if valid is None and not tr.nfolds:
+        train_frame, valid = frame.split_frame(ratios=[1 - tr.validation_split], seed=tr.seed)
+    else:
+        train_frame = frame
+    label = cfg.target.label
+    suffix = naming.run_hash(cfg.name, run_id)
+    base = cfg.name.replace("-", "_")
+    models: list[ModelSummary] = []
+    for i, algo in enumerate(tr.algorithms):
+        est = build_estimator(i, algo, cfg, f"{base}_{algo.algo}_{i}_{suffix}")
+        t = time.monotonic()
+        try:
+            est.train(x=cfg.feature_names, y=label, training_frame=train_frame,
+                      validation_frame=None if tr.nfolds else valid)
+        except h2o.exceptions.H2OResponseError as exc:
+            msg = str(exc).split("ERRR on field:", 1)[-1].strip()[:300] if "ERRR" in str(exc) else str(exc)[:300]
+            raise ConfigError(f"training.algorithms[{i}].params", algo.params, f"H2O rejected them: {msg}",
+                              "fix the parameter values") from None
+        metrics = metrics_of(_performance(est, valid, tr.nfolds), cfg.target.problem)
+        models.append(ModelSummary(est.model_id, algo.algo, metrics, round(time.monotonic() - t, 2)))
+    if tr.automl is not None:
+        from h2o.automl import H2OAutoML
+
+        t = time.monotonic()
+        aml = H2OAutoML(max_models=tr.automl.max_models, max_runtime_secs=tr.automl.max_runtime_secs, seed=tr.seed,
+                        project_name=f"{base}_automl_{suffix}", nfolds=max(tr.nfolds, 0) or 0,
+                        sort_metric=tr.metric.upper() if tr.metric != "r2" else "AUTO")
+        aml.train(x=cfg.feature_names, y=label, training_frame=train_frame,
+                  leaderboard_frame=None if tr.nfolds else valid, validation_frame=None if tr.nfolds else valid)
+        leader = aml.leader
+        metrics = metrics_of(_performance(leader, valid, tr.nfolds), cfg.target.problem)
+        models.append(ModelSummary(leader.model_id, "automl", metrics, round(time.monotonic() - t, 2)))
+    scored = [m for m in models if tr.metric in m.metrics]
+    if not scored:
+        raise ConfigError("training.metric", tr.metric, f"was not computed for a {cfg.target.problem} problem",
+                          "choose auc/logloss for binary, rmse/mae/r2 for regression")
+    best = scored[0]
+    for m in scored[1:]:
+        if _better(m.metrics[tr.metric], best.metrics[tr.metric], tr.metric):
+            best = m
+    return TrainResult(best_model_id=best.model_id, best_algo=best.algo, metric=tr.metric,
+                       best_metric_value=best.metrics[tr.metric], models=models, train_rows=train_frame.nrows,
+                       valid_rows=valid.nrows if valid is not None else 0, seconds=round(time.monotonic() - t0, 2),
+                       leaderboard={m.algo: m.metrics.get(tr.metric) for m in models})

@@ -1,0 +1,109 @@
+"""The engine on a real H2O cloud with real flights in a real S3 API: prepare, train, export, score."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pytest
+
+from h2o_tasks import artifacts, frames, ingest, registry, s3, scoring, train
+from h2o_tasks.config import load
+from h2o_tasks.errors import ConfigError, InputDataError
+
+pytestmark = pytest.mark.integration
+PIPELINE = Path(__file__).resolve().parents[2] / "dags" / "pipelines" / "arrival_delay.yaml"
+DAY = date(2013, 2, 4)
+
+
+@pytest.fixture(scope="module")
+def engine_cfg():
+    from h2o_tasks.config import parse, to_dict
+
+    raw = to_dict(load(PIPELINE))
+    raw["registry_uri"] = "s3://h2o-demo/models/engine-test"
+    raw["scoring"]["output_uri"] = "s3://h2o-demo/predictions/engine-test"
+    return parse(raw)
+
+
+@pytest.fixture(scope="module")
+def trained(h2o_cloud, engine_cfg, s3_settings, seeded_s3):
+    frame, imported = ingest.import_interval(h2o_cloud, engine_cfg, "train", DAY, DAY, s3=s3_settings)
+    prepared = frames.prepare(frame, engine_cfg, source="test")
+    result = train.train(prepared.frame, None, engine_cfg, run_id="engine-test")
+    return imported, prepared, result
+
+
+def test_import_prepare_and_train(trained):
+    imported, prepared, result = trained
+    assert imported.rows > 20000 and imported.files == 28
+    assert prepared.rows_dropped_no_label > 0  # cancelled flights have no arr_delay
+    assert set(prepared.class_counts) == {"0", "1"}
+    assert {m.algo for m in result.models} == {"gbm", "glm"}
+    assert result.best_metric_value > 0.75
+    for m in result.models:
+        assert 0.5 < m.metrics["auc"] <= 1 and "logloss" in m.metrics
+
+
+def test_export_gate_promote_and_score_both_engines_agree(h2o_cloud, engine_cfg, trained, s3_settings):
+    _, _, result = trained
+    client = s3_settings.client()
+    model = h2o_cloud.get_model(result.best_model_id)
+    exported = artifacts.export(h2o_cloud, model, engine_cfg, client, run_id="engine-test",
+                                logical_date=datetime(2013, 2, 4, tzinfo=UTC))
+    keys = [k.rsplit("/", 1)[1] for k in s3.list_keys(client, exported.uri)]
+    for name in ("model.zip", "h2o-genmodel.jar", "metadata.json", "index.html", "roc.png", "variable_importance.png"):
+        assert name in keys
+    assert any(k.endswith(".java") for k in keys)
+    meta = registry.load_metadata(client, engine_cfg.registry_uri, exported.version)
+    carrier = next(f for f in meta["features"] if f["name"] == "carrier")
+    assert "UA" in carrier["domain"] and meta["target"]["domain"] == ["0", "1"]
+    assert meta["h2o_version"] == "3.46.0.11"
+    decision = registry.gate(engine_cfg.quality_gate, exported.metrics, registry.read_champion(client, engine_cfg.registry_uri))
+    assert decision.promote, decision.reason
+    registry.promote(client, engine_cfg.registry_uri, exported.version, "auc", exported.metrics["auc"])
+    assert registry.read_champion(client, engine_cfg.registry_uri).version == exported.version
+
+    frame, _ = ingest.import_interval(h2o_cloud, engine_cfg, "score", DAY, DAY, s3=s3_settings)
+    in_cluster = scoring.score_in_cluster(h2o_cloud, frame, engine_cfg, client, DAY, DAY, run_id="r1")
+    assert in_cluster.rows_in == in_cluster.rows_scored == frame.nrows > 800
+    first = sorted(s3.list_keys(client, in_cluster.output_uri))
+    offline = scoring.score_offline(engine_cfg, s3_settings, DAY, DAY, run_id="r2")
+    assert offline.rows_scored == in_cluster.rows_scored
+    # the offline run replaced the partition: one set of outputs, with its _SUCCESS marker
+    keys = s3.list_keys(client, offline.output_uri)
+    assert keys[-1].endswith("_SUCCESS") and len(keys) == 2 and first != keys
+    import io
+
+    import pandas as pd
+
+    offline_df = pd.read_csv(io.BytesIO(s3.read_bytes(client, keys[0])))
+    again = scoring.score_in_cluster(h2o_cloud, frame, engine_cfg, client, DAY, DAY, run_id="r3")
+    cluster_keys = [k for k in s3.list_keys(client, again.output_uri) if not k.endswith("_SUCCESS")]
+    cluster_df = pd.concat([pd.read_csv(io.BytesIO(s3.read_bytes(client, k))) for k in cluster_keys])
+    assert len(cluster_df) == len(offline_df)
+    diff = (cluster_df["p1"].reset_index(drop=True) - offline_df["p1"]).abs().max()
+    assert diff < 1e-6, diff
+    assert json.loads(json.dumps(again.to_dict()))["engine"] == "cluster"
+
+
+def test_bad_inputs_name_the_problem(h2o_cloud, engine_cfg, s3_settings):
+    from h2o_tasks.config import parse, to_dict
+
+    frame, _ = ingest.import_interval(h2o_cloud, engine_cfg, "train", DAY, DAY, s3=s3_settings)
+    raw = to_dict(engine_cfg)
+    raw["target"] = {"column": "year", "threshold": 3000, "name": "never", "problem": "binary"}
+    with pytest.raises(InputDataError) as err:
+        frames.prepare(frame, parse(raw), source="window")
+    assert "single class" in str(err.value)
+    no_dest = frame.drop("dest")
+    with pytest.raises(InputDataError) as err:
+        frames.check_scoring_input(no_dest, [{"name": "dest", "type": "enum", "domain": ["IAH"]}], "v1")
+    assert "dest" in str(err.value) and "missing" in str(err.value)
+    raw = to_dict(engine_cfg)
+    raw["training"]["algorithms"] = [{"algo": "gbm", "params": {"n_trees": 5}}]
+    prepared = frames.prepare(frame, engine_cfg, source="w")
+    with pytest.raises(ConfigError) as err:
+        train.train(prepared.frame, None, parse(raw), run_id="x")
+    assert err.value.field == "training.algorithms[0].params.n_trees"
