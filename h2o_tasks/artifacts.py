@@ -85,7 +85,7 @@ def export(h2o: Any, model: Any, cfg: PipelineConfig, client: Any, *, run_id: st
             "lineage": {"run_id": run_id, "logical_date": logical_date.isoformat() if logical_date else None,
                         **(lineage or {})},
             "training": training or {}, "pipeline_config": to_dict(cfg),
-            "files": sorted(p.name for p in work.iterdir() if p.is_file()) + ["metadata.json"],
+            "files": [*sorted(p.name for p in work.iterdir() if p.is_file()), "metadata.json"],
             "report": report_files,
         }
         (work / "metadata.json").write_text(json.dumps(metadata, indent=2, default=str))
