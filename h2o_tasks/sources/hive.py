@@ -3,12 +3,19 @@
 The query's result is staged by HiveServer2 itself as Parquet files
 (``INSERT OVERWRITE DIRECTORY … STORED AS PARQUET``) that the H2O cluster then imports in
 parallel; only small results are fetched through the client. Identifiers come validated
-from the pipeline configuration and are quoted here.
+from the pipeline configuration and are quoted here; anything else is checked before it
+is put into SQL.
+
+Every function takes a DB-API connection: ``pyhive.hive.connect(..., auth="NOSASL")`` or
+``HiveServer2Hook(...).get_conn()`` (connection extra ``{"auth_mechanism": "NOSASL"}`` for
+a server without SASL).
 """
 
 from __future__ import annotations
 
+import re
 import shutil
+import uuid
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -17,35 +24,62 @@ from typing import Any
 from h2o_tasks.config import HiveSourceConfig
 from h2o_tasks.errors import InputDataError, SourceNotFoundError
 
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_TYPE = re.compile(r"^[A-Za-z]+(\(\d+(,\s*\d+)?\))?$")
+_QUERY = re.compile(r"FROM (?P<table>\S+) WHERE `(?P<col>\w+)` >= '(?P<lo>[^']*)' AND `\w+` < '(?P<hi>[^']*)'")
+
 
 @dataclass(frozen=True)
 class StagedResult:
+    """Parquet part files HiveServer2 wrote for one query, and their total row count."""
+
     path: str
     files: tuple[str, ...]
     rows: int
 
 
-def _q(identifier: str) -> str:
-    return f"`{identifier.replace('`', '')}`"
+def _q(identifier: str, field: str = "identifier") -> str:
+    """A backtick-quoted identifier; anything but letters, digits and ``_`` is refused."""
+    if not _IDENT.match(identifier):
+        raise InputDataError(field, identifier, "is not a plain SQL identifier", "use letters, digits and underscores only")
+    return f"`{identifier}`"
+
+
+def _literal(value: str, field: str) -> str:
+    if "'" in value or "\\" in value:
+        raise InputDataError(field, value, "contains a quote or backslash", "use a value without ' or \\")
+    return f"'{value}'"
 
 
 def table_ref(cfg: HiveSourceConfig) -> str:
-    return f"{_q(cfg.database)}.{_q(cfg.table)}"
+    return f"{_q(cfg.database, 'source.hive.database')}.{_q(cfg.table, 'source.hive.table')}"
 
 
 def build_query(cfg: HiveSourceConfig, columns: list[str], start: date, end: date) -> str:
-    """SELECT the columns of the partitions in ``[start, end)``."""
-    cols = ", ".join(_q(c) for c in columns)
-    part = _q(cfg.partition_column)
+    """``SELECT`` the columns of the partitions in ``[start, end)`` (partition values are ISO dates)."""
+    if not columns:
+        raise InputDataError("features", columns, "is empty", "list at least one column")
+    if end <= start:
+        raise InputDataError("interval", f"[{start.isoformat()}, {end.isoformat()})", "is empty (end is not after start)",
+                             "pass an end date after the start date")
+    cols = ", ".join(_q(c, "features") for c in columns)
+    part = _q(cfg.partition_column, "source.hive.partition_column")
     return (f"SELECT {cols} FROM {table_ref(cfg)} "
             f"WHERE {part} >= '{start.isoformat()}' AND {part} < '{end.isoformat()}'")
 
 
 def check_table(conn: Any, cfg: HiveSourceConfig, columns: list[str]) -> dict[str, str]:
-    """The table exists and has every column; returns ``{column: hive type}``."""
+    """Check that the table exists and has every column; return ``{column: hive type}``."""
     cur = conn.cursor()
-    cur.execute(f"SHOW TABLES IN {_q(cfg.database)} LIKE '{cfg.table}'")
-    names = {row[1] if len(row) > 1 else row[0] for row in cur.fetchall()}
+    try:
+        cur.execute(f"SHOW TABLES IN {_q(cfg.database, 'source.hive.database')} LIKE {_literal(cfg.table, 'source.hive.table')}")
+        rows = cur.fetchall()
+    except Exception as exc:  # the driver's own error class (pyhive, impyla, ...)
+        if "not found" in str(exc).lower() or "SCHEMA_NOT_FOUND" in str(exc):
+            raise SourceNotFoundError("source.hive.database", cfg.database, "does not exist",
+                                      "create the database or fix source.hive.database") from None
+        raise
+    names = {row[1] if len(row) > 1 else row[0] for row in rows}
     if cfg.table not in names:
         raise SourceNotFoundError("source.hive.table", cfg.table, f"does not exist in database {cfg.database!r}",
                                   "create the table or fix source.hive.table / source.hive.database")
@@ -55,9 +89,9 @@ def check_table(conn: Any, cfg: HiveSourceConfig, columns: list[str]) -> dict[st
         name = (row[0] or "").strip()
         if not name or name.startswith("#"):
             if types:
-                break  # partition information follows
+                break  # the partition information repeats the partition columns
             continue
-        types[name] = (row[1] or "").strip()
+        types[name] = (row[1] or "").strip().lower()
     for col in [*columns, cfg.partition_column]:
         if col not in types:
             field = "source.hive.partition_column" if col == cfg.partition_column else "features"
@@ -66,32 +100,54 @@ def check_table(conn: Any, cfg: HiveSourceConfig, columns: list[str]) -> dict[st
     return types
 
 
+def _describe(sql: str) -> tuple[str, str]:
+    """``("flights", "dt in [2013-01-01, 2013-01-08)")`` for a query of :func:`build_query`."""
+    m = _QUERY.search(sql)
+    if not m:
+        return "the query", sql.split(" WHERE ", 1)[-1]
+    table = m["table"].replace("`", "").removeprefix("default.")
+    return table, f"{m['col']} in [{m['lo']}, {m['hi']})"
+
+
+def part_files(path: str | Path) -> tuple[str, ...]:
+    """The data files of a directory written by Hive/Spark (no ``_SUCCESS``, ``.crc`` or hidden files)."""
+    return tuple(sorted(str(p) for p in Path(path).iterdir()
+                        if p.is_file() and not p.name.startswith(("_", ".")) and not p.name.endswith(".crc")))
+
+
 def stage_query(conn: Any, sql: str, staging_dir: str) -> StagedResult:
-    """Have HiveServer2 write the result as Parquet files under ``staging_dir`` (replaced)."""
+    """Have HiveServer2 write the result of ``sql`` as Parquet files under ``staging_dir``.
+
+    ``staging_dir`` must be unique to the run (it is replaced) and on a filesystem both the
+    server and the H2O cluster can read; rows are counted from the Parquet footers.
+    An empty result removes the directory and raises :class:`InputDataError`.
+    """
     import pyarrow.parquet as pq
 
-    path = Path(staging_dir)
-    if path.exists():
-        shutil.rmtree(path)
+    path = Path(staging_dir).resolve()
+    cleanup(str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     cur = conn.cursor()
-    cur.execute(f"INSERT OVERWRITE DIRECTORY '{path}' STORED AS PARQUET {sql}")
-    files = tuple(sorted(str(p) for p in path.glob("part-*") if p.is_file() and not p.name.endswith(".crc")))
+    cur.execute(f"INSERT OVERWRITE DIRECTORY {_literal(str(path), 'staging_dir')} STORED AS PARQUET {sql}")
+    files = part_files(path) if path.is_dir() else ()
     rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
     if rows == 0:
         cleanup(str(path))
-        where = sql.split(" WHERE ", 1)[-1]
-        raise InputDataError("interval", where, "selects no rows (an empty or missing partition)",
-                             "check that the partitions of this interval are loaded")
+        table, interval = _describe(sql)
+        raise InputDataError("interval", interval, f"no rows in {table} for {interval}",
+                             "check that the partitions of this interval are loaded, or choose another interval")
     return StagedResult(str(path), files, rows)
 
 
 def fetch_small(conn: Any, sql: str, max_rows: int) -> Any:
-    """A small result, fetched through the client into a pandas DataFrame."""
+    """A small result fetched through the client into a pandas DataFrame (at most ``max_rows``)."""
     import pandas as pd
 
+    if max_rows < 1:
+        raise InputDataError("source.hive.client_fetch_max_rows", max_rows, "must be at least 1 for a client fetch",
+                             "set a positive limit or stage the result through the cluster")
     cur = conn.cursor()
-    cur.execute(f"{sql} LIMIT {max_rows + 1}")
+    cur.execute(f"{sql} LIMIT {int(max_rows) + 1}")
     rows = cur.fetchall()
     if len(rows) > max_rows:
         raise InputDataError("source.hive.client_fetch_max_rows", max_rows, "is smaller than the query's result",
@@ -101,24 +157,31 @@ def fetch_small(conn: Any, sql: str, max_rows: int) -> Any:
 
 def write_partition(conn: Any, table: str, partition_column: str, value: str, parquet_dir: str,
                     columns: list[tuple[str, str]]) -> int:
-    """Replace one partition of ``table`` with the Parquet files in ``parquet_dir``.
+    """Replace one partition of ``table`` with the Parquet files in ``parquet_dir``; return its rows.
 
-    ``INSERT OVERWRITE … PARTITION`` replaces the partition as one operation: a re-run of an
-    interval replaces its rows, never duplicates them. Returns the rows in the partition.
+    Creates the table if missing (Parquet, partitioned by ``partition_column`` STRING, the
+    declared ``(column, hive type)`` list). ``INSERT OVERWRITE … PARTITION`` replaces the
+    partition as one operation: a re-run of an interval replaces its rows, never duplicates them.
     """
+    for _, hive_type in columns:
+        if not _TYPE.match(hive_type):
+            raise InputDataError("columns", hive_type, "is not a plain Hive type", "use INT, BIGINT, DOUBLE, STRING, ...")
+    t, p = _q(table, "scoring.hive_table"), _q(partition_column, "partition_column")
     cur = conn.cursor()
-    cols = ", ".join(f"{_q(c)} {t}" for c, t in columns)
-    cur.execute(f"CREATE TABLE IF NOT EXISTS {_q(table)} ({cols}) PARTITIONED BY ({_q(partition_column)} STRING) "
-                "STORED AS PARQUET")
-    view = f"staged_{abs(hash((table, value, parquet_dir))) % 10**8}"
-    cur.execute(f"CREATE OR REPLACE TEMPORARY VIEW {view} USING parquet OPTIONS (path '{parquet_dir}')")
-    select = ", ".join(f"CAST({_q(c)} AS {t})" for c, t in columns)
-    cur.execute(f"INSERT OVERWRITE TABLE {_q(table)} PARTITION ({_q(partition_column)}='{value}') "
-                f"SELECT {select} FROM {view}")
-    cur.execute(f"DROP VIEW IF EXISTS {view}")
-    cur.execute(f"SELECT count(*) FROM {_q(table)} WHERE {_q(partition_column)} = '{value}'")
+    cols = ", ".join(f"{_q(c, 'columns')} {hive_type}" for c, hive_type in columns)
+    cur.execute(f"CREATE TABLE IF NOT EXISTS {t} ({cols}) PARTITIONED BY ({p} STRING) STORED AS PARQUET")
+    view = f"staged_{uuid.uuid4().hex[:12]}"
+    path = _literal(str(Path(parquet_dir).resolve()), "parquet_dir")
+    cur.execute(f"CREATE OR REPLACE TEMPORARY VIEW {view} USING parquet OPTIONS (path {path})")
+    try:
+        select = ", ".join(f"CAST({_q(c, 'columns')} AS {hive_type})" for c, hive_type in columns)
+        cur.execute(f"INSERT OVERWRITE TABLE {t} PARTITION ({p}={_literal(value, partition_column)}) SELECT {select} FROM {view}")
+    finally:
+        cur.execute(f"DROP VIEW IF EXISTS {view}")
+    cur.execute(f"SELECT count(*) FROM {t} WHERE {p} = {_literal(value, partition_column)}")
     return int(cur.fetchone()[0])
 
 
 def cleanup(path: str) -> None:
+    """Remove a staging directory (no error when it is already gone)."""
     shutil.rmtree(path, ignore_errors=True)

@@ -2,6 +2,7 @@
 
 from datetime import date
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -20,51 +21,75 @@ def conn(hive_server, seeded_hive):
     c.close()
 
 
-def test_seeded_tables_have_the_real_row_counts_and_declared_types(conn, seeded_hive):
-    assert seeded_hive == {"flights": 336_776, "weather": 26_115, "planes": 3_322}
-    types = hive.check_table(conn, CFG, ["arr_delay", "carrier", "distance"])
-    assert types["arr_delay"] == "double" and types["carrier"] == "string"
+def count(conn, sql):
+    cur = conn.cursor()
+    cur.execute(sql)
+    return cur.fetchone()[0]
 
 
-def test_stage_query_writes_parquet_matching_a_count(conn, tmp_path):
+def test_check_table_returns_the_declared_types(conn):
+    types = hive.check_table(conn, CFG, ["arr_delay", "carrier", "distance", "month"])
+    assert types["arr_delay"] == "double" and types["carrier"] == "string" and types["month"] == "int"
+
+
+def test_stage_query_writes_parquet_part_files_matching_a_count(conn, tmp_path):
     cols = ["month", "day", "carrier", "arr_delay"]
     sql = hive.build_query(CFG, cols, date(2013, 1, 1), date(2013, 1, 8))
     staged = hive.stage_query(conn, sql, str(tmp_path / "stage"))
-    cur = conn.cursor()
-    cur.execute("SELECT count(*) FROM flights WHERE dt >= '2013-01-01' AND dt < '2013-01-08'")
-    assert staged.rows == cur.fetchone()[0] > 5000
-    assert staged.files and all(f.endswith(".parquet") or "part-" in f for f in staged.files)
-    assert pq.ParquetFile(staged.files[0]).schema_arrow.field("arr_delay").type == "double"
-    hive.cleanup(staged.path)
+    try:
+        expected = count(conn, "SELECT count(*) FROM flights WHERE dt >= '2013-01-01' AND dt < '2013-01-08'")
+        assert staged.rows == expected > 5000
+        assert staged.files and all(pq.ParquetFile(f).metadata.num_rows >= 0 for f in staged.files)
+        assert not any(f.endswith((".crc", "_SUCCESS")) for f in staged.files)
+        schema = pq.ParquetFile(staged.files[0]).schema_arrow
+        assert schema.names == cols and str(schema.field("arr_delay").type) == "double"
+        assert sum(pq.read_table(f).column("arr_delay").null_count for f in staged.files) == count(
+            conn, "SELECT count(*) FROM flights WHERE dt >= '2013-01-01' AND dt < '2013-01-08' AND arr_delay IS NULL")
+    finally:
+        hive.cleanup(staged.path)
+    assert not (tmp_path / "stage").exists()
 
 
 def test_empty_interval_is_a_clear_error_and_leaves_no_staging(conn, tmp_path):
     sql = hive.build_query(CFG, ["month"], date(2014, 6, 1), date(2014, 6, 2))
     with pytest.raises(InputDataError) as err:
         hive.stage_query(conn, sql, str(tmp_path / "stage"))
-    assert "no rows" in str(err.value) and "Fix:" in str(err.value)
+    assert "no rows in flights for dt in [2014-06-01, 2014-06-02)" in str(err.value) and "Fix:" in str(err.value)
+    assert err.value.field == "interval"
     assert not (tmp_path / "stage").exists()
 
 
-def test_missing_table_and_column(conn):
+def test_missing_table_database_and_column(conn):
     with pytest.raises(SourceNotFoundError) as err:
         hive.check_table(conn, HiveSourceConfig(table="no_such_table"), ["month"])
-    assert err.value.field == "source.hive.table" and "no_such_table" in str(err.value)
+    assert err.value.field == "source.hive.table" and "source.hive.table = 'no_such_table'" in str(err.value)
+    with pytest.raises(SourceNotFoundError) as err:
+        hive.check_table(conn, HiveSourceConfig(table="flights", database="no_such_db"), ["month"])
+    assert err.value.field == "source.hive.database"
     with pytest.raises(InputDataError) as err:
         hive.check_table(conn, CFG, ["month", "wingspan"])
-    assert "wingspan" in str(err.value)
+    assert err.value.field == "features" and "wingspan" in str(err.value)
 
 
-def test_write_partition_twice_replaces(conn, tmp_path):
-    import pyarrow as pa
+def test_fetch_small(conn):
+    sql = hive.build_query(CFG, ["carrier", "arr_delay"], date(2013, 1, 1), date(2013, 1, 2))
+    df = hive.fetch_small(conn, sql, 1000)
+    assert len(df) == 842 and list(df.columns) == ["carrier", "arr_delay"]
+    assert df["arr_delay"].dtype == "float64"
+    with pytest.raises(InputDataError, match="client_fetch_max_rows"):
+        hive.fetch_small(conn, sql, 100)
 
+
+def test_write_partition_twice_replaces_never_duplicates(conn, tmp_path):
     d = tmp_path / "preds"
     d.mkdir()
-    pq.write_table(pa.table({"flight": [1, 2, 3], "p1": [0.1, 0.5, 0.9]}), d / "part-0.parquet")
+    pq.write_table(pa.table({"flight": pa.array([1, 2, 3], pa.int64()), "p1": [0.1, 0.5, 0.9]}), d / "part-0.parquet")
     cols = [("flight", "INT"), ("p1", "DOUBLE")]
+    cur = conn.cursor()
+    cur.execute("DROP TABLE IF EXISTS t_preds")
     assert hive.write_partition(conn, "t_preds", "dt", "2013-02-01", str(d), cols) == 3
     assert hive.write_partition(conn, "t_preds", "dt", "2013-02-01", str(d), cols) == 3
     assert hive.write_partition(conn, "t_preds", "dt", "2013-02-02", str(d), cols) == 3
-    cur = conn.cursor()
-    cur.execute("SELECT count(*) FROM t_preds")
-    assert cur.fetchone()[0] == 6
+    assert count(conn, "SELECT count(*) FROM t_preds") == 6
+    cur.execute("SELECT flight, p1 FROM t_preds WHERE dt = '2013-02-01' ORDER BY flight")
+    assert cur.fetchall() == [(1, 0.1), (2, 0.5), (3, 0.9)]
