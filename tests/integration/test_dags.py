@@ -73,6 +73,7 @@ def test_train_then_score_end_to_end(airflow_runner, s3_settings, hive_server):
     rc, _ = airflow_runner.test(f"h2o_score__{name}", DAY)
     assert rc == 0, airflow_runner.log_tail()
     assert s3.list_keys(client, scored["output_uri"]) == before
+    cur.execute("REFRESH TABLE e2e_delay_predictions")  # this session cached the replaced files' listing
     cur.execute(f"SELECT count(*) FROM e2e_delay_predictions WHERE dt = '{DAY}'")
     assert cur.fetchone()[0] == day_rows
     conn.close()
@@ -129,3 +130,22 @@ def test_bad_pipeline_file_is_an_import_error_naming_the_field(airflow_runner):
                               airflow_runner.log, timeout=300)
     assert code == 0
     assert "cluster.replicas = 0: must be between 1 and 64" in airflow_runner.log.read_text(errors="replace")
+
+
+def test_janitor_deletes_expired_clusters_only(airflow_runner):
+    from datetime import UTC, datetime, timedelta
+
+    from h2o_tasks.cluster.base import ClusterSpec
+    from h2o_tasks.cluster.local import LocalBackend
+    from h2o_tasks.config import ClusterConfig
+
+    backend = LocalBackend(state_dir=airflow_runner.env["H2O_AIRFLOW_STATE_DIR"])
+    config = ClusterConfig(replicas=1, memory="512m", nthreads=1)
+    old = backend.create(ClusterSpec.for_run("orphan", "dag", "killed-worker", config,
+                                             now=datetime.now(UTC) - timedelta(hours=5)))
+    fresh = backend.create(ClusterSpec.for_run("live", "dag", "running", config))
+    rc, report = airflow_runner.test("h2o_janitor", DAY)
+    assert rc == 0, airflow_runner.log_tail()
+    assert results(report)["delete_expired_local"]["deleted"] == [old.name]
+    assert airflow_runner.clusters_left() == [fresh.name]
+    backend.delete(fresh)
