@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: demo test test-unit test-integration lint check-prereqs clean
+.PHONY: demo test test-unit test-integration test-k8s lint check-prereqs clean
 
 check-prereqs:
 	@$(PYTHON) -c 'import sys; v=sys.version_info; sys.exit(0 if v[:2]==(3,11) else "need Python 3.11 (found %d.%d): install it or run make PYTHON=/path/to/python3.11" % v[:2])'
@@ -33,6 +33,9 @@ test-unit: $(STAMP)
 
 test-integration: $(STAMP)
 	$(BIN)/python -m pytest tests/integration -q
+
+test-k8s: $(STAMP)
+	$(BIN)/python -m pytest tests/e2e -q
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q
