@@ -8,29 +8,18 @@ provider's ``KubernetesHook`` (connection ``kubernetes_default``).
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.error
-import urllib.request
 from datetime import UTC, datetime
 from typing import Any
 
 from h2o_tasks.cluster import manifests
 from h2o_tasks.cluster.base import ClusterInfo, ClusterSpec, ClusterStatus
 from h2o_tasks.cluster.pods import PodObservation, evaluate, leader
-from h2o_tasks.cluster.readiness import CloudState
-from h2o_tasks.errors import ClusterError, ClusterNotReadyError
+from h2o_tasks.cluster.readiness import fetch_cloud, poll_until_ready
+from h2o_tasks.errors import ClusterError
 from h2o_tasks.naming import MANAGED_BY
 
 ENDPOINT_MODES = ("service", "pod-ip")
-
-
-def _fetch_cloud(url: str, timeout: float = 2.0) -> CloudState | None:
-    try:
-        with urllib.request.urlopen(f"{url}/3/Cloud?skip_ticks=true", timeout=timeout) as resp:
-            return CloudState.from_json(json.load(resp))
-    except (urllib.error.URLError, OSError, ValueError):
-        return None
 
 
 class KubernetesBackend:
@@ -45,7 +34,7 @@ class KubernetesBackend:
     name = "kubernetes"
 
     def __init__(self, api_client: Any, namespace: str = "h2o", endpoint_mode: str = "service",
-                 cluster_domain: str = "cluster.local", fetch_cloud: Any = _fetch_cloud):
+                 cluster_domain: str = "cluster.local", fetch_cloud: Any = fetch_cloud):
         from kubernetes import client
 
         if endpoint_mode not in ENDPOINT_MODES:
@@ -140,17 +129,7 @@ class KubernetesBackend:
                              cloud_size=cloud.cloud_size if cloud else 0, expected_size=info.replicas, url=url)
 
     def wait_ready(self, info: ClusterInfo, timeout_s: float, poll_s: float = 0.5) -> ClusterStatus:
-        start = time.monotonic()
-        while True:
-            elapsed = time.monotonic() - start
-            st = self.status(info, elapsed_s=elapsed)
-            if st.ready:
-                return st
-            if st.failed:
-                raise ClusterError(f"cluster {info.name} failed ({st.reason}): {st.message}", reason=st.reason)
-            if elapsed > timeout_s:
-                raise ClusterNotReadyError(f"cluster {info.name} not ready after {timeout_s:.0f}s: {st.message}")
-            time.sleep(poll_s)
+        return poll_until_ready(info.name, lambda elapsed: self.status(info, elapsed_s=elapsed), timeout_s, poll_s)
 
     def endpoint(self, info: ClusterInfo) -> str:
         return self._leader_url(info, self._pods(info.name, info.namespace or self.namespace))

@@ -18,15 +18,13 @@ import socket
 import subprocess
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from h2o_tasks.cluster.base import ClusterInfo, ClusterSpec, ClusterStatus
-from h2o_tasks.cluster.readiness import CloudState, decide
-from h2o_tasks.errors import ClusterError, ClusterNotReadyError
+from h2o_tasks.cluster.readiness import decide, fetch_cloud, poll_until_ready
+from h2o_tasks.errors import ClusterError
 
 HOST = "127.0.0.1"
 
@@ -130,14 +128,6 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
-def fetch_cloud(url: str, timeout: float = 2.0) -> CloudState | None:
-    try:
-        with urllib.request.urlopen(f"{url}/3/Cloud?skip_ticks=true", timeout=timeout) as resp:
-            return CloudState.from_json(json.load(resp))
-    except (urllib.error.URLError, OSError, ValueError):
-        return None
-
-
 class LocalBackend:
     """See the module docstring. ``state_dir`` defaults to ``$H2O_AIRFLOW_STATE_DIR``."""
 
@@ -231,18 +221,7 @@ class LocalBackend:
                              expected_size=state.replicas, url=state.url)
 
     def wait_ready(self, info: ClusterInfo, timeout_s: float, poll_s: float = 0.1) -> ClusterStatus:
-        start = time.monotonic()
-        while True:
-            elapsed = time.monotonic() - start
-            st = self.status(info, elapsed_s=elapsed)
-            if st.ready:
-                return st
-            if st.failed:
-                raise ClusterError(f"cluster {info.name} failed while forming ({st.reason}): {st.message}",
-                                   reason=st.reason)
-            if elapsed > timeout_s:
-                raise ClusterNotReadyError(f"cluster {info.name} not ready after {timeout_s:.0f}s: {st.message}")
-            time.sleep(poll_s)
+        return poll_until_ready(info.name, lambda elapsed: self.status(info, elapsed_s=elapsed), timeout_s, poll_s)
 
     def endpoint(self, info: ClusterInfo) -> str:
         state = self._load(info.name)

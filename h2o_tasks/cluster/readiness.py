@@ -8,6 +8,11 @@ form its own cloud (split brain) while all of them report ready.
 
 from __future__ import annotations
 
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,3 +79,29 @@ def decide(cloud: CloudState | None, expected: int, *, elapsed_s: float = 0.0,
     if not cloud.healthy or cloud.bad_nodes:
         return Decision(False, reason="Unhealthy", message=f"cloud reports {cloud.bad_nodes} bad node(s)")
     return Decision(True, reason="Ready", message=f"cloud {cloud.cloud_name!r} of {expected} nodes is ready")
+
+
+def fetch_cloud(url: str, timeout: float = 2.0) -> CloudState | None:
+    """The node's ``/3/Cloud``, or None when it does not answer (yet)."""
+    try:
+        with urllib.request.urlopen(f"{url}/3/Cloud?skip_ticks=true", timeout=timeout) as resp:
+            return CloudState.from_json(json.load(resp))
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
+def poll_until_ready(name: str, status: Callable[[float], Any], timeout_s: float, poll_s: float) -> Any:
+    """Call ``status(elapsed_s)`` until ready; raise at once on a failure, or at the timeout."""
+    from h2o_tasks.errors import ClusterError, ClusterNotReadyError
+
+    start = time.monotonic()
+    while True:
+        elapsed = time.monotonic() - start
+        st = status(elapsed)
+        if st.ready:
+            return st
+        if st.failed:
+            raise ClusterError(f"cluster {name} failed ({st.reason}): {st.message}", reason=st.reason)
+        if elapsed > timeout_s:
+            raise ClusterNotReadyError(f"cluster {name} not ready after {timeout_s:.0f}s: {st.message}")
+        time.sleep(poll_s)

@@ -15,6 +15,7 @@ from typing import Any
 from h2o_tasks.devstack import procs
 
 HOST = "127.0.0.1"
+JAVA_OPTIONS = ""
 
 
 @dataclass
@@ -58,7 +59,7 @@ def _answers(host: str, port: int) -> bool:
         return False
 
 
-def start(workdir: Path, port: int = 0, memory: str = "1g", timeout: float = 180.0) -> HiveServer:
+def start(workdir: Path, port: int = 0, memory: str = "1g", timeout: float = 180.0, java_options: str = JAVA_OPTIONS) -> HiveServer:
     """Start HiveServer2 with its metastore, warehouse, scratch space and log in ``workdir``.
 
     Returns once ``SELECT 1`` answers; raises ``RuntimeError`` with the log's tail otherwise.
@@ -82,7 +83,7 @@ def start(workdir: Path, port: int = 0, memory: str = "1g", timeout: float = 180
         "--conf", "spark.sql.shuffle.partitions=4",
         "--conf", f"spark.hadoop.javax.jdo.option.ConnectionURL=jdbc:derby:;databaseName={workdir / 'metastore_db'};create=true",
         "--conf", f"spark.local.dir={workdir / 'tmp'}",
-        "--conf", f"spark.driver.extraJavaOptions=-Dderby.system.home={workdir} -Djava.io.tmpdir={workdir / 'tmp'}",
+        "--conf", f"spark.driver.extraJavaOptions=-Dderby.system.home={workdir} -Djava.io.tmpdir={workdir / 'tmp'} {java_options}".rstrip(),
         "--class", "org.apache.spark.sql.hive.thriftserver.HiveThriftServer2", "spark-internal",
         "--hiveconf", f"hive.server2.thrift.port={port}",
         "--hiveconf", f"hive.server2.thrift.bind.host={HOST}",

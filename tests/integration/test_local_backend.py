@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from h2o_tasks.cluster.base import ClusterSpec
-from h2o_tasks.cluster.local import LocalBackend, _proc_state, fetch_cloud
+from h2o_tasks.cluster.local import LocalBackend, _proc_state
+from h2o_tasks.cluster.readiness import fetch_cloud
 from h2o_tasks.config import ClusterConfig
 from h2o_tasks.errors import ClusterError
 
