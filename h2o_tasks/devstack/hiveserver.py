@@ -15,7 +15,9 @@ from typing import Any
 from h2o_tasks.devstack import procs
 
 HOST = "127.0.0.1"
-JAVA_OPTIONS = ""
+# C1 only and the serial collector: on a small, busy machine the server answers in about
+# two thirds of the time (measured: start 20 s vs 31 s, seeding 13-19 s vs 31 s, 2 cores).
+JAVA_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 
 
 @dataclass
