@@ -125,6 +125,10 @@ def stage_query(conn: Any, sql: str, staging_dir: str) -> StagedResult:
     import pyarrow.parquet as pq
 
     path = Path(staging_dir).resolve()
+    if any(part.startswith(".") for part in path.parts):
+        raise InputDataError("staging_dir", str(path), "has a hidden ('.'-prefixed) directory in its path, and H2O refuses "
+                             "to import such files (its default -file_deny_glob denies **/.**)",
+                             "stage under a path without '.'-prefixed directories")
     cleanup(str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     cur = conn.cursor()

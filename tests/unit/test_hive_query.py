@@ -39,3 +39,9 @@ def test_build_query_refuses_an_empty_interval_or_no_columns():
 def test_an_empty_result_is_described_by_table_and_interval():
     sql = hive.build_query(HiveSourceConfig(table="flights"), ["month"], date(2014, 6, 1), date(2014, 6, 2))
     assert hive._describe(sql) == ("flights", "dt in [2014-06-01, 2014-06-02)")
+
+
+def test_staging_under_a_hidden_directory_is_refused_before_any_query():
+    with pytest.raises(InputDataError) as err:
+        hive.stage_query(None, "SELECT 1", "/work/.state/hive-staging/run-1")
+    assert err.value.field == "staging_dir" and "file_deny_glob" in str(err.value)
