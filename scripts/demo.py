@@ -12,6 +12,7 @@ import argparse
 import json
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -72,7 +73,8 @@ def main() -> int:
         env = airflow_env(state / "airflow", s3_endpoint=s3.settings.endpoint_url,
                           s3_access_key=s3.settings.access_key, s3_secret_key=s3.settings.secret_key,
                           hive_host=hive.host, hive_port=hive.port, h2o_state_dir=state / "h2o",
-                          hive_staging_dir=state / "hive-staging")
+                          # H2O refuses to import from paths with a dot-directory (.state): stage elsewhere
+                          hive_staging_dir=Path(tempfile.gettempdir()) / "h2o-airflow-demo-staging")
         t = time.monotonic()
         if airflow(["db", "migrate"], env, log) != 0:
             print(f"airflow db migrate failed; see {log}")

@@ -33,10 +33,11 @@ def _answers(url: str) -> bool:
         return False
 
 
-def start(workdir: Path, port: int = 0) -> S3Server:
-    port = port or procs.free_port()
-    url = f"http://127.0.0.1:{port}"
+def start(workdir: Path, port: int = 0, host: str = "127.0.0.1") -> S3Server:
+    """Start ``moto_server`` on ``host`` (loopback, or an address of a test network namespace)."""
+    port = port or procs.free_port(host)
+    url = f"http://{host}:{port}"
     exe = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or "moto_server"
-    proc = procs.start("moto_server", [exe, "-H", "127.0.0.1", "-p", str(port)], Path(workdir) / "moto.log",
+    proc = procs.start("moto_server", [exe, "-H", host, "-p", str(port)], Path(workdir) / "moto.log",
                        ready=lambda: _answers(url), timeout=60)
     return S3Server(proc, S3Settings(endpoint_url=url, access_key=LOCAL_ACCESS_KEY, secret_key=LOCAL_SECRET_KEY))
