@@ -86,8 +86,9 @@ def import_interval(h2o: Any, cfg: PipelineConfig, purpose: str, start: date, en
         from h2o_tasks.errors import InputDataError
 
         field = "target.column" if missing[0] == cfg.target.column else "features"
+        available = ", ".join(frame.columns)
         h2o.remove(frame)
-        raise InputDataError(field, missing[0], f"is not a column of {source} (columns: {', '.join(frame.columns)})",
+        raise InputDataError(field, missing[0], f"is not a column of {source} (columns: {available})",
                              "fix the pipeline's column names or the source")
     frame = frame[cols]
     h2o.assign(frame, dest)

@@ -57,3 +57,22 @@ def test_dags_import_cleanly_without_db_connections_or_h2o(tmp_path):
     score = dags["h2o_score__arrival-delay"]
     assert score["setups"] == ["create_cluster"] and score["teardowns"] == ["delete_cluster"]
     assert train["catchup"] is False and train["max_active_runs"] == 3
+
+
+def test_a_bad_pipeline_file_is_an_import_error_naming_field_value_and_fix(tmp_path):
+    import shutil
+
+    dags = tmp_path / "dags"
+    shutil.copytree(ROOT / "dags", dags)
+    text = (dags / "pipelines" / "arrival_delay.yaml").read_text()
+    (dags / "pipelines" / "bad.yaml").write_text(text.replace("replicas: 2", "replicas: 0").replace(
+        "name: arrival-delay", "name: bad"))
+    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+           "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{tmp_path}/missing-dir/never.db",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "plugins")])}
+    res = subprocess.run([sys.executable, "-c", PARSE, str(dags)], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    errors = json.loads(res.stdout.strip().splitlines()[-1])["errors"]
+    message = next(iter(errors.values()))
+    assert "cluster.replicas = 0: must be between 1 and 64. Fix:" in message
