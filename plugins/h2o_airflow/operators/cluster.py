@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -96,7 +97,11 @@ class H2OCreateClusterOperator(H2OPipelineOperator):
             if event["status"] == "timeout":
                 raise ClusterError(msg, retryable=True)
             raise AirflowFailException(msg)
-        self.log.info("%s (after %ss)", event.get("message"), event.get("elapsed_s", "?"))
+        # the leader's address as seen from here (the client Service, or the leader pod's IP)
+        url = backend_for_cluster(info.to_dict(), self.kubernetes_conn_id).endpoint(info)
+        info = dataclasses.replace(info, url=url)
+        context["ti"].xcom_push(key=XCOM_CLUSTER_KEY, value=info.to_dict())
+        self.log.info("%s (after %ss); leader at %s", event.get("message"), event.get("elapsed_s", "?"), url)
         return info.to_dict()
 
     def on_kill(self) -> None:
