@@ -82,12 +82,24 @@ def _port_pair_free(port: int) -> bool:
     return True
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def _pick_ports(count: int) -> list[int]:
-    """``count`` API ports, each with its internal port (+1) free; random to avoid races."""
+    """``count`` API ports, each with its internal port (+1) free.
+
+    Random, and below the kernel's ephemeral range: a JVM takes seconds to bind, and an
+    outgoing connection must not take its port in the meantime.
+    """
     ports: list[int] = []
     rng = random.Random()
+    high = min(_ephemeral_low(), 60000) - 2
     for _ in range(2000):
-        p = rng.randrange(20000, 60000, 2)
+        p = rng.randrange(10000, high, 2)
         if p not in ports and _port_pair_free(p):
             ports.append(p)
             if len(ports) == count:

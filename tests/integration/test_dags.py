@@ -91,7 +91,7 @@ def test_failure_in_training_still_deletes_the_cluster(airflow_runner):
 
 
 @pytest.mark.parametrize(
-    ("filename", "changes", "conf", "failing_task", "message"),
+    ("filename", "changes", "day", "failing_task", "message"),
     [
         # a day with no partition: refused before any cluster exists
         ("nokey.yaml", {"source": {"kind": "s3", "s3": {"uri": "s3://h2o-demo/no-such-prefix", "format": "parquet"}}},
@@ -100,16 +100,17 @@ def test_failure_in_training_still_deletes_the_cluster(airflow_runner):
          None, "import_data", "arrival_delay_minutes"),
         ("oneclass.yaml", {"target": {"column": "year", "threshold": 1000, "name": "always"}},
          None, "import_data", "class"),
-        ("small.yaml", {"cluster": {"memory": "256m", "replicas": 1}, "source": {"training_window_days": 365}}, None,
-         "create_cluster", "cluster.memory"),
-        ("nohive.yaml", {"source": {"kind": "hive", "hive": {"table": "no_such_table"}}}, None, "import_data",
+        # a year of flights (the window ends at the end of 2013) does not fit 256m
+        ("small.yaml", {"cluster": {"memory": "256m", "replicas": 1}, "source": {"training_window_days": 365}},
+         "2013-12-30", "create_cluster", "cluster.memory"),
+        ("nohive.yaml", {"source": {"kind": "hive", "hive": {"table": "no_such_table"}}}, DAY, "import_data",
          "no_such_table"),
     ],
 )
-def test_bad_input_fails_clearly_and_leaves_nothing(airflow_runner, filename, changes, conf, failing_task, message):
+def test_bad_input_fails_clearly_and_leaves_nothing(airflow_runner, filename, changes, day, failing_task, message):
     name = airflow_runner.add_pipeline(filename, name=filename.split(".")[0] + "-bad",
                                        registry_uri=f"s3://h2o-demo/models/{filename.split('.')[0]}", **changes)
-    rc, report = airflow_runner.test(f"h2o_train__{name}", DAY, conf=conf)
+    rc, report = airflow_runner.test(f"h2o_train__{name}", day)
     st = states(report)
     assert rc != 0 and st[failing_task] == "failed", st
     log = airflow_runner.log.read_text(errors="replace")
