@@ -95,11 +95,11 @@ def test_failure_in_training_still_deletes_the_cluster(airflow_runner):
     [
         # a day with no partition: refused before any cluster exists
         ("nokey.yaml", {"source": {"kind": "s3", "s3": {"uri": "s3://h2o-demo/no-such-prefix", "format": "parquet"}}},
-         None, "create_cluster", "source.s3.uri"),
+         DAY, "create_cluster", "source.s3.uri"),
         ("notarget.yaml", {"target": {"column": "arrival_delay_minutes", "threshold": 15, "name": "delayed"}},
-         None, "import_data", "arrival_delay_minutes"),
+         DAY, "import_data", "arrival_delay_minutes"),
         ("oneclass.yaml", {"target": {"column": "year", "threshold": 1000, "name": "always"}},
-         None, "import_data", "class"),
+         DAY, "import_data", "class"),
         # a year of flights (the window ends at the end of 2013) does not fit 256m
         ("small.yaml", {"cluster": {"memory": "256m", "replicas": 1}, "source": {"training_window_days": 365}},
          "2013-12-30", "create_cluster", "cluster.memory"),
