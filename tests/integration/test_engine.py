@@ -88,7 +88,7 @@ def test_export_gate_promote_and_score_both_engines_agree(h2o_cloud, engine_cfg,
     assert json.loads(json.dumps(again.to_dict()))["engine"] == "cluster"
 
 
-def test_bad_inputs_name_the_problem(h2o_cloud, engine_cfg, s3_settings):
+def test_bad_inputs_name_the_problem(h2o_cloud, engine_cfg, s3_settings, seeded_s3):
     from h2o_tasks.config import parse, to_dict
 
     frame, _ = ingest.import_interval(h2o_cloud, engine_cfg, "train", DAY, DAY, s3=s3_settings)
@@ -107,3 +107,24 @@ def test_bad_inputs_name_the_problem(h2o_cloud, engine_cfg, s3_settings):
     with pytest.raises(ConfigError) as err:
         train.train(prepared.frame, None, parse(raw), run_id="x")
     assert err.value.field == "training.algorithms[0].params.n_trees"
+
+
+def test_xgboost_and_automl_options(h2o_cloud, engine_cfg, s3_settings, seeded_s3):
+    from h2o.estimators import H2OXGBoostEstimator
+
+    from h2o_tasks.config import parse, to_dict
+
+    frame, _ = ingest.import_interval(h2o_cloud, engine_cfg, "train", DAY, DAY, s3=s3_settings)
+    prepared = frames.prepare(frame, engine_cfg, source="w")
+    raw = to_dict(engine_cfg)
+    raw["training"]["algorithms"] = [{"algo": "xgboost", "params": {"ntrees": 10, "max_depth": 4}}]
+    raw["training"]["automl"] = {"max_models": 2, "max_runtime_secs": 60}
+    cfg = parse(raw)
+    if not H2OXGBoostEstimator.available():
+        with pytest.raises(ConfigError) as err:
+            train.train(prepared.frame, None, cfg, run_id="xgb")
+        assert err.value.field == "training.algorithms[0].algo"
+        return
+    result = train.train(prepared.frame, None, cfg, run_id="xgb")
+    assert [m.algo for m in result.models] == ["xgboost", "automl"]
+    assert all(m.metrics["auc"] > 0.7 for m in result.models)
