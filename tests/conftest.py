@@ -8,4 +8,11 @@ for p in (str(ROOT), str(ROOT / "plugins")):
     if p not in sys.path:
         sys.path.insert(0, p)
 
-pytest_plugins = ["tests.fixtures.s3", "tests.fixtures.hive", "tests.fixtures.h2o", "tests.fixtures.airflow"]
+pytest_plugins = [
+    "tests.fixtures.s3",
+    "tests.fixtures.hive",
+    "tests.fixtures.h2o",
+    "tests.fixtures.airflow",
+    "tests.fixtures.k8s",
+    "tests.fixtures.k8s_bed",
+]

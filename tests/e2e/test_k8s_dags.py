@@ -17,7 +17,7 @@ import yaml
 
 from h2o_airflow import local_runs
 from h2o_tasks.devstack import s3server, seed
-from tests.fixtures.k8s_bed import NAMESPACE, k8s_bed  # noqa: F401
+from tests.fixtures.k8s_bed import NAMESPACE
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,7 +25,7 @@ DAY = "2013-02-04"
 
 
 @pytest.fixture(scope="module")
-def bed_s3(k8s_bed, tmp_path_factory, flights_parquet_dir):  # noqa: F811
+def bed_s3(k8s_bed, tmp_path_factory, flights_parquet_dir):
     server = s3server.start(tmp_path_factory.mktemp("bed-moto"), host=k8s_bed.network.host_ip)
     try:
         seed.seed_s3(server.settings, flights_parquet_dir, bucket="h2o-demo", prefix="flights")
@@ -35,7 +35,7 @@ def bed_s3(k8s_bed, tmp_path_factory, flights_parquet_dir):  # noqa: F811
 
 
 @pytest.fixture(scope="module")
-def k8s_airflow(k8s_bed, bed_s3, tmp_path_factory):  # noqa: F811
+def k8s_airflow(k8s_bed, bed_s3, tmp_path_factory):
     home = tmp_path_factory.mktemp("k8s-airflow")
     dags = home / "dags"
     (dags / "pipelines").mkdir(parents=True)
@@ -65,7 +65,7 @@ def run(env, log, dag_id, day=DAY):
     return rc, {r.task: r.state for r in report}, {r.task: r.result for r in report}
 
 
-def leftovers(k8s_bed, name: str) -> dict:  # noqa: F811
+def leftovers(k8s_bed, name: str) -> dict:
     from kubernetes import client
 
     core, apps = client.CoreV1Api(k8s_bed.admin), client.AppsV1Api(k8s_bed.admin)
@@ -77,7 +77,7 @@ def leftovers(k8s_bed, name: str) -> dict:  # noqa: F811
             "processes": len(procs), "netns": len(k8s_bed.network.leftovers())}
 
 
-def test_training_and_scoring_dags_on_kubernetes(k8s_bed, k8s_airflow):  # noqa: F811
+def test_training_and_scoring_dags_on_kubernetes(k8s_bed, k8s_airflow):
     env, log = k8s_airflow
     rc, states, results = run(env, log, "h2o_train__k8s-delay")
     tail = "\n".join(log.read_text(errors="replace").splitlines()[-60:])

@@ -13,7 +13,7 @@ from h2o_tasks.cluster.base import ClusterSpec
 from h2o_tasks.cluster.kubernetes import KubernetesBackend
 from h2o_tasks.config import ClusterConfig
 from h2o_tasks.errors import ClusterError
-from tests.fixtures.k8s_bed import NAMESPACE, k8s_bed  # noqa: F401
+from tests.fixtures.k8s_bed import NAMESPACE
 
 pytestmark = pytest.mark.e2e
 
@@ -25,7 +25,7 @@ def cluster_config(**kw) -> ClusterConfig:
 
 
 @pytest.fixture
-def backend(k8s_bed):  # noqa: F811
+def backend(k8s_bed):
     b = KubernetesBackend(k8s_bed.airflow, namespace=NAMESPACE, endpoint_mode="pod-ip")
     yield b
     for info in b.list_clusters():  # clean up even when a test failed
@@ -37,7 +37,7 @@ def h2o_pids(name: str) -> list[str]:
     return out.split()
 
 
-def test_statefulset_forms_one_cloud_with_a_single_ready_leader(k8s_bed, backend):  # noqa: F811
+def test_statefulset_forms_one_cloud_with_a_single_ready_leader(k8s_bed, backend):
     spec = ClusterSpec.for_run("bed", "dag", "run-ok", cluster_config())
     t0 = time.monotonic()
     info = backend.create(spec)
@@ -76,7 +76,7 @@ def test_unschedulable_pod_fails_fast(backend):
     assert backend.delete(info) is True
 
 
-def test_node_killed_is_reported(k8s_bed, backend):  # noqa: F811
+def test_node_killed_is_reported(k8s_bed, backend):
     spec = ClusterSpec.for_run("bed", "dag", "run-kill", cluster_config(replicas=2))
     info = backend.create(spec)
     backend.wait_ready(info, timeout_s=180)
@@ -102,7 +102,7 @@ def test_janitor_lists_expired_clusters(backend):
     assert info.name in [c.name for c in backend.list_expired(later)]
 
 
-def test_airflow_identity_is_confined_to_its_namespace(k8s_bed):  # noqa: F811
+def test_airflow_identity_is_confined_to_its_namespace(k8s_bed):
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
