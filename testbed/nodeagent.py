@@ -167,7 +167,7 @@ class NodeAgent:
             },
         }
         try:
-            self.coord.replace_namespaced_lease(self.node, "kube-node-lease", lease)
+            self.coord.patch_namespaced_lease(self.node, "kube-node-lease", {"spec": lease["spec"]})
         except ApiException as exc:
             if exc.status != 404:
                 raise
@@ -214,13 +214,13 @@ class NodeAgent:
         argv = [*(container.get("command") or []), *(container.get("args") or [])]
         out = []
         for arg in argv:
-            arg = arg.replace(H2O_JAR_IN_IMAGE, str(self.h2o_jar))
             for path, host in sorted(mounts.items(), key=lambda kv: -len(kv[0])):
                 if arg == path or arg.startswith(path + "/"):
                     arg = host + arg[len(path) :]
                 elif f"={path}" in arg:
                     arg = arg.replace(f"={path}", f"={host}")
-            out.append(arg)
+            # the image's files last: a host path may itself start with a mount path (/tmp/...)
+            out.append(arg.replace(H2O_JAR_IN_IMAGE, str(self.h2o_jar)))
         if out and out[0] == "java":
             out[0] = self.java
             limit = ((container.get("resources") or {}).get("limits") or {}).get("memory")
@@ -374,7 +374,10 @@ class NodeAgent:
             run.reported["_key"] = key
 
     def sync_once(self) -> None:
-        self.heartbeat()
+        try:
+            self.heartbeat()
+        except Exception as exc:  # a failed heartbeat must not stop the pods' sync
+            (self.workdir / "agent-errors.log").open("a").write(f"{now()} heartbeat: {exc!r}\n")
         pods = self.core.list_pod_for_all_namespaces(field_selector=f"spec.nodeName={self.node}").items
         seen = set()
         for p in pods:

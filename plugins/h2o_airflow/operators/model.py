@@ -89,13 +89,20 @@ class H2OTrainOperator(H2OPipelineOperator):
         self.import_task_id = import_task_id
 
     def execute(self, context: Any) -> dict[str, Any]:
+        from h2o_airflow.backends import backend_for_cluster
         from h2o_tasks import train
+        from h2o_tasks.cluster import ClusterInfo
+        from h2o_tasks.cluster.watch import run_watched
 
         cfg = self.config(context)
-        h2o = H2OHook(cluster=self.cluster_info(context), aws_conn_id=self.aws_conn_id).get_conn()
+        cluster = self.cluster_info(context)
+        h2o = H2OHook(cluster=cluster, aws_conn_id=self.aws_conn_id).get_conn()
         imported = context["ti"].xcom_pull(task_ids=self.import_task_id)
+        backend, info = backend_for_cluster(cluster, self.kubernetes_conn_id), ClusterInfo.from_dict(cluster)
         try:
-            result = train.train(h2o.get_frame(imported["frame_id"]), None, cfg, run_id=context["run_id"])
+            result = run_watched(
+                "training", lambda: train.train(h2o.get_frame(imported["frame_id"]), None, cfg, run_id=context["run_id"]),
+                lambda: backend.status(info, elapsed_s=float("inf"), formation_timeout_s=0.0))
         except H2OTasksError as exc:
             raise fail_fast(exc) from exc
         out = result.to_dict()
