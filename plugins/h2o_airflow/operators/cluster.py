@@ -16,6 +16,7 @@ from h2o_airflow.triggers.cluster import H2OClusterReadyTrigger
 from h2o_tasks import intervals, naming, sizing
 from h2o_tasks.cluster import ClusterInfo, ClusterSpec
 from h2o_tasks.errors import ClusterError, H2OTasksError
+from h2o_tasks.s3 import S3Settings
 
 
 class H2OCreateClusterOperator(H2OPipelineOperator):
@@ -45,26 +46,25 @@ class H2OCreateClusterOperator(H2OPipelineOperator):
         self.poll_s = poll_s
         self.delete_on_error = delete_on_error
 
-    def _input_bytes(self, cfg: Any, context: Any, hook: H2OHook) -> tuple[int, str]:
+    def _input_bytes(self, cfg: Any, context: Any, s3: S3Settings) -> tuple[int, str]:
         if cfg.source.kind != "s3":
             return 0, "hive"
         from h2o_tasks.sources import s3 as s3_source
 
         start, end = intervals.window(cfg, self.purpose, *self.interval(context))
-        resolved = s3_source.resolve(hook.s3_settings().client(), cfg.source.s3, start, end,
-                                     all_required=self.purpose == "score")
+        resolved = s3_source.resolve(s3.client(), cfg.source.s3, start, end, all_required=self.purpose == "score")
         return resolved.total_bytes, cfg.source.s3.format
 
     def execute(self, context: Any) -> dict[str, Any] | None:
         cfg = self.config(context)
-        hook = H2OHook(aws_conn_id=self.aws_conn_id)
+        s3 = H2OHook(aws_conn_id=self.aws_conn_id).s3_settings()
         try:
-            input_bytes, fmt = self._input_bytes(cfg, context, hook)
+            input_bytes, fmt = self._input_bytes(cfg, context, s3)
             advice = sizing.check(cfg.cluster, input_bytes, fmt)
             self.log.info("Input %.1f MB (%s): cluster needs ~%d MB, has %d MB", input_bytes / 2**20, fmt,
                           advice.required_total_mb, advice.available_total_mb)
             spec = ClusterSpec.for_run(cfg.name, context["dag"].dag_id, context["run_id"], cfg.cluster,
-                                       s3_endpoint=hook.s3_settings().endpoint_url)
+                                       s3_endpoint=s3.endpoint_url)
             backend = self.backend(cfg)
             info = backend.create(spec)
             self._cluster = info
