@@ -97,6 +97,11 @@ def test_bad_inputs_name_the_problem(h2o_cloud, engine_cfg, s3_settings, seeded_
     with pytest.raises(InputDataError) as err:
         frames.prepare(frame, parse(raw), source="window")
     assert "single class" in str(err.value)
+    # levels the model never saw are counted, not an error
+    known = [lvl for lvl in frame["carrier"].asfactor().levels()[0] if lvl != "UA"]
+    checked, report = frames.check_scoring_input(frame, [{"name": "carrier", "type": "enum", "domain": known}], "v1")
+    ua = int((frame["carrier"] == "UA").sum())
+    assert checked.nrows == frame.nrows and report.unseen_levels == {"carrier": ua} and ua > 0
     no_dest = frame.drop("dest")
     with pytest.raises(InputDataError) as err:
         frames.check_scoring_input(no_dest, [{"name": "dest", "type": "enum", "domain": ["IAH"]}], "v1")
