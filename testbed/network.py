@@ -10,12 +10,14 @@ a physical interface: the addresses exist only inside namespaces this process cr
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import ipaddress
 import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 
 def sh(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -30,6 +32,31 @@ class PodNetwork:
     subnet: str = "10.244.7.0/24"
     link_subnet: str = "10.244.254.0/30"
     allocated: dict[str, str] = field(default_factory=dict)
+    lock: IO | None = field(default=None, repr=False)
+
+    @classmethod
+    def claim(cls, lock_dir: Path = Path("/run/h2o-airflow-testbed"), slots: range = range(7, 63)) -> PodNetwork:
+        """A network in the first free slot, held by an exclusive lock for this process's lifetime.
+
+        Slot N is tag ``tbN``, pods in 10.244.N.0/24, host link 10.244.254.4N/30: two test
+        sessions on one machine get disjoint names and addresses. A slot whose lock is free but
+        whose namespaces exist was left by a crashed session; ``create`` removes them first.
+        """
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        for slot in slots:
+            f = open(lock_dir / f"slot-{slot}.lock", "w")  # noqa: SIM115 - held until release()
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                f.close()
+                continue
+            return cls(tag=f"tb{slot}", subnet=f"10.244.{slot}.0/24", link_subnet=f"10.244.254.{4 * slot}/30", lock=f)
+        raise RuntimeError(f"no free test-bed network slot in {lock_dir} ({slots.start}..{slots.stop - 1} all locked)")
+
+    def release(self) -> None:
+        if self.lock is not None:
+            self.lock.close()
+            self.lock = None
 
     @property
     def parent(self) -> str:
