@@ -32,6 +32,7 @@ class PodObservation:
     node: str = ""
     failure: str = ""  # a reason from FATAL_WAITING, OOMKilled, Unschedulable, Terminated, Evicted
     message: str = ""
+    restarts: int = 0  # container restarts: a restarted H2O node never rejoins its cloud
 
     @classmethod
     def from_pod(cls, pod: dict[str, Any]) -> PodObservation:
@@ -39,8 +40,10 @@ class PodObservation:
         conditions = {c.get("type"): c for c in status.get("conditions") or []}
         ready = (conditions.get("Ready") or {}).get("status") == "True"
         failure, message = pod_failure(status, conditions)
+        restarts = sum(int(cs.get("restartCount") or 0) for cs in status.get("containerStatuses") or [])
         return cls(name=meta.get("name", ""), phase=status.get("phase", "Pending"), ready=ready,
-                   ip=status.get("podIP") or "", node=spec.get("nodeName") or "", failure=failure, message=message)
+                   ip=status.get("podIP") or "", node=spec.get("nodeName") or "", failure=failure, message=message,
+                   restarts=restarts)
 
 
 def pod_failure(status: dict[str, Any], conditions: dict[str, dict[str, Any]]) -> tuple[str, str]:
@@ -71,15 +74,28 @@ def evaluate(pods: list[PodObservation], expected: int, cloud: CloudState | None
     Ready: every pod exists, no pod failed, exactly one pod is Ready (the leader: the others
     answer 404 on ``/kubernetes/isLeaderNode`` once the cloud formed) and the leader's cloud
     has ``expected`` nodes with consensus.
+
+    After ``formation_timeout_s`` (and for a cloud that already formed, which the training
+    watch asks with ``elapsed_s=inf``) a missing or restarted pod is a node the cloud lost:
+    H2O clouds do not take new members once formed.
     """
     for p in pods:
         if p.failure:
             return Decision(False, failed=True, reason=p.failure, message=f"pod {p.name}: {p.message}")
+    late = formation_timeout_s is not None and elapsed_s > formation_timeout_s
     if len(pods) < expected:
+        if late:
+            return Decision(False, failed=True, reason="PodLost",
+                            message=f"only {len(pods)} of {expected} pods exist ({', '.join(p.name for p in pods)}): "
+                                    "a pod was deleted or evicted")
         return Decision(False, reason="PodsPending", message=f"{len(pods)} of {expected} pods exist")
+    restarted = [p for p in pods if p.restarts]
+    if restarted and late:
+        return Decision(False, failed=True, reason="PodRestarted",
+                        message=f"pod {restarted[0].name} restarted {restarted[0].restarts} time(s): "
+                                "its new H2O node cannot rejoin the cloud")
     ready = [p for p in pods if p.ready]
     if len(ready) != 1:
-        late = formation_timeout_s is not None and elapsed_s > formation_timeout_s
         if len(ready) > 1 and late:
             return Decision(False, failed=True, reason="SplitBrain",
                             message=f"{len(ready)} pods report being leader after {elapsed_s:.0f}s: the nodes formed "

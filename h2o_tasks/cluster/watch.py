@@ -7,7 +7,6 @@ job runs in a thread; the caller polls the backend's status and raises with the 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -35,16 +34,30 @@ def run_watched(what: str, job: Callable[[], T], status: Callable[[], ClusterSta
         thread.join(poll_s)
         if not thread.is_alive():
             break
-        st = status()
+        st = _observe(status)
         if st.ready:
             unready = 0
             continue
         unready += 1
         if st.failed or unready >= grace_polls:
-            raise ClusterError(f"the H2O cloud {st.name} lost a node during {what} ({st.reason}): {st.message}. "
-                               "An H2O cloud does not heal: clear the whole DAG run to start on a new cluster",
-                               reason=st.reason or "CloudLost")
-        time.sleep(0)
+            raise _lost(what, st)
     if "error" in result:
+        st = _observe(status)
+        if not st.ready:  # the job failed because the cloud broke: say so, keep H2O's error as the cause
+            raise _lost(what, st) from result["error"]
         raise result["error"]
     return result["value"]
+
+
+def _lost(what: str, st: ClusterStatus) -> ClusterError:
+    return ClusterError(f"the H2O cloud {st.name} lost a node during {what} ({st.reason}): {st.message}. "
+                        "An H2O cloud does not heal: clear the whole DAG run to start on a new cluster",
+                        reason=st.reason or "CloudLost")
+
+
+def _observe(status: Callable[[], ClusterStatus]) -> ClusterStatus:
+    """One observation; an error while observing (API server hiccup) counts as "not ready", not as a loss."""
+    try:
+        return status()
+    except Exception as exc:  # any observation error is reported, never raised here
+        return ClusterStatus("?", exists=True, reason="StatusUnknown", message=f"cannot observe the cluster: {exc}")

@@ -1,17 +1,25 @@
-"""Run this repository's DAGs with ``airflow dags test`` on a local Airflow (SQLite).
+"""Run this repository's DAGs on a local Airflow (SQLite).
 
-Used by ``make demo`` and by the integration tests: the environment that points Airflow at
-the DAGs, the plugins and the local services, a runner, and a report of what a run did
-(task states, durations and return values) read from Airflow's database.
+Used by ``make demo`` and by the tests: the environment that points Airflow at the DAGs, the
+plugins and the local services; ``airflow dags test`` runs; the real components (scheduler
+with the LocalExecutor, API server, DAG processor, triggerer) for backfills; and a report of
+what a run did (task states, durations and return values) read from Airflow's database.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import secrets
+import signal
+import socket
 import subprocess
 import sys
-from dataclasses import dataclass
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -97,3 +105,99 @@ def run_report(dag_id: str, logical_date: str, env: dict[str, str]) -> list[Task
         raise RuntimeError(f"could not read the run report of {dag_id}: {res.stderr[-2000:]}")
     rows = json.loads(res.stdout.strip().splitlines()[-1])
     return [TaskReport(r["task"], r["state"], r["seconds"], r["result"]) for r in rows]
+
+
+COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class AirflowServices:
+    """Airflow's components as separate processes on loopback, as a deployment runs them.
+
+    Scheduled intervals are off (``use_job_schedule``): only runs that are asked for (a
+    backfill, a trigger) happen. Each component is its own process group, stopped by its id.
+    """
+
+    env: dict[str, str]
+    log_dir: Path
+    port: int
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @classmethod
+    def start(cls, env: dict[str, str], log_dir: Path, parallelism: int = 16, timeout: float = 240) -> AirflowServices:
+        port = _free_port()
+        env = {**env,
+               "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+               "AIRFLOW__CORE__PARALLELISM": str(parallelism),
+               "AIRFLOW__API__HOST": "127.0.0.1",
+               "AIRFLOW__API__PORT": str(port),
+               "AIRFLOW__API__WORKERS": "1",
+               "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+               "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+               "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+               "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+               "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5"}
+        log_dir.mkdir(parents=True, exist_ok=True)
+        services = cls(env, log_dir, port)
+        airflow_bin = str(Path(sys.executable).parent / "airflow")
+        try:
+            for name in COMPONENTS:
+                with open(log_dir / f"{name}.log", "ab") as out:
+                    services.procs[name] = subprocess.Popen([airflow_bin, name], env={**os.environ, **env}, stdout=out,
+                                                            stderr=subprocess.STDOUT, start_new_session=True)
+            services.wait_healthy(timeout)
+        except BaseException:
+            services.stop()
+            raise
+        return services
+
+    def health(self) -> dict:
+        with urllib.request.urlopen(f"{self.url}/api/v2/monitor/health", timeout=5) as resp:
+            return json.load(resp)
+
+    def wait_healthy(self, timeout: float) -> None:
+        """Until the API server answers and the scheduler, DAG processor and triggerer report heartbeats."""
+        deadline, last = time.monotonic() + timeout, "no answer"
+        while time.monotonic() < deadline:
+            dead = {n: p.returncode for n, p in self.procs.items() if p.poll() is not None}
+            if dead:
+                raise RuntimeError(f"Airflow component(s) exited: {dead}; logs in {self.log_dir}")
+            try:
+                h = self.health()
+                last = json.dumps(h)
+                if all((h.get(k) or {}).get("status") == "healthy" for k in ("scheduler", "triggerer", "dag_processor")):
+                    return
+            except (urllib.error.URLError, OSError, ValueError) as exc:
+                last = str(exc)
+            time.sleep(1)
+        raise RuntimeError(f"Airflow not healthy after {timeout:.0f}s: {last}; logs in {self.log_dir}")
+
+    def cli(self, args: list[str], log: Path, timeout: float | None = 300) -> int:
+        """The ``airflow`` CLI with this deployment's configuration."""
+        return airflow(args, self.env, log, timeout)
+
+    def stop(self, timeout: float = 30) -> None:
+        """SIGTERM to each component's process group (its task processes too), SIGKILL after ``timeout``."""
+        for p in self.procs.values():
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for p in self.procs.values():
+            try:
+                p.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait(10)
+        for p in self.procs.values():  # task processes left in a group whose leader exited
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)

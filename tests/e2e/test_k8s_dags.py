@@ -8,8 +8,12 @@ to the bed's host address (the pods cannot reach this machine's loopback).
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import sqlite3
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +26,7 @@ from tests.fixtures.k8s_bed import NAMESPACE
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 DAY = "2013-02-04"
+SLOW_TREES = 300
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +53,12 @@ def k8s_airflow(k8s_bed, bed_s3, tmp_path_factory):
                       "namespace": NAMESPACE, "endpoint_mode": "pod-ip", "lookup_timeout_s": 60,
                       "image": "h2o-airflow/h2o:3.46.0.11"}
     (dags / "pipelines" / "k8s_delay.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    # the same pipeline with a GBM that trains long enough to lose a node in the middle of it
+    slow = {**raw, "name": "k8s-slow", "registry_uri": "s3://h2o-demo/models/k8s-slow",
+            "scoring": {**raw["scoring"], "output_uri": "s3://h2o-demo/predictions/k8s-slow"},
+            "training": {**raw["training"], "algorithms": [
+                {"algo": "gbm", "params": {"ntrees": SLOW_TREES, "max_depth": 8, "learn_rate": 0.02}}]}}
+    (dags / "pipelines" / "k8s_slow.yaml").write_text(yaml.safe_dump(slow, sort_keys=False))
     env = local_runs.airflow_env(home, s3_endpoint=bed_s3.endpoint_url, s3_access_key=bed_s3.access_key,
                                  s3_secret_key=bed_s3.secret_key)
     env["AIRFLOW__CORE__DAGS_FOLDER"] = str(dags)
@@ -94,3 +105,115 @@ def test_training_and_scoring_dags_on_kubernetes(k8s_bed, k8s_airflow):
     scored = results["score"]
     assert scored["rows_in"] == scored["rows_scored"] > 800
     assert leftovers(k8s_bed, results["create_cluster"]["name"])["pods"] == 0
+
+
+def task_state(home: Path, dag_id: str, task_id: str) -> str | None:
+    """The state of ``task_id`` in the newest run of ``dag_id``, read from Airflow's SQLite database."""
+    try:
+        with sqlite3.connect(f"file:{home / 'airflow.db'}?mode=ro", uri=True, timeout=5) as db:
+            row = db.execute("SELECT ti.state FROM task_instance ti JOIN dag_run dr ON dr.run_id = ti.run_id "
+                             "AND dr.dag_id = ti.dag_id WHERE ti.dag_id = ? AND ti.task_id = ? "
+                             "ORDER BY dr.id DESC LIMIT 1", (dag_id, task_id)).fetchone()
+    except sqlite3.OperationalError:  # locked by the writer, or not created yet: ask again
+        return None
+    return row[0] if row else None
+
+
+def wait_for(what: str, predicate, timeout: float, proc: subprocess.Popen | None = None, poll: float = 0.25):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the DAG run ended (rc={proc.returncode}) before {what}")
+        time.sleep(poll)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def test_a_pod_killed_during_training_fails_the_run_fast_and_a_rerun_succeeds(k8s_bed, k8s_airflow):
+    from kubernetes import client
+
+    env, log = k8s_airflow
+    home, dag_id = Path(env["AIRFLOW_HOME"]), "h2o_train__k8s-slow"
+    core = client.CoreV1Api(k8s_bed.admin)
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([str(Path(sys.executable).parent / "airflow"), "dags", "test", dag_id, DAY],
+                                env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for("training to start", lambda: task_state(home, dag_id, "train") == "running", 600, proc)
+        time.sleep(3)  # H2O is building trees now: this GBM takes tens of seconds on the bed
+        pods = core.list_namespaced_pod(NAMESPACE, label_selector="h2o-airflow/pipeline=k8s-slow").items
+        assert len(pods) == 3, [p.metadata.name for p in pods]
+        victim = next(p for p in pods if not any(c.type == "Ready" and c.status == "True"
+                                                 for c in p.status.conditions or []))
+        core.delete_namespaced_pod(victim.metadata.name, NAMESPACE, grace_period_seconds=0)
+        killed = time.monotonic()
+        wait_for("the train task to fail", lambda: task_state(home, dag_id, "train") == "failed", 120, proc)
+        detected_s = time.monotonic() - killed
+        rc = proc.wait(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=60)
+    print(f"pod {victim.metadata.name} deleted during training; the train task failed {detected_s:.1f}s later")
+    assert detected_s < 20, detected_s
+    assert rc != 0
+    report = {r.task: r for r in local_runs.run_report(dag_id, DAY, env)}
+    assert report["train"].state == "failed" and report["delete_cluster"].state == "success"
+    assert report["export_and_promote"].state == "upstream_failed"
+    text = log.read_text(errors="replace")
+    assert "lost a node during training" in text and "PodLost" in text
+    name = report["create_cluster"].result["name"]
+    assert leftovers(k8s_bed, name) == {"pods": 0, "services": 0, "statefulsets": 0, "processes": 0, "netns": 0}
+
+    rc, states, results = run(env, log, dag_id)  # clear and re-run the same date: a new cluster, success
+    assert rc == 0 and set(states.values()) == {"success"}, states
+    assert leftovers(k8s_bed, results["create_cluster"]["name"])["pods"] == 0
+
+
+def backfill_runs(home: Path, dag_id: str) -> dict[str, str]:
+    """logical date -> state of the backfill runs of ``dag_id``."""
+    try:
+        with sqlite3.connect(f"file:{home / 'airflow.db'}?mode=ro", uri=True, timeout=5) as db:
+            rows = db.execute("SELECT logical_date, state FROM dag_run WHERE dag_id = ? AND run_type = 'backfill'",
+                              (dag_id,)).fetchall()
+    except sqlite3.OperationalError:
+        return {}
+    return {str(d)[:10]: s for d, s in rows}
+
+
+def test_a_backfill_of_three_days_runs_three_clusters_at_once(k8s_bed, k8s_airflow, tmp_path):
+    """A backfill as the UI starts it: the real scheduler (LocalExecutor), triggerer and API server."""
+    from kubernetes import client
+
+    env, log = k8s_airflow
+    home, dag_id, days = Path(env["AIRFLOW_HOME"]), "h2o_score__k8s-delay", ["2013-02-05", "2013-02-06", "2013-02-07"]
+    apps = client.AppsV1Api(k8s_bed.admin)
+    seen: set[str] = set()
+    most = 0
+    services = local_runs.AirflowServices.start(env, tmp_path / "airflow-logs")
+    try:
+        assert services.cli(["dags", "unpause", dag_id], log) == 0
+        assert services.cli(["backfill", "create", "--dag-id", dag_id, "--from-date", days[0], "--to-date", days[-1],
+                             "--max-active-runs", "3"], log) == 0, log.read_text()[-2000:]
+        deadline = time.monotonic() + 900
+        while time.monotonic() < deadline:
+            names = {s.metadata.name for s in apps.list_namespaced_stateful_set(
+                NAMESPACE, label_selector="h2o-airflow/pipeline=k8s-delay").items}
+            seen |= names
+            most = max(most, len(names))
+            runs = backfill_runs(home, dag_id)
+            if len(runs) == 3 and all(s in ("success", "failed") for s in runs.values()):
+                break
+            time.sleep(1)
+    finally:
+        services.stop()
+    assert sorted(runs) == days and set(runs.values()) == {"success"}, (runs, services.log_dir)
+    assert len(seen) == 3 and most == 3, (seen, most)  # three clusters, all alive at the same time
+    for day in days:
+        report = {r.task: r for r in local_runs.run_report(dag_id, day, env)}
+        assert report["score"].result["rows_scored"] > 800, report["score"]
+        assert report["create_cluster"].result["name"] in seen
+    for name in seen:
+        assert leftovers(k8s_bed, name) == {"pods": 0, "services": 0, "statefulsets": 0, "processes": 0, "netns": 0}

@@ -6,7 +6,8 @@ from h2o_tasks.cluster.pods import PodObservation, evaluate
 from h2o_tasks.cluster.readiness import CloudState
 
 
-def pod(name, ready=False, phase="Running", waiting=None, terminated=None, last_terminated=None, unschedulable=False):
+def pod(name, ready=False, phase="Running", waiting=None, terminated=None, last_terminated=None, unschedulable=False,
+        restarts=0):
     conditions = [{"type": "Ready", "status": "True" if ready else "False"}]
     if unschedulable:
         conditions.append({"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
@@ -20,11 +21,13 @@ def pod(name, ready=False, phase="Running", waiting=None, terminated=None, last_
         last["terminated"] = {"reason": last_terminated, "exitCode": 137}
     raw = {"metadata": {"name": name}, "spec": {"nodeName": "node-1"},
            "status": {"phase": phase, "podIP": f"10.0.0.{name[-1]}", "conditions": conditions,
-                      "containerStatuses": [{"name": "h2o", "state": state, "lastState": last}]}}
+                      "containerStatuses": [{"name": "h2o", "state": state, "lastState": last,
+                                              "restartCount": restarts}]}}
     return PodObservation.from_pod(raw)
 
 
 CLOUD3 = CloudState(cloud_size=3, consensus=True, healthy=True, locked=False, cloud_name="c")
+FORMED = {"elapsed_s": float("inf"), "formation_timeout_s": 0.0}
 ALONE = CloudState(cloud_size=1, consensus=True, healthy=True, locked=False, cloud_name="c")
 
 
@@ -53,6 +56,12 @@ ALONE = CloudState(cloud_size=1, consensus=True, healthy=True, locked=False, clo
          "Unschedulable"),
         ([pod("h-0", terminated="Error"), pod("h-1"), pod("h-2")], None, {}, False, True, "Terminated"),
         ([pod("h-0", phase="Failed"), pod("h-1"), pod("h-2")], None, {}, False, True, "Terminated"),
+        # after formation (the training watch): a deleted pod, a restarted pod
+        ([pod("h-0", True), pod("h-2")], CLOUD3, FORMED, False, True, "PodLost"),
+        ([pod("h-0", True), pod("h-1", restarts=1), pod("h-2")], CLOUD3, FORMED, False, True, "PodRestarted"),
+        # the same states while the cloud may still be forming: keep waiting
+        ([pod("h-0", True), pod("h-2")], None, {}, False, False, "PodsPending"),
+        ([pod("h-0", True), pod("h-1", restarts=1), pod("h-2")], CLOUD3, {}, True, False, "Ready"),
     ],
 )
 def test_evaluate(pods, cloud, kw, ready, failed, reason):
