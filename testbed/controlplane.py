@@ -249,6 +249,8 @@ def _write_pki(d: Path) -> dict[str, Path]:
     # Front proxy (request-header auth, aggregated APIs): its own CA, as kubeadm does.
     fp_ca_key, fp_ca_name, fp_ca_cert = make_ca("h2o-airflow-testbed-front-proxy-ca")
     fp_key, fp_cert = make_leaf(fp_ca_key, fp_ca_name, "front-proxy-client", ExtendedKeyUsageOID.CLIENT_AUTH)
+    # The apiserver's client certificate towards kubelets (the node agent's kubelet server checks it).
+    kc_key, kc_cert = make_leaf(ca_key, ca_name, "kube-apiserver-kubelet-client", ExtendedKeyUsageOID.CLIENT_AUTH)
 
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     files = {
@@ -261,6 +263,8 @@ def _write_pki(d: Path) -> dict[str, Path]:
         "front_proxy_ca_crt": d / "front-proxy-ca.crt",
         "front_proxy_client_crt": d / "front-proxy-client.crt",
         "front_proxy_client_key": d / "front-proxy-client.key",
+        "kubelet_client_crt": d / "apiserver-kubelet-client.crt",
+        "kubelet_client_key": d / "apiserver-kubelet-client.key",
     }
     files["ca_crt"].write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
     files["ca_key"].write_bytes(pem_key(ca_key))
@@ -273,7 +277,9 @@ def _write_pki(d: Path) -> dict[str, Path]:
     files["front_proxy_ca_crt"].write_bytes(fp_ca_cert.public_bytes(serialization.Encoding.PEM))
     files["front_proxy_client_crt"].write_bytes(fp_cert.public_bytes(serialization.Encoding.PEM))
     files["front_proxy_client_key"].write_bytes(pem_key(fp_key))
-    for k in ("ca_key", "apiserver_key", "sa_key", "front_proxy_client_key"):
+    files["kubelet_client_crt"].write_bytes(kc_cert.public_bytes(serialization.Encoding.PEM))
+    files["kubelet_client_key"].write_bytes(pem_key(kc_key))
+    for k in ("ca_key", "apiserver_key", "sa_key", "front_proxy_client_key", "kubelet_client_key"):
         files[k].chmod(0o600)
     return files
 
@@ -536,6 +542,12 @@ def start(
                 f"--proxy-client-cert-file={pki['front_proxy_client_crt']}",
                 f"--proxy-client-key-file={pki['front_proxy_client_key']}",
                 f"--disable-admission-plugins={disable_admission_plugins}",
+                # kubelets (the node agent's kubelet server, for pods/portforward): reached at the Node's
+                # InternalIP, with a client certificate; no --kubelet-certificate-authority, so their
+                # self-signed serving certificates are not verified.
+                f"--kubelet-client-certificate={pki['kubelet_client_crt']}",
+                f"--kubelet-client-key={pki['kubelet_client_key']}",
+                "--kubelet-preferred-address-types=InternalIP,Hostname",
                 # 127.0.0.1 is not a valid Endpoints address, so the "kubernetes" Service gets none.
                 "--endpoint-reconciler-type=none",
                 f"--v={verbosity}",

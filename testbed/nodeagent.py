@@ -10,6 +10,9 @@ reports IP, phase, container states and conditions to the API server. A containe
 is reported as terminated, then ``CrashLoopBackOff``. When a pod is deleted it stops the
 process (by its pid), removes the namespace and confirms the deletion.
 
+It also serves the kubelet's port-forward endpoint (``testbed.kubelet``) on the Node's
+InternalIP, so ``pods/portforward`` through the API server reaches the pods.
+
 What it does not emulate: image contents, cgroups (beyond the JVM's MaxRAM), securityContext.
 """
 
@@ -27,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from testbed.kubelet import KubeletServer
 from testbed.network import PodNetwork
 
 H2O_IMAGE_PREFIX = "h2o-airflow/h2o:"
@@ -83,6 +87,8 @@ class NodeAgent:
         memory: str = "20Gi",
         java: str = "java",
         poll_s: float = 0.25,
+        kubelet_port: int = 10250,
+        kubelet_client_ca: str | None = None,
     ):
         from kubernetes import client
 
@@ -101,6 +107,10 @@ class NodeAgent:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_heartbeat = 0.0
+        self.kubelet_port = kubelet_port
+        # the CA that signed the API server's kubelet client certificate: the cluster CA
+        self.kubelet_client_ca = kubelet_client_ca or api_client.configuration.ssl_ca_cert
+        self.kubelet: KubeletServer | None = None
 
     # ------------------------------------------------------------------ node
     def register(self) -> None:
@@ -133,6 +143,7 @@ class NodeAgent:
                     "capacity": capacity,
                     "allocatable": capacity,
                     "addresses": [{"type": "InternalIP", "address": self.network.host_ip}, {"type": "Hostname", "address": self.node}],
+                    "daemonEndpoints": {"kubeletEndpoint": {"Port": self.kubelet.port if self.kubelet else 0}},
                     "conditions": [
                         {
                             "type": "Ready",
@@ -392,9 +403,27 @@ class NodeAgent:
             self.network.remove_pod(uid)
             del self.pods[uid]
 
+    def pod_ip(self, namespace: str, name: str) -> str:
+        """The address of a running pod of this node (for the kubelet server), or ""."""
+        for run in list(self.pods.values()):
+            if run.namespace == namespace and run.name == name and run.proc is not None and run.proc.poll() is None:
+                return run.ip
+        return ""
+
+    def start_kubelet(self) -> None:
+        """The kubelet endpoint on the Node's InternalIP (port 10250, or a free one if taken)."""
+        kw = {"resolve": self.pod_ip, "client_ca": self.kubelet_client_ca, "cert_dir": self.workdir / "kubelet",
+              "log_file": self.workdir / "kubelet.log"}
+        try:
+            self.kubelet = KubeletServer(self.network.host_ip, self.kubelet_port, **kw)
+        except OSError:
+            self.kubelet = KubeletServer(self.network.host_ip, 0, **kw)
+        self.kubelet.start()
+
     # --------------------------------------------------------------- lifecycle
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self.start_kubelet()
         self.register()
 
         def loop() -> None:
@@ -412,6 +441,9 @@ class NodeAgent:
         self._stop.set()
         if self._thread:
             self._thread.join(30)
+        if self.kubelet:
+            self.kubelet.stop()
+            self.kubelet = None
         for uid, run in list(self.pods.items()):
             self._kill(run, 5)
             self.network.remove_pod(uid)

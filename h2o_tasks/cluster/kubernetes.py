@@ -8,6 +8,7 @@ provider's ``KubernetesHook`` (connection ``kubernetes_default``).
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -15,11 +16,13 @@ from typing import Any
 from h2o_tasks.cluster import manifests
 from h2o_tasks.cluster.base import ClusterInfo, ClusterSpec, ClusterStatus
 from h2o_tasks.cluster.pods import PodObservation, evaluate, leader
+from h2o_tasks.cluster.portforward import PortForward, PortForwardError
 from h2o_tasks.cluster.readiness import fetch_cloud, poll_until_ready
 from h2o_tasks.errors import ClusterError
 from h2o_tasks.naming import MANAGED_BY
 
-ENDPOINT_MODES = ("service", "pod-ip")
+ENDPOINT_MODES = ("service", "pod-ip", "port-forward")
+H2O_PORT = 54321
 
 
 class KubernetesBackend:
@@ -27,14 +30,21 @@ class KubernetesBackend:
     :param api_client: a configured ``kubernetes.client.ApiClient``.
     :param namespace: default namespace (a pipeline's ``cluster.namespace`` wins at create).
     :param endpoint_mode: how the caller reaches the leader: ``service`` (the client Service's
-        DNS name: Airflow runs in the cluster) or ``pod-ip`` (the leader pod's address: a
-        flat network, as in the test bed).
+        DNS name: Airflow runs in the cluster), ``pod-ip`` (the leader pod's address: a flat
+        network) or ``port-forward`` (Airflow outside the cluster: each process opens its own
+        forward to the ready leader through the API server, see ``local_endpoint``).
+    :param info_extra: merged into every ``ClusterInfo.extra`` (e.g. the Airflow connection id).
+
+    In ``port-forward`` mode ``ClusterInfo.url`` and ``endpoint()`` stay the client Service's
+    URL (what may go to XCom); only ``local_endpoint()`` returns the process-local forward,
+    which ``close()`` ends.
     """
 
     name = "kubernetes"
 
     def __init__(self, api_client: Any, namespace: str = "h2o", endpoint_mode: str = "service",
-                 cluster_domain: str = "cluster.local", fetch_cloud: Any = fetch_cloud):
+                 cluster_domain: str = "cluster.local", fetch_cloud: Any = fetch_cloud,
+                 info_extra: dict[str, Any] | None = None):
         from kubernetes import client
 
         if endpoint_mode not in ENDPOINT_MODES:
@@ -48,6 +58,10 @@ class KubernetesBackend:
         self.endpoint_mode = endpoint_mode
         self.cluster_domain = cluster_domain
         self.fetch_cloud = fetch_cloud
+        self.info_extra = dict(info_extra or {})
+        self._forward: PortForward | None = None
+        self._forward_key: tuple[str, str, str] = ("", "", "")
+        self._forward_lock = threading.Lock()
 
     # --------------------------------------------------------------- helpers
     def _create_fn(self, kind: str) -> Any:
@@ -63,9 +77,9 @@ class KubernetesBackend:
 
     def _info(self, name: str, namespace: str, replicas: int, expires_at: str) -> ClusterInfo:
         _, client_svc = manifests.service_names(name)
-        url = f"http://{client_svc}.{namespace}.svc.{self.cluster_domain}:54321"
+        url = f"http://{client_svc}.{namespace}.svc.{self.cluster_domain}:{H2O_PORT}"
         return ClusterInfo(name=name, backend=self.name, url=url, replicas=replicas, namespace=namespace,
-                           expires_at=expires_at, extra={"endpoint_mode": self.endpoint_mode})
+                           expires_at=expires_at, extra={**self.info_extra, "endpoint_mode": self.endpoint_mode})
 
     def _pods(self, name: str, namespace: str) -> list[PodObservation]:
         pods = self.core.list_namespaced_pod(namespace, label_selector=self._selector(name))
@@ -111,10 +125,49 @@ class KubernetesBackend:
         return self._info(spec.name, ns, spec.config.replicas, spec.expires_at.isoformat() if spec.expires_at else "")
 
     def _leader_url(self, info: ClusterInfo, pods: list[PodObservation]) -> str:
+        """The leader's URL for other processes too (never a port-forward)."""
         if self.endpoint_mode == "pod-ip":
             lead = leader(pods)
-            return f"http://{lead.ip}:54321" if lead and lead.ip else ""
+            return f"http://{lead.ip}:{H2O_PORT}" if lead and lead.ip else ""
         return info.url
+
+    def _local_url(self, info: ClusterInfo, pods: list[PodObservation]) -> str:
+        """The leader's URL for this process: a forward to the ready leader in port-forward mode."""
+        if self.endpoint_mode != "port-forward":
+            return self._leader_url(info, pods)
+        lead = leader(pods)
+        if lead is None:
+            return ""
+        ns = info.namespace or self.namespace
+        key = (ns, lead.name, lead.ip)
+        with self._forward_lock:
+            if self._forward is None or self._forward_key != key or not self._forward.active:
+                self.close()  # a new leader (or a restarted pod): the old forward is useless
+                self._forward = PortForward(self.api_client, ns, lead.name, H2O_PORT).start()
+                self._forward_key = key
+            return self._forward.url
+
+    def local_endpoint(self, info: ClusterInfo) -> str:
+        """The leader's URL usable from this process; in port-forward mode it opens (or reuses)
+        a forward that lives until ``close()``. Raises ``ClusterError`` when no pod leads."""
+        url = self._local_url(info, self._pods(info.name, info.namespace or self.namespace))
+        if not url:
+            raise ClusterError(f"cluster {info.namespace or self.namespace}/{info.name} has no ready leader pod",
+                               retryable=True, reason="NoLeader")
+        return url
+
+    def close(self) -> None:
+        """End this process's port-forward, if any."""
+        if self._forward is not None:
+            self._forward.close()
+            self._forward = None
+            self._forward_key = ("", "", "")
+
+    def __enter__(self) -> KubernetesBackend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def status(self, info: ClusterInfo, elapsed_s: float = 0.0, formation_timeout_s: float | None = None) -> ClusterStatus:
         ns = info.namespace or self.namespace
@@ -123,7 +176,13 @@ class KubernetesBackend:
                                  message=f"StatefulSet {ns}/{info.name} does not exist")
         pods = self._pods(info.name, ns)
         url = self._leader_url(info, pods)
-        cloud = self.fetch_cloud(url) if url and leader(pods) else None
+        try:
+            local = self._local_url(info, pods) if leader(pods) else ""
+        except PortForwardError as exc:
+            if exc.reason == "PortForwardForbidden":
+                raise
+            local = ""  # the API server or kubelet hiccupped: the next poll opens a new forward
+        cloud = self.fetch_cloud(local) if local else None
         d = evaluate(pods, info.replicas, cloud, elapsed_s=elapsed_s, formation_timeout_s=formation_timeout_s)
         return ClusterStatus(info.name, exists=True, ready=d.ready, failed=d.failed, reason=d.reason, message=d.message,
                              cloud_size=cloud.cloud_size if cloud else 0, expected_size=info.replicas, url=url)
@@ -132,6 +191,7 @@ class KubernetesBackend:
         return poll_until_ready(info.name, lambda elapsed: self.status(info, elapsed_s=elapsed), timeout_s, poll_s)
 
     def endpoint(self, info: ClusterInfo) -> str:
+        """The leader's URL as other processes may use it (XCom): never a process-local forward."""
         return self._leader_url(info, self._pods(info.name, info.namespace or self.namespace))
 
     def delete(self, info: ClusterInfo | str, timeout_s: float = 120.0) -> bool:
@@ -139,6 +199,7 @@ class KubernetesBackend:
         from kubernetes import client
         from kubernetes.client.exceptions import ApiException
 
+        self.close()
         name = info if isinstance(info, str) else info.name
         ns = (None if isinstance(info, str) else info.namespace) or self.namespace
         selector = self._selector(name)

@@ -15,7 +15,8 @@ def backend_for(name: str, *, kubernetes_conn_id: str = "kubernetes_default", na
     from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
 
     hook = KubernetesHook(conn_id=kubernetes_conn_id)
-    kwargs: dict[str, Any] = {"api_client": hook.api_client, "endpoint_mode": endpoint_mode}
+    kwargs: dict[str, Any] = {"api_client": hook.api_client, "endpoint_mode": endpoint_mode,
+                              "info_extra": {"kubernetes_conn_id": kubernetes_conn_id}}
     if namespace:
         kwargs["namespace"] = namespace
     return get_backend(name, **kwargs)

@@ -20,6 +20,12 @@ class H2OHook(BaseHook):
         ``cluster`` is not given.
     :param aws_conn_id: the AWS connection whose credentials and ``endpoint_url`` the cluster
         uses to read and write S3. Credentials are handed over at run time, never stored.
+    :param kubernetes_conn_id: for a Kubernetes cluster in ``port-forward`` endpoint mode, the
+        connection to open this process's forward with (default: the one that created it).
+
+    In ``port-forward`` mode the URL in ``cluster`` is not reachable from here: ``get_conn``
+    opens a forward to the leader pod that lives until ``close()`` (or the end of the process).
+    The hook is a context manager.
     """
 
     conn_name_attr = "h2o_conn_id"
@@ -28,12 +34,15 @@ class H2OHook(BaseHook):
     hook_name = "H2O"
 
     def __init__(self, cluster: dict[str, Any] | ClusterInfo | None = None, h2o_conn_id: str | None = None,
-                 aws_conn_id: str | None = "aws_default", **kwargs: Any) -> None:
+                 aws_conn_id: str | None = "aws_default", kubernetes_conn_id: str | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.cluster = ClusterInfo.from_dict(cluster) if isinstance(cluster, dict) else cluster
         self.h2o_conn_id = h2o_conn_id
         self.aws_conn_id = aws_conn_id
+        self.kubernetes_conn_id = kubernetes_conn_id
         self._client: Any = None
+        self._backend: Any = None
 
     def s3_settings(self) -> S3Settings:
         """S3 endpoint and credentials from the AWS connection (``extra.endpoint_url`` for S3 APIs)."""
@@ -48,8 +57,16 @@ class H2OHook(BaseHook):
                           region=hook.conn_config.region_name or "us-east-1")
 
     def url(self) -> str:
+        """The cluster's URL as this process reaches it (opens the port-forward if the cluster needs one)."""
         if self.cluster is not None:
-            return self.cluster.url
+            if self.cluster.extra.get("endpoint_mode") != "port-forward":
+                return self.cluster.url
+            if self._backend is None:
+                from h2o_airflow.backends import backend_for_cluster
+
+                conn_id = self.kubernetes_conn_id or self.cluster.extra.get("kubernetes_conn_id") or "kubernetes_default"
+                self._backend = backend_for_cluster(self.cluster.to_dict(), conn_id)
+            return self._backend.local_endpoint(self.cluster)
         conn = self.get_connection(self.h2o_conn_id or self.default_conn_name)
         scheme = conn.schema or "http"
         return f"{scheme}://{conn.host}:{conn.port or 54321}"
@@ -64,3 +81,16 @@ class H2OHook(BaseHook):
 
             self._client = h2o
         return self._client
+
+    def close(self) -> None:
+        """End this hook's port-forward (if any); the next ``get_conn`` opens a new one."""
+        if self._backend is not None:
+            self._backend.close()
+            self._backend = None
+        self._client = None
+
+    def __enter__(self) -> H2OHook:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

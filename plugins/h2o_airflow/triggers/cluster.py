@@ -56,9 +56,25 @@ class H2OClusterReadyTrigger(BaseTrigger):
 
         backend = self._backend()
         info = ClusterInfo.from_dict(self.cluster)
+        try:
+            async for event in self._poll(backend, info):
+                yield event
+        finally:  # a port-forward opened here ends here
+            close = getattr(backend, "close", None)
+            if close is not None:
+                await asyncio.to_thread(close)
+
+    async def _poll(self, backend: Any, info: Any) -> AsyncIterator[TriggerEvent]:
         while True:
+            from h2o_tasks.errors import ClusterError
+
             elapsed = time.time() - self.started_at
-            st = await asyncio.to_thread(backend.status, info, elapsed, self.formation_timeout_s)
+            try:
+                st = await asyncio.to_thread(backend.status, info, elapsed, self.formation_timeout_s)
+            except ClusterError as exc:  # e.g. a port-forward the API server forbids: waiting cannot help
+                yield TriggerEvent({"cluster": self.cluster, "status": "failed", "reason": exc.reason,
+                                    "message": str(exc), "cloud_size": 0, "elapsed_s": round(elapsed, 2)})
+                return
             event = {"cluster": self.cluster, "reason": st.reason, "message": st.message,
                      "cloud_size": st.cloud_size, "elapsed_s": round(elapsed, 2)}
             if st.ready:
