@@ -1,0 +1,179 @@
+"""endpoint_mode port-forward against the real API server: the forward goes client -> kube-apiserver
+(pods/portforward, RBAC of k8s/rbac.yaml) -> the test bed's kubelet server -> the leader pod's H2O."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from h2o_tasks.cluster.base import ClusterInfo, ClusterSpec
+from h2o_tasks.cluster.kubernetes import KubernetesBackend
+from h2o_tasks.cluster.portforward import PortForward, PortForwardError
+from h2o_tasks.config import ClusterConfig
+from tests.fixtures.k8s_bed import NAMESPACE, ROOT
+
+pytestmark = pytest.mark.e2e
+
+
+def cluster_config(**kw) -> ClusterConfig:
+    base = {"backend": "kubernetes", "replicas": 3, "memory": "768m", "nthreads": 1, "namespace": NAMESPACE,
+            "cpu": "500m", "endpoint_mode": "port-forward", "lookup_timeout_s": 60, "image": "h2o-airflow/h2o:3.46.0.11"}
+    return ClusterConfig(**{**base, **kw})
+
+
+@pytest.fixture
+def backend(k8s_bed):
+    b = KubernetesBackend(k8s_bed.airflow, namespace=NAMESPACE, endpoint_mode="port-forward")
+    yield b
+    b.close()
+    for info in b.list_clusters():  # clean up even when a test failed
+        b.delete(info)
+
+
+def forward_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith(("port-forward", "Kubernetes port forward"))]
+
+
+def refused(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        return False
+    except OSError:
+        return True
+
+
+def kubelet_sessions(k8s_bed) -> int:
+    return k8s_bed.agent.kubelet.sessions
+
+
+SUBPROCESS = """
+import json, sys, urllib.request
+from kubernetes import client, config
+from h2o_tasks.cluster.base import ClusterInfo
+from h2o_tasks.cluster.kubernetes import KubernetesBackend
+cfg = client.Configuration()
+config.load_kube_config(config_file=sys.argv[1], client_configuration=cfg)
+info = ClusterInfo.from_dict(json.loads(sys.argv[2]))
+with KubernetesBackend(client.ApiClient(cfg), namespace=info.namespace, endpoint_mode="port-forward") as b:
+    url = b.local_endpoint(info)
+    with urllib.request.urlopen(url + "/3/Cloud?skip_ticks=true", timeout=10) as r:
+        print(json.dumps({"url": url, "cloud_size": json.load(r)["cloud_size"]}))
+"""
+
+
+def test_port_forward_cluster_end_to_end(k8s_bed, backend, monkeypatch):
+    spec = ClusterSpec.for_run("pf", "dag", "run-pf", cluster_config())
+    t0 = time.monotonic()
+    info = backend.create(spec)
+    st = backend.wait_ready(info, timeout_s=240)  # /3/Cloud asked through this process's forward
+    formed = time.monotonic() - t0
+    assert st.ready and st.cloud_size == 3, st
+    leader = next(p for p in backend._pods(info.name, NAMESPACE) if p.ready)
+
+    # what may go to XCom is the client Service's URL, never this process's 127.0.0.1 forward
+    assert backend.endpoint(info) == info.url == f"http://{info.name}.{NAMESPACE}.svc.cluster.local:54321"
+    assert info.extra["endpoint_mode"] == "port-forward"
+    sessions = kubelet_sessions(k8s_bed)
+    assert sessions > 0  # the readiness polls went API server -> kubelet
+
+    # the H2O hook, as a task would use it: its own forward, a real H2O client session
+    from h2o_airflow.hooks.h2o import H2OHook
+
+    monkeypatch.setenv("AIRFLOW_CONN_KUBERNETES_DEFAULT", json.dumps(
+        {"conn_type": "kubernetes", "extra": {"kube_config_path": str(k8s_bed.control_plane.airflow_kubeconfig),
+                                              "namespace": NAMESPACE}}))
+    t1 = time.monotonic()
+    with H2OHook(cluster=info.to_dict(), aws_conn_id=None) as hook:
+        h2o = hook.get_conn()
+        url = hook.url()
+        assert url.startswith("http://127.0.0.1:") and url != backend.local_endpoint(info)
+        assert h2o.cluster().cloud_size == 3
+        frame = h2o.H2OFrame({"delay": [1.5, -2.0, 7.25, 0.0], "carrier": ["UA", "AA", "UA", "DL"]})
+        assert frame.shape == (4, 2)
+        assert frame["delay"].sum() == pytest.approx(6.75)
+        assert sorted(frame["carrier"].asfactor().levels()[0]) == ["AA", "DL", "UA"]
+        h2o.remove(frame)
+        h2o.connection().close()
+        hook_port = int(url.rsplit(":", 1)[1])
+    print(f"cloud of 3 ready {formed:.1f}s after create through a port-forward; "
+          f"H2O session through the hook's forward {time.monotonic() - t1:.1f}s; "
+          f"kubelet sessions {kubelet_sessions(k8s_bed)} (readiness: {sessions})")
+    assert refused(hook_port)  # the hook closed its forward
+    assert kubelet_sessions(k8s_bed) > sessions
+
+    # another process (a triggerer, another task) opens its own forward from the XCom dict
+    out = subprocess.run([sys.executable, "-c", SUBPROCESS, str(k8s_bed.control_plane.airflow_kubeconfig),
+                          json.dumps(info.to_dict())], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    child = json.loads(out.stdout.strip().splitlines()[-1])
+    assert child["cloud_size"] == 3 and child["url"].startswith("http://127.0.0.1:")
+
+    log = (Path(k8s_bed.agent.workdir) / "kubelet.log").read_text()
+    assert f"port-forward {NAMESPACE}/{leader.name} [54321]" in log
+
+    forwarded = backend.local_endpoint(info)
+    assert backend.delete(info) is True  # closes this process's forward, then the pods go
+    assert refused(int(forwarded.rsplit(":", 1)[1]))
+    assert backend._pods(info.name, NAMESPACE) == []
+    assert k8s_bed.network.leftovers() == []
+    deadline = time.monotonic() + 10
+    while forward_threads() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert forward_threads() == []
+
+
+def no_portforward_client(k8s_bed, name: str = "no-portforward"):
+    """An identity with the Role of k8s/rbac.yaml minus pods/portforward (a ServiceAccount token)."""
+    import copy
+
+    import yaml
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    role = next(d for d in yaml.safe_load_all((ROOT / "k8s" / "rbac.yaml").read_text()) if d and d["kind"] == "Role")
+    role = copy.deepcopy(role)
+    role["metadata"]["name"] = name
+    role["rules"] = [r for r in role["rules"] if "pods/portforward" not in r["resources"]]
+    core, rbac = client.CoreV1Api(k8s_bed.admin), client.RbacAuthorizationV1Api(k8s_bed.admin)
+    binding = {"metadata": {"name": name, "namespace": NAMESPACE},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+               "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": NAMESPACE}]}
+    for create, body in ((core.create_namespaced_service_account, {"metadata": {"name": name}}),
+                         (rbac.create_namespaced_role, role), (rbac.create_namespaced_role_binding, binding)):
+        try:
+            create(NAMESPACE, body)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+    token = core.create_namespaced_service_account_token(
+        name, NAMESPACE, {"spec": {"expirationSeconds": 3600}}).status.token
+    cfg = copy.copy(k8s_bed.airflow.configuration)
+    cfg.api_key = {"BearerToken": token}
+    cfg.api_key_prefix = {"BearerToken": "Bearer"}
+    return client.ApiClient(cfg)
+
+
+def test_without_pods_portforward_the_error_is_clear(k8s_bed, backend):
+    denied = no_portforward_client(k8s_bed)
+    spec = ClusterSpec.for_run("pf", "dag", "run-pf-denied", cluster_config(replicas=1))
+    info = KubernetesBackend(denied, namespace=NAMESPACE, endpoint_mode="port-forward").create(spec)  # allowed
+    t0 = time.monotonic()
+    with pytest.raises(PortForwardError) as err:
+        KubernetesBackend(denied, namespace=NAMESPACE, endpoint_mode="port-forward").wait_ready(info, timeout_s=180)
+    assert err.value.reason == "PortForwardForbidden" and not err.value.retryable
+    msg = str(err.value)
+    assert "403" in msg and "pods/portforward" in msg and "k8s/rbac.yaml" in msg, msg
+    print(f"forbidden reported {time.monotonic() - t0:.1f}s after create (once the leader was ready): {msg}")
+    leader = next(p for p in backend._pods(info.name, NAMESPACE) if p.ready)
+    with pytest.raises(PortForwardError, match="forbidden"):
+        PortForward(denied, NAMESPACE, leader.name).start()
+    with PortForward(k8s_bed.airflow, NAMESPACE, leader.name) as pf:  # the airflow Role may
+        assert pf.url.startswith("http://127.0.0.1:")
+    assert backend.delete(ClusterInfo(name=info.name, backend="kubernetes", namespace=NAMESPACE)) is True
