@@ -45,14 +45,16 @@ def _explain(exc: Exception, namespace: str, pod: str, port: int) -> PortForward
     m = re.search(r"Handshake status (\d{3})", text)
     status = int(m.group(1)) if m else getattr(exc, "status", 0) or 0
     where = f"port-forward to pod {namespace}/{pod}:{port}"
+    body = text.split(" -+-+- ")[-1]
+    said = re.search(r'"message":\s*"((?:[^"\\]|\\.)*)"', body)
+    detail = (said.group(1).replace('\\"', '"') if said else body)[:300]
     if status in (401, 403):
         return PortForwardError(
-            f"{where} forbidden ({status}): the Kubernetes identity may not use pods/portforward in namespace "
+            f"{where} forbidden ({status}: {detail}): the Kubernetes identity may not use pods/portforward in namespace "
             f"{namespace!r}. Grant verbs create and get on resource pods/portforward (k8s/rbac.yaml), or use "
             f"cluster.endpoint_mode service/pod-ip", reason="PortForwardForbidden")
     if status == 404:
         return PortForwardError(f"{where}: the pod does not exist (404)", retryable=True, reason="PodNotFound")
-    detail = text.split(" -+-+- ")[-1][:300]
     return PortForwardError(f"{where} failed ({status or 'no HTTP status'}): {detail}", retryable=True,
                             reason="PortForwardFailed")
 
