@@ -8,6 +8,7 @@ Layout: ``{registry_uri}/versions/{version}/`` (artifacts, ``metadata.json`` wri
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -54,17 +55,31 @@ def load_metadata(client: Any, registry_uri: str, version: str) -> dict[str, Any
     return json.loads(raw)
 
 
+def _is_number(value: Any) -> bool:
+    """A finite int or float: NaN, None and infinities compare as neither better nor worse."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def gate(cfg: QualityGateConfig, metrics: dict[str, float], champion: ChampionPointer | None) -> GateDecision:
-    """Promote when the metric passes the threshold and is no worse than the champion by more than the margin."""
+    """Promote when the metric passes the threshold and is no worse than the champion by more than the margin.
+
+    A metric that is not a finite number (NaN, None) is never promoted, and neither is a
+    model compared with a champion whose recorded value is not a number.
+    """
     if cfg.metric not in metrics:
         return GateDecision(False, f"{cfg.metric} was not computed for this model")
     value = metrics[cfg.metric]
+    if not _is_number(value):
+        return GateDecision(False, f"{cfg.metric}={value!r} is not a number: the model cannot be judged")
     higher = METRICS_HIGHER_IS_BETTER[cfg.metric]
     passes = value >= cfg.threshold if higher else (cfg.threshold <= 0 or value <= cfg.threshold)
     if not passes:
         return GateDecision(False, f"{cfg.metric}={value:.4f} misses the threshold {cfg.threshold}")
     if champion is None or champion.metric != cfg.metric:
         return GateDecision(True, f"{cfg.metric}={value:.4f} passes {cfg.threshold}; no comparable champion")
+    if not _is_number(champion.value):
+        return GateDecision(False, f"{cfg.metric}={value:.4f} cannot be compared with the champion {champion.version}: "
+                                   f"its recorded {champion.metric} is {champion.value!r}; fix or remove champion.json")
     worse_by = (champion.value - value) if higher else (value - champion.value)
     if worse_by > cfg.max_regression:
         return GateDecision(False, f"{cfg.metric}={value:.4f} is worse than the champion {champion.version} "
@@ -75,6 +90,8 @@ def gate(cfg: QualityGateConfig, metrics: dict[str, float], champion: ChampionPo
 
 def promote(client: Any, registry_uri: str, version: str, metric: str, value: float, run_id: str = "") -> ChampionPointer:
     """Point the champion at ``version`` with one PUT (readers see the old or the new pointer)."""
+    if not _is_number(value):
+        raise ValueError(f"cannot promote {version}: its {metric} is {value!r}, not a number")
     load_metadata(client, registry_uri, version)  # only complete versions are promoted
     pointer = ChampionPointer(version, metric, float(value), datetime.now(UTC).isoformat(), run_id)
     body = json.dumps(pointer.to_dict(), indent=2).encode()

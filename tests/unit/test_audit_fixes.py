@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 
+import pytest
+
+from h2o_tasks.config import QualityGateConfig
 from h2o_tasks.frames import PreparedFrame
+from h2o_tasks.registry import ChampionPointer, gate
 
 
 class _Uncopyable:
@@ -21,3 +26,38 @@ def test_prepared_frame_to_dict_does_not_copy_the_frame():
     assert out == {"rows_in": 12, "rows_dropped_no_label": 2, "rows_out": 10, "class_counts": {"0": 7, "1": 3}}
     assert out["class_counts"] is not counts  # the caller may change it freely
     json.dumps(out)
+
+
+def _champ(value, metric="auc"):
+    return ChampionPointer("v1", metric, value, "2013-01-01T00:00:00+00:00")
+
+
+@pytest.mark.parametrize("bad", [math.nan, None, math.inf, -math.inf, "0.9"])
+@pytest.mark.parametrize(("metric", "threshold"), [("auc", 0.7), ("auc", 0.0), ("rmse", 0.0), ("rmse", 10.0)])
+def test_gate_never_promotes_a_metric_that_is_not_a_number(bad, metric, threshold):
+    cfg = QualityGateConfig(metric, threshold, 0.01)
+    for champion in (None, _champ(0.8, metric)):
+        decision = gate(cfg, {metric: bad}, champion)
+        assert decision.promote is False, decision.reason
+        assert metric in decision.reason and "not a number" in decision.reason
+
+
+@pytest.mark.parametrize("bad", [math.nan, None])
+@pytest.mark.parametrize(("metric", "value"), [("auc", 0.9), ("rmse", 1.0)])
+def test_gate_never_promotes_against_a_champion_without_a_value(bad, metric, value):
+    decision = gate(QualityGateConfig(metric, 0.0, 0.01), {metric: value}, _champ(bad, metric))
+    assert decision.promote is False, decision.reason
+    assert "champion v1" in decision.reason and "champion.json" in decision.reason
+
+
+def test_gate_still_promotes_a_valid_metric():
+    assert gate(QualityGateConfig("rmse", 0.0, 0.0), {"rmse": 3.0}, None).promote
+    assert gate(QualityGateConfig("auc", 0.7, 0.01), {"auc": 0.8}, _champ(0.8)).promote
+
+
+@pytest.mark.parametrize("bad", [math.nan, None])
+def test_promote_refuses_a_value_that_is_not_a_number(bad):
+    from h2o_tasks.registry import promote
+
+    with pytest.raises(ValueError, match="not a number"):
+        promote(None, "s3://b/r", "v2", "auc", bad)
