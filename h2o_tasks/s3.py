@@ -78,6 +78,24 @@ def delete_prefix(client: Any, uri: str) -> int:
     return len(keys)
 
 
+COPY_PART_BYTES = 64 * 1024 * 1024
+
+
+def copy(client: Any, src_uri: str, dest_uri: str) -> None:
+    """Server-side copy of one object of any size.
+
+    boto3's managed copy: one CopyObject up to ``COPY_PART_BYTES``, a multipart copy
+    (UploadPartCopy) above it; a single CopyObject stops at 5 GB.
+    """
+    from boto3.s3.transfer import TransferConfig
+
+    part_bytes = COPY_PART_BYTES
+    src_bucket, src_key = split_uri(src_uri)
+    bucket, key = split_uri(dest_uri)
+    client.copy({"Bucket": src_bucket, "Key": src_key}, bucket, key,
+                Config=TransferConfig(multipart_threshold=part_bytes, multipart_chunksize=part_bytes, max_concurrency=4))
+
+
 def read_bytes(client: Any, uri: str) -> bytes | None:
     """The object's bytes, or None when it does not exist."""
     bucket, key = split_uri(uri)

@@ -9,14 +9,19 @@ from h2o_tasks import s3
 SUCCESS = "_SUCCESS"
 
 
+def _is_marker(uri: str) -> bool:
+    return uri.rsplit("/", 1)[-1] == SUCCESS
+
+
 def commit_s3(client: Any, staging_uri: str, final_uri: str) -> list[str]:
     """Make ``final_uri`` hold exactly the staged objects, then write ``_SUCCESS``.
 
     Readers that wait for ``_SUCCESS`` (as Spark, Hive and H2O jobs do) never see a partial
-    mix; a re-run of the interval replaces the output instead of adding to it. The staging
-    prefix is removed.
+    mix; a re-run of the interval replaces the output instead of adding to it. A staged
+    ``_SUCCESS`` is not copied (the commit writes the marker last), objects of any size are
+    copied (:func:`h2o_tasks.s3.copy`), and the staging prefix is removed.
     """
-    staged = [k for k in s3.list_keys(client, staging_uri) if not k.endswith(".crc")]
+    staged = [k for k in s3.list_keys(client, staging_uri) if not k.endswith(".crc") and not _is_marker(k)]
     if not staged:
         from h2o_tasks.errors import InputDataError
 
@@ -28,10 +33,10 @@ def commit_s3(client: Any, staging_uri: str, final_uri: str) -> list[str]:
         client.delete_object(Bucket=final_bucket, Key=s3.split_uri(marker)[1])
     written = []
     for uri in staged:
-        bucket, key = s3.split_uri(uri)
+        key = s3.split_uri(uri)[1]
         rel = key[len(s3.split_uri(staging_uri)[1].rstrip("/")) + 1:]
         dest = s3.join(final_uri, rel)
-        client.copy_object(Bucket=final_bucket, Key=s3.split_uri(dest)[1], CopySource={"Bucket": bucket, "Key": key})
+        s3.copy(client, uri, dest)
         written.append(dest)
     stale = old - set(written) - {marker}
     for uri in sorted(stale):
