@@ -67,12 +67,7 @@ def export(h2o: Any, model: Any, cfg: PipelineConfig, client: Any, *, run_id: st
     try:
         mojo = Path(model.download_mojo(path=str(work), get_genmodel_jar=True, genmodel_name="h2o-genmodel.jar"))
         mojo.rename(work / "model.zip")
-        pojo_dir = work / "pojo"
-        pojo_dir.mkdir()
-        h2o.download_pojo(model, path=str(pojo_dir), get_jar=False)
-        for java in pojo_dir.glob("*.java"):
-            java.rename(work / java.name)
-        shutil.rmtree(pojo_dir)
+        pojo, pojo_reason = _download_pojo(h2o, model, work)
         features, label_domain = feature_schema(model, cfg)
         report_files = report.write(work, model, perf, cfg, metrics, version)
         metadata = {
@@ -85,6 +80,7 @@ def export(h2o: Any, model: Any, cfg: PipelineConfig, client: Any, *, run_id: st
             "lineage": {"run_id": run_id, "logical_date": logical_date.isoformat() if logical_date else None,
                         **(lineage or {})},
             "training": training or {}, "pipeline_config": to_dict(cfg),
+            "pojo": pojo, "pojo_unavailable_reason": pojo_reason,
             "files": [*sorted(p.name for p in work.iterdir() if p.is_file()), "metadata.json"],
             "report": report_files,
         }
@@ -103,6 +99,26 @@ def export(h2o: Any, model: Any, cfg: PipelineConfig, client: Any, *, run_id: st
         shutil.rmtree(work, ignore_errors=True)
     return ExportResult(version=version, uri=uri, files=[p.name for p in files] + ["metadata.json"], metrics=metrics,
                         seconds=round(time.monotonic() - t0, 2))
+
+
+def _download_pojo(h2o: Any, model: Any, work: Path) -> tuple[str | None, str | None]:
+    """The POJO source's file name, or None and why: not every model has a POJO (e.g. StackedEnsemble)."""
+    from h2o.exceptions import H2OResponseError, H2OValueError
+
+    if not getattr(model, "have_pojo", True):
+        return None, f"H2O cannot export {model.algo} models as POJO (the MOJO model.zip has the model)"
+    pojo_dir = work / "pojo"
+    pojo_dir.mkdir()
+    try:
+        h2o.download_pojo(model, path=str(pojo_dir), get_jar=False)
+        java = sorted(pojo_dir.glob("*.java"))
+        for f in java:
+            f.rename(work / f.name)
+    except (H2OValueError, H2OResponseError) as exc:
+        return None, f"POJO export of {model.algo} failed: {str(exc).strip()[:300]} (the MOJO model.zip has the model)"
+    finally:
+        shutil.rmtree(pojo_dir)
+    return (java[0].name, None) if java else (None, "POJO export wrote no .java file")
 
 
 def _params(model: Any) -> dict[str, Any]:

@@ -71,7 +71,7 @@ Label: <code>{html.escape(cfg.target.label)}</code>.</p>
 <h2>Validation metrics</h2><table>{rows}</table>
 <h2>Plots</h2>{images}
 <p>Artifacts: <a href="model.zip">MOJO</a>, <a href="h2o-genmodel.jar">h2o-genmodel.jar</a>,
-POJO source, <a href="metadata.json">metadata.json</a>.</p></body></html>
+POJO source (when the algorithm has one), <a href="metadata.json">metadata.json</a>.</p></body></html>
 """
     (out / "index.html").write_text(page)
     return [*files, "index.html"]

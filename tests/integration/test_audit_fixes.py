@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import gc
 import random
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from h2o_tasks import frames, s3, sinks
+from h2o_tasks import artifacts, frames, registry, s3, sinks
 from h2o_tasks.config import PipelineConfig, load, parse, to_dict
 
 pytestmark = pytest.mark.integration
@@ -116,3 +117,26 @@ def test_prepared_frame_to_dict_leaves_the_frame_in_the_cluster(h2o_cloud, synth
                                   "class_counts": prepared.class_counts}
     gc.collect()  # no copy of the frame's handle was made, so none can remove the cluster key when collected
     assert h2o_cloud.get_frame(frame_id).nrows == 1960
+
+
+def test_export_of_a_model_without_pojo_records_why(h2o_cloud, synthetic, s3_settings, s3_bucket):
+    from h2o.estimators import H2OGradientBoostingEstimator, H2OStackedEnsembleEstimator
+
+    cfg = _cfg(s3_bucket, "binary", [{"algo": "gbm"}], nfolds=3)
+    prepared = frames.prepare(synthetic, cfg, source="synthetic")
+    base = []
+    for depth in (2, 4):
+        gbm = H2OGradientBoostingEstimator(ntrees=10, max_depth=depth, nfolds=3, fold_assignment="Modulo", seed=7,
+                                           keep_cross_validation_predictions=True)
+        gbm.train(x=cfg.feature_names, y=cfg.target.label, training_frame=prepared.frame)
+        base.append(gbm)
+    ensemble = H2OStackedEnsembleEstimator(base_models=base, seed=7)
+    ensemble.train(x=cfg.feature_names, y=cfg.target.label, training_frame=prepared.frame)
+    client = s3_settings.client()
+    exported = artifacts.export(h2o_cloud, ensemble, cfg, client, run_id="audit-ensemble",
+                                logical_date=datetime(2013, 2, 4, tzinfo=UTC))
+    keys = _keys(client, exported.uri)
+    assert "model.zip" in keys and "metadata.json" in keys and not any(k.endswith(".java") for k in keys)
+    meta = registry.load_metadata(client, cfg.registry_uri, exported.version)
+    assert meta["pojo"] is None and "stackedensemble" in meta["pojo_unavailable_reason"]
+    assert meta["algo"] == "stackedensemble" and "index.html" in meta["report"]
