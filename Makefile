@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: demo test test-unit test-integration test-k8s lint check-prereqs clean
+.PHONY: demo test test-unit test-integration test-k8s lint check-prereqs clean bench
 
 check-prereqs:
 	@$(PYTHON) -c 'import sys; v=sys.version_info; sys.exit(0 if v[:2]==(3,11) else "need Python 3.11 (found %d.%d): install it or run make PYTHON=/path/to/python3.11" % v[:2])'
@@ -24,6 +24,10 @@ venv: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
+
+# Benchmarks against the baselines, same run (not part of `make test`); BENCH_ARGS="--quick" for a short run.
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,0 +1,151 @@
+"""Import throughput: the cluster reading S3 partitions itself, and the Hive staging path.
+
+S3: the project resolves the window's ``dt=`` partitions and the H2O nodes import them
+(:mod:`h2o_tasks.sources.s3`), against ``boto3`` listing and downloading the same objects
+into memory (8 threads, and serially). Hive: the project's staging path (HiveServer2 writes
+Parquet, the cluster imports it; :func:`h2o_tasks.ingest.import_interval`) against a
+client-side fetch of the same query through pyhive into pandas.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from benchmarks.common import ROOT, Result, Stopwatch, interleaved, log, median
+from benchmarks.stack import BUCKET, Stack
+from h2o_tasks import config as pipeline_config
+from h2o_tasks import ingest
+from h2o_tasks.cluster.base import ClusterSpec
+from h2o_tasks.cluster.local import LocalBackend
+from h2o_tasks.config import ClusterConfig, S3SourceConfig
+from h2o_tasks.sources import hive as hive_source
+from h2o_tasks.sources import s3 as s3_source
+
+PIPELINE = ROOT / "dags" / "pipelines" / "arrival_delay.yaml"
+WINDOWS = {"28 days": (date(2013, 1, 7), date(2013, 2, 4)), "365 days": (date(2013, 1, 1), date(2014, 1, 1))}
+
+
+def cluster_import(h2o: Any, client: Any, lo: date, hi: date) -> float:
+    src = S3SourceConfig(uri=f"s3://{BUCKET}/flights", format="parquet")
+    with Stopwatch() as sw:
+        resolved = s3_source.resolve(client, src, lo, hi)
+        frame = s3_source.import_frame(h2o, resolved, "parquet", f"bench_import_{lo:%Y%m%d}_{hi:%Y%m%d}")
+    h2o.remove(frame)
+    return sw.seconds
+
+
+def boto3_download(client: Any, lo: date, hi: date, threads: int) -> float:
+    src = S3SourceConfig(uri=f"s3://{BUCKET}/flights", format="parquet")
+
+    def get(uri: str) -> int:
+        bucket, key = uri[5:].split("/", 1)
+        return len(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+    with Stopwatch() as sw:
+        files = s3_source.resolve(client, src, lo, hi).files
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            total = sum(pool.map(get, files))
+    assert total > 0
+    return sw.seconds
+
+
+def hive_config() -> Any:
+    raw = yaml.safe_load(PIPELINE.read_text())
+    raw["source"] = {"kind": "hive", "training_window_days": 28,
+                     "hive": {"table": "flights", "partition_column": "dt", "database": "default"}}
+    raw["scoring"].pop("hive_table", None)
+    return pipeline_config.parse(raw)
+
+
+def hive_staged(h2o: Any, cfg: Any, conn: Any, lo: date, hi: date, staging: Path) -> float:
+    with Stopwatch() as sw:
+        frame, _ = ingest.import_interval(h2o, cfg, "train", lo, hi, hive_conn=conn, staging_dir=staging)
+    h2o.remove(frame)
+    return sw.seconds
+
+
+def hive_client_fetch(cfg: Any, conn: Any, lo: date, hi: date) -> float:
+    import pandas as pd
+
+    sql = hive_source.build_query(cfg.source.hive, ingest.columns_needed(cfg, "train"), lo, hi)
+    with Stopwatch() as sw:
+        c = conn()
+        try:
+            cur = c.cursor()
+            cur.execute(sql)
+            rows = cur.fetchall()
+            df = pd.DataFrame(rows, columns=[d[0].split(".")[-1] for d in cur.description])
+        finally:
+            c.close()
+    assert len(df) > 0
+    return sw.seconds
+
+
+def run(reps: int, stack: Stack, state_dir: Path, windows: dict[str, tuple[date, date]] | None = None) -> list[Result]:
+    from h2o_tasks.session import connect
+
+    windows = windows or WINDOWS
+    backend = LocalBackend(state_dir=state_dir, s3_endpoint=stack.s3.endpoint_url)
+    spec = ClusterSpec.for_run("bench", "bench", f"imports-{os.getpid()}", ClusterConfig(replicas=2, memory="1g", nthreads=1),
+                               s3_endpoint=stack.s3.endpoint_url)
+    info = backend.create(spec)
+    client = stack.s3.client()
+    out: list[Result] = []
+    note = "a 2-node local cloud, 1g and 1 thread per node (the example pipeline's cluster), local moto S3 server"
+    try:
+        backend.wait_ready(info, 180)
+        connect(info.url, stack.s3)
+        import h2o
+
+        for label, (lo, hi) in windows.items():
+            nbytes = s3_source.resolve(client, S3SourceConfig(uri=f"s3://{BUCKET}/flights"), lo, hi).total_bytes
+            log(f"  S3 import, {label} ({nbytes / 2**20:.1f} MB of Parquet), {reps} reps")
+            samples = interleaved(reps, {
+                "cluster_import": lambda lo=lo, hi=hi: cluster_import(h2o, client, lo, hi),
+                "boto3_8_threads": lambda lo=lo, hi=hi: boto3_download(client, lo, hi, 8),
+                "boto3_serial": lambda lo=lo, hi=hi: boto3_download(client, lo, hi, 1)}, log)
+            p, b = median(samples["cluster_import"]), median(samples["boto3_8_threads"])
+            out.append(Result(
+                name=f"import_s3_{label.replace(' ', '_')}", title=f"S3 import, {label} of partitions", unit="s",
+                project_label="cluster imports the partitions (list + import + parse)",
+                baseline_label="boto3 lists and downloads the same objects (8 threads)", project=p, baseline=b,
+                ratio=round(p / b, 3), ratio_definition="project seconds / boto3 seconds", target="<= 1.5",
+                met=p / b <= 1.5, samples=samples,
+                extra={"bytes": nbytes, "boto3_serial_s": median(samples["boto3_serial"]),
+                       "project_mb_per_s": round(nbytes / 2**20 / p, 2)}, notes=note))
+        if stack.hive is not None:
+            cfg = hive_config()
+            lo, hi = WINDOWS["28 days"]
+            staging = Path(tempfile.gettempdir()) / f"h2o-bench-staging-{os.getpid()}"
+            log(f"  Hive import, 28 days, {reps} reps")
+            try:
+                samples = interleaved(reps, {
+                    "staged": lambda: hive_staged(h2o, cfg, stack.hive.connect, lo, hi, staging),
+                    "client_fetch": lambda: hive_client_fetch(cfg, stack.hive.connect, lo, hi)}, log)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+            p, b = median(samples["staged"]), median(samples["client_fetch"])
+            out.append(Result(
+                name="import_hive_28_days", title="Hive import, 28 days of flights", unit="s",
+                project_label="HiveServer2 stages Parquet, the cluster imports it (incl. table check)",
+                baseline_label="pyhive fetches the same query into pandas", project=p, baseline=b,
+                ratio=round(p / b, 3), ratio_definition="project seconds / client fetch seconds", target="<= 1.5",
+                met=p / b <= 1.5, samples=samples, notes=note + "; HiveServer2 = Spark Thrift Server, local[2]"))
+        h2o.remove_all()
+    finally:
+        import contextlib
+
+        with contextlib.suppress(Exception):
+            import h2o
+
+            h2o.connection().close()
+        backend.delete(info)
+    return out

@@ -1,0 +1,144 @@
+"""Pipeline overhead: the training + scoring DAGs (``airflow dags test``, local backend)
+against a plain h2o script doing the same work (:mod:`benchmarks.baseline_script`).
+
+Both use 2 JVMs x 1g with 1 thread each, the same 28-day window, the same scoring day and
+the same algorithms. The pipeline variant used here is the shipped ``arrival_delay.yaml``
+without ``scoring.hive_table`` (the script does not write Hive either). The JVMs' peak
+resident memory is sampled during the runs for the memory benchmark.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from benchmarks import memory
+from benchmarks.common import ROOT, Result, Stopwatch, log, median
+from benchmarks.stack import Stack
+from h2o_airflow.local_runs import airflow, airflow_env, dags_test, run_report
+from h2o_tasks import config as pipeline_config
+from h2o_tasks import sizing
+
+TRAIN_DAG, SCORE_DAG = "h2o_train__arrival-delay", "h2o_score__arrival-delay"
+LOGICAL_DATE = "2013-02-04"
+
+
+@dataclass
+class Setup:
+    env: dict[str, str]
+    log: Path
+    workdir: Path
+    cfg: Any
+
+
+def prepare(stack: Stack, workdir: Path) -> Setup:
+    """A DAG folder with the pipeline variant, an Airflow home, a migrated database."""
+    dags = workdir / "dags"
+    shutil.rmtree(dags, ignore_errors=True)
+    (dags / "pipelines").mkdir(parents=True)
+    shutil.copy(ROOT / "dags" / "h2o_pipelines.py", dags / "h2o_pipelines.py")
+    raw = yaml.safe_load((ROOT / "dags" / "pipelines" / "arrival_delay.yaml").read_text())
+    raw["scoring"].pop("hive_table", None)
+    (dags / "pipelines" / "arrival_delay.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    s3 = stack.s3
+    env = airflow_env(workdir / "airflow", s3_endpoint=s3.endpoint_url, s3_access_key=s3.access_key,
+                      s3_secret_key=s3.secret_key, h2o_state_dir=workdir / "h2o")
+    env["AIRFLOW__CORE__DAGS_FOLDER"] = str(dags)
+    logfile = workdir / "airflow-runs.log"
+    if airflow(["db", "migrate"], env, logfile, timeout=900) != 0:
+        raise RuntimeError(f"airflow db migrate failed; see {logfile}")
+    return Setup(env, logfile, workdir, pipeline_config.parse(raw))
+
+
+def run_pipeline(setup: Setup) -> tuple[float, dict[str, Any]]:
+    """Wall seconds of both DAG runs, and what their tasks reported."""
+    with Stopwatch() as sw:
+        for dag_id in (TRAIN_DAG, SCORE_DAG):
+            if dags_test(dag_id, LOGICAL_DATE, setup.env, setup.log, timeout=1800) != 0:
+                raise RuntimeError(f"{dag_id} failed; see {setup.log}")
+    report = {dag: {r.task: {"state": r.state, "seconds": r.seconds, "result": r.result}
+                    for r in run_report(dag, LOGICAL_DATE, setup.env)} for dag in (TRAIN_DAG, SCORE_DAG)}
+    for dag, tasks in report.items():
+        bad = {t: v["state"] for t, v in tasks.items() if v["state"] != "success"}
+        if bad:
+            raise RuntimeError(f"{dag}: tasks not successful: {bad}")
+    return sw.seconds, report
+
+
+def run_baseline(stack: Stack, windows: dict[str, str], name: str) -> float:
+    s3 = stack.s3
+    cmd = [sys.executable, "-m", "benchmarks.baseline_script", "--endpoint", s3.endpoint_url, "--access-key",
+           s3.access_key, "--secret-key", s3.secret_key, "--nodes", "2", "--memory", "1g", "--nthreads", "1",
+           "--name", name, *[x for k, v in windows.items() for x in (f"--{k}", v)]]
+    with Stopwatch() as sw:
+        res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "NO_PROXY": "*"})
+    if res.returncode != 0:
+        raise RuntimeError(f"baseline script failed: {res.stderr[-3000:]}")
+    return sw.seconds
+
+
+def run(reps: int, stack: Stack, workdir: Path) -> list[Result]:
+    setup = prepare(stack, workdir)
+    project: list[float] = []
+    baseline: list[float] = []
+    reports: list[dict[str, Any]] = []
+    windows: dict[str, str] = {}
+    peaks_p = memory.Sampler("h2o-arrival-delay")
+    peaks_b = memory.Sampler("bench-baseline")
+    peaks_p.start()
+    peaks_b.start()
+    try:
+        for rep in range(reps):
+            order = ("project", "baseline") if rep % 2 == 0 else ("baseline", "project")
+            for which in order:
+                if which == "project":
+                    seconds, report = run_pipeline(setup)
+                    project.append(round(seconds, 2))
+                    reports.append(report)
+                    train = report[TRAIN_DAG]["import_data"]["result"]
+                    score = report[SCORE_DAG]["import_data"]["result"]
+                    windows = {"train-start": train["start"], "train-end": train["end"], "score-day": score["start"]}
+                else:
+                    baseline.append(round(run_baseline(stack, windows, f"bench-baseline-{rep}"), 2))
+                log(f"    rep {rep + 1}/{reps} {which}: {(project if which == 'project' else baseline)[-1]:.1f}s")
+    finally:
+        mem_p, mem_b = peaks_p.stop(), peaks_b.stop()
+    p, b = median(project), median(baseline)
+    last = reports[-1]
+    tasks = {dag.split("__")[0]: {t: v["seconds"] for t, v in tasks.items()} for dag, tasks in last.items()}
+    overhead = Result(
+        name="pipeline_overhead", title="Training + scoring DAGs vs a plain h2o script", unit="s",
+        project_label="airflow dags test: training DAG then scoring DAG (local backend)",
+        baseline_label="plain h2o script: same import, train, export, score (one process, one cloud)",
+        project=p, baseline=b, ratio=round(p / b, 3), ratio_definition="project wall seconds / script wall seconds",
+        target="<= 1.2", met=p / b <= 1.2, samples={"project_s": project, "baseline_s": baseline},
+        extra={"task_seconds_last_run": tasks, "windows": windows},
+        notes="2 JVMs x 1g x 1 thread in both; the DAGs start one cluster per DAG run (2 clouds), the script one")
+    train_in = last[TRAIN_DAG]["import_data"]["result"]
+    advice = sizing.advise(setup.cfg.cluster, int(train_in["input_bytes"]), "parquet")
+    limit = advice.proposed_memory_mb / 0.75  # container memory for that heap (MaxRAMPercentage=75)
+    by_p, by_b = mem_p.by_cloud(), mem_b.by_cloud()
+    peak_p = max(by_p.values()) if by_p else None
+    peak_b = max(by_b.values()) if by_b else None
+    mem = Result(
+        name="memory_peak_rss", title="Peak resident memory of an H2O JVM vs the sizing rule", unit="MiB",
+        project_label="highest VmHWM of any pipeline JVM (all runs)",
+        baseline_label=f"sizing rule: {advice.proposed_memory_mb} MiB heap per node -> {limit:.0f} MiB container",
+        project=peak_p, baseline=round(limit, 1), ratio=round(peak_p / limit, 3) if peak_p else None,
+        ratio_definition="peak RSS / container memory the rule implies (heap / 0.75)", target="<= 1.0",
+        met=bool(peak_p and peak_p <= limit),
+        samples={"pipeline_jvm_peaks_mib": sorted(v for _, v in mem_p.peaks.values()),
+                 "script_jvm_peaks_mib": sorted(v for _, v in mem_b.peaks.values())},
+        extra={"input_bytes": train_in["input_bytes"], "required_total_mb": advice.required_total_mb,
+               "proposed_heap_mb": advice.proposed_memory_mb, "configured_heap_mb": setup.cfg.cluster.memory_mb,
+               "script_peak_mib": peak_b},
+        notes=f"{train_in['rows']} training rows, {int(train_in['input_bytes']) / 2**20:.1f} MB Parquet; JVM heap -Xmx "
+              f"{setup.cfg.cluster.memory}; peak RSS includes heap, metaspace, code cache and thread stacks")
+    return [overhead, mem]

