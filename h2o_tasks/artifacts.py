@@ -69,7 +69,8 @@ def export(h2o: Any, model: Any, cfg: PipelineConfig, client: Any, *, run_id: st
         mojo.rename(work / "model.zip")
         pojo, pojo_reason = _download_pojo(h2o, model, work)
         features, label_domain = feature_schema(model, cfg)
-        report_files = report.write(work, model, perf, cfg, metrics, version)
+        frame, frame_name = (valid_frame, "validation") if valid_frame is not None else _frame_of(h2o, model)
+        report_files = report.write(work, model, perf, cfg, metrics, version, frame, frame_name)
         metadata = {
             "pipeline": cfg.name, "version": version, "model_id": model.model_id, "algo": model.algo,
             "created_at": datetime.now(UTC).isoformat(), "h2o_version": h2o.__version__,
@@ -99,6 +100,16 @@ def export(h2o: Any, model: Any, cfg: PipelineConfig, client: Any, *, run_id: st
         shutil.rmtree(work, ignore_errors=True)
     return ExportResult(version=version, uri=uri, files=[p.name for p in files] + ["metadata.json"], metrics=metrics,
                         seconds=round(time.monotonic() - t0, 2))
+
+
+def _frame_of(h2o: Any, model: Any) -> tuple[Any, str]:
+    """The model's validation frame if it is still in the cluster, else its training frame, else None."""
+    params = model.actual_params
+    for param, name in (("validation_frame", "validation"), ("training_frame", "training data")):
+        frame = h2o.get_frame(params[param]) if params.get(param) else None  # None once removed
+        if frame is not None:
+            return frame, name
+    return None, ""
 
 
 def _download_pojo(h2o: Any, model: Any, work: Path) -> tuple[str | None, str | None]:

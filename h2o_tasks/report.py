@@ -35,6 +35,47 @@ def roc_png(perf: Any, path: Path, title: str) -> bool:
     return True
 
 
+RESIDUAL_ROWS = 50_000
+
+
+def residual_points(model: Any, frame: Any, label: str, max_rows: int = RESIDUAL_ROWS, seed: int = 42) -> list[tuple[float, float]]:
+    """(actual, predicted) for the rows of ``frame`` with a label; a random sample above ``max_rows``."""
+    import h2o
+
+    rows = frame[~frame[label].isna(), :]
+    if rows.nrows > max_rows:
+        rows = rows[rows.runif(seed) < max_rows / rows.nrows, :]
+    if rows.nrows == 0:
+        return []
+    preds = model.predict(rows)
+    try:
+        table = rows[label].cbind(preds["predict"]).as_data_frame(use_pandas=False, header=False)
+    finally:
+        h2o.remove(preds)
+    return [(float(a), float(p)) for a, p in table if a not in ("", None) and p not in ("", None)]
+
+
+def residuals_png(points: list[tuple[float, float]], path: Path, title: str) -> bool:
+    """Predicted against actual, and the histogram of residuals (actual - predicted)."""
+    if not points:
+        return False
+    actual = [a for a, _ in points]
+    predicted = [p for _, p in points]
+    plt = _plt()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 5), dpi=100)
+    left.scatter(actual, predicted, s=4, alpha=0.3)
+    lo, hi = min(min(actual), min(predicted)), max(max(actual), max(predicted))
+    left.plot([lo, hi], [lo, hi], linestyle="--", color="grey")
+    left.set(xlabel="actual", ylabel="predicted", title="predicted vs actual")
+    right.hist([a - p for a, p in points], bins=50)
+    right.set(xlabel="residual (actual - predicted)", ylabel="rows", title="residuals")
+    fig.suptitle(f"{title} ({len(points)} rows)")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True
+
+
 def varimp_png(model: Any, path: Path, title: str, top: int = 15) -> bool:
     try:
         rows = model.varimp() or []
@@ -53,11 +94,22 @@ def varimp_png(model: Any, path: Path, title: str, top: int = 15) -> bool:
     return True
 
 
-def write(out: Path, model: Any, perf: Any, cfg: PipelineConfig, metrics: dict[str, float], version: str) -> list[str]:
-    """Write the PNGs and ``index.html`` into ``out``; returns the file names."""
+def write(out: Path, model: Any, perf: Any, cfg: PipelineConfig, metrics: dict[str, float], version: str,
+          frame: Any = None, frame_name: str = "validation") -> list[str]:
+    """Write the PNGs and ``index.html`` into ``out``; returns the file names.
+
+    Binary: the ROC curve. Regression: residuals on ``frame`` (``frame_name`` says which rows).
+    """
     files = []
-    if cfg.target.problem == "binary" and roc_png(perf, out / "roc.png", f"{cfg.name}: ROC (validation)"):
-        files.append("roc.png")
+    notes = []
+    if cfg.target.problem == "binary":
+        if roc_png(perf, out / "roc.png", f"{cfg.name}: ROC (validation)"):
+            files.append("roc.png")
+    elif frame is None:
+        notes.append("No residuals plot: no frame with the label was left in the cluster.")
+    elif residuals_png(residual_points(model, frame, cfg.target.label), out / "residuals.png",
+                       f"{cfg.name}: residuals ({frame_name})"):
+        files.append("residuals.png")
     if varimp_png(model, out / "variable_importance.png", f"{cfg.name}: variable importance"):
         files.append("variable_importance.png")
     rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.4f}</td></tr>" for k, v in metrics.items())
@@ -69,7 +121,7 @@ def write(out: Path, model: Any, perf: Any, cfg: PipelineConfig, metrics: dict[s
 <p>Model <code>{html.escape(model.model_id)}</code> ({html.escape(model.algo)}), version {html.escape(version)}.
 Label: <code>{html.escape(cfg.target.label)}</code>.</p>
 <h2>Validation metrics</h2><table>{rows}</table>
-<h2>Plots</h2>{images}
+<h2>Plots</h2>{images}{"".join(f"<p>{html.escape(n)}</p>" for n in notes)}
 <p>Artifacts: <a href="model.zip">MOJO</a>, <a href="h2o-genmodel.jar">h2o-genmodel.jar</a>,
 POJO source (when the algorithm has one), <a href="metadata.json">metadata.json</a>.</p></body></html>
 """

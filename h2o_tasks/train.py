@@ -95,13 +95,14 @@ def train(frame: Any, valid: Any | None, cfg: PipelineConfig, run_id: str) -> Tr
 
     t0 = time.monotonic()
     tr = cfg.training
-    if valid is None and not tr.nfolds:
-        train_frame, valid = frame.split_frame(ratios=[1 - tr.validation_split], seed=tr.seed)
-    else:
-        train_frame = frame
     label = cfg.target.label
     suffix = naming.run_hash(cfg.name, run_id)
     base = cfg.name.replace("-", "_")
+    if valid is None and not tr.nfolds:  # named: the export task reads the validation frame for the report
+        train_frame, valid = frame.split_frame(ratios=[1 - tr.validation_split], seed=tr.seed,
+                                               destination_frames=[f"{base}_train_{suffix}", f"{base}_valid_{suffix}"])
+    else:
+        train_frame = frame
     models: list[ModelSummary] = []
     for i, algo in enumerate(tr.algorithms):
         est = build_estimator(i, algo, cfg, f"{base}_{algo.algo}_{i}_{suffix}")

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from h2o_tasks import artifacts, frames, registry, s3, sinks
+from h2o_tasks import artifacts, frames, naming, registry, s3, sinks, train
 from h2o_tasks.config import PipelineConfig, load, parse, to_dict
 
 pytestmark = pytest.mark.integration
@@ -117,6 +117,29 @@ def test_prepared_frame_to_dict_leaves_the_frame_in_the_cluster(h2o_cloud, synth
                                   "class_counts": prepared.class_counts}
     gc.collect()  # no copy of the frame's handle was made, so none can remove the cluster key when collected
     assert h2o_cloud.get_frame(frame_id).nrows == 1960
+
+
+def test_regression_report_draws_residuals(h2o_cloud, synthetic, s3_settings, s3_bucket):
+    cfg = _cfg(s3_bucket, "regression", [{"algo": "gbm", "params": {"ntrees": 20, "max_depth": 4}}])
+    prepared = frames.prepare(synthetic, cfg, source="synthetic")
+    result = train.train(prepared.frame, None, cfg, run_id="audit-regression")
+    model = h2o_cloud.get_model(result.best_model_id)
+    client = s3_settings.client()
+    exported = artifacts.export(h2o_cloud, model, cfg, client, run_id="audit-regression",
+                                logical_date=datetime(2013, 2, 4, tzinfo=UTC))
+    keys = _keys(client, exported.uri)
+    assert "residuals.png" in keys and "roc.png" not in keys
+    meta = registry.load_metadata(client, cfg.registry_uri, exported.version)
+    assert "residuals.png" in meta["report"]
+    assert meta["pojo"] in keys and meta["pojo"].endswith(".java") and meta["pojo_unavailable_reason"] is None
+    page = s3.read_bytes(client, s3.join(exported.uri, "index.html")).decode()
+    assert 'src="residuals.png"' in page
+    # the validation split is a named frame: the export task (another client session) still finds it
+    valid = f"audit_regression_valid_{naming.run_hash(cfg.name, 'audit-regression')}"
+    assert model.actual_params["validation_frame"] == valid and h2o_cloud.get_frame(valid).nrows == result.valid_rows
+    h2o_cloud.remove(valid)  # gone: the report falls back to the training rows, and says so
+    frame, name = artifacts._frame_of(h2o_cloud, model)
+    assert name == "training data" and frame.nrows == result.train_rows
 
 
 def test_export_of_a_model_without_pojo_records_why(h2o_cloud, synthetic, s3_settings, s3_bucket):

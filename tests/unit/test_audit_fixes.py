@@ -61,3 +61,38 @@ def test_promote_refuses_a_value_that_is_not_a_number(bad):
 
     with pytest.raises(ValueError, match="not a number"):
         promote(None, "s3://b/r", "v2", "auc", bad)
+
+
+class _Model:
+    model_id, algo = "m1", "gbm"
+
+    def varimp(self):
+        return []
+
+
+def _regression_cfg():
+    from pathlib import Path
+
+    from h2o_tasks.config import load, parse, to_dict
+
+    raw = to_dict(load(Path(__file__).resolve().parents[2] / "dags" / "pipelines" / "arrival_delay.yaml"))
+    raw["target"] = {"column": "arr_delay", "problem": "regression"}
+    raw["training"]["metric"] = raw["quality_gate"]["metric"] = "rmse"
+    return parse(raw)
+
+
+def test_residuals_png(tmp_path):
+    from h2o_tasks.report import residuals_png
+
+    points = [(float(i), i + (-1) ** i * 0.5) for i in range(200)]
+    assert residuals_png(points, tmp_path / "residuals.png", "t")
+    assert (tmp_path / "residuals.png").read_bytes()[:4] == b"\x89PNG"
+    assert not residuals_png([], tmp_path / "none.png", "t")
+
+
+def test_regression_report_without_rows_says_why(tmp_path):
+    from h2o_tasks import report
+
+    files = report.write(tmp_path, _Model(), None, _regression_cfg(), {"rmse": 1.0}, "v1", frame=None)
+    assert files == ["index.html"]
+    assert "No residuals plot" in (tmp_path / "index.html").read_text()
