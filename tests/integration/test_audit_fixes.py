@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from h2o_tasks import artifacts, frames, naming, registry, s3, sinks, train
+from h2o_tasks import artifacts, frames, ingest, naming, registry, s3, sinks, train
 from h2o_tasks.config import PipelineConfig, load, parse, to_dict
 
 pytestmark = pytest.mark.integration
@@ -163,3 +163,34 @@ def test_export_of_a_model_without_pojo_records_why(h2o_cloud, synthetic, s3_set
     meta = registry.load_metadata(client, cfg.registry_uri, exported.version)
     assert meta["pojo"] is None and "stackedensemble" in meta["pojo_unavailable_reason"]
     assert meta["algo"] == "stackedensemble" and "index.html" in meta["report"]
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_missing_strings_stay_missing_on_import(h2o_cloud, s3_settings, s3_bucket, fmt):
+    """No pandas DataFrame is ever turned into an H2OFrame (pandas 3 writes missing strings as "nan"):
+    the cluster parses the files itself, and a missing category stays NA, not a level."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    table = pa.table({"x": [0.5, 1.5, None, 2.5], "k": [1, 2, 3, None], "c": ["a", None, "b", None],
+                      "y": [1.0, 2.0, 3.0, 4.0]})
+    buf = io.BytesIO()
+    if fmt == "parquet":
+        pq.write_table(table, buf)
+    else:
+        pcsv.write_csv(table, buf)
+    client = s3_settings.client()
+    s3.write_bytes(client, f"s3://{s3_bucket}/data/dt=2013-02-03/part-0.{fmt}", buf.getvalue())
+    raw = to_dict(_cfg(s3_bucket, "regression", [{"algo": "glm"}]))
+    raw["source"] = {"kind": "s3", "training_window_days": 2, "s3": {"uri": f"s3://{s3_bucket}/data", "format": fmt}}
+    cfg = parse(raw)
+    day = datetime(2013, 2, 4).date()
+    frame, _ = ingest.import_interval(h2o_cloud, cfg, "train", day, day, s3=s3_settings)
+    prepared = frames.prepare(frame, cfg, source=fmt)
+    c = prepared.frame["c"]
+    assert c.isfactor()[0] and sorted(c.levels()[0]) == ["a", "b"]
+    assert int(c.isna().sum()) == 2
+    assert int(prepared.frame["x"].isna().sum()) == 1 and int(prepared.frame["k"].isna().sum()) == 1
