@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import subprocess
@@ -129,51 +130,56 @@ def test_port_forward_cluster_end_to_end(k8s_bed, backend, monkeypatch):
     assert forward_threads() == []
 
 
-def no_portforward_client(k8s_bed, name: str = "no-portforward"):
-    """An identity with the Role of k8s/rbac.yaml minus pods/portforward (a ServiceAccount token)."""
-    import copy
+@contextlib.contextmanager
+def role_without_portforward(k8s_bed):
+    """The airflow identity with the Role of k8s/rbac.yaml minus pods/portforward, restored afterwards.
 
-    import yaml
+    (A ServiceAccount token would be a separate identity, but the bed's API server rejects
+    TokenRequest tokens as "invalid bearer token"; impersonation headers do not reach the websocket.)
+    """
     from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
 
-    role = next(d for d in yaml.safe_load_all((ROOT / "k8s" / "rbac.yaml").read_text()) if d and d["kind"] == "Role")
-    role = copy.deepcopy(role)
-    role["metadata"]["name"] = name
-    role["rules"] = [r for r in role["rules"] if "pods/portforward" not in r["resources"]]
-    core, rbac = client.CoreV1Api(k8s_bed.admin), client.RbacAuthorizationV1Api(k8s_bed.admin)
-    binding = {"metadata": {"name": name, "namespace": NAMESPACE},
-               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-               "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": NAMESPACE}]}
-    for create, body in ((core.create_namespaced_service_account, {"metadata": {"name": name}}),
-                         (rbac.create_namespaced_role, role), (rbac.create_namespaced_role_binding, binding)):
-        try:
-            create(NAMESPACE, body)
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
-    token = core.create_namespaced_service_account_token(
-        name, NAMESPACE, {"spec": {"expirationSeconds": 3600}}).status.token
-    cfg = copy.copy(k8s_bed.airflow.configuration)
-    cfg.api_key = {"BearerToken": token}
-    cfg.api_key_prefix = {"BearerToken": "Bearer"}
-    return client.ApiClient(cfg)
+    rbac = client.RbacAuthorizationV1Api(k8s_bed.admin)
+    authz = client.AuthorizationV1Api(k8s_bed.airflow)
+    role = rbac.read_namespaced_role("h2o-airflow", NAMESPACE)
+    rules = k8s_bed.admin.sanitize_for_serialization(role.rules)
+    review = {"spec": {"resourceAttributes": {"namespace": NAMESPACE, "verb": "create", "resource": "pods",
+                                              "subresource": "portforward"}}}
+
+    def allowed() -> bool:
+        return authz.create_self_subject_access_review(review).status.allowed
+
+    def settle(want: bool) -> None:
+        deadline = time.monotonic() + 10
+        while allowed() != want:
+            assert time.monotonic() < deadline, f"RBAC did not settle to allowed={want}"
+            time.sleep(0.1)
+
+    rbac.patch_namespaced_role("h2o-airflow", NAMESPACE,
+                               {"rules": [r for r in rules if "pods/portforward" not in r["resources"]]})
+    try:
+        settle(False)
+        yield
+    finally:
+        rbac.patch_namespaced_role("h2o-airflow", NAMESPACE, {"rules": rules})
+        settle(True)
 
 
 def test_without_pods_portforward_the_error_is_clear(k8s_bed, backend):
-    denied = no_portforward_client(k8s_bed)
     spec = ClusterSpec.for_run("pf", "dag", "run-pf-denied", cluster_config(replicas=1))
-    info = KubernetesBackend(denied, namespace=NAMESPACE, endpoint_mode="port-forward").create(spec)  # allowed
-    t0 = time.monotonic()
-    with pytest.raises(PortForwardError) as err:
-        KubernetesBackend(denied, namespace=NAMESPACE, endpoint_mode="port-forward").wait_ready(info, timeout_s=180)
-    assert err.value.reason == "PortForwardForbidden" and not err.value.retryable
-    msg = str(err.value)
-    assert "403" in msg and "pods/portforward" in msg and "k8s/rbac.yaml" in msg, msg
-    print(f"forbidden reported {time.monotonic() - t0:.1f}s after create (once the leader was ready): {msg}")
-    leader = next(p for p in backend._pods(info.name, NAMESPACE) if p.ready)
-    with pytest.raises(PortForwardError, match="forbidden"):
-        PortForward(denied, NAMESPACE, leader.name).start()
-    with PortForward(k8s_bed.airflow, NAMESPACE, leader.name) as pf:  # the airflow Role may
+    with role_without_portforward(k8s_bed):
+        info = backend.create(spec)  # everything else is still allowed
+        t0 = time.monotonic()
+        with pytest.raises(PortForwardError) as err:
+            backend.wait_ready(info, timeout_s=180)
+        took = time.monotonic() - t0
+        assert err.value.reason == "PortForwardForbidden" and not err.value.retryable
+        msg = str(err.value)
+        assert "403" in msg and "pods/portforward" in msg and "k8s/rbac.yaml" in msg, msg
+        print(f"forbidden reported {took:.1f}s after create (once the leader was ready): {msg}")
+        leader = next(p for p in backend._pods(info.name, NAMESPACE) if p.ready)
+        with pytest.raises(PortForwardError, match="forbidden"):
+            PortForward(k8s_bed.airflow, NAMESPACE, leader.name).start()
+    with PortForward(k8s_bed.airflow, NAMESPACE, leader.name) as pf:  # the Role of k8s/rbac.yaml may
         assert pf.url.startswith("http://127.0.0.1:")
     assert backend.delete(ClusterInfo(name=info.name, backend="kubernetes", namespace=NAMESPACE)) is True
