@@ -59,6 +59,7 @@ class Result:
 
 
 def skipped(name: str, title: str, reason: str) -> Result:
+    reason = " ".join(reason.split())[:300]
     return Result(name=name, title=title, unit="", project_label="", baseline_label="", skipped=f"skipped: {reason}")
 
 

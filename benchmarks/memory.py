@@ -54,17 +54,17 @@ class Sampler(threading.Thread):
         super().__init__(daemon=True)
         self.name_prefix, self.period = name_prefix, period
         self.result = PeakRss()
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             for pid, name in _h2o_jvms(self.name_prefix).items():
                 mib = _hwm_kib(pid) / 1024
                 if mib > self.result.peaks.get(pid, ("", 0.0))[1]:
                     self.result.peaks[pid] = (name, round(mib, 1))
-            self._stop.wait(self.period)
+            self._halt.wait(self.period)
 
     def stop(self) -> PeakRss:
-        self._stop.set()
+        self._halt.set()
         self.join(10)
         return self.result

