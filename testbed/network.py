@@ -33,6 +33,7 @@ class PodNetwork:
     link_subnet: str = "10.244.254.0/30"
     allocated: dict[str, str] = field(default_factory=dict)
     lock: IO | None = field(default=None, repr=False)
+    last_ip: str = ""
 
     @classmethod
     def claim(cls, lock_dir: Path = Path("/run/h2o-airflow-testbed"), slots: range = range(7, 63)) -> PodNetwork:
@@ -100,8 +101,7 @@ class PodNetwork:
     def add_pod(self, pod_uid: str, dns_search: list[str]) -> tuple[str, str]:
         """Create the pod's namespace; returns (namespace name, pod IP)."""
         ns = self.pod_ns(pod_uid)
-        used = set(self.allocated.values()) | {self.bridge_ip}
-        ip = next(str(h) for h in ipaddress.ip_network(self.subnet).hosts() if str(h) not in used)
+        ip = self._next_ip()
         prefix = ipaddress.ip_network(self.subnet).prefixlen
         veth = f"v{ns[-12:]}"
         sh("ip", "netns", "add", ns)
@@ -121,6 +121,18 @@ class PodNetwork:
         (etc / "resolv.conf").write_text(f"nameserver {self.host_ip}\nsearch {' '.join(dns_search)}\noptions ndots:5\n")
         self.allocated[pod_uid] = ip
         return ns, ip
+
+    def _next_ip(self) -> str:
+        """Round robin over the subnet, like the host-local IPAM: a pod's address is not handed out
+        again right after the pod is gone (peers' ARP caches and late packets still point at it)."""
+        used = set(self.allocated.values()) | {self.bridge_ip}
+        hosts = [str(h) for h in ipaddress.ip_network(self.subnet).hosts()]
+        start = hosts.index(self.last_ip) + 1 if self.last_ip in hosts else 0
+        for ip in hosts[start:] + hosts[:start]:
+            if ip not in used:
+                self.last_ip = ip
+                return ip
+        raise RuntimeError(f"pod network {self.subnet} is full ({len(used)} addresses in use)")
 
     def remove_pod(self, pod_uid: str) -> None:
         ns = self.pod_ns(pod_uid)
