@@ -85,6 +85,16 @@ class H2OPipelineOperator(BaseOperator):
         return backend_for(cfg.cluster.backend, kubernetes_conn_id=self.kubernetes_conn_id,
                            namespace=cfg.cluster.namespace, endpoint_mode=cfg.cluster.endpoint_mode)
 
+    def watched(self, context: Any, what: str, job: Any) -> Any:
+        """``job()`` while the run's cluster is watched: a node lost meanwhile fails the task at once."""
+        from h2o_airflow.backends import backend_for_cluster
+        from h2o_tasks.cluster import ClusterInfo
+        from h2o_tasks.cluster.watch import run_watched
+
+        cluster = self.cluster_info(context)
+        backend, info = backend_for_cluster(cluster, self.kubernetes_conn_id), ClusterInfo.from_dict(cluster)
+        return run_watched(what, job, lambda: backend.status(info, elapsed_s=float("inf"), formation_timeout_s=0.0))
+
     def cluster_info(self, context: Any) -> dict[str, Any]:
         info = context["ti"].xcom_pull(task_ids=self.create_task_id)
         if not info:

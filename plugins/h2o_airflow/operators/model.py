@@ -61,7 +61,8 @@ class H2OImportOperator(_ClusterTaskMixin, H2OPipelineOperator):
         hook = H2OHook(cluster=cluster, aws_conn_id=self.aws_conn_id)
         h2o = hook.get_conn()
         start, end = self.interval(context)
-        try:
+
+        def job() -> dict[str, Any]:
             frame, result = ingest.import_interval(
                 h2o, cfg, self.purpose, start, end, s3=hook.s3_settings(), hive_conn=self.hive_conn,
                 staging_dir=hive_staging_root() / cluster["name"] / self.purpose)
@@ -70,6 +71,10 @@ class H2OImportOperator(_ClusterTaskMixin, H2OPipelineOperator):
                 prepared = frames.prepare(frame, cfg, source=f"{result.source} [{result.start}, {result.end})")
                 h2o.assign(prepared.frame, result.frame_id + "_prepared")
                 out.update(frame_id=prepared.frame.frame_id, prepared=prepared.to_dict())
+            return out
+
+        try:
+            out = self.watched(context, "import", job)
         except H2OTasksError as exc:
             raise fail_fast(exc) from exc
         self.log.info("Imported %s rows x %s columns from %s in %.1fs", out["rows"], out["columns"], out["source"],
@@ -89,20 +94,15 @@ class H2OTrainOperator(H2OPipelineOperator):
         self.import_task_id = import_task_id
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from h2o_airflow.backends import backend_for_cluster
         from h2o_tasks import train
-        from h2o_tasks.cluster import ClusterInfo
-        from h2o_tasks.cluster.watch import run_watched
 
         cfg = self.config(context)
-        cluster = self.cluster_info(context)
-        h2o = H2OHook(cluster=cluster, aws_conn_id=self.aws_conn_id).get_conn()
+        h2o = H2OHook(cluster=self.cluster_info(context), aws_conn_id=self.aws_conn_id).get_conn()
         imported = context["ti"].xcom_pull(task_ids=self.import_task_id)
-        backend, info = backend_for_cluster(cluster, self.kubernetes_conn_id), ClusterInfo.from_dict(cluster)
         try:
-            result = run_watched(
-                "training", lambda: train.train(h2o.get_frame(imported["frame_id"]), None, cfg, run_id=context["run_id"]),
-                lambda: backend.status(info, elapsed_s=float("inf"), formation_timeout_s=0.0))
+            result = self.watched(
+                context, "training",
+                lambda: train.train(h2o.get_frame(imported["frame_id"]), None, cfg, run_id=context["run_id"]))
         except H2OTasksError as exc:
             raise fail_fast(exc) from exc
         out = result.to_dict()
@@ -179,9 +179,9 @@ class H2OBatchScoreOperator(_ClusterTaskMixin, H2OPipelineOperator):
                 hook = H2OHook(cluster=self.cluster_info(context), aws_conn_id=self.aws_conn_id)
                 h2o = hook.get_conn()
                 imported = context["ti"].xcom_pull(task_ids=self.import_task_id)
-                result = scoring.score_in_cluster(h2o, h2o.get_frame(imported["frame_id"]), cfg,
-                                                  hook.s3_settings().client(), start, end,
-                                                  run_id=context["run_id"])
+                result = self.watched(context, "scoring", lambda: scoring.score_in_cluster(
+                    h2o, h2o.get_frame(imported["frame_id"]), cfg, hook.s3_settings().client(), start, end,
+                    run_id=context["run_id"]))
             else:
                 hook = H2OHook(aws_conn_id=self.aws_conn_id)
                 result = scoring.score_offline(cfg, hook.s3_settings(), start, end, run_id=context["run_id"])
