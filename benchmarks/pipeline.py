@@ -119,7 +119,7 @@ def run(reps: int, stack: Stack, workdir: Path) -> list[Result]:
         mem_p, mem_b = peaks_p.stop(), peaks_b.stop()
     p, b = median(project), median(baseline)
     last = reports[-1]
-    tasks = {dag.split("__")[0]: {t: v["seconds"] for t, v in tasks.items()} for dag, tasks in last.items()}
+    tasks = {dag: {t: v["seconds"] for t, v in tasks.items()} for dag, tasks in last.items()}
     overhead = Result(
         name="pipeline_overhead", title="Training + scoring DAGs vs a plain h2o script", unit="s",
         project_label="airflow dags test: training DAG then scoring DAG (local backend)",
