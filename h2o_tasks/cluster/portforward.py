@@ -79,7 +79,7 @@ class PortForward:
     _listener: socket.socket | None = field(default=None, repr=False)
     _own_client: Any = field(default=None, repr=False)
     _open_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _live: set[socket.socket] = field(default_factory=set, repr=False)
+    _live: set[Any] = field(default_factory=set, repr=False)
     _closed: threading.Event = field(default_factory=threading.Event, repr=False)
 
     @property
@@ -138,7 +138,7 @@ class PortForward:
             conn.close()
             return
         remote = pf.socket(self.remote_port)
-        self._live.update((conn, remote._socket))
+        self._live.update((conn, remote))
         try:
             peers = {conn.fileno(): remote, remote.fileno(): conn}
             while not self._closed.is_set():
@@ -156,7 +156,7 @@ class PortForward:
             if err:
                 log.warning("port-forward to %s/%s:%d: %s", self.namespace, self.pod, self.remote_port, err)
             self._live.discard(conn)
-            self._live.discard(remote._socket)
+            self._live.discard(remote)
             for s in (conn, remote):
                 with contextlib.suppress(OSError):
                     s.close()
