@@ -6,6 +6,7 @@ each failure reason is unit-tested without a cluster.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,6 +97,11 @@ def evaluate(pods: list[PodObservation], expected: int, cloud: CloudState | None
                                 "its new H2O node cannot rejoin the cloud")
     ready = [p for p in pods if p.ready]
     if len(ready) != 1:
+        if len(ready) > 1 and math.isinf(elapsed_s):  # the watch of a formed cloud
+            return Decision(False, failed=True, reason="PodReplaced",
+                            message=f"{len(ready)} pods answer as leader ({', '.join(p.name for p in ready)}): a "
+                                    "node was replaced (pod deleted or restarted) and its new H2O formed a cloud "
+                                    "of its own")
         if len(ready) > 1 and late:
             return Decision(False, failed=True, reason="SplitBrain",
                             message=f"{len(ready)} pods report being leader after {elapsed_s:.0f}s: the nodes formed "

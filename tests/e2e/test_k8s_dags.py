@@ -166,8 +166,8 @@ def test_a_pod_killed_during_training_fails_the_run_fast_and_a_rerun_succeeds(k8
     # the deleted pod is gone (PodLost) or already replaced by one that cannot join (it crashes, or
     # answers as a leader of its own): which one the watch sees first depends on timing
     assert "lost a node during training" in text
-    assert any(f"during training ({r})" in text for r in ("PodLost", "PodRestarted", "CrashLoopBackOff", "SplitBrain",
-                                                          "Terminated")), text[-3000:]
+    assert any(f"during training ({r})" in text for r in ("PodLost", "PodRestarted", "PodReplaced",
+                                                          "CrashLoopBackOff", "Terminated")), text[-3000:]
     name = report["create_cluster"].result["name"]
     assert leftovers(k8s_bed, name) == {"pods": 0, "services": 0, "statefulsets": 0, "processes": 0, "netns": 0}
 

@@ -59,6 +59,7 @@ ALONE = CloudState(cloud_size=1, consensus=True, healthy=True, locked=False, clo
         # after formation (the training watch): a deleted pod, a restarted pod
         ([pod("h-0", True), pod("h-2")], CLOUD3, FORMED, False, True, "PodLost"),
         ([pod("h-0", True), pod("h-1", restarts=1), pod("h-2")], CLOUD3, FORMED, False, True, "PodRestarted"),
+        ([pod("h-0", True), pod("h-1", True), pod("h-2")], CLOUD3, FORMED, False, True, "PodReplaced"),
         # the same states while the cloud may still be forming: keep waiting
         ([pod("h-0", True), pod("h-2")], None, {}, False, False, "PodsPending"),
         ([pod("h-0", True), pod("h-1", restarts=1), pod("h-2")], CLOUD3, {}, True, False, "Ready"),
