@@ -196,7 +196,9 @@ def test_a_backfill_of_three_days_runs_three_clusters_at_once(k8s_bed, k8s_airfl
     apps = client.AppsV1Api(k8s_bed.admin)
     seen: set[str] = set()
     most = 0
+    t0 = time.monotonic()
     services = local_runs.AirflowServices.start(env, tmp_path / "airflow-logs")
+    started = time.monotonic() - t0
     try:
         assert services.cli(["dags", "unpause", dag_id], log) == 0
         assert services.cli(["backfill", "create", "--dag-id", dag_id, "--from-date", days[0], "--to-date", days[-1],
@@ -213,6 +215,8 @@ def test_a_backfill_of_three_days_runs_three_clusters_at_once(k8s_bed, k8s_airfl
             time.sleep(1)
     finally:
         services.stop()
+    print(f"backfill of {len(days)} days: Airflow components healthy in {started:.0f}s, runs done "
+          f"{time.monotonic() - t0 - started:.0f}s later; {len(seen)} clusters, at most {most} at once")
     assert sorted(runs) == days and set(runs.values()) == {"success"}, (runs, services.log_dir)
     assert len(seen) == 3 and most == 3, (seen, most)  # three clusters, all alive at the same time
     for day in days:
