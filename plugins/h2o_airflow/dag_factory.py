@@ -39,7 +39,10 @@ def _dag(dag_id: str, cfg: PipelineConfig, schedule: str | None, training: bool,
            if cfg.schedule.end_date else None)
     return DAG(
         dag_id=dag_id, schedule=schedule, start_date=start, end_date=end, catchup=False,
-        max_active_runs=cfg.schedule.max_active_runs, default_args={**DEFAULT_ARGS, "owner": cfg.owner},
+        max_active_runs=cfg.schedule.max_active_runs,
+        # a task still running when its cluster expires cannot succeed any more (the janitor deletes
+        # the cluster): the cluster's time-to-live bounds every task, a hung H2O call included
+        default_args={**DEFAULT_ARGS, "owner": cfg.owner, "execution_timeout": timedelta(minutes=cfg.cluster.ttl_minutes)},
         params=_params(cfg, training), tags=["h2o", cfg.name], doc_md=doc,
         description=cfg.description[:200] or None,
     )
