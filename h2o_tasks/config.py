@@ -26,6 +26,7 @@ METRICS_HIGHER_IS_BETTER = {"auc": True, "aucpr": True, "r2": True, "logloss": F
 SOURCE_KINDS = ("s3", "hive")
 FORMATS = ("parquet", "csv")
 BACKENDS = ("local", "kubernetes")
+ENDPOINT_MODES = ("service", "pod-ip", "port-forward")  # how Airflow reaches the leader on Kubernetes
 SCORING_ENGINES = ("cluster", "offline")
 _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -289,7 +290,7 @@ def _parse_cluster(data: Any) -> ClusterConfig:
         cluster_domain=s.get("cluster_domain", str, d.cluster_domain),
         lookup_timeout_s=s.int_in("lookup_timeout_s", d.lookup_timeout_s, 5),
         probe_port=s.int_in("probe_port", d.probe_port, 1024, 65535),
-        endpoint_mode=s.choice("endpoint_mode", ("service", "pod-ip"), d.endpoint_mode),
+        endpoint_mode=s.choice("endpoint_mode", ENDPOINT_MODES, d.endpoint_mode),
         scratch_size=s.get("scratch_size", str, d.scratch_size),
         s3_secret=s.get("s3_secret", str, d.s3_secret),
         client_pod_labels={str(k): str(v) for k, v in s.get("client_pod_labels", dict, d.client_pod_labels).items()},

@@ -18,10 +18,10 @@ from h2o_tasks.cluster.base import ClusterInfo, ClusterSpec, ClusterStatus
 from h2o_tasks.cluster.pods import PodObservation, evaluate, leader
 from h2o_tasks.cluster.portforward import PortForward, PortForwardError
 from h2o_tasks.cluster.readiness import fetch_cloud, poll_until_ready
+from h2o_tasks.config import ENDPOINT_MODES
 from h2o_tasks.errors import ClusterError
 from h2o_tasks.naming import MANAGED_BY
 
-ENDPOINT_MODES = ("service", "pod-ip", "port-forward")
 H2O_PORT = 54321
 
 

@@ -30,6 +30,8 @@ def test_round_trip_and_overrides():
     bigger = cfg.with_overrides(cluster={"replicas": 3}, source={"training_window_days": 7})
     assert bigger.cluster.replicas == 3 and bigger.source.training_window_days == 7
     assert cfg.cluster.replicas == 2  # the original is unchanged
+    for mode in ("service", "pod-ip", "port-forward"):
+        assert cfg.with_overrides(cluster={"endpoint_mode": mode}).cluster.endpoint_mode == mode
 
 
 @pytest.mark.parametrize(
@@ -49,6 +51,7 @@ def test_round_trip_and_overrides():
         (lambda r: r["training"].update(validation_split=0, nfolds=0), "training.validation_split", "nfolds"),
         (lambda r: r["cluster"].update(backend="yarn"), "cluster.backend", "local, kubernetes"),
         (lambda r: r["cluster"].update(replicas="two"), "cluster.replicas", "integer"),
+        (lambda r: r["cluster"].update(endpoint_mode="ingress"), "cluster.endpoint_mode", "port-forward"),
     ],
 )
 def test_bad_values_name_field_value_and_fix(mutate, field, needle):
