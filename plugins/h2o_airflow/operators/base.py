@@ -93,7 +93,11 @@ class H2OPipelineOperator(BaseOperator):
 
         cluster = self.cluster_info(context)
         backend, info = backend_for_cluster(cluster, self.kubernetes_conn_id), ClusterInfo.from_dict(cluster)
-        return run_watched(what, job, lambda: backend.status(info, elapsed_s=float("inf"), formation_timeout_s=0.0))
+        try:
+            return run_watched(what, job, lambda: backend.status(info, elapsed_s=float("inf"), formation_timeout_s=0.0))
+        finally:
+            if hasattr(backend, "close"):  # the watch's own port-forward, if it opened one
+                backend.close()
 
     def cluster_info(self, context: Any) -> dict[str, Any]:
         info = context["ti"].xcom_pull(task_ids=self.create_task_id)
