@@ -11,17 +11,10 @@ import pytest
 
 from h2o_tasks.cluster.base import ClusterSpec
 from h2o_tasks.cluster.kubernetes import KubernetesBackend
-from h2o_tasks.config import ClusterConfig
 from h2o_tasks.errors import ClusterError
-from tests.fixtures.k8s_bed import NAMESPACE
+from tests.fixtures.k8s_bed import NAMESPACE, cluster_config
 
 pytestmark = pytest.mark.e2e
-
-
-def cluster_config(**kw) -> ClusterConfig:
-    base = {"backend": "kubernetes", "replicas": 3, "memory": "768m", "nthreads": 1, "namespace": NAMESPACE,
-            "cpu": "500m", "endpoint_mode": "pod-ip", "lookup_timeout_s": 60, "image": "h2o-airflow/h2o:3.46.0.11"}
-    return ClusterConfig(**{**base, **kw})
 
 
 @pytest.fixture

@@ -17,16 +17,14 @@ import pytest
 from h2o_tasks.cluster.base import ClusterInfo, ClusterSpec
 from h2o_tasks.cluster.kubernetes import KubernetesBackend
 from h2o_tasks.cluster.portforward import PortForward, PortForwardError
-from h2o_tasks.config import ClusterConfig
 from tests.fixtures.k8s_bed import NAMESPACE, ROOT
+from tests.fixtures.k8s_bed import cluster_config as bed_config
 
 pytestmark = pytest.mark.e2e
 
 
-def cluster_config(**kw) -> ClusterConfig:
-    base = {"backend": "kubernetes", "replicas": 3, "memory": "768m", "nthreads": 1, "namespace": NAMESPACE,
-            "cpu": "500m", "endpoint_mode": "port-forward", "lookup_timeout_s": 60, "image": "h2o-airflow/h2o:3.46.0.11"}
-    return ClusterConfig(**{**base, **kw})
+def cluster_config(**kw):
+    return bed_config(**{"endpoint_mode": "port-forward", **kw})
 
 
 @pytest.fixture
