@@ -83,9 +83,7 @@ class KubernetesBackend:
 
     def _pods(self, name: str, namespace: str) -> list[PodObservation]:
         pods = self.core.list_namespaced_pod(namespace, label_selector=self._selector(name))
-        raw = [self.api_client.sanitize_for_serialization(p) for p in pods.items]
-        return sorted((PodObservation.from_pod(p) for p in raw if not p["metadata"].get("deletionTimestamp")),
-                      key=lambda p: p.name)
+        return _observations(self.api_client.sanitize_for_serialization(p) for p in pods.items)
 
     def _read_sts(self, name: str, namespace: str) -> Any | None:
         from kubernetes.client.exceptions import ApiException
@@ -183,9 +181,33 @@ class KubernetesBackend:
                 raise
             local = ""  # the API server or kubelet hiccupped: the next poll opens a new forward
         cloud = self.fetch_cloud(local) if local else None
-        d = evaluate(pods, info.replicas, cloud, elapsed_s=elapsed_s, formation_timeout_s=formation_timeout_s)
-        return ClusterStatus(info.name, exists=True, ready=d.ready, failed=d.failed, reason=d.reason, message=d.message,
-                             cloud_size=cloud.cloud_size if cloud else 0, expected_size=info.replicas, url=url)
+        return _status(info, pods, cloud, url, elapsed_s, formation_timeout_s)
+
+    async def astatus(self, api: Any, info: ClusterInfo, elapsed_s: float = 0.0,
+                      formation_timeout_s: float | None = None) -> ClusterStatus:
+        """``status`` for the triggerer: the API calls go through ``api``, a ``kubernetes_asyncio``
+        ApiClient (the cncf provider's ``AsyncKubernetesHook.get_conn()``), without a thread.
+        A port-forward is a blocking socket relay: that mode observes in a thread instead."""
+        import asyncio
+
+        if self.endpoint_mode == "port-forward":
+            return await asyncio.to_thread(self.status, info, elapsed_s, formation_timeout_s)
+        from kubernetes_asyncio import client as aclient
+        from kubernetes_asyncio.client.exceptions import ApiException
+
+        ns = info.namespace or self.namespace
+        try:
+            await aclient.AppsV1Api(api).read_namespaced_stateful_set(info.name, ns)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            return ClusterStatus(info.name, exists=False, failed=True, reason="NotFound",
+                                 message=f"StatefulSet {ns}/{info.name} does not exist")
+        listed = await aclient.CoreV1Api(api).list_namespaced_pod(ns, label_selector=self._selector(info.name))
+        pods = _observations(api.sanitize_for_serialization(p) for p in listed.items)
+        url = self._leader_url(info, pods)
+        cloud = await asyncio.to_thread(self.fetch_cloud, url) if url and leader(pods) else None
+        return _status(info, pods, cloud, url, elapsed_s, formation_timeout_s)
 
     def wait_ready(self, info: ClusterInfo, timeout_s: float, poll_s: float = 0.5) -> ClusterStatus:
         return poll_until_ready(info.name, lambda elapsed: self.status(info, elapsed_s=elapsed), timeout_s, poll_s)
@@ -240,3 +262,16 @@ class KubernetesBackend:
     def list_expired(self, now: datetime | None = None) -> list[ClusterInfo]:
         now = now or datetime.now(UTC)
         return [c for c in self.list_clusters() if c.expires_at and datetime.fromisoformat(c.expires_at) <= now]
+
+
+def _observations(raw_pods: Any) -> list[PodObservation]:
+    """The pods as the readiness decision sees them: terminating pods are already gone."""
+    return sorted((PodObservation.from_pod(p) for p in raw_pods if not p["metadata"].get("deletionTimestamp")),
+                  key=lambda p: p.name)
+
+
+def _status(info: ClusterInfo, pods: list[PodObservation], cloud: Any, url: str, elapsed_s: float,
+            formation_timeout_s: float | None) -> ClusterStatus:
+    d = evaluate(pods, info.replicas, cloud, elapsed_s=elapsed_s, formation_timeout_s=formation_timeout_s)
+    return ClusterStatus(info.name, exists=True, ready=d.ready, failed=d.failed, reason=d.reason, message=d.message,
+                         cloud_size=cloud.cloud_size if cloud else 0, expected_size=info.replicas, url=url)

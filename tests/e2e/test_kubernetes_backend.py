@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -46,6 +48,32 @@ def test_statefulset_forms_one_cloud_with_a_single_ready_leader(k8s_bed, backend
     assert backend._pods(info.name, NAMESPACE) == []
     assert h2o_pids(info.name) == []
     assert k8s_bed.network.leftovers() == []
+
+
+def test_the_trigger_waits_through_the_providers_async_hook(k8s_bed, backend, monkeypatch):
+    """The deferrable wait as the triggerer runs it: AsyncKubernetesHook (kubernetes_asyncio) + /3/Cloud."""
+    from h2o_airflow.backends import backend_for
+    from h2o_airflow.triggers.cluster import H2OClusterReadyTrigger
+
+    monkeypatch.setenv("AIRFLOW_CONN_KUBERNETES_DEFAULT", json.dumps(
+        {"conn_type": "kubernetes", "extra": {"kube_config_path": str(k8s_bed.control_plane.airflow_kubeconfig),
+                                              "namespace": NAMESPACE}}))
+    assert hasattr(backend_for("kubernetes", endpoint_mode="pod-ip"), "astatus")
+    info = backend.create(ClusterSpec.for_run("bed", "dag", "run-async", cluster_config(replicas=2)))
+    trigger = H2OClusterReadyTrigger(info.to_dict(), timeout_s=180, poll_s=0.2, formation_timeout_s=90)
+
+    async def first_event():
+        events = trigger.run()
+        try:
+            return await anext(events)
+        finally:
+            await events.aclose()
+
+    event = asyncio.run(first_event()).payload
+    assert (event["status"], event["cloud_size"]) == ("ready", 2), event
+    backend.delete(info)
+    missing = asyncio.run(first_event()).payload  # the cluster is gone: failed at once, not a timeout
+    assert (missing["status"], missing["reason"]) == ("failed", "NotFound"), missing
 
 
 def test_image_that_cannot_be_pulled_fails_fast(backend):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -57,20 +57,30 @@ class H2OClusterReadyTrigger(BaseTrigger):
         backend = self._backend()
         info = ClusterInfo.from_dict(self.cluster)
         try:
-            async for event in self._poll(backend, info):
-                yield event
+            if hasattr(backend, "astatus"):  # Kubernetes: the provider's async hook, no thread per poll
+                from airflow.providers.cncf.kubernetes.hooks.kubernetes import AsyncKubernetesHook
+
+                async with AsyncKubernetesHook(conn_id=self.kubernetes_conn_id).get_conn() as api:
+                    async for event in self._poll(lambda elapsed: backend.astatus(api, info, elapsed,
+                                                                                  self.formation_timeout_s)):
+                        yield event
+            else:
+                async for event in self._poll(lambda elapsed: asyncio.to_thread(
+                        backend.status, info, elapsed, self.formation_timeout_s)):
+                    yield event
         finally:  # a port-forward opened here ends here
             close = getattr(backend, "close", None)
             if close is not None:
                 await asyncio.to_thread(close)
 
-    async def _poll(self, backend: Any, info: Any) -> AsyncIterator[TriggerEvent]:
-        while True:
-            from h2o_tasks.errors import ClusterError
+    async def _poll(self, observe: Callable[[float], Awaitable[Any]]) -> AsyncIterator[TriggerEvent]:
+        """Observe every ``poll_s`` until ready, failed or timed out; yield one event."""
+        from h2o_tasks.errors import ClusterError
 
+        while True:
             elapsed = time.time() - self.started_at
             try:
-                st = await asyncio.to_thread(backend.status, info, elapsed, self.formation_timeout_s)
+                st = await observe(elapsed)
             except ClusterError as exc:  # e.g. a port-forward the API server forbids: waiting cannot help
                 yield TriggerEvent({"cluster": self.cluster, "status": "failed", "reason": exc.reason,
                                     "message": str(exc), "cloud_size": 0, "elapsed_s": round(elapsed, 2)})
