@@ -66,18 +66,23 @@ def plot(results: list[Result], path: Path = PLOT) -> Path:
     return path
 
 
-def write(results: list[Result], meta: dict[str, Any]) -> str:
-    RESULTS.write_text(json.dumps({"run": meta, "benchmarks": [r.to_dict() for r in results]}, indent=2) + "\n")
-    plot(results)
+def write(results: list[Result], meta: dict[str, Any], out_dir: Path | None = None) -> str:
+    """Write results, plot and table; ``out_dir`` (a partial run) keeps the committed files untouched."""
+    results_path, plot_path, md_path = ((out_dir / RESULTS.name, out_dir / PLOT.name, out_dir / MARKDOWN.name)
+                                        if out_dir else (RESULTS, PLOT, MARKDOWN))
+    if out_dir:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    results_path.write_text(json.dumps({"run": meta, "benchmarks": [r.to_dict() for r in results]}, indent=2) + "\n")
+    plot(results, plot_path)
     text = table(results)
     header = (f"Run {meta['started']} ({meta['mode']}, {meta['reps']} repetitions, median quoted) on "
               f"{meta['machine']['cores']} cores, {meta['machine']['memory_gib']} GiB; load average at start "
               f"{meta['machine']['loadavg_1m']}, at end {meta['load_end']}.")
     block = f"{BEGIN}\n{header}\n\n{text}\n\n![ratios](benchmarks/ratios.png)\n{END}"
-    md = MARKDOWN.read_text() if MARKDOWN.exists() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
+    md = md_path.read_text() if md_path.exists() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
     if BEGIN in md and END in md:
         md = md[:md.index(BEGIN)] + block + md[md.index(END) + len(END):]
     else:
         md += "\n" + block + "\n"
-    MARKDOWN.write_text(md)
+    md_path.write_text(md)
     return f"{header}\n\n{text}"

@@ -1,7 +1,8 @@
 """`make bench`: every benchmark against its baseline in one run; writes results and the table.
 
 Usage: ``python -m benchmarks.run [--quick] [--only NAME ...] [--reps N]``. ``--quick`` is a
-short smoke run (1 repetition, 1M generated rows, the 28-day S3 window only).
+short smoke run (1 repetition, 1M generated rows, the 28-day S3 window only). A run of a
+subset (``--only``) writes to ``benchmarks/out/`` and leaves the committed results alone.
 """
 
 from __future__ import annotations
@@ -81,10 +82,12 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
     meta["load_end"] = round(os.getloadavg()[0], 2)
     meta["seconds"] = round(time.monotonic() - t0)
+    partial = set(args.only) != set(NAMES)  # a subset never replaces the committed results
+    out_dir = ROOT / "benchmarks" / "out" if partial else None
     print()
-    print(report.write(results, meta))
-    print(f"\nresults: {report.RESULTS.relative_to(ROOT)}, {report.MARKDOWN.relative_to(ROOT)}, "
-          f"{report.PLOT.relative_to(ROOT)}; {meta['seconds']}s")
+    print(report.write(results, meta, out_dir))
+    where = out_dir.relative_to(ROOT) if out_dir else "benchmarks/results.json, BENCHMARKS.md, benchmarks/ratios.png"
+    print(f"\nresults: {where}; {meta['seconds']}s")
     return 0
 
 
