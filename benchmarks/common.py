@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,3 +91,26 @@ class Stopwatch:
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+@contextlib.contextmanager
+def local_cloud(state_dir: Path, run_id: str, config: Any, s3: Any) -> Iterator[Any]:
+    """A local H2O cloud for one benchmark: created, waited for, connected (``h2o`` is yielded), then deleted."""
+    from h2o_tasks.cluster.base import ClusterSpec
+    from h2o_tasks.cluster.local import LocalBackend
+    from h2o_tasks.session import connect
+
+    backend = LocalBackend(state_dir=state_dir, s3_endpoint=s3.endpoint_url)
+    info = backend.create(ClusterSpec.for_run("bench", "bench", run_id, config, s3_endpoint=s3.endpoint_url))
+    try:
+        backend.wait_ready(info, 180)
+        connect(info.url, s3)
+        import h2o
+
+        yield h2o
+    finally:
+        with contextlib.suppress(Exception):
+            import h2o
+
+            h2o.connection().close()
+        backend.delete(info)

@@ -19,12 +19,10 @@ from typing import Any
 
 import yaml
 
-from benchmarks.common import ROOT, Result, Stopwatch, interleaved, log, median
+from benchmarks.common import ROOT, Result, Stopwatch, interleaved, local_cloud, log, median
 from benchmarks.stack import BUCKET, Stack
 from h2o_tasks import config as pipeline_config
 from h2o_tasks import ingest
-from h2o_tasks.cluster.base import ClusterSpec
-from h2o_tasks.cluster.local import LocalBackend
 from h2o_tasks.config import ClusterConfig, S3SourceConfig
 from h2o_tasks.sources import hive as hive_source
 from h2o_tasks.sources import s3 as s3_source
@@ -91,20 +89,12 @@ def hive_client_fetch(cfg: Any, conn: Any, lo: date, hi: date) -> float:
 
 
 def run(reps: int, stack: Stack, state_dir: Path, windows: dict[str, tuple[date, date]] | None = None) -> list[Result]:
-    from h2o_tasks.session import connect
-
     windows = windows or WINDOWS
-    backend = LocalBackend(state_dir=state_dir, s3_endpoint=stack.s3.endpoint_url)
-    spec = ClusterSpec.for_run("bench", "bench", f"imports-{os.getpid()}", ClusterConfig(replicas=2, memory="1g", nthreads=1),
-                               s3_endpoint=stack.s3.endpoint_url)
-    info = backend.create(spec)
     client = stack.s3.client()
     out: list[Result] = []
     note = "a 2-node local cloud, 1g and 1 thread per node (the example pipeline's cluster), local moto S3 server"
-    try:
-        backend.wait_ready(info, 180)
-        connect(info.url, stack.s3)
-        import h2o
+    with local_cloud(state_dir, f"imports-{os.getpid()}", ClusterConfig(replicas=2, memory="1g", nthreads=1),
+                     stack.s3) as h2o:
 
         first_cold: dict[str, float] = {}
         for label, (lo, hi) in windows.items():
@@ -149,12 +139,4 @@ def run(reps: int, stack: Stack, state_dir: Path, windows: dict[str, tuple[date,
                 ratio=round(p / b, 3), ratio_definition="project seconds / client fetch seconds", target="<= 1.5",
                 met=p / b <= 1.5, samples=samples, notes=note + "; HiveServer2 = Spark Thrift Server, local[2]"))
         h2o.remove_all()
-    finally:
-        import contextlib
-
-        with contextlib.suppress(Exception):
-            import h2o
-
-            h2o.connection().close()
-        backend.delete(info)
     return out

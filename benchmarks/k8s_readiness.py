@@ -28,32 +28,14 @@ NAMESPACE = "h2o"
 @contextlib.contextmanager
 def bed(workdir: Path) -> Iterator[Any]:
     """Control plane, pod network, cluster DNS, node agent and RBAC (the e2e fixtures' parts)."""
-    from h2o_tasks.cluster.local import h2o_jar
     from testbed import controlplane
-    from testbed.clusterdns import ClusterDNS
-    from testbed.network import PodNetwork
-    from testbed.nodeagent import NodeAgent
-    from tests.fixtures.k8s_bed import api_client, apply_rbac
+    from tests.fixtures.k8s_bed import running_bed
 
     cp = controlplane.start(workdir / "k8s")
-    net = PodNetwork.claim()
-    dns = agent = None
     try:
-        net.create()
-        admin = api_client(cp.admin_kubeconfig)
-        dns = ClusterDNS(admin, (net.host_ip, 53))
-        dns.start()
-        agent = NodeAgent(admin, net, workdir / "node-1", h2o_jar(), cpu="8", memory="20Gi")
-        agent.start()
-        apply_rbac(admin, NAMESPACE)
-        yield api_client(cp.airflow_kubeconfig)
+        with running_bed(cp, workdir) as b:
+            yield b.airflow
     finally:
-        if agent:
-            agent.stop()
-        if dns:
-            dns.stop()
-        net.destroy()
-        net.release()
         cp.stop()
 
 

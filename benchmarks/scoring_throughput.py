@@ -18,11 +18,9 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import Result, Stopwatch, interleaved, log, median
+from benchmarks.common import Result, Stopwatch, interleaved, local_cloud, log, median
 from benchmarks.stack import BUCKET
 from h2o_tasks import scoring
-from h2o_tasks.cluster.base import ClusterSpec
-from h2o_tasks.cluster.local import LocalBackend
 from h2o_tasks.config import ClusterConfig, S3SourceConfig
 from h2o_tasks.s3 import S3Settings
 
@@ -123,19 +121,11 @@ def _throughput(name: str, title: str, rows: int, samples: dict[str, list[float]
 
 
 def run(reps: int, s3: S3Settings, data_dir: Path, workdir: Path, state_dir: Path, big_rows: int) -> list[Result]:
-    from h2o_tasks.session import connect
-
     workdir.mkdir(parents=True, exist_ok=True)
     cores = scoring.default_workers()
-    backend = LocalBackend(state_dir=state_dir)
-    spec = ClusterSpec.for_run("bench", "bench", f"scoring-{os.getpid()}",
-                               ClusterConfig(replicas=1, memory="4g", nthreads=cores), s3_endpoint=s3.endpoint_url)
-    info = backend.create(spec)
     out: list[Result] = []
-    try:
-        backend.wait_ready(info, 180)
-        connect(info.url, s3)
-        import h2o
+    with local_cloud(state_dir, f"scoring-{os.getpid()}", ClusterConfig(replicas=1, memory="4g", nthreads=cores),
+                     s3) as h2o:
 
         t = time.monotonic()
         model = train_model(h2o, s3, workdir)
@@ -172,12 +162,4 @@ def run(reps: int, s3: S3Settings, data_dir: Path, workdir: Path, state_dir: Pat
                                    "in_cluster", notes, ">= 1.0", 1.0,
                                    {"baseline_label": f"in-cluster predict (import + predict + export, {cores} threads)"}))
         h2o.remove_all()
-    finally:
-        import contextlib
-
-        with contextlib.suppress(Exception):
-            import h2o
-
-            h2o.connection().close()
-        backend.delete(info)
     return out
