@@ -196,13 +196,16 @@ def test_a_backfill_of_three_days_runs_three_clusters_at_once(k8s_bed, k8s_airfl
     apps = client.AppsV1Api(k8s_bed.admin)
     seen: set[str] = set()
     most = 0
+    # the backfill is asked for before the components start: SQLite has one writer, and a CLI write
+    # racing the scheduler's fails with "database is locked"
+    assert local_runs.airflow(["dags", "reserialize"], env, log, timeout=300) == 0
+    assert local_runs.airflow(["dags", "unpause", dag_id], env, log, timeout=300) == 0
+    assert local_runs.airflow(["backfill", "create", "--dag-id", dag_id, "--from-date", days[0], "--to-date", days[-1],
+                               "--max-active-runs", "3"], env, log, timeout=300) == 0, log.read_text()[-2000:]
     t0 = time.monotonic()
     services = local_runs.AirflowServices.start(env, tmp_path / "airflow-logs")
     started = time.monotonic() - t0
     try:
-        assert services.cli(["dags", "unpause", dag_id], log) == 0
-        assert services.cli(["backfill", "create", "--dag-id", dag_id, "--from-date", days[0], "--to-date", days[-1],
-                             "--max-active-runs", "3"], log) == 0, log.read_text()[-2000:]
         deadline = time.monotonic() + 900
         while time.monotonic() < deadline:
             names = {s.metadata.name for s in apps.list_namespaced_stateful_set(
