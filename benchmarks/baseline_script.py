@@ -23,6 +23,8 @@ import urllib.request
 from datetime import date, timedelta
 from pathlib import Path
 
+T0 = time.monotonic()
+
 FEATURES = ["month", "day", "hour", "minute", "dep_delay", "carrier", "origin", "dest", "distance"]
 IDS = ["year", "month", "day", "carrier", "flight", "origin", "dest"]
 
@@ -73,6 +75,15 @@ def main() -> int:
     import h2o
     from h2o.estimators import H2OGeneralizedLinearEstimator, H2OGradientBoostingEstimator
 
+    phases: dict[str, float] = {}
+    mark = [T0]
+
+    def lap(name: str) -> None:
+        now = time.monotonic()
+        phases[name] = round(now - mark[0], 2)
+        mark[0] = now
+
+    lap("python_imports")
     work = Path(tempfile.mkdtemp(prefix="h2o-baseline-"))
     jar = Path(h2o.__file__).parent / "backend" / "bin" / "h2o.jar"
     ports = [free_port() for _ in range(a.nodes)]
@@ -87,6 +98,7 @@ def main() -> int:
         url = f"http://127.0.0.1:{ports[0]}"
         while cloud_size(url) != a.nodes:
             time.sleep(0.1)
+        lap("cloud_start")
         with contextlib.redirect_stdout(io.StringIO()):
             h2o.connect(url=url, verbose=False)
         h2o.no_progress()
@@ -95,8 +107,10 @@ def main() -> int:
         set_s3_credentials(a.access_key, a.secret_key)
         s3 = boto3.client("s3", endpoint_url=a.endpoint, aws_access_key_id=a.access_key,
                           aws_secret_access_key=a.secret_key, region_name="us-east-1")
+        lap("connect")
         # train
         data = h2o.import_file(path=day_files(s3, "h2o-demo", "flights", a.train_start, a.train_end))
+        lap("import")
         data = data[data["arr_delay"].isna() == 0, [*FEATURES, "arr_delay"]]
         data["delayed"] = (data["arr_delay"] > 15).asfactor()
         for col in ("carrier", "origin", "dest"):
@@ -107,10 +121,12 @@ def main() -> int:
         for m in models:
             m.train(x=FEATURES, y="delayed", training_frame=train, validation_frame=valid)
         best = max(models, key=lambda m: m.model_performance(valid).auc())
+        lap("train")
         # export
         mojo = best.download_mojo(path=str(work), get_genmodel_jar=True)
         for f in (Path(mojo), work / "h2o-genmodel.jar"):
             s3.upload_file(str(f), "h2o-demo", f"baseline/models/{a.name}/{f.name}")
+        lap("export")
         # score
         end = (date.fromisoformat(a.score_day) + timedelta(days=1)).isoformat()
         day = h2o.import_file(path=day_files(s3, "h2o-demo", "flights", a.score_day, end))
@@ -118,7 +134,8 @@ def main() -> int:
             day[col] = day[col].asfactor()
         preds = day[IDS].cbind(best.predict(day))
         h2o.export_file(preds, f"s3://h2o-demo/baseline/predictions/{a.name}/dt={a.score_day}", force=True, parts=-1)
-        print(json.dumps({"rows_scored": preds.nrows, "best": best.algo}))
+        lap("score")
+        print(json.dumps({"rows_scored": preds.nrows, "best": best.algo, "phases": phases}))
     finally:
         with contextlib.suppress(Exception):
             h2o.connection().close()

@@ -1,14 +1,17 @@
-"""Pipeline overhead: the training + scoring DAGs (``airflow dags test``, local backend)
+"""Pipeline overhead: the training + scoring DAG run (``airflow dags test``, local backend)
 against a plain h2o script doing the same work (:mod:`benchmarks.baseline_script`).
 
-Both use 2 JVMs x 1g with 1 thread each, the same 28-day window, the same scoring day and
-the same algorithms. The pipeline variant used here is the shipped ``arrival_delay.yaml``
-without ``scoring.hive_table`` (the script does not write Hive either). The JVMs' peak
-resident memory is sampled during the runs for the memory benchmark.
+The shipped ``arrival_delay.yaml`` trains and then scores the interval's last day in the same
+cluster (``scoring.after_training``); it runs here without ``scoring.hive_table`` (the script
+does not write Hive either). Both use 2 JVMs x 1g with 1 thread each, the same 28-day
+window, the same scoring day and the same algorithms. The daily scoring DAG (its own
+cluster, and the offline engine) is timed beside it. The JVMs' peak resident memory is
+sampled during the runs for the memory benchmark.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -73,7 +76,8 @@ def run_dag(setup: Setup, dag_id: str) -> tuple[float, dict[str, Any]]:
     return sw.seconds, tasks
 
 
-def run_baseline(stack: Stack, windows: dict[str, str], name: str) -> float:
+def run_baseline(stack: Stack, windows: dict[str, str], name: str) -> tuple[float, dict[str, float]]:
+    """Wall seconds of the script, and its own phase timings."""
     s3 = stack.s3
     cmd = [sys.executable, "-m", "benchmarks.baseline_script", "--endpoint", s3.endpoint_url, "--access-key",
            s3.access_key, "--secret-key", s3.secret_key, "--nodes", "2", "--memory", "1g", "--nthreads", "1",
@@ -82,15 +86,17 @@ def run_baseline(stack: Stack, windows: dict[str, str], name: str) -> float:
         res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "NO_PROXY": "*"})
     if res.returncode != 0:
         raise RuntimeError(f"baseline script failed: {res.stderr[-3000:]}")
-    return sw.seconds
+    return sw.seconds, json.loads(res.stdout.strip().splitlines()[-1])["phases"]
 
 
 def run(reps: int, stack: Stack, workdir: Path) -> list[Result]:
     setup = prepare(stack, workdir)
     project: list[float] = []
     offline: list[float] = []
+    scored: list[float] = []
     baseline: list[float] = []
     reports: list[dict[str, Any]] = []
+    phases: dict[str, float] = {}
     windows: dict[str, str] = {}
     peaks_p = memory.Sampler("h2o-arrival-delay")
     peaks_b = memory.Sampler("bench-baseline")
@@ -104,35 +110,39 @@ def run(reps: int, stack: Stack, workdir: Path) -> list[Result]:
                     t_train, train = run_dag(setup, TRAIN_DAG)
                     t_score, score = run_dag(setup, SCORE_DAG)
                     t_offline, scored_offline = run_dag(setup, OFFLINE_DAG)
-                    project.append(round(t_train + t_score, 2))
-                    offline.append(round(t_train + t_offline, 2))
+                    project.append(round(t_train, 2))
+                    scored.append(round(t_score, 2))
+                    offline.append(round(t_offline, 2))
                     reports.append({TRAIN_DAG: train, SCORE_DAG: score, OFFLINE_DAG: scored_offline})
                     windows = {"train-start": train["import_data"]["result"]["start"],
                                "train-end": train["import_data"]["result"]["end"],
-                               "score-day": score["import_data"]["result"]["start"]}
-                    log(f"    rep {rep + 1}/{reps} project: train DAG {t_train:.1f}s, score DAG {t_score:.1f}s, "
-                        f"offline score DAG {t_offline:.1f}s")
+                               "score-day": train["import_scoring_data"]["result"]["start"]}
+                    log(f"    rep {rep + 1}/{reps} project: training + scoring DAG {t_train:.1f}s; daily scoring "
+                        f"DAG {t_score:.1f}s, offline {t_offline:.1f}s")
                 else:
-                    baseline.append(round(run_baseline(stack, windows, f"bench-baseline-{rep}"), 2))
-                    log(f"    rep {rep + 1}/{reps} baseline: {baseline[-1]:.1f}s")
+                    seconds, phases = run_baseline(stack, windows, f"bench-baseline-{rep}")
+                    baseline.append(round(seconds, 2))
+                    log(f"    rep {rep + 1}/{reps} baseline: {baseline[-1]:.1f}s {phases}")
     finally:
         mem_p, mem_b = peaks_p.stop(), peaks_b.stop()
     p, b = median(project), median(baseline)
     last = reports[-1]
     tasks = {dag: {t: v["seconds"] for t, v in tasks.items()} for dag, tasks in last.items()}
     overhead = Result(
-        name="pipeline_overhead", title="Training + scoring DAGs vs a plain h2o script", unit="s",
-        project_label="airflow dags test: training DAG then scoring DAG (local backend)",
+        name="pipeline_overhead", title="Training + scoring DAG run vs a plain h2o script", unit="s",
+        project_label="airflow dags test of the training DAG: train, export, promote, score the last day "
+                      "(one cluster, local backend)",
         baseline_label="plain h2o script: same import, train, export, score (one process, one cloud)",
         project=p, baseline=b, ratio=round(p / b, 3), ratio_definition="project wall seconds / script wall seconds",
         target="<= 1.2", met=p / b <= 1.2,
-        samples={"project_s": project, "baseline_s": baseline, "project_offline_scoring_s": offline},
-        extra={"task_seconds_last_run": tasks, "windows": windows,
-               "offline_scoring_variant_s": median(offline),
-               "offline_scoring_variant_ratio": round(median(offline) / b, 3)},
-        notes="2 JVMs x 1g x 1 thread in both; the DAGs start one cluster per DAG run (2 clouds, each task a new "
-              "process and H2O session), the script one cloud in one process. Variant: the same training DAG with "
-              "the scoring DAG on scoring.engine: offline (MOJO, no second cluster)")
+        samples={"project_s": project, "baseline_s": baseline, "daily_scoring_dag_s": scored,
+                 "daily_scoring_dag_offline_s": offline},
+        extra={"task_seconds_last_run": tasks, "baseline_phases_last_run": phases, "windows": windows,
+               "daily_scoring_dag_s": median(scored), "daily_scoring_dag_offline_s": median(offline)},
+        notes="2 JVMs x 1g x 1 thread in both. The DAG run includes Airflow's own fixed cost of `dags test` (CLI "
+              "start, DAG parse, the in-process execution API) and a new H2O session per task; it exports more "
+              "than the script (POJO, metadata, report with plots) and gates the model. The daily scoring DAG "
+              "(own cluster, cluster engine) and its offline variant are timed alone in samples/extra.")
     train_in = last[TRAIN_DAG]["import_data"]["result"]
     advice = sizing.advise(setup.cfg.cluster, int(train_in["input_bytes"]), "parquet")
     limit = advice.proposed_memory_mb / 0.75  # container memory for that heap (MaxRAMPercentage=75)

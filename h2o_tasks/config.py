@@ -77,7 +77,10 @@ class HiveSourceConfig:
     table: str
     partition_column: str = "dt"
     database: str = "default"
-    client_fetch_max_rows: int = 0
+    # results up to this many rows come through the client (no Spark write, no staging);
+    # 0 stages every result (measured crossover here: ~25k rows fetched 1.8x faster than staged,
+    # ~330k rows staged 1.2x faster than fetched)
+    client_fetch_max_rows: int = 100_000
 
 
 @dataclass(frozen=True)
@@ -128,6 +131,9 @@ class TrainingConfig:
     validation_split: float = 0.2
     nfolds: int = 0
     metric: str = "auc"
+    # algorithms trained at once in the cluster (0: all of them). Small data leaves the nodes
+    # waiting on each other between trees; a second model fills those gaps (same models, seeds fixed)
+    parallelism: int = 0
 
 
 @dataclass(frozen=True)
@@ -141,10 +147,14 @@ class QualityGateConfig:
 
 @dataclass(frozen=True)
 class ScoringConfig:
+    """Batch scoring. ``after_training``: the training DAG also scores the last day of its
+    interval with the champion, in the cluster it trained in (one cluster for the whole run)."""
+
     engine: str = "cluster"
     output_uri: str = ""
     hive_table: str = ""
     id_columns: tuple[str, ...] = ()
+    after_training: bool = False
 
 
 @dataclass(frozen=True)
@@ -325,7 +335,7 @@ def _parse_source(data: Any) -> SourceConfig:
     hive = HiveSourceConfig(
         table=h.get("table", str), partition_column=h.get("partition_column", str, "dt"),
         database=h.get("database", str, "default"),
-        client_fetch_max_rows=h.int_in("client_fetch_max_rows", 0, 0))
+        client_fetch_max_rows=h.int_in("client_fetch_max_rows", HiveSourceConfig.client_fetch_max_rows, 0))
     for key in ("table", "partition_column", "database"):
         if not _IDENT.match(getattr(hive, key)):
             raise ConfigError(f"source.hive.{key}", getattr(hive, key), "is not a plain SQL identifier",
@@ -365,7 +375,8 @@ def _parse_target(data: Any, features: tuple[Feature, ...]) -> TargetConfig:
 
 
 def _parse_training(data: Any) -> TrainingConfig:
-    s = _Section(data, "training", ("algorithms", "automl", "seed", "validation_split", "nfolds", "metric"))
+    s = _Section(data, "training", ("algorithms", "automl", "seed", "validation_split", "nfolds", "metric",
+                                    "parallelism"))
     algos: list[AlgorithmConfig] = []
     for i, item in enumerate(s.get("algorithms", list, [{"algo": "gbm"}])):
         a = _Section(item, f"training.algorithms[{i}]", ("algo", "params"))
@@ -386,7 +397,7 @@ def _parse_training(data: Any) -> TrainingConfig:
         raise ConfigError("training.validation_split", 0, "leaves no validation data while nfolds is 0",
                           "set validation_split (e.g. 0.2) or nfolds (e.g. 5)")
     return TrainingConfig(tuple(algos), automl, s.get("seed", int, 42), split, nfolds,
-                          s.choice("metric", tuple(METRICS_HIGHER_IS_BETTER), "auc"))
+                          s.choice("metric", tuple(METRICS_HIGHER_IS_BETTER), "auc"), s.int_in("parallelism", 0, 0, 64))
 
 
 def _parse_gate(data: Any, default_metric: str) -> QualityGateConfig:
@@ -399,7 +410,7 @@ def _parse_gate(data: Any, default_metric: str) -> QualityGateConfig:
 
 
 def _parse_scoring(data: Any) -> ScoringConfig:
-    s = _Section(data, "scoring", ("engine", "output_uri", "hive_table", "id_columns"))
+    s = _Section(data, "scoring", ("engine", "output_uri", "hive_table", "id_columns", "after_training"))
     out = s.get("output_uri", str, "")
     hive_table = s.get("hive_table", str, "")
     if hive_table and not _IDENT.match(hive_table):
@@ -408,8 +419,12 @@ def _parse_scoring(data: Any) -> ScoringConfig:
     for i, col in enumerate(ids):
         if not isinstance(col, str) or not _IDENT.match(col):
             raise ConfigError(f"scoring.id_columns[{i}]", col, "is not a plain column name", "use letters, digits and underscores")
+    after_training = s.get("after_training", bool, False)
+    if after_training and not out:
+        raise ConfigError("scoring.after_training", True, "needs scoring.output_uri (where the predictions go)",
+                          "set scoring.output_uri: s3://BUCKET/PREFIX, or after_training: false")
     return ScoringConfig(s.choice("engine", SCORING_ENGINES, "cluster"),
-                         _check_uri("scoring.output_uri", out) if out else "", hive_table, tuple(ids))
+                         _check_uri("scoring.output_uri", out) if out else "", hive_table, tuple(ids), after_training)
 
 
 def _parse_schedule(data: Any) -> ScheduleConfig:

@@ -121,10 +121,12 @@ def check_scoring_input(frame: Any, features: list[dict[str, Any]], model: str) 
     unseen: dict[str, int] = {}
     for f in features:
         frame = coerce(frame, f["name"], f["type"], f"feature {f['name']}")
-        if f["type"] == "enum" and f.get("domain") is not None:
+    checked = [f for f in features if f["type"] == "enum" and f.get("domain") is not None]
+    if checked:
+        levels = dict(zip(frame.columns, frame.levels(), strict=True))  # every column's levels in one call
+        for f in checked:
             known = set(f["domain"])
-            levels = frame[f["name"]].levels()[0] if frame[f["name"]].isfactor()[0] else []
-            new = [lvl for lvl in levels if lvl not in known]
+            new = [lvl for lvl in levels[f["name"]] if lvl not in known]
             if new:
                 counts = frame[f["name"]].table().as_data_frame(use_pandas=False, header=False)
                 unseen[f["name"]] = sum(int(float(r[1])) for r in counts if r[0] in new)

@@ -44,13 +44,26 @@ def frame_id(cfg: PipelineConfig, purpose: str, start: date, end: date) -> str:
     return f"{cfg.name.replace('-', '_')}_{purpose}_{start:%Y%m%d}_{end:%Y%m%d}"
 
 
+def upload_table(h2o: Any, table: Any, col_types: dict[str, str], dest: str) -> Any:
+    """Upload a small Arrow table to the cluster as a frame (one CSV, typed as declared)."""
+    import tempfile
+
+    import pyarrow.csv as pcsv
+
+    with tempfile.TemporaryDirectory(prefix="h2o-upload-") as tmp:
+        path = Path(tmp) / f"{dest}.csv"
+        pcsv.write_csv(table, path)
+        return h2o.upload_file(str(path), destination_frame=dest, col_types=col_types or None)
+
+
 def import_interval(h2o: Any, cfg: PipelineConfig, purpose: str, start: date, end: date, *,
                     s3: S3Settings | None = None, hive_conn: Callable[[], Any] | None = None,
                     staging_dir: str | Path | None = None) -> tuple[Any, ImportResult]:
     """Import the data ``purpose`` (``train`` or ``score``) needs for the interval ``[start, end)``.
 
-    S3: the cluster reads the partition files itself. Hive: the query result is staged as
-    Parquet by HiveServer2 (``INSERT OVERWRITE DIRECTORY``), then imported by the cluster.
+    S3: the cluster reads the partition files itself. Hive: a result of at most
+    ``client_fetch_max_rows`` rows is fetched and uploaded; a bigger one is staged as Parquet
+    by HiveServer2 (``INSERT OVERWRITE DIRECTORY``), then imported by the cluster.
     """
     t0 = time.monotonic()
     lo, hi = intervals.window(cfg, purpose, start, end)
@@ -70,16 +83,22 @@ def import_interval(h2o: Any, cfg: PipelineConfig, purpose: str, start: date, en
             raise ValueError("a Hive source needs hive_conn and staging_dir")
         conn = hive_conn()
         try:
-            hive_source.check_table(conn, cfg.source.hive, cols)
+            types = hive_source.check_table(conn, cfg.source.hive, cols)
             sql = hive_source.build_query(cfg.source.hive, cols, lo, hi)
-            staged = hive_source.stage_query(conn, sql, str(staging_dir))
+            max_rows = cfg.source.hive.client_fetch_max_rows
+            small = hive_source.fetch_small(conn, sql, max_rows) if max_rows else None
+            staged = hive_source.stage_query(conn, sql, str(staging_dir)) if small is None else None
         finally:
             conn.close()
-        nbytes, nfiles = sum(Path(f).stat().st_size for f in staged.files), len(staged.files)
-        try:
-            frame = h2o.import_file(path=[str(f) for f in staged.files], destination_frame=dest)
-        finally:
-            hive_source.cleanup(staged.path)
+        if small is not None:
+            frame = upload_table(h2o, small, hive_source.h2o_types(types, cols), dest)
+            nbytes, nfiles = small.nbytes, 0
+        else:
+            nbytes, nfiles = sum(Path(f).stat().st_size for f in staged.files), len(staged.files)
+            try:
+                frame = h2o.import_file(path=[str(f) for f in staged.files], destination_frame=dest)
+            finally:
+                hive_source.cleanup(staged.path)
         source = f"hive:{cfg.source.hive.database}.{cfg.source.hive.table}"
     missing = [c for c in cols if c not in frame.columns]
     if missing:

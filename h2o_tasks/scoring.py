@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from h2o_tasks import intervals, naming, registry, s3, sinks
+from h2o_tasks.cache import cache_dir
 from h2o_tasks.config import PipelineConfig
 from h2o_tasks.errors import ConfigError, InputDataError, SourceNotFoundError
 from h2o_tasks.s3 import S3Settings
@@ -221,17 +222,12 @@ public class ChunkedPredictCsv {
 """
 
 
-def _cache_root() -> Path:
-    base = os.environ.get("H2O_AIRFLOW_CACHE") or str(Path.home() / ".cache" / "h2o-airflow")
-    return Path(base)
-
-
 def launcher_classpath(genmodel_jar: Path, java: str = "java") -> Path | None:
     """The directory of the compiled launcher (compiled once, cached), or None without a ``javac``."""
     import hashlib
 
     digest = hashlib.sha256(LAUNCHER_SOURCE.encode()).hexdigest()[:12]
-    target = _cache_root() / f"genmodel-launcher-{digest}"
+    target = cache_dir() / f"genmodel-launcher-{digest}"
     if (target / f"{LAUNCHER_CLASS}.class").exists():
         return target
     java_path = shutil.which(java)

@@ -89,9 +89,50 @@ def _better(a: float, b: float, metric: str) -> bool:
     return a > b if METRICS_HIGHER_IS_BETTER[metric] else a < b
 
 
+def _rejected(i: int, algo: AlgorithmConfig, exc: Exception) -> ConfigError:
+    msg = str(exc).split("ERRR on field:", 1)[-1].strip()[:300] if "ERRR" in str(exc) else str(exc)[:300]
+    return ConfigError(f"training.algorithms[{i}].params", algo.params, f"H2O rejected them: {msg}",
+                       "fix the parameter values")
+
+
+def fit(estimators: list[Any], algos: tuple[AlgorithmConfig, ...], parallelism: int, args: dict[str, Any]) -> None:
+    """Train the estimators, up to ``parallelism`` at once in the cluster (0: all at once).
+
+    Each model is the same as when trained alone (fixed seeds); a job that fails cancels
+    nothing else but is raised once every started job has ended.
+    """
+    import h2o
+
+    step = parallelism or len(estimators) or 1
+    for lo in range(0, len(estimators), step):
+        batch = list(enumerate(estimators))[lo:lo + step]
+        started, error = [], None
+        for i, est in batch:
+            try:
+                est.start(**args)
+                started.append((i, est))
+            except h2o.exceptions.H2OResponseError as exc:
+                error = error or _rejected(i, algos[i], exc)
+                break
+        for i, est in started:
+            try:
+                est.join()
+            except h2o.exceptions.H2OResponseError as exc:
+                error = error or _rejected(i, algos[i], exc)
+        if error is not None:
+            raise error from None
+
+
+def run_seconds(est: Any) -> float:
+    """The model's build time as H2O measured it (the wall time of a model trained beside others)."""
+    try:
+        return round(float(est._model_json["output"]["run_time"]) / 1000, 2)
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return 0.0
+
+
 def train(frame: Any, valid: Any | None, cfg: PipelineConfig, run_id: str) -> TrainResult:
     """Train every configured algorithm on ``frame`` and pick the best by ``training.metric``."""
-    import h2o
 
     t0 = time.monotonic()
     tr = cfg.training
@@ -103,19 +144,13 @@ def train(frame: Any, valid: Any | None, cfg: PipelineConfig, run_id: str) -> Tr
                                                destination_frames=[f"{base}_train_{suffix}", f"{base}_valid_{suffix}"])
     else:
         train_frame = frame
-    models: list[ModelSummary] = []
-    for i, algo in enumerate(tr.algorithms):
-        est = build_estimator(i, algo, cfg, f"{base}_{algo.algo}_{i}_{suffix}")
-        t = time.monotonic()
-        try:
-            est.train(x=cfg.feature_names, y=label, training_frame=train_frame,
-                      validation_frame=None if tr.nfolds else valid)
-        except h2o.exceptions.H2OResponseError as exc:
-            msg = str(exc).split("ERRR on field:", 1)[-1].strip()[:300] if "ERRR" in str(exc) else str(exc)[:300]
-            raise ConfigError(f"training.algorithms[{i}].params", algo.params, f"H2O rejected them: {msg}",
-                              "fix the parameter values") from None
-        metrics = metrics_of(_performance(est, valid, tr.nfolds), cfg.target.problem)
-        models.append(ModelSummary(est.model_id, algo.algo, metrics, round(time.monotonic() - t, 2)))
+    estimators = [build_estimator(i, algo, cfg, f"{base}_{algo.algo}_{i}_{suffix}")
+                  for i, algo in enumerate(tr.algorithms)]
+    fit(estimators, tr.algorithms, tr.parallelism,
+        dict(x=cfg.feature_names, y=label, training_frame=train_frame, validation_frame=None if tr.nfolds else valid))
+    models = [ModelSummary(est.model_id, algo.algo, metrics_of(_performance(est, valid, tr.nfolds), cfg.target.problem),
+                           run_seconds(est))
+              for est, algo in zip(estimators, tr.algorithms, strict=True)]
     if tr.automl is not None:
         from h2o.automl import H2OAutoML
 

@@ -144,8 +144,9 @@ def flight_partitions(data_dir: str | Path) -> list[Path]:
 
 def default_data_dir() -> Path:
     """The shared cache of the Parquet files (derived data, outside the repository)."""
-    base = os.environ.get("H2O_AIRFLOW_CACHE") or str(Path.home() / ".cache" / "h2o-airflow")
-    return Path(base) / f"nycflights13-parquet-v{_LAYOUT}"
+    from h2o_tasks.cache import cache_dir
+
+    return cache_dir() / f"nycflights13-parquet-v{_LAYOUT}"
 
 
 def seed_s3(s3_settings: S3Settings, data_dir: str | Path | None = None, *, bucket: str = "h2o-demo",

@@ -49,21 +49,36 @@ def _dag(dag_id: str, cfg: PipelineConfig, schedule: str | None, training: bool,
 
 
 def training_dag(path: str | Path, cfg: PipelineConfig | None = None) -> DAG:
-    """create cluster -> import window -> train -> export + promote -> delete cluster (teardown)."""
+    """create cluster -> import window -> train -> export + promote [-> score the last day] -> delete
+    cluster (teardown)."""
     from h2o_airflow.operators.cluster import H2OCreateClusterOperator, H2ODeleteClusterOperator
-    from h2o_airflow.operators.model import H2OExportModelOperator, H2OImportOperator, H2OTrainOperator
+    from h2o_airflow.operators.model import H2OBatchScoreOperator, H2OExportModelOperator, H2OImportOperator, H2OTrainOperator
 
     cfg = cfg or pipeline_config.load(path)
     common: dict[str, Any] = {"pipeline": str(path)}
     with _dag(f"h2o_train__{cfg.name}", cfg, cfg.schedule.training, True,
               f"Train `{cfg.name}` on the {cfg.source.training_window_days} days before each interval's end, "
-              f"export MOJO/POJO and promote if it passes the quality gate. Pipeline file: `{path}`.") as dag:
+              f"export MOJO/POJO and promote if it passes the quality gate"
+              f"{', then score the last day of the interval in the same cluster' if cfg.scoring.after_training else ''}"
+              f". Pipeline file: `{path}`.") as dag:
         create = H2OCreateClusterOperator(task_id="create_cluster", purpose="train", **common)
         imported = H2OImportOperator(task_id="import_data", purpose="train", **common)
         trained = H2OTrainOperator(task_id="train", **common)
         exported = H2OExportModelOperator(task_id="export_and_promote", **common)
         delete = H2ODeleteClusterOperator(task_id="delete_cluster", **common)
-        create >> imported >> trained >> exported >> delete.as_teardown(setups=create)
+        create >> imported >> trained >> exported
+        ends = [exported]
+        if cfg.scoring.after_training:
+            # the new champion (or the one the gate kept) scores the interval's last day in this
+            # cluster: one cluster, one run; the scoring data is imported while training runs
+            imported_day = H2OImportOperator(task_id="import_scoring_data", purpose="score", last_day_only=True,
+                                             **common)
+            scored = H2OBatchScoreOperator(task_id="score", engine="cluster", import_task_id="import_scoring_data",
+                                           last_day_only=True, **common)
+            imported >> imported_day
+            [exported, imported_day] >> scored
+            ends = [scored, imported_day]  # the cluster goes once nothing runs in it any more
+        ends >> delete.as_teardown(setups=create)
     return dag
 
 

@@ -46,6 +46,25 @@ def test_import_prepare_and_train(trained):
         assert 0.5 < m.metrics["auc"] <= 1 and "logloss" in m.metrics
 
 
+def test_models_trained_at_once_equal_models_trained_one_by_one(h2o_cloud, engine_cfg, trained):
+    """training.parallelism 0 (the default: all algorithms at once) and 1 build the same models."""
+    from h2o_tasks.config import parse, to_dict
+
+    _, prepared, together = trained
+    raw = to_dict(engine_cfg)
+    raw["training"]["parallelism"] = 1
+    alone = train.train(prepared.frame, None, parse(raw), run_id="engine-test-serial")
+    assert [(m.algo, m.metrics) for m in alone.models] == [(m.algo, m.metrics) for m in together.models]
+    assert all(m.seconds > 0 for m in together.models)
+    # a parameter H2O rejects names its algorithm, even when the other one was started beside it
+    raw["training"]["parallelism"] = 0
+    raw["training"]["algorithms"] = [{"algo": "glm", "params": {"alpha": 0.5}},
+                                     {"algo": "gbm", "params": {"ntrees": 5, "max_depth": -3}}]
+    with pytest.raises(ConfigError) as err:
+        train.train(prepared.frame, None, parse(raw), run_id="engine-test-bad")
+    assert err.value.field == "training.algorithms[1].params" and "max_depth" in str(err.value)
+
+
 def test_export_gate_promote_and_score_both_engines_agree(h2o_cloud, engine_cfg, trained, s3_settings):
     _, _, result = trained
     client = s3_settings.client()

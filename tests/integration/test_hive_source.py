@@ -1,6 +1,7 @@
 """The Hive source against a real HiveServer2 with the seeded flights."""
 
 from datetime import date
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -12,6 +13,7 @@ from h2o_tasks.sources import hive
 
 pytestmark = pytest.mark.integration
 CFG = HiveSourceConfig(table="flights")
+PIPELINE = Path(__file__).resolve().parents[2] / "dags" / "pipelines" / "arrival_delay.yaml"
 
 
 @pytest.fixture
@@ -71,13 +73,43 @@ def test_missing_table_database_and_column(conn):
     assert err.value.field == "features" and "wingspan" in str(err.value)
 
 
-def test_fetch_small(conn):
+def test_fetch_small_returns_a_table_or_none_above_the_limit(conn):
     sql = hive.build_query(CFG, ["carrier", "arr_delay"], date(2013, 1, 1), date(2013, 1, 2))
-    df = hive.fetch_small(conn, sql, 1000)
-    assert len(df) == 842 and list(df.columns) == ["carrier", "arr_delay"]
-    assert df["arr_delay"].dtype == "float64"
+    table = hive.fetch_small(conn, sql, 1000)
+    assert table.num_rows == 842 and table.column_names == ["carrier", "arr_delay"]
+    assert str(table.schema.field("arr_delay").type) == "double"
+    assert hive.fetch_small(conn, sql, 842) is not None
+    assert hive.fetch_small(conn, sql, 841) is None  # the caller stages it instead
     with pytest.raises(InputDataError, match="client_fetch_max_rows"):
-        hive.fetch_small(conn, sql, 100)
+        hive.fetch_small(conn, sql, 0)
+    empty = hive.build_query(CFG, ["carrier"], date(2014, 6, 1), date(2014, 6, 2))
+    with pytest.raises(InputDataError, match="no rows in flights"):
+        hive.fetch_small(conn, empty, 1000)
+
+
+def test_client_fetch_and_staging_import_the_same_frame(hive_server, seeded_hive, h2o_cloud, tmp_path):
+    """Below client_fetch_max_rows the result is fetched and uploaded, above it staged: same frame."""
+    from h2o_tasks import ingest
+    from h2o_tasks.config import load, parse, to_dict
+
+    raw = to_dict(load(PIPELINE))
+    raw["source"] = {"kind": "hive", "training_window_days": 3, "hive": {"table": "flights"}}
+    lo, hi = date(2013, 1, 1), date(2013, 1, 4)
+    frames = {}
+    for label, max_rows in (("fetched", 100_000), ("staged", 0), ("over_the_limit", 100)):
+        raw["source"]["hive"]["client_fetch_max_rows"] = max_rows
+        cfg = parse(raw)
+        frame, result = ingest.import_interval(h2o_cloud, cfg, "train", lo, hi, hive_conn=hive_server.connect,
+                                               staging_dir=tmp_path / label)
+        frames[label] = (frame.types, frame.nrows, result.files, frame["arr_delay"].mean()[0],
+                         sorted(frame["carrier"].levels()[0]), frame["dep_delay"].isna().sum())
+        assert not (tmp_path / label).exists()  # no staging directory left behind
+        h2o_cloud.remove(frame)
+    fetched, staged, over = frames["fetched"], frames["staged"], frames["over_the_limit"]
+    assert fetched[2] == 0 and staged[2] >= 1 and over[2] >= 1  # files: 0 = came through the client
+    assert fetched[1] == staged[1] == over[1] > 2000
+    assert fetched[0] == staged[0], (fetched[0], staged[0])
+    assert fetched[3] == pytest.approx(staged[3]) and fetched[4] == staged[4] and fetched[5] == staged[5] > 0
 
 
 def test_write_partition_twice_replaces_never_duplicates(conn, tmp_path):

@@ -77,3 +77,15 @@ def test_duplicate_pipeline_names(tmp_path):
         (tmp_path / n).write_text(PIPELINE.read_text())
     with pytest.raises(ConfigError, match="used by both"):
         config.load_dir(tmp_path)
+
+
+def test_after_training_needs_an_output_uri():
+    raw = config.to_dict(config.load(PIPELINE))
+    assert raw["scoring"]["after_training"] is True
+    raw["scoring"]["output_uri"] = ""
+    with pytest.raises(ConfigError) as err:
+        config.parse(raw)
+    assert err.value.field == "scoring.after_training" and "output_uri" in str(err.value)
+    raw["scoring"]["after_training"] = "yes"
+    with pytest.raises(ConfigError, match=r"scoring\.after_training"):
+        config.parse(raw)

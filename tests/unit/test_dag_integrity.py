@@ -22,6 +22,7 @@ for dag_id, dag in bag.dags.items():
         "tasks": sorted(t.task_id for t in dag.tasks),
         "teardowns": sorted(t.task_id for t in dag.tasks if t.is_teardown),
         "setups": sorted(t.task_id for t in dag.tasks if t.is_setup),
+        "upstream": {t.task_id: sorted(t.upstream_task_ids) for t in dag.tasks},
         "params": sorted(dag.params.keys()),
         "max_active_runs": dag.max_active_runs,
         "catchup": dag.catchup,
@@ -53,8 +54,14 @@ def test_dags_import_cleanly_without_db_connections_or_h2o(tmp_path):
     dags = out["dags"]
     assert set(dags) == {"h2o_train__arrival-delay", "h2o_score__arrival-delay", "h2o_janitor"}
     train = dags["h2o_train__arrival-delay"]
-    assert train["tasks"] == ["create_cluster", "delete_cluster", "export_and_promote", "import_data", "train"]
+    assert train["tasks"] == ["create_cluster", "delete_cluster", "export_and_promote", "import_data",
+                              "import_scoring_data", "score", "train"]  # scoring.after_training: true
     assert train["setups"] == ["create_cluster"] and train["teardowns"] == ["delete_cluster"]
+    up = train["upstream"]
+    # the scoring day is imported beside training; the champion scores once the gate decided;
+    # the cluster is deleted once nothing runs in it any more
+    assert up["import_scoring_data"] == ["import_data"] and up["score"] == ["export_and_promote", "import_scoring_data"]
+    assert up["delete_cluster"] == ["create_cluster", "import_scoring_data", "score"]
     assert {"replicas", "memory", "window_days", "algorithm"} <= set(train["params"])
     score = dags["h2o_score__arrival-delay"]
     assert score["setups"] == ["create_cluster"] and score["teardowns"] == ["delete_cluster"]

@@ -45,6 +45,8 @@ class H2OPipelineOperator(BaseOperator):
     :param create_task_id: the task that created the cluster (its XCom is the ``ClusterInfo``).
     :param aws_conn_id: AWS connection for S3 (``extra.endpoint_url`` for a non-AWS S3 API).
     :param kubernetes_conn_id: Kubernetes connection, for ``cluster.backend: kubernetes``.
+    :param last_day_only: work on the last day of the run's data interval only (the training
+        DAG's scoring tasks with ``scoring.after_training``).
     """
 
     template_fields: Sequence[str] = ("pipeline", "overrides")
@@ -52,8 +54,10 @@ class H2OPipelineOperator(BaseOperator):
 
     def __init__(self, *, pipeline: str, overrides: dict[str, Any] | str | None = None,
                  create_task_id: str = CREATE_TASK_ID, aws_conn_id: str | None = "aws_default",
-                 kubernetes_conn_id: str = "kubernetes_default", **kwargs: Any) -> None:
+                 kubernetes_conn_id: str = "kubernetes_default", last_day_only: bool = False,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.last_day_only = last_day_only
         self.kubernetes_conn_id = kubernetes_conn_id
         self.pipeline = pipeline
         self.overrides = overrides
@@ -105,12 +109,13 @@ class H2OPipelineOperator(BaseOperator):
             raise AirflowFailException(f"no cluster information in the XCom of task {self.create_task_id!r}")
         return info
 
-    @staticmethod
-    def interval(context: Any) -> tuple[date, date]:
-        """The run's data interval as dates ``[start, end)`` (a manual run: the logical day)."""
+    def interval(self, context: Any) -> tuple[date, date]:
+        """The run's data interval as dates ``[start, end)`` (a manual run: the logical day);
+        with ``last_day_only`` its last day."""
         start: datetime | None = context.get("data_interval_start")
         end: datetime | None = context.get("data_interval_end")
         if start is None or end is None or end <= start:
             logical = context.get("logical_date") or context["dag_run"].run_after
             start, end = logical, logical + timedelta(days=1)
-        return start.date(), max(end.date(), start.date() + timedelta(days=1))
+        first, last = start.date(), max(end.date(), start.date() + timedelta(days=1))
+        return (last - timedelta(days=1), last) if self.last_day_only else (first, last)
