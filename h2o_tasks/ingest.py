@@ -81,18 +81,25 @@ def import_interval(h2o: Any, cfg: PipelineConfig, purpose: str, start: date, en
 
         if hive_conn is None or staging_dir is None:
             raise ValueError("a Hive source needs hive_conn and staging_dir")
+        sql = hive_source.build_query(cfg.source.hive, cols, lo, hi)
+        max_rows = cfg.source.hive.client_fetch_max_rows
         conn = hive_conn()
         try:
-            types = hive_source.check_table(conn, cfg.source.hive, cols)
-            sql = hive_source.build_query(cfg.source.hive, cols, lo, hi)
-            max_rows = cfg.source.hive.client_fetch_max_rows
-            small = hive_source.fetch_small(conn, sql, max_rows) if max_rows else None
-            staged = hive_source.stage_query(conn, sql, str(staging_dir)) if small is None else None
+            small, staged = None, None
+            if max_rows:
+                try:
+                    small = hive_source.fetch_small(conn, sql, max_rows)
+                except Exception:
+                    hive_source.check_table(conn, cfg.source.hive, cols)  # a missing table or column: its clear error
+                    raise
+            if small is None:
+                hive_source.check_table(conn, cfg.source.hive, cols)
+                staged = hive_source.stage_query(conn, sql, str(staging_dir))
         finally:
             conn.close()
         if small is not None:
-            frame = upload_table(h2o, small, hive_source.h2o_types(types, cols), dest)
-            nbytes, nfiles = small.nbytes, 0
+            frame = upload_table(h2o, small.table, hive_source.h2o_types(small.hive_types, cols), dest)
+            nbytes, nfiles = small.table.nbytes, 0
         else:
             nbytes, nfiles = sum(Path(f).stat().st_size for f in staged.files), len(staged.files)
             try:
@@ -109,8 +116,9 @@ def import_interval(h2o: Any, cfg: PipelineConfig, purpose: str, start: date, en
         h2o.remove(frame)
         raise InputDataError(field, missing[0], f"is not a column of {source} (columns: {available})",
                              "fix the pipeline's column names or the source")
-    frame = frame[cols]
-    h2o.assign(frame, dest)
+    if list(frame.columns) != cols:  # an uploaded result already has exactly these columns, under ``dest``
+        frame = frame[cols]
+        h2o.assign(frame, dest)
     result = ImportResult(frame_id=dest, source=source, start=lo.isoformat(), end=hi.isoformat(), rows=frame.nrows,
                           columns=frame.ncols, input_bytes=nbytes, files=nfiles,
                           seconds=round(time.monotonic() - t0, 2))

@@ -1,8 +1,9 @@
 """`make demo`: the whole pipeline on the embedded default, with real parts.
 
 Starts a real S3 API (moto server) and a real HiveServer2 (Spark Thrift Server) on loopback,
-seeds the 2013 NYC flights into both, then runs the training DAG and the scoring DAG with
-`airflow dags test` on a local H2O cloud of 2 JVMs, and prints what each step did.
+seeds the 2013 NYC flights into both, then runs the training DAG (which also scores the
+day in its own cluster) and the scoring DAG with `airflow dags test` on a local H2O cloud
+of 2 JVMs, and prints what each step did.
 Everything it started is stopped at the end, by process id, whatever happened.
 """
 
@@ -43,6 +44,7 @@ def summarize(task: str, result: dict | None) -> str:
                            f"{r.get('output_uri')}" + (f" and Hive {r.get('hive_table')}" if r.get('hive_table') else ""),
         "delete_cluster": lambda r: f"cluster {r.get('cluster')} deleted={r.get('deleted')}",
     }
+    keys["import_scoring_data"] = keys["import_data"]
     fmt = keys.get(task)
     return fmt(result) if fmt else json.dumps(result)[:200]
 

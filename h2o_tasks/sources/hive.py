@@ -150,6 +150,14 @@ H2O_TYPES = {"string": "enum", "varchar": "enum", "char": "enum", "boolean": "en
              "decimal": "real", "date": "time", "timestamp": "time"}
 
 
+@dataclass(frozen=True)
+class FetchedResult:
+    """A small query result fetched through the client, with the Hive type of each column."""
+
+    table: Any  # pyarrow.Table
+    hive_types: dict[str, str]
+
+
 def h2o_types(hive_types: dict[str, str], columns: list[str]) -> dict[str, str]:
     """H2O column types for Hive column types (``varchar(10)`` -> ``enum``); unknown types are left to H2O."""
     out = {}
@@ -160,11 +168,13 @@ def h2o_types(hive_types: dict[str, str], columns: list[str]) -> dict[str, str]:
     return out
 
 
-def fetch_small(conn: Any, sql: str, max_rows: int) -> Any | None:
-    """The result of ``sql`` as an Arrow table when it has at most ``max_rows`` rows, else None.
+def fetch_small(conn: Any, sql: str, max_rows: int) -> FetchedResult | None:
+    """The result of ``sql`` when it has at most ``max_rows`` rows, else None (stage it instead).
 
-    One query with ``LIMIT max_rows + 1``: a result above the limit costs at most that fetch,
-    and the caller stages it through the cluster instead. An empty result is an error.
+    The rows come in batches of :data:`FETCH_BATCH_ROWS`; the fetch stops at the first row
+    past the limit, so a big result costs at most ``max_rows`` fetched rows. (A ``LIMIT`` in
+    the query would make Spark scan the partitions in several growing jobs.) An empty result
+    is an error.
     """
     import pyarrow as pa
 
@@ -173,16 +183,27 @@ def fetch_small(conn: Any, sql: str, max_rows: int) -> Any | None:
                              "set a positive limit, or 0 to stage every result through the cluster")
     cur = conn.cursor()
     cur.arraysize = FETCH_BATCH_ROWS
-    cur.execute(f"{sql} LIMIT {int(max_rows) + 1}")
-    rows = cur.fetchall()
+    try:
+        cur.execute(sql)
+        rows: list[tuple[Any, ...]] = []
+        while len(rows) <= max_rows:
+            batch = cur.fetchmany(FETCH_BATCH_ROWS)
+            if not batch:
+                break
+            rows.extend(batch)
+        description = cur.description
+    finally:
+        cur.close()
     if len(rows) > max_rows:
         return None
     if not rows:
         table, interval = _describe(sql)
         raise InputDataError("interval", interval, f"no rows in {table} for {interval}",
                              "check that the partitions of this interval are loaded, or choose another interval")
-    names = [d[0].split(".")[-1] for d in cur.description]
-    return pa.table({name: pa.array(list(col)) for name, col in zip(names, zip(*rows, strict=True), strict=True)})
+    names = [d[0].split(".")[-1] for d in description]
+    types = {name: str(d[1] or "").lower().removesuffix("_type") for name, d in zip(names, description, strict=True)}
+    table = pa.table({name: pa.array(list(col)) for name, col in zip(names, zip(*rows, strict=True), strict=True)})
+    return FetchedResult(table, types)
 
 
 def write_partition(conn: Any, table: str, partition_column: str, value: str, parquet_dir: str,

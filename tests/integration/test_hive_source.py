@@ -75,9 +75,12 @@ def test_missing_table_database_and_column(conn):
 
 def test_fetch_small_returns_a_table_or_none_above_the_limit(conn):
     sql = hive.build_query(CFG, ["carrier", "arr_delay"], date(2013, 1, 1), date(2013, 1, 2))
-    table = hive.fetch_small(conn, sql, 1000)
+    fetched = hive.fetch_small(conn, sql, 1000)
+    table = fetched.table
     assert table.num_rows == 842 and table.column_names == ["carrier", "arr_delay"]
     assert str(table.schema.field("arr_delay").type) == "double"
+    assert fetched.hive_types == {"carrier": "string", "arr_delay": "double"}
+    assert hive.h2o_types(fetched.hive_types, ["carrier", "arr_delay"]) == {"carrier": "enum", "arr_delay": "real"}
     assert hive.fetch_small(conn, sql, 842) is not None
     assert hive.fetch_small(conn, sql, 841) is None  # the caller stages it instead
     with pytest.raises(InputDataError, match="client_fetch_max_rows"):
