@@ -37,9 +37,12 @@ def h2o_jar() -> Path:
     """The ``h2o.jar`` shipped with the installed ``h2o`` client (same version by construction)."""
     if os.environ.get("H2O_JAR"):
         return Path(os.environ["H2O_JAR"])
-    import h2o
+    import importlib.util
 
-    return Path(h2o.__file__).parent / "backend" / "bin" / "h2o.jar"
+    spec = importlib.util.find_spec("h2o")  # located, not imported: importing h2o costs ~1 s before the JVMs start
+    if spec is None or spec.origin is None:
+        raise ClusterError("the h2o package is not installed: install h2o==3.46.0.11 or set H2O_JAR", reason="NoJar")
+    return Path(spec.origin).parent / "backend" / "bin" / "h2o.jar"
 
 
 @dataclass
