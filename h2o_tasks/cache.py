@@ -1,4 +1,4 @@
-"""The machine-wide cache of derived files (data, compiled helpers, JVM archives), outside the repository."""
+"""The machine-wide cache of derived files (seed data, the compiled scorer launcher), outside the repository."""
 
 from __future__ import annotations
 
