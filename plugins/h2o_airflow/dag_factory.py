@@ -70,12 +70,13 @@ def training_dag(path: str | Path, cfg: PipelineConfig | None = None) -> DAG:
         ends = [exported]
         if cfg.scoring.after_training:
             # the new champion (or the one the gate kept) scores the interval's last day in this
-            # cluster: one cluster, one run; the scoring data is imported while training runs
+            # cluster: one cluster, one run. The day is imported once training succeeded: nothing
+            # runs on a cloud that lost a node during training (the teardown goes at once)
             imported_day = H2OImportOperator(task_id="import_scoring_data", purpose="score", last_day_only=True,
                                              **common)
             scored = H2OBatchScoreOperator(task_id="score", engine="cluster", import_task_id="import_scoring_data",
                                            last_day_only=True, **common)
-            imported >> imported_day
+            trained >> imported_day
             [exported, imported_day] >> scored
             ends = [scored, imported_day]  # the cluster goes once nothing runs in it any more
         ends >> delete.as_teardown(setups=create)

@@ -58,9 +58,9 @@ def test_dags_import_cleanly_without_db_connections_or_h2o(tmp_path):
                               "import_scoring_data", "score", "train"]  # scoring.after_training: true
     assert train["setups"] == ["create_cluster"] and train["teardowns"] == ["delete_cluster"]
     up = train["upstream"]
-    # the scoring day is imported beside training; the champion scores once the gate decided;
+    # the scoring day is imported once training succeeded; the champion scores once the gate decided;
     # the cluster is deleted once nothing runs in it any more
-    assert up["import_scoring_data"] == ["import_data"] and up["score"] == ["export_and_promote", "import_scoring_data"]
+    assert up["import_scoring_data"] == ["train"] and up["score"] == ["export_and_promote", "import_scoring_data"]
     assert up["delete_cluster"] == ["create_cluster", "import_scoring_data", "score"]
     assert {"replicas", "memory", "window_days", "algorithm"} <= set(train["params"])
     score = dags["h2o_score__arrival-delay"]
