@@ -14,6 +14,7 @@ import contextlib
 import io
 import json
 import random
+import shutil
 import socket
 import subprocess
 import sys
@@ -147,6 +148,7 @@ def main() -> int:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

@@ -2,7 +2,7 @@
 
 The same MOJO (the example pipeline's GBM, trained here on the flights), the same CSV in,
 a CSV of predictions out, for: H2O's ``PredictCsv`` exactly as ``h2o.mojo_predict_csv``
-runs it (one JVM, one thread); the project's scorer (:func:`h2o_tasks.scoring.predict_csv`,
+runs it (one JVM, one thread); the project's scorer (:func:`h2o_tasks.mojo_csv.predict_csv`,
 row chunks in parallel) with 1..all cores; and in-cluster predict (import, predict, export)
 on an already running one-node cloud with all cores.
 """
@@ -20,7 +20,7 @@ from typing import Any
 
 from benchmarks.common import Result, Stopwatch, interleaved, local_cloud, log, median
 from benchmarks.stack import BUCKET
-from h2o_tasks import scoring
+from h2o_tasks import mojo_csv
 from h2o_tasks.config import ClusterConfig, S3SourceConfig
 from h2o_tasks.s3 import S3Settings
 
@@ -76,7 +76,7 @@ def write_inputs(data_dir: Path, workdir: Path, big_rows: int) -> dict[str, tupl
 
 
 def predictcsv(model: Model, src: Path, out: Path) -> float:
-    cmd = ["java", *PREDICTCSV_JAVA_OPTIONS, "-cp", str(model.jar), scoring.GENMODEL_MAIN, "--mojo", str(model.mojo),
+    cmd = ["java", *PREDICTCSV_JAVA_OPTIONS, "-cp", str(model.jar), mojo_csv.GENMODEL_MAIN, "--mojo", str(model.mojo),
            "--input", str(src), "--output", str(out), "--decimal"]
     with Stopwatch() as sw:
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -91,7 +91,7 @@ def mojo_predict_csv(model: Model, src: Path, out: Path) -> float:
 
 def project(model: Model, src: Path, out: Path, workers: int) -> float:
     with Stopwatch() as sw:
-        scoring.predict_csv(model.jar, model.mojo, src, out, workers=workers)
+        mojo_csv.predict_csv(model.jar, model.mojo, src, out, workers=workers)
     return sw.seconds
 
 
@@ -122,7 +122,7 @@ def _throughput(name: str, title: str, rows: int, samples: dict[str, list[float]
 
 def run(reps: int, s3: S3Settings, data_dir: Path, workdir: Path, state_dir: Path, big_rows: int) -> list[Result]:
     workdir.mkdir(parents=True, exist_ok=True)
-    cores = scoring.default_workers()
+    cores = mojo_csv.default_workers()
     out: list[Result] = []
     with local_cloud(state_dir, f"scoring-{os.getpid()}", ClusterConfig(replicas=1, memory="4g", nthreads=cores),
                      s3) as h2o:

@@ -1,4 +1,4 @@
-"""The offline scorer against H2O's own PredictCsv, on a real MOJO trained in a real cloud."""
+"""The offline scorer against H2O's own PredictCsv, on real MOJOs trained in a real cloud."""
 
 from __future__ import annotations
 
@@ -8,57 +8,110 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from h2o_tasks import scoring
+from h2o_tasks import mojo_csv, scoring
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def mojo(h2o_cloud, tmp_path_factory):
-    """(genmodel jar, MOJO zip, a 3,000-row scoring frame) of a GBM with a numeric-looking categorical."""
+def models(h2o_cloud, tmp_path_factory):
+    """genmodel jar, MOJOs by kind and a 3,000-row scoring frame (a numeric-looking categorical, NAs)."""
+    from h2o.estimators import H2OGeneralizedLinearEstimator, H2OGradientBoostingEstimator, H2OKMeansEstimator, H2ORandomForestEstimator
+
     h2o = h2o_cloud
     rng = np.random.default_rng(7)
     n = 3000
-    df = pd.DataFrame({"code": rng.choice(["1545", "77", "9"], n), "x": rng.normal(size=n),
-                       "y": rng.integers(0, 2, n).astype(str)})
+    df = pd.DataFrame({"code": rng.choice(["1545", "77", "9", "AA"], n), "x": rng.normal(size=n),
+                       "y": rng.integers(0, 2, n).astype(str), "k": rng.choice(["a", "b", "c"], n)})
     df.loc[df["code"] == "1545", "y"] = "1"
-    frame = h2o.H2OFrame(df, column_types={"code": "enum", "x": "real", "y": "enum"})
-    from h2o.estimators import H2OGradientBoostingEstimator
-
-    gbm = H2OGradientBoostingEstimator(ntrees=5, max_depth=3, seed=1)
-    gbm.train(x=["code", "x"], y="y", training_frame=frame)
+    df.loc[rng.choice(n, 100), "x"] = np.nan
+    frame = h2o.H2OFrame(df, column_types={"code": "enum", "x": "real", "y": "enum", "k": "enum"})
+    trained = {"binomial": H2OGradientBoostingEstimator(ntrees=5, max_depth=3, seed=1),
+               "multinomial": H2ORandomForestEstimator(ntrees=5, max_depth=4, seed=1),
+               "regression": H2OGeneralizedLinearEstimator(family="gaussian"),
+               "clustering": H2OKMeansEstimator(k=3, seed=1)}  # not on the direct path: PredictCsv per range
+    targets = {"binomial": ("y", ["code", "x"]), "multinomial": ("k", ["code", "x"]), "regression": ("x", ["code", "k"]),
+               "clustering": (None, ["code", "x"])}
     work = tmp_path_factory.mktemp("mojo")
-    path = gbm.download_mojo(path=str(work), get_genmodel_jar=True, genmodel_name="h2o-genmodel.jar")
+    mojos = {}
     try:
-        yield work / "h2o-genmodel.jar", work / path.rsplit("/", 1)[-1], df.drop(columns="y")
+        for kind, est in trained.items():
+            y, x = targets[kind]
+            est.train(x=x, y=y, training_frame=frame)
+            path = est.download_mojo(path=str(work / kind), get_genmodel_jar=True, genmodel_name="h2o-genmodel.jar")
+            mojos[kind] = work / kind / path.rsplit("/", 1)[-1]
+        yield work / "binomial" / "h2o-genmodel.jar", mojos, df.drop(columns="y")
     finally:
-        h2o.remove(gbm)
+        for est in trained.values():
+            h2o.remove(est)
         h2o.remove(frame)
 
 
-@pytest.mark.parametrize("launcher", [True, False], ids=["one-jvm-threads", "one-jvm-per-chunk"])
-def test_chunked_scoring_is_byte_identical_to_predictcsv(mojo, tmp_path, monkeypatch, launcher):
-    jar, model, df = mojo
+def _same_as_predictcsv(jar, mojo, src, tmp_path, workers=3) -> int:
+    mojo_csv.genmodel_predict(jar, mojo, src, tmp_path / "single.csv")
+    used = mojo_csv.predict_csv(jar, mojo, src, tmp_path / "parallel.csv", workers=workers)
+    assert filecmp.cmp(tmp_path / "single.csv", tmp_path / "parallel.csv", shallow=False), \
+        (tmp_path / "single.csv").read_text()[:300] + " != " + (tmp_path / "parallel.csv").read_text()[:300]
+    return used
+
+
+@pytest.mark.parametrize("kind", ["binomial", "multinomial", "regression", "clustering"])
+@pytest.mark.parametrize("launcher", [True, False], ids=["threads", "jvm-per-chunk"])
+def test_parallel_scoring_is_byte_identical_to_predictcsv(models, tmp_path, monkeypatch, launcher, kind):
+    jar, mojos, df = models
     df.to_csv(tmp_path / "in.csv", index=False)
-    scoring.genmodel_predict(jar, model, tmp_path / "in.csv", tmp_path / "single.csv")
-    monkeypatch.setattr(scoring, "MIN_ROWS_PER_JVM", 500)
+    monkeypatch.setattr(mojo_csv, "MIN_ROWS_PER_THREAD", 500)
     if not launcher:
-        monkeypatch.setattr(scoring, "launcher_classpath", lambda *a, **k: None)
-    used = scoring.predict_csv(jar, model, tmp_path / "in.csv", tmp_path / "chunked.csv", workers=3)
-    assert used == 3
-    assert filecmp.cmp(tmp_path / "single.csv", tmp_path / "chunked.csv", shallow=False)
-    assert len(pd.read_csv(tmp_path / "chunked.csv")) == len(df)
+        monkeypatch.setattr(mojo_csv, "launcher_classpath", lambda *a, **k: None)
+    assert _same_as_predictcsv(jar, mojos[kind], tmp_path / "in.csv", tmp_path) == 3
+    assert len(pd.read_csv(tmp_path / "parallel.csv")) == len(df)
+    assert not [p for p in tmp_path.iterdir() if p.name not in {"in.csv", "single.csv", "parallel.csv"}]
 
 
-def test_numeric_categorical_with_nas_scores_like_its_text(mojo, tmp_path):
-    jar, model, df = mojo
+def test_awkward_csv_text_scores_as_predictcsv_reads_it(models, tmp_path, monkeypatch):
+    """Quotes, NA spellings, unseen levels, CRLF, short and long rows, spaces, an empty line, no final newline."""
+    jar, mojos, _ = models
+    rows = ['"code","x","k"', '"AA",0.5,"a"', '77,"1.5",b', '"a,b",2,c', '9,NA,a', "1545,N/A,b", "9,-,c",
+            ",,", "ZZ,0.1,zz", ' 77, 0.25 ,a', "9", "1545,1,a,extra,cells", "", '"9",""', '""9"",3,a',
+            "77,1e3,b", "9,-0.0,c"]
+    text = "\r\n".join(rows[:1] + rows[1:] * 60)  # CRLF and no newline at the end
+    (tmp_path / "in.csv").write_bytes(text.encode())
+    monkeypatch.setattr(mojo_csv, "MIN_ROWS_PER_THREAD", 100)
+    for kind in ("binomial", "regression"):
+        assert _same_as_predictcsv(jar, mojos[kind], tmp_path / "in.csv", tmp_path) == 3
+
+
+def test_records_across_lines_fall_back_to_predictcsv(models, tmp_path, monkeypatch):
+    jar, mojos, _ = models
+    body = "".join(f'{c},{i / 7},"a\nb"\n' if i % 50 == 0 else f"{c},{i / 7},a\n"
+                   for i, c in zip(range(1200), ["77", "9", "AA"] * 400, strict=False))
+    (tmp_path / "in.csv").write_text("code,x,k\n" + body)
+    monkeypatch.setattr(mojo_csv, "MIN_ROWS_PER_THREAD", 100)
+    _same_as_predictcsv(jar, mojos["binomial"], tmp_path / "in.csv", tmp_path)
+
+
+def test_a_bad_number_names_row_column_and_value_and_leaves_no_output(models, tmp_path, monkeypatch):
+    jar, mojos, df = models
+    bad = df.assign(x=df["x"].astype(object))
+    bad.loc[2500, "x"] = "12,5"
+    bad.to_csv(tmp_path / "in.csv", index=False)
+    monkeypatch.setattr(mojo_csv, "MIN_ROWS_PER_THREAD", 500)
+    with pytest.raises(RuntimeError, match=r"data row 2501 of .*in\.csv: Unable to parse value: 12,5, from column: x"):
+        mojo_csv.predict_csv(jar, mojos["binomial"], tmp_path / "in.csv", tmp_path / "out.csv", workers=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
+
+
+def test_numeric_categorical_with_nas_scores_like_its_text(models, tmp_path):
+    jar, mojos, df = models
+    df = df[df["code"] != "AA"].reset_index(drop=True)
     floats = df.assign(code=df["code"].astype(float))
     floats.loc[:9, "code"] = np.nan  # NAs make pandas keep the column as float64: 1545.0
-    features = [{"name": "code", "type": "enum", "domain": ["1545", "77", "9"]}, {"name": "x", "type": "real"}]
+    features = [{"name": "code", "type": "enum", "domain": ["1545", "77", "9", "AA"]}, {"name": "x", "type": "real"}]
     feats, unseen = scoring.scoring_input(floats, features, "v")
     assert unseen == {}
-    scoring.predict_chunks(jar, model, scoring.write_chunks(feats, ["code", "x"], tmp_path, 1), tmp_path / "fixed.csv")
+    feats.to_csv(tmp_path / "fixed.csv", index=False, na_rep="")
+    mojo_csv.predict_csv(jar, mojos["binomial"], tmp_path / "fixed.csv", tmp_path / "fixed.out.csv")
     text = df.assign(code=df["code"].where(floats["code"].notna(), None))
     text.to_csv(tmp_path / "text.csv", index=False, na_rep="")
-    scoring.genmodel_predict(jar, model, tmp_path / "text.csv", tmp_path / "expected.csv")
-    assert filecmp.cmp(tmp_path / "fixed.csv", tmp_path / "expected.csv", shallow=False)
+    mojo_csv.genmodel_predict(jar, mojos["binomial"], tmp_path / "text.csv", tmp_path / "expected.csv")
+    assert filecmp.cmp(tmp_path / "fixed.out.csv", tmp_path / "expected.csv", shallow=False)

@@ -1,4 +1,4 @@
-"""The offline scorer's pure parts: categorical text, the scoring input, CSV chunking."""
+"""The offline scorer's pure parts: categorical text, the scoring input, CSV chunking, the launcher source."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pandas as pd
 import pytest
 
-from h2o_tasks import scoring
+from h2o_tasks import mojo_csv, scoring
 from h2o_tasks.errors import InputDataError
 
 FEATURES = [{"name": "flight", "type": "enum", "domain": ["1545", "77"]},
@@ -47,21 +47,16 @@ def test_split_csv_chunks_join_back_to_the_input(tmp_path, parts):
     rows = [f"{i},{'x' * (i % 13)},{i * 0.5}\n" for i in range(1000)]
     src = tmp_path / "in.csv"
     src.write_text("a,b,c\n" + "".join(rows))
-    chunks = scoring.split_csv(src, parts, tmp_path)
+    chunks = mojo_csv.split_csv(src, parts, tmp_path)
     assert 1 <= len(chunks) <= parts
     texts = [c.read_text() for c in chunks]
     assert all(t.startswith("a,b,c\n") for t in texts)
     assert "".join(t.removeprefix("a,b,c\n") for t in texts) == "".join(rows)
 
 
-def test_write_chunks_keeps_row_order_and_small_inputs_in_one_chunk(tmp_path, monkeypatch):
-    df = pd.DataFrame({"a": range(10), "b": list("abcdefghij")})
-    assert len(scoring.write_chunks(df, ["a", "b"], tmp_path, 4)) == 1  # under MIN_ROWS_PER_JVM
-    monkeypatch.setattr(scoring, "MIN_ROWS_PER_JVM", 2)
-    paths = scoring.write_chunks(df, ["b"], tmp_path, 4)
-    assert len(paths) == 4
-    assert [v for p in paths for v in pd.read_csv(p)["b"]] == list("abcdefghij")
-
-
 def test_default_workers_is_positive():
-    assert scoring.default_workers() >= 1
+    assert mojo_csv.default_workers() >= 1
+
+
+def test_launcher_source_ships_with_the_package():
+    assert "public class ParallelPredictCsv" in mojo_csv.launcher_source()

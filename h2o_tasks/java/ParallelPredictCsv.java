@@ -1,0 +1,452 @@
+import au.com.bytecode.opencsv.CSVParser;
+import hex.ModelCategory;
+import hex.genmodel.CategoricalEncoding;
+import hex.genmodel.ConverterFactoryProvidingModel;
+import hex.genmodel.GenModel;
+import hex.genmodel.MojoModel;
+import hex.genmodel.easy.CategoricalEncoder;
+import hex.genmodel.tools.PredictCsv;
+import java.io.BufferedWriter;
+import java.io.File;
+import java.io.FileInputStream;
+import java.io.FileOutputStream;
+import java.io.IOException;
+import java.io.OutputStreamWriter;
+import java.io.RandomAccessFile;
+import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
+import java.nio.charset.Charset;
+import java.nio.file.Files;
+import java.nio.file.StandardOpenOption;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+
+/**
+ * Usage: ParallelPredictCsv MOJO INPUT OUTPUT THREADS
+ *
+ * <p>Writes exactly what {@code PredictCsv --mojo MOJO --input INPUT --output OUTPUT --decimal} writes
+ * (H2O's own single-threaded scorer), with THREADS threads over byte ranges of INPUT cut at line
+ * ends. For Binomial, Multinomial and Regression MOJOs without an offset column the rows are read
+ * without PredictCsv's per-row map: each cell goes straight to the model's column index and
+ * categorical encoder (the ones {@code EasyPredictModelWrapper} builds, with unknown levels as NA),
+ * then {@code score0}, then PredictCsv's output format. Other models, and inputs whose records span
+ * lines, are scored by PredictCsv itself (one per range, or one over the whole file). Records
+ * spanning lines are found only on the direct path: for other models each range must hold whole
+ * records, as for any line-based split.
+ */
+public class ParallelPredictCsv {
+  static final Charset CHARSET = Charset.defaultCharset();  // PredictCsv's FileReader and FileWriter
+
+  /** A record that PredictCsv would read across lines: the whole file goes to PredictCsv instead. */
+  static final class MultiLineRecord extends RuntimeException {
+    MultiLineRecord() { super(null, null, false, false); }
+  }
+
+  public static void main(String[] args) {
+    if (args.length != 4) {
+      System.err.println("usage: ParallelPredictCsv MOJO INPUT OUTPUT THREADS");
+      System.exit(2);
+    }
+    File output = new File(args[2]);
+    try {
+      GenModel model = MojoModel.load(args[0]);
+      new ParallelPredictCsv(model, new File(args[1]), output, Integer.parseInt(args[3])).run();
+    } catch (Throwable e) {
+      output.delete();
+      System.err.println("Prediction failed: " + e);
+      for (Throwable c = e.getCause(); c != null; c = c.getCause()) System.err.println("  caused by: " + c);
+      System.exit(1);
+    }
+    System.exit(0);
+  }
+
+  final GenModel m;
+  final File input;
+  final File output;
+  final int threads;
+  final ModelCategory category;
+
+  ParallelPredictCsv(GenModel m, File input, File output, int threads) {
+    this.m = m;
+    this.input = input;
+    this.output = output;
+    this.threads = Math.max(1, threads);
+    this.category = m.getModelCategory();
+  }
+
+  boolean direct() {
+    return (category == ModelCategory.Binomial || category == ModelCategory.Multinomial
+            || category == ModelCategory.Regression)
+        && m.getOffsetName() == null && !(m instanceof ConverterFactoryProvidingModel);
+  }
+
+  void run() throws Exception {
+    long size = input.length();
+    long bodyStart;
+    String headerLine;
+    try (FileInputStream in = new FileInputStream(input)) {
+      LineReader r = new LineReader(in.getChannel(), 0, size);
+      headerLine = r.next();
+      bodyStart = r.position();
+    } catch (MultiLineRecord e) {
+      headerLine = null;
+      bodyStart = -1;
+    }
+    if (bodyStart < 0) {
+      viaPredictCsv(null);
+      return;
+    }
+    if (headerLine == null) throw new IOException("Input dataset file is empty!");
+    long[] bounds = bounds(bodyStart, size);
+    if (!direct()) {
+      viaPredictCsv(bounds);
+      return;
+    }
+    CSVParser headerParser = new CSVParser(',');
+    String[] header = headerParser.parseLineMulti(headerLine);
+    if (headerParser.isPending()) {
+      viaPredictCsv(null);
+      return;
+    }
+    Converter conv = new Converter(m, header);
+    int n = bounds.length - 1;
+    File[] parts = new File[n];
+    for (int i = 0; i < n; i++) {
+      parts[i] = i == 0 ? output : new File(output.getPath() + ".part" + i);
+    }
+    ExecutorService pool = Executors.newFixedThreadPool(n);
+    try {
+      List<Future<?>> done = new ArrayList<>();
+      for (int i = 0; i < n; i++) {
+        final int k = i;
+        done.add(pool.submit(() -> { score(conv, bounds[k], bounds[k + 1], parts[k], k == 0); return null; }));
+      }
+      for (Future<?> f : done) f.get();
+    } catch (java.util.concurrent.ExecutionException e) {
+      for (File p : parts) p.delete();
+      if (e.getCause() instanceof MultiLineRecord) {
+        viaPredictCsv(null);
+        return;
+      }
+      throw e.getCause() instanceof Exception ? (Exception) e.getCause() : e;
+    } finally {
+      pool.shutdownNow();
+    }
+    append(output, parts);
+  }
+
+  /** Line starts cutting the body into at most {@code threads} ranges ('\n' ended lines, as split_csv in Python). */
+  long[] bounds(long bodyStart, long size) throws IOException {
+    List<Long> b = new ArrayList<>();
+    b.add(bodyStart);
+    try (FileInputStream in = new FileInputStream(input)) {
+      FileChannel ch = in.getChannel();
+      ByteBuffer buf = ByteBuffer.allocate(1 << 16);
+      for (int i = 1; i < threads; i++) {
+        long pos = Math.max(bodyStart + (size - bodyStart) * i / threads, b.get(b.size() - 1));
+        long cut = size;
+        scan:
+        while (pos < size) {  // to the end of the line the cut fell into
+          buf.clear();
+          int r = ch.read(buf, pos);
+          if (r <= 0) break;
+          for (int j = 0; j < r; j++) {
+            if (buf.get(j) == '\n') {
+              cut = pos + j + 1;
+              break scan;
+            }
+          }
+          pos += r;
+        }
+        if (cut > b.get(b.size() - 1) && cut < size) b.add(cut);
+      }
+    }
+    b.add(size);
+    long[] out = new long[b.size()];
+    for (int i = 0; i < out.length; i++) out[i] = b.get(i);
+    return out;
+  }
+
+  /** Feature columns of the model for each input column, with the wrapper's own encoders. */
+  static final class Converter {
+    final int nfeatures;
+    final int[] index;
+    final CategoricalEncoder[] encoders;
+    final String[] names;
+
+    Converter(GenModel m, String[] header) {
+      CategoricalEncoding enc = m.getCategoricalEncoding();
+      Map<String, Integer> columns = enc.createColumnMapping(m);
+      Map<Integer, CategoricalEncoder> domains = enc.createCategoricalEncoders(m, columns);
+      nfeatures = m.nfeatures();
+      names = header;
+      index = new int[header.length];
+      encoders = new CategoricalEncoder[header.length];
+      for (int c = 0; c < header.length; c++) {
+        Integer idx = columns.get(header[c]);
+        index[c] = idx == null || idx >= nfeatures ? -1 : idx;
+        encoders[c] = index[c] < 0 ? null : domains.get(idx);
+      }
+    }
+
+    /** PredictCsv's formatDataRow and RowToRawDataConverter.convert, by column position. */
+    void fill(String[] cells, double[] raw) {
+      Arrays.fill(raw, Double.NaN);
+      int max = Math.min(index.length, cells.length);
+      for (int c = 0; c < max; c++) {
+        int idx = index[c];
+        String s = cells[c];
+        if (idx < 0 || s.isEmpty() || s.equals("NA") || s.equals("N/A") || s.equals("-")) continue;
+        CategoricalEncoder e = encoders[c];
+        if (e == null) {
+          String t = s.trim();
+          try {
+            raw[idx] = Double.parseDouble(t);
+          } catch (NumberFormatException nfe) {
+            throw new IllegalArgumentException("Unable to parse value: " + t + ", from column: " + names[c]
+                + ", as Double; " + nfe.getMessage());
+          }
+        } else if (!e.encodeCatValue(s, raw)) {
+          e.encodeNA(raw);
+        }
+      }
+    }
+  }
+
+  void score(Converter conv, long lo, long hi, File part, boolean header) throws Exception {
+    boolean regression = category == ModelCategory.Regression;
+    String[] domain = regression ? null : m.getDomainValues(m.getResponseIdx());
+    int nclasses = regression ? 0 : m.getNumResponseClasses();
+    if (domain == null && category == ModelCategory.Binomial && nclasses == 2) {
+      domain = new String[] {"0", "1"};  // quasibinomial, as EasyPredictModelWrapper
+    }
+    double[] raw = new double[m.nfeatures()];
+    double[] preds = new double[m.getPredsSize(category)];
+    CSVParser parser = new CSVParser(',');
+    String previous = lo == 0 ? null : previousLine(lo);
+    long row = 0;
+    try (FileInputStream in = new FileInputStream(input);
+         BufferedWriter out = new BufferedWriter(new OutputStreamWriter(new FileOutputStream(part), CHARSET), 1 << 16)) {
+      if (header) {
+        String[] names = m.getOutputNames();
+        out.write(String.join(",", names));
+        out.write('\n');
+      }
+      LineReader lines = new LineReader(in.getChannel(), lo, hi);
+      String line;
+      while ((line = lines.next()) != null) {
+        row++;
+        String[] cells = line.indexOf('\\') < 0 ? split(line) : null;
+        if (cells == null) {
+          if (previous != null && !previous.isEmpty()) parser.parseLine(previous);  // opencsv carries state across lines
+          cells = parser.parseLineMulti(line);
+          if (parser.isPending()) throw new MultiLineRecord();
+        }
+        previous = line;
+        try {
+          conv.fill(cells, raw);
+          Arrays.fill(preds, 0);
+          double[] p = m.requiresOffset() ? m.score0(raw, 0, preds) : m.score0(raw, preds);
+          if (regression) {
+            out.write(str(p[0]));
+          } else {
+            out.write(domain[(int) p[0]]);
+            for (int i = 1; i <= nclasses; i++) {
+              out.write(',');
+              out.write(str(p[i]));
+            }
+          }
+          out.write('\n');
+        } catch (RuntimeException e) {
+          throw new Exception("data row " + (rowsBefore(lo) + row) + " of " + input + ": " + e.getMessage(), e);
+        }
+      }
+    }
+  }
+
+  static String str(double d) {
+    return Double.isNaN(d) ? "NA" : Double.toString(d);
+  }
+
+  /**
+   * The fields of a line as opencsv splits it, for lines without escapes whose quoted fields are
+   * whole fields with no quote or separator inside ({@code "AA"}); null for any other line.
+   */
+  static String[] split(String line) {
+    int n = 1;
+    for (int i = 0; i < line.length(); i++) if (line.charAt(i) == ',') n++;
+    String[] cells = new String[n];
+    int start = 0;
+    for (int c = 0; c < n; c++) {
+      int end = c == n - 1 ? line.length() : line.indexOf(',', start);
+      int q = line.indexOf('"', start);
+      if (q < 0 || q >= end) {
+        cells[c] = line.substring(start, end);
+      } else if (q == start && end - start > 2 && line.charAt(end - 1) == '"' && line.indexOf('"', start + 1) == end - 1) {
+        cells[c] = line.substring(start + 1, end - 1);
+      } else {
+        return null;
+      }
+      start = end + 1;
+    }
+    return cells;
+  }
+
+  String previousLine(long lineStart) throws IOException {
+    try (RandomAccessFile f = new RandomAccessFile(input, "r")) {
+      long end = lineStart - 1;  // the '\n' ending the previous line
+      long start = end;
+      byte[] one = new byte[1];
+      while (start > 0) {
+        f.seek(start - 1);
+        f.readFully(one);
+        if (one[0] == '\n') break;
+        start--;
+      }
+      byte[] b = new byte[(int) (end - start)];
+      f.seek(start);
+      f.readFully(b);
+      int len = b.length > 0 && b[b.length - 1] == '\r' ? b.length - 1 : b.length;
+      return new String(b, 0, len, CHARSET);
+    }
+  }
+
+  long rowsBefore(long pos) {
+    try (FileInputStream in = new FileInputStream(input)) {
+      LineReader r = new LineReader(in.getChannel(), 0, pos);
+      long n = -1;  // the header
+      while (r.next() != null) n++;
+      return n;
+    } catch (IOException e) {
+      return -1;
+    }
+  }
+
+  /** The lines starting in [lo, hi), '\n' or "\r\n" ended (a lone '\r' is a MultiLineRecord: BufferedReader splits there). */
+  static final class LineReader {
+    final FileChannel ch;
+    final long hi;
+    long pos;
+    final ByteBuffer buf = ByteBuffer.allocate(1 << 20);
+    byte[] line = new byte[256];
+
+    LineReader(FileChannel ch, long lo, long hi) {
+      this.ch = ch;
+      this.pos = lo;
+      this.hi = hi;
+      buf.limit(0);
+    }
+
+    long position() {
+      return pos;
+    }
+
+    String next() throws IOException {
+      if (pos >= hi) return null;
+      int len = 0;
+      while (true) {
+        if (!buf.hasRemaining()) {
+          buf.clear();
+          int r = ch.read(buf, pos + len);
+          buf.flip();
+          if (r <= 0) break;  // end of file without a final newline
+        }
+        byte b = buf.get();
+        if (b == '\n') {
+          pos += len + 1;
+          return text(len);
+        }
+        if (len == line.length) line = Arrays.copyOf(line, len * 2);
+        line[len++] = b;
+      }
+      pos += len;
+      return text(len);
+    }
+
+    String text(int len) {
+      if (len > 0 && line[len - 1] == '\r') len--;
+      for (int i = 0; i < len; i++) if (line[i] == '\r') throw new MultiLineRecord();
+      return new String(line, 0, len, CHARSET);
+    }
+  }
+
+  /** Models the direct path does not cover: PredictCsv itself on each range (a copy of it with the header). */
+  void viaPredictCsv(long[] bounds) throws Exception {
+    if (bounds == null) {  // the whole file, read by PredictCsv itself
+      PredictCsv.make(new String[] {"--embedded", "--input", input.getPath(), "--output", output.getPath(), "--decimal"},
+                      m).run();
+      return;
+    }
+    int n = bounds.length - 1;
+    File dir = Files.createTempDirectory(output.getAbsoluteFile().getParentFile().toPath(), ".predict-").toFile();
+    try {
+      byte[] header;
+      try (RandomAccessFile f = new RandomAccessFile(input, "r")) {
+        header = new byte[(int) bounds[0]];
+        f.readFully(header);
+      }
+      File[] ins = new File[n];
+      File[] outs = new File[n];
+      ExecutorService pool = Executors.newFixedThreadPool(n);
+      try {
+        List<Future<?>> done = new ArrayList<>();
+        for (int i = 0; i < n; i++) {
+          ins[i] = new File(dir, "in-" + i + ".csv");
+          outs[i] = new File(dir, "out-" + i + ".csv");
+          try (FileChannel src = FileChannel.open(input.toPath());
+               FileChannel dst = FileChannel.open(ins[i].toPath(), StandardOpenOption.CREATE, StandardOpenOption.WRITE)) {
+            dst.write(ByteBuffer.wrap(header));
+            transfer(src, bounds[i], bounds[i + 1] - bounds[i], dst);
+          }
+          PredictCsv p = PredictCsv.make(new String[] {"--embedded", "--input", ins[i].getPath(),
+                                                     "--output", outs[i].getPath(), "--decimal"}, m);
+          done.add(pool.submit(() -> { p.run(); return null; }));
+        }
+        for (Future<?> f : done) f.get();
+      } finally {
+        pool.shutdownNow();
+      }
+      Files.copy(outs[0].toPath(), output.toPath(), java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+      for (int i = 1; i < n; i++) {  // without their headers
+        try (FileChannel src = FileChannel.open(outs[i].toPath());
+             FileChannel dst = FileChannel.open(output.toPath(), StandardOpenOption.APPEND)) {
+          long skip = headerLength(outs[i]);
+          transfer(src, skip, src.size() - skip, dst);
+        }
+      }
+    } finally {
+      File[] left = dir.listFiles();
+      if (left != null) for (File f : left) f.delete();
+      dir.delete();
+    }
+  }
+
+  static long headerLength(File f) throws IOException {
+    try (FileInputStream in = new FileInputStream(f)) {
+      LineReader r = new LineReader(in.getChannel(), 0, f.length());
+      r.next();
+      return r.position();
+    }
+  }
+
+  static void append(File output, File[] parts) throws IOException {
+    try (FileChannel dst = FileChannel.open(output.toPath(), StandardOpenOption.APPEND)) {
+      for (int i = 1; i < parts.length; i++) {
+        try (FileChannel src = FileChannel.open(parts[i].toPath())) {
+          transfer(src, 0, src.size(), dst);
+        }
+        parts[i].delete();
+      }
+    }
+  }
+
+  static void transfer(FileChannel src, long from, long count, FileChannel dst) throws IOException {
+    long done = 0;
+    while (done < count) done += src.transferTo(from + done, count - done, dst);
+  }
+}
