@@ -50,3 +50,37 @@ def test_an_observation_error_counts_as_unready_not_as_a_crash():
         run_watched("training", lambda: time.sleep(30), flaky, poll_s=0.02, grace_polls=3)
     assert len(calls) == 3 and time.monotonic() - t0 < 5
     assert "StatusUnknown" in str(err.value) and "apiserver restarting" in str(err.value)
+
+
+def test_a_task_started_on_an_already_broken_cloud_fails_fast_even_if_connecting_hangs(monkeypatch):
+    """CI, d75f6f1: import_scoring_data started after a pod was replaced; ``hook.get_conn()``
+    (``POST /3/PersistS3``, no client timeout) ran before the watch and hung 9 minutes."""
+    import threading
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from h2o_airflow import backends
+    from h2o_airflow.hooks.h2o import H2OHook
+    from h2o_airflow.operators.model import H2OImportOperator
+
+    replaced = ClusterStatus("c", exists=True, failed=True, reason="PodReplaced", message="2 pods answer as leader")
+    released = threading.Event()
+    monkeypatch.setattr(H2OHook, "get_conn", lambda self: released.wait(15))  # the hung request
+    monkeypatch.setattr(H2OImportOperator, "config", lambda self, context: SimpleNamespace())
+    monkeypatch.setattr(backends, "backend_for_cluster",
+                        lambda cluster, conn_id="": SimpleNamespace(status=lambda info, **kw: replaced))
+    cluster = {"name": "c", "backend": "kubernetes", "replicas": 3, "url": "http://10.0.0.8:54321"}
+    day = datetime(2013, 2, 4, tzinfo=UTC)
+    context = {"ti": SimpleNamespace(xcom_pull=lambda task_ids: cluster), "data_interval_start": day,
+               "data_interval_end": day, "logical_date": day}
+    op = H2OImportOperator(task_id="import_scoring_data", pipeline="p.yaml", purpose="score", last_day_only=True,
+                           aws_conn_id=None)
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(AirflowFailException, match=r"lost a node during import \(PodReplaced\)"):
+            op.execute(context)
+        assert time.monotonic() - t0 < 10
+    finally:
+        released.set()

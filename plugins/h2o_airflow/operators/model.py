@@ -59,10 +59,10 @@ class H2OImportOperator(_ClusterTaskMixin, H2OPipelineOperator):
         cfg = self.config(context)
         cluster = self.cluster_info(context)
         hook = H2OHook(cluster=cluster, aws_conn_id=self.aws_conn_id)
-        h2o = hook.get_conn()
         start, end = self.interval(context)
 
         def job() -> dict[str, Any]:
+            h2o = hook.get_conn()  # under the watch: connecting writes to the cloud (S3 credentials)
             frame, result = ingest.import_interval(
                 h2o, cfg, self.purpose, start, end, s3=hook.s3_settings(), hive_conn=self.hive_conn,
                 staging_dir=hive_staging_root() / cluster["name"] / self.purpose)
@@ -97,12 +97,13 @@ class H2OTrainOperator(H2OPipelineOperator):
         from h2o_tasks import train
 
         cfg = self.config(context)
-        h2o = H2OHook(cluster=self.cluster_info(context), aws_conn_id=self.aws_conn_id).get_conn()
+        hook = H2OHook(cluster=self.cluster_info(context), aws_conn_id=self.aws_conn_id)
         imported = context["ti"].xcom_pull(task_ids=self.import_task_id)
         try:
             result = self.watched(
                 context, "training",
-                lambda: train.train(h2o.get_frame(imported["frame_id"]), None, cfg, run_id=context["run_id"]))
+                lambda: train.train(hook.get_conn().get_frame(imported["frame_id"]), None, cfg,
+                                    run_id=context["run_id"]))
         except H2OTasksError as exc:
             raise fail_fast(exc) from exc
         out = result.to_dict()
@@ -129,14 +130,18 @@ class H2OExportModelOperator(H2OPipelineOperator):
 
         cfg = self.config(context)
         hook = H2OHook(cluster=self.cluster_info(context), aws_conn_id=self.aws_conn_id)
-        h2o = hook.get_conn()
         trained = context["ti"].xcom_pull(task_ids=self.train_task_id)
         imported = context["ti"].xcom_pull(task_ids=self.import_task_id)
         client = hook.s3_settings().client()
+
+        def job() -> Any:
+            h2o = hook.get_conn()
+            return artifacts.export(h2o, h2o.get_model(trained["best_model_id"]), cfg, client,
+                                    run_id=context["run_id"], logical_date=context["logical_date"],
+                                    lineage=imported, training=trained)
+
         try:
-            exported = artifacts.export(h2o, h2o.get_model(trained["best_model_id"]), cfg, client,
-                                        run_id=context["run_id"], logical_date=context["logical_date"],
-                                        lineage=imported, training=trained)
+            exported = self.watched(context, "export", job)
             champion = registry.read_champion(client, cfg.registry_uri)
             decision = registry.gate(cfg.quality_gate, exported.metrics, champion)
             if decision.promote:
@@ -177,11 +182,14 @@ class H2OBatchScoreOperator(_ClusterTaskMixin, H2OPipelineOperator):
         try:
             if self.engine == "cluster":
                 hook = H2OHook(cluster=self.cluster_info(context), aws_conn_id=self.aws_conn_id)
-                h2o = hook.get_conn()
                 imported = context["ti"].xcom_pull(task_ids=self.import_task_id)
-                result = self.watched(context, "scoring", lambda: scoring.score_in_cluster(
-                    h2o, h2o.get_frame(imported["frame_id"]), cfg, hook.s3_settings().client(), start, end,
-                    run_id=context["run_id"]))
+
+                def job() -> Any:
+                    h2o = hook.get_conn()
+                    return scoring.score_in_cluster(h2o, h2o.get_frame(imported["frame_id"]), cfg,
+                                                    hook.s3_settings().client(), start, end, run_id=context["run_id"])
+
+                result = self.watched(context, "scoring", job)
             else:
                 hook = H2OHook(aws_conn_id=self.aws_conn_id)
                 result = scoring.score_offline(cfg, hook.s3_settings(), start, end, run_id=context["run_id"])
