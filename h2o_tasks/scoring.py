@@ -74,8 +74,12 @@ def _check_ids(cfg: PipelineConfig, columns: list[str]) -> list[str]:
 
 
 def score_in_cluster(h2o: Any, frame: Any, cfg: PipelineConfig, client: Any, start: date, end: date, *,
-                     run_id: str) -> ScoreResult:
-    """Distributed predict: the cluster imports the champion MOJO from S3 and writes predictions to S3."""
+                     run_id: str, loaded: dict[str, str] | None = None) -> ScoreResult:
+    """Distributed predict: the cluster imports the champion MOJO from S3 and writes predictions to S3.
+
+    :param loaded: registry versions whose model is already in this cluster, by model id (the
+        training DAG's own model, when it became the champion): used as is, not re-imported.
+    """
     from h2o_tasks.frames import check_scoring_input
 
     t0 = time.monotonic()
@@ -83,7 +87,10 @@ def score_in_cluster(h2o: Any, frame: Any, cfg: PipelineConfig, client: Any, sta
     staging, final = output_uris(cfg, start, run_id)
     ids = _check_ids(cfg, frame.columns)
     frame, report = check_scoring_input(frame, champ.metadata["features"], champ.version)
-    model = h2o.import_mojo(s3.join(champ.uri, "model.zip"))
+    model = _loaded_model(h2o, (loaded or {}).get(champ.version))
+    owned = model is None
+    if owned:
+        model = h2o.import_mojo(s3.join(champ.uri, "model.zip"))
     try:
         preds = model.predict(frame)
         out = frame[ids].cbind(preds) if ids else preds
@@ -95,13 +102,23 @@ def score_in_cluster(h2o: Any, frame: Any, cfg: PipelineConfig, client: Any, sta
         h2o.remove(out)
         h2o.remove(preds)
     finally:
-        h2o.remove(model)
+        if owned:
+            h2o.remove(model)
     if rows_scored != frame.nrows:
         raise InputDataError("predictions", rows_scored, f"differ from the {frame.nrows} input rows",
                              "this is a bug: report it with the task log")
     sinks.commit_s3(client, staging, final)
     return ScoreResult("cluster", champ.version, frame.nrows, rows_scored, final, report.unseen_levels,
                        round(time.monotonic() - t0, 2), columns)
+
+
+def _loaded_model(h2o: Any, model_id: str | None) -> Any:
+    if not model_id:
+        return None
+    try:
+        return h2o.get_model(model_id)
+    except Exception:  # gone from the cluster: the MOJO is the champion's source of truth
+        return None
 
 
 def _read_partition(client: Any, cfg: PipelineConfig, start: date, end: date) -> Any:

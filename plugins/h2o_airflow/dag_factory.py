@@ -75,7 +75,7 @@ def training_dag(path: str | Path, cfg: PipelineConfig | None = None) -> DAG:
             imported_day = H2OImportOperator(task_id="import_scoring_data", purpose="score", last_day_only=True,
                                              **common)
             scored = H2OBatchScoreOperator(task_id="score", engine="cluster", import_task_id="import_scoring_data",
-                                           last_day_only=True, **common)
+                                           export_task_id="export_and_promote", last_day_only=True, **common)
             trained >> imported_day
             [exported, imported_day] >> scored
             ends = [scored, imported_day]  # the cluster goes once nothing runs in it any more

@@ -65,7 +65,7 @@ def test_models_trained_at_once_equal_models_trained_one_by_one(h2o_cloud, engin
     assert err.value.field == "training.algorithms[1].params" and "max_depth" in str(err.value)
 
 
-def test_export_gate_promote_and_score_both_engines_agree(h2o_cloud, engine_cfg, trained, s3_settings):
+def test_export_gate_promote_and_score_both_engines_agree(h2o_cloud, engine_cfg, trained, s3_settings, monkeypatch):
     _, _, result = trained
     client = s3_settings.client()
     model = h2o_cloud.get_model(result.best_model_id)
@@ -105,6 +105,19 @@ def test_export_gate_promote_and_score_both_engines_agree(h2o_cloud, engine_cfg,
     diff = (cluster_df["p1"].reset_index(drop=True) - offline_df["p1"]).abs().max()
     assert diff < 1e-6, diff
     assert json.loads(json.dumps(again.to_dict()))["engine"] == "cluster"
+
+    # the training DAG's champion is still in its cluster: scored as trained, not re-imported, and kept
+    with monkeypatch.context() as m:
+        m.setattr(h2o_cloud, "import_mojo", lambda *a, **k: pytest.fail("the loaded model was imported again"))
+        reused = scoring.score_in_cluster(h2o_cloud, frame, engine_cfg, client, DAY, DAY, run_id="r4",
+                                          loaded={exported.version: result.best_model_id})
+    reused_keys = [k for k in s3.list_keys(client, reused.output_uri) if not k.endswith("_SUCCESS")]
+    reused_df = pd.concat([pd.read_csv(io.BytesIO(s3.read_bytes(client, k))) for k in reused_keys])
+    assert (reused_df["p1"].reset_index(drop=True) - cluster_df["p1"].reset_index(drop=True)).abs().max() < 1e-6
+    assert h2o_cloud.get_model(result.best_model_id).model_id == result.best_model_id
+    gone = scoring.score_in_cluster(h2o_cloud, frame, engine_cfg, client, DAY, DAY, run_id="r5",
+                                    loaded={exported.version: "no_such_model"})  # falls back to the MOJO
+    assert gone.rows_scored == frame.nrows
 
 
 def test_bad_inputs_name_the_problem(h2o_cloud, engine_cfg, s3_settings, seeded_s3):

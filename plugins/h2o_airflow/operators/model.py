@@ -150,7 +150,8 @@ class H2OExportModelOperator(H2OPipelineOperator):
         except H2OTasksError as exc:
             raise fail_fast(exc) from exc
         self.log.info("Exported %s; promoted=%s (%s)", exported.uri, decision.promote, decision.reason)
-        return {**exported.to_dict(), "promoted": decision.promote, "reason": decision.reason}
+        return {**exported.to_dict(), "model_id": trained["best_model_id"], "promoted": decision.promote,
+                "reason": decision.reason}
 
 
 class H2OBatchScoreOperator(_ClusterTaskMixin, H2OPipelineOperator):
@@ -162,16 +163,21 @@ class H2OBatchScoreOperator(_ClusterTaskMixin, H2OPipelineOperator):
     :param engine: ``cluster`` (distributed predict in the run's cluster) or ``offline``
         (the MOJO, no cluster at all).
     :param import_task_id: with ``engine="cluster"``, the task whose XCom names the frame.
+    :param export_task_id: with ``engine="cluster"`` in a training DAG, the export task: when
+        the model it exported is the champion, the cluster scores with that model as trained
+        instead of importing its MOJO again.
     :param hiveserver2_conn_id: connection to HiveServer2, for ``scoring.hive_table``.
     """
 
     template_fields: Sequence[str] = (*H2OPipelineOperator.template_fields, "engine")
 
     def __init__(self, *, engine: str = "cluster", import_task_id: str = "import_data",
-                 hiveserver2_conn_id: str = "hiveserver2_default", **kwargs: Any) -> None:
+                 export_task_id: str | None = None, hiveserver2_conn_id: str = "hiveserver2_default",
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.engine = engine
         self.import_task_id = import_task_id
+        self.export_task_id = export_task_id
         self.hiveserver2_conn_id = hiveserver2_conn_id
 
     def execute(self, context: Any) -> dict[str, Any]:
@@ -183,11 +189,14 @@ class H2OBatchScoreOperator(_ClusterTaskMixin, H2OPipelineOperator):
             if self.engine == "cluster":
                 hook = H2OHook(cluster=self.cluster_info(context), aws_conn_id=self.aws_conn_id)
                 imported = context["ti"].xcom_pull(task_ids=self.import_task_id)
+                exported = context["ti"].xcom_pull(task_ids=self.export_task_id) if self.export_task_id else None
+                loaded = {exported["version"]: exported["model_id"]} if exported and exported.get("model_id") else None
 
                 def job() -> Any:
                     h2o = hook.get_conn()
                     return scoring.score_in_cluster(h2o, h2o.get_frame(imported["frame_id"]), cfg,
-                                                    hook.s3_settings().client(), start, end, run_id=context["run_id"])
+                                                    hook.s3_settings().client(), start, end, run_id=context["run_id"],
+                                                    loaded=loaded)
 
                 result = self.watched(context, "scoring", job)
             else:
