@@ -35,7 +35,7 @@ def cluster_import(h2o: Any, client: Any, lo: date, hi: date) -> float:
     src = S3SourceConfig(uri=f"s3://{BUCKET}/flights", format="parquet")
     with Stopwatch() as sw:
         resolved = s3_source.resolve(client, src, lo, hi)
-        frame = s3_source.import_frame(h2o, resolved, "parquet", f"bench_import_{lo:%Y%m%d}_{hi:%Y%m%d}")
+        frame = s3_source.import_frame(h2o, resolved, "parquet", f"bench_import_{lo:%Y%m%d}_{hi:%Y%m%d}", client=client)
     h2o.remove(frame)
     return sw.seconds
 

@@ -6,6 +6,7 @@ client (endpoint from the JVM properties, credentials handed over at run time).
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -78,13 +79,92 @@ def resolve(client: Any, src: S3SourceConfig, start: date, end: date, *, all_req
 
 
 def import_frame(h2o: Any, resolved: ResolvedInput, fmt: str, destination: str,
-                 col_types: dict[str, str] | None = None) -> Any:
-    """Have the cluster import and parse all files as one frame, in parallel."""
-    kwargs: dict[str, Any] = {"destination_frame": destination}
+                 col_types: dict[str, str] | None = None, *, client: Any = None) -> Any:
+    """Have the cluster import and parse all files as one frame, in parallel.
+
+    Parquet files carry their schema, so the parse is set up from the first file only: H2O's
+    setup over every file reads and samples each one, 4-7 s of a 12-20 s import of 365 daily
+    files. With ``client`` the column names of every file's footer are compared first (a tail
+    read per file, in parallel): a file with other columns is an error naming it, as H2O's full
+    setup would fail. A parse that still fails runs the full setup to report H2O's reason.
+    """
+    files = list(resolved.files)
     if fmt == "csv":
-        kwargs.update(header=1, col_types=col_types or None, na_strings=["NA", ""])
-    frame = h2o.import_file(path=list(resolved.files), **kwargs)
+        frame = h2o.import_file(path=files, destination_frame=destination, header=1, col_types=col_types or None,
+                                na_strings=["NA", ""])
+    elif len(files) == 1:
+        frame = h2o.import_file(path=files, destination_frame=destination)
+    else:
+        if client is not None:
+            check_parquet_columns(client, files)
+        frame = _parse_parquet(h2o, files, destination)
     if frame.nrows == 0:
         raise InputDataError("interval", f"{resolved.days_found[0]}..{resolved.days_found[-1]}",
                              "the partition files hold no rows", "check the upstream job that writes them")
     return frame
+
+
+PARQUET_TAIL = 1 << 16  # one ranged read holds the footer of any ordinary partition file
+
+
+def parquet_columns(client: Any, uri: str) -> list[str]:
+    """The column names in a Parquet object's footer (one ranged GET, a second for a big footer)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    bucket, key = s3.split_uri(uri)
+    tail = client.get_object(Bucket=bucket, Key=key, Range=f"bytes=-{PARQUET_TAIL}")["Body"].read()
+    if len(tail) < 12 or tail[-4:] != b"PAR1":
+        raise InputDataError("source.s3.uri", uri, "is not a Parquet file (no PAR1 footer)",
+                             "remove it from the partition or set source.s3.format")
+    size = int.from_bytes(tail[-8:-4], "little")
+    if size + 8 > len(tail):
+        tail = client.get_object(Bucket=bucket, Key=key, Range=f"bytes=-{size + 8}")["Body"].read()
+    footer = b"PAR1" + tail[-(size + 8):]  # magic + metadata + length + magic: a file with no row groups read
+    return pq.ParquetFile(pa.BufferReader(footer)).schema_arrow.names
+
+
+def check_parquet_columns(client: Any, files: list[str], threads: int = 8) -> None:
+    """Every file has the first file's columns, in its order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(threads, len(files))) as pool:
+        names = list(pool.map(lambda uri: parquet_columns(client, uri), files))
+    for uri, cols in zip(files[1:], names[1:], strict=True):
+        if cols != names[0]:
+            missing = [c for c in names[0] if c not in cols]
+            extra = [c for c in cols if c not in names[0]]
+            how = (f"lacks {missing}" if missing else "") + (" and " if missing and extra else "") + \
+                  (f"has extra {extra}" if extra else "") or f"orders its columns {cols}"
+            raise InputDataError("source.s3.uri", uri, f"{how}: its Parquet schema differs from {files[0]} "
+                                 f"(columns {names[0]}); the partition files' schemas differ",
+                                 "rewrite the partitions with one schema (same columns in the same order)")
+
+
+def _parse_parquet(h2o: Any, files: list[str], destination: str) -> Any:
+    raw = h2o.lazy_import(files)
+    setup = h2o.parse_setup(raw[:1])
+    setup["source_frames"] = [{"name": key} for key in raw]
+    try:
+        return h2o.parse_raw(setup, id=destination)
+    except Exception as exc:
+        _remove_quietly(h2o, destination)
+        _schema_error(h2o, files, exc)
+        raise
+
+
+def _schema_error(h2o: Any, files: list[str], exc: Exception) -> None:
+    """Raise the clear error when the files differ in schema (H2O's setup over all of them says how)."""
+    try:
+        h2o.parse_setup(h2o.lazy_import(files))
+    except Exception as setup_exc:
+        detail = " ".join(str(setup_exc).split())
+        raise InputDataError("source.s3.uri", files[0].rsplit("/dt=", 1)[0],
+                             f"has partition files whose Parquet schemas differ (first file {files[0]}; "
+                             f"H2O: {detail[:400]})",
+                             "rewrite the partitions with one schema (same columns, order and types)") from exc
+
+
+def _remove_quietly(h2o: Any, key: str) -> None:
+    with contextlib.suppress(Exception):  # the failed parse may not have created it
+        h2o.remove(key)
