@@ -70,6 +70,7 @@ def main() -> int:
     ap.add_argument("--memory", default="1g")
     ap.add_argument("--nthreads", type=int, default=1)
     ap.add_argument("--name", default="baseline")
+    ap.add_argument("--jvm-opt", action="append", default=[], help="an extra JVM option for every node (repeatable)")
     a = ap.parse_args()
 
     import boto3
@@ -89,7 +90,7 @@ def main() -> int:
     jar = Path(h2o.__file__).parent / "backend" / "bin" / "h2o.jar"
     ports = [free_port() for _ in range(a.nodes)]
     (work / "flatfile").write_text("".join(f"127.0.0.1:{p}\n" for p in ports))
-    jvms = [subprocess.Popen(["java", f"-Xmx{a.memory}", f"-Dsys.ai.h2o.persist.s3.endPoint={a.endpoint}",
+    jvms = [subprocess.Popen(["java", f"-Xmx{a.memory}", *a.jvm_opt, f"-Dsys.ai.h2o.persist.s3.endPoint={a.endpoint}",
                               "-Dsys.ai.h2o.persist.s3.enable.path.style=true", "-jar", str(jar), "-name", a.name,
                               "-flatfile", str(work / "flatfile"), "-ip", "127.0.0.1", "-port", str(p),
                               "-nthreads", str(a.nthreads), "-ice_root", str(work / f"ice{i}"), "-log_level", "WARN"],

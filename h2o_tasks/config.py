@@ -41,6 +41,7 @@ class ClusterConfig:
     replicas: int = 2
     memory: str = "2g"
     nthreads: int = 0
+    jvm_options: tuple[str, ...] = ()
     ttl_minutes: int = 180
     ready_timeout_s: int = 300
     # kubernetes only
@@ -280,6 +281,21 @@ def _kind_names(kinds: tuple[type, ...]) -> str:
     return " or ".join(names.get(k, k.__name__) for k in kinds)
 
 
+_JVM_OPTIONS_MANAGED = ("-Xmx", "-Xms", "-XX:MaxRAMPercentage", "-XX:InitialRAMPercentage", "-jar", "-cp",
+                        "-classpath", "--class-path")
+
+
+def _jvm_options(options: list[Any]) -> tuple[str, ...]:
+    for i, opt in enumerate(options):
+        if not isinstance(opt, str) or not opt.startswith("-") or any(c.isspace() for c in opt):
+            raise ConfigError(f"cluster.jvm_options[{i}]", opt, "is not one JVM option",
+                              "write each option as its own list item, e.g. -XX:TieredStopAtLevel=1")
+        if opt.startswith(_JVM_OPTIONS_MANAGED):
+            raise ConfigError(f"cluster.jvm_options[{i}]", opt, "is set by the backend (heap from cluster.memory, "
+                                                               "H2O's jar)", "remove it; size the heap with cluster.memory")
+    return tuple(options)
+
+
 def _parse_cluster(data: Any) -> ClusterConfig:
     known = tuple(f.name for f in dataclasses.fields(ClusterConfig))
     s = _Section(data, "cluster", known)
@@ -292,6 +308,7 @@ def _parse_cluster(data: Any) -> ClusterConfig:
         replicas=s.int_in("replicas", d.replicas, 1, 64),
         memory=memory,
         nthreads=s.int_in("nthreads", d.nthreads, 0),
+        jvm_options=_jvm_options(s.get("jvm_options", list, list(d.jvm_options))),
         ttl_minutes=s.int_in("ttl_minutes", d.ttl_minutes, 5),
         ready_timeout_s=s.int_in("ready_timeout_s", d.ready_timeout_s, 10),
         namespace=s.get("namespace", str, d.namespace),

@@ -173,7 +173,7 @@ class LocalBackend:
         endpoint = spec.s3_endpoint or self.s3_endpoint
         if endpoint:
             props = [f"-Dsys.ai.h2o.persist.s3.endPoint={endpoint}", "-Dsys.ai.h2o.persist.s3.enable.path.style=true"]
-        argv = [self.java, f"-Xmx{cfg.memory_mb}m", f"-Xms{min(cfg.memory_mb, 256)}m", *props,
+        argv = [self.java, f"-Xmx{cfg.memory_mb}m", f"-Xms{min(cfg.memory_mb, 256)}m", *cfg.jvm_options, *props,
                 "-jar", str(h2o_jar()), "-name", spec.name, "-flatfile", str(flatfile),
                 "-ip", HOST, "-port", str(port), "-ice_root", str(workdir / f"ice-{index}"),
                 "-log_dir", str(workdir / f"logs-{index}"), "-log_level", "WARN", "-allow_unsupported_java"]

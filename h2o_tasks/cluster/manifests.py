@@ -71,7 +71,7 @@ def values(spec: ClusterSpec) -> dict[str, Any]:
     selector = {"app.kubernetes.io/instance": spec.name, "app.kubernetes.io/name": "h2o"}
     annotations = {EXPIRES_ANNOTATION: spec.expires_at.isoformat() if spec.expires_at else ""}
     command = ["java", "-XX:+UseContainerSupport", f"-XX:MaxRAMPercentage={HEAP_PERCENT}",
-               "-Djava.io.tmpdir=/tmp"]
+               "-Djava.io.tmpdir=/tmp", *cfg.jvm_options]
     if spec.s3_endpoint:
         command += [f"-Dsys.ai.h2o.persist.s3.endPoint={spec.s3_endpoint}", "-Dsys.ai.h2o.persist.s3.enable.path.style=true"]
     command += ["-jar", H2O_JAR_IN_IMAGE, "-name", spec.name, "-ice_root", "/data/ice", "-log_dir", "/data/logs",

@@ -22,6 +22,7 @@ def test_shipped_pipeline_loads():
     assert "dep_delay" in cfg.feature_names
     assert cfg.cluster.memory_mb == 1024
     assert [a.algo for a in cfg.training.algorithms] == ["gbm", "glm"]
+    assert cfg.cluster.jvm_options == ("-XX:TieredStopAtLevel=1",)
 
 
 def test_round_trip_and_overrides():
@@ -52,6 +53,11 @@ def test_round_trip_and_overrides():
         (lambda r: r["cluster"].update(backend="yarn"), "cluster.backend", "local, kubernetes"),
         (lambda r: r["cluster"].update(replicas="two"), "cluster.replicas", "integer"),
         (lambda r: r["cluster"].update(endpoint_mode="ingress"), "cluster.endpoint_mode", "port-forward"),
+        (lambda r: r["cluster"].update(jvm_options=["-XX:+UseSerialGC", "-Xmx8g"]), "cluster.jvm_options[1]",
+         "cluster.memory"),
+        (lambda r: r["cluster"].update(jvm_options=["-XX:+UseSerialGC -Xss2m"]), "cluster.jvm_options[0]",
+         "own list item"),
+        (lambda r: r["cluster"].update(jvm_options="-XX:+UseSerialGC"), "cluster.jvm_options", "list"),
     ],
 )
 def test_bad_values_name_field_value_and_fix(mutate, field, needle):

@@ -43,6 +43,7 @@ def test_statefulset_follows_h2o_kubernetes_rules(rendered):
     assert c["resources"]["requests"] == c["resources"]["limits"]
     assert c["resources"]["limits"]["memory"] == "4096Mi"  # 3g heap at MaxRAMPercentage=75
     assert "-XX:MaxRAMPercentage=75" in c["command"]
+    assert c["command"].index("-XX:TieredStopAtLevel=1") < c["command"].index("-jar")  # cluster.jvm_options
     assert c["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                                     "capabilities": {"drop": ["ALL"]}}
     assert pod["securityContext"]["runAsNonRoot"] is True
