@@ -281,8 +281,9 @@ def _kind_names(kinds: tuple[type, ...]) -> str:
     return " or ".join(names.get(k, k.__name__) for k in kinds)
 
 
-_JVM_OPTIONS_MANAGED = ("-Xmx", "-Xms", "-XX:MaxRAMPercentage", "-XX:InitialRAMPercentage", "-jar", "-cp",
-                        "-classpath", "--class-path")
+_JVM_OPTIONS_MANAGED = ("-Xmx", "-Xms", "-XX:MaxRAMPercentage", "-XX:InitialRAMPercentage", "-XX:MinRAMPercentage",
+                        "-XX:MaxRAM", "-XX:MaxHeapSize", "-XX:InitialHeapSize", "-XX:MinHeapSize",
+                        "-XX:-UseContainerSupport", "-jar", "-cp", "-classpath", "--class-path")
 
 
 def _jvm_options(options: list[Any]) -> tuple[str, ...]:
@@ -308,7 +309,7 @@ def _parse_cluster(data: Any) -> ClusterConfig:
         replicas=s.int_in("replicas", d.replicas, 1, 64),
         memory=memory,
         nthreads=s.int_in("nthreads", d.nthreads, 0),
-        jvm_options=_jvm_options(s.get("jvm_options", list, list(d.jvm_options))),
+        jvm_options=_jvm_options(list(s.get("jvm_options", (list, tuple), d.jvm_options))),
         ttl_minutes=s.int_in("ttl_minutes", d.ttl_minutes, 5),
         ready_timeout_s=s.int_in("ready_timeout_s", d.ready_timeout_s, 10),
         namespace=s.get("namespace", str, d.namespace),

@@ -53,9 +53,9 @@ def genmodel_predict(genmodel_jar: Path, mojo: Path, input_csv: Path, output_csv
 
 
 def launcher_classpath(genmodel_jar: Path, java: str = "java") -> Path | None:
-    """The directory of the compiled launcher (compiled once per source, cached), or None without a ``javac``."""
+    """The directory of the compiled launcher (once per source and genmodel jar, cached), or None without a ``javac``."""
     source = launcher_source()
-    digest = hashlib.sha256(source.encode()).hexdigest()[:12]
+    digest = hashlib.sha256(source.encode() + Path(genmodel_jar).read_bytes()).hexdigest()[:12]
     target = cache_dir() / f"genmodel-launcher-{digest}"
     if (target / f"{LAUNCHER_CLASS}.class").exists():
         return target

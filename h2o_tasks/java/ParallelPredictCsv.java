@@ -13,6 +13,7 @@ import java.io.FileOutputStream;
 import java.io.IOException;
 import java.io.OutputStreamWriter;
 import java.io.RandomAccessFile;
+import java.lang.reflect.Field;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
 import java.nio.charset.Charset;
@@ -41,6 +42,21 @@ import java.util.concurrent.Future;
  */
 public class ParallelPredictCsv {
   static final Charset CHARSET = Charset.defaultCharset();  // PredictCsv's FileReader and FileWriter
+  /**
+   * opencsv 2.3 carries one flag from the end of a line into the next (it changes how a line
+   * starting with {@code ""} is read): the workers keep it as PredictCsv's single parser would.
+   */
+  static final Field IN_FIELD = inFieldFlag();
+
+  static Field inFieldFlag() {
+    try {
+      Field f = CSVParser.class.getDeclaredField("inField");
+      f.setAccessible(true);
+      return f;
+    } catch (ReflectiveOperationException | RuntimeException e) {
+      return null;  // another opencsv: the whole file goes to PredictCsv
+    }
+  }
 
   /** A record that PredictCsv would read across lines: the whole file goes to PredictCsv instead. */
   static final class MultiLineRecord extends RuntimeException {
@@ -82,7 +98,7 @@ public class ParallelPredictCsv {
   boolean direct() {
     return (category == ModelCategory.Binomial || category == ModelCategory.Multinomial
             || category == ModelCategory.Regression)
-        && m.getOffsetName() == null && !(m instanceof ConverterFactoryProvidingModel);
+        && m.getOffsetName() == null && !(m instanceof ConverterFactoryProvidingModel) && IN_FIELD != null;
   }
 
   void run() throws Exception {
@@ -94,25 +110,28 @@ public class ParallelPredictCsv {
       headerLine = r.next();
       bodyStart = r.position();
     } catch (MultiLineRecord e) {
-      headerLine = null;
-      bodyStart = -1;
-    }
-    if (bodyStart < 0) {
       viaPredictCsv(null);
       return;
     }
     if (headerLine == null) throw new IOException("Input dataset file is empty!");
-    long[] bounds = bounds(bodyStart, size);
-    if (!direct()) {
-      viaPredictCsv(bounds);
-      return;
-    }
     CSVParser headerParser = new CSVParser(',');
     String[] header = headerParser.parseLineMulti(headerLine);
     if (headerParser.isPending()) {
       viaPredictCsv(null);
       return;
     }
+    long[] bounds;
+    try {
+      bounds = bounds(bodyStart, size);
+    } catch (MultiLineRecord e) {
+      viaPredictCsv(null);
+      return;
+    }
+    if (!direct()) {
+      viaPredictCsv(bounds);
+      return;
+    }
+    boolean headerInField = IN_FIELD.getBoolean(headerParser);
     Converter conv = new Converter(m, header);
     int n = bounds.length - 1;
     File[] parts = new File[n];
@@ -120,27 +139,39 @@ public class ParallelPredictCsv {
       parts[i] = i == 0 ? output : new File(output.getPath() + ".part" + i);
     }
     ExecutorService pool = Executors.newFixedThreadPool(n);
+    Throwable failed = null;
     try {
       List<Future<?>> done = new ArrayList<>();
       for (int i = 0; i < n; i++) {
         final int k = i;
-        done.add(pool.submit(() -> { score(conv, bounds[k], bounds[k + 1], parts[k], k == 0); return null; }));
+        done.add(pool.submit(() -> {
+          score(conv, bounds[k], bounds[k + 1], parts[k], k == 0, headerInField);
+          return null;
+        }));
       }
       for (Future<?> f : done) f.get();
     } catch (java.util.concurrent.ExecutionException e) {
+      failed = e.getCause();
+    } finally {
+      pool.shutdownNow();  // the other ranges stop before their parts are removed
+      pool.awaitTermination(1, java.util.concurrent.TimeUnit.MINUTES);
+    }
+    if (failed != null) {
       for (File p : parts) p.delete();
-      if (e.getCause() instanceof MultiLineRecord) {
+      if (failed instanceof MultiLineRecord) {
         viaPredictCsv(null);
         return;
       }
-      throw e.getCause() instanceof Exception ? (Exception) e.getCause() : e;
-    } finally {
-      pool.shutdownNow();
+      throw failed instanceof Exception ? (Exception) failed : new Exception(failed);
     }
     append(output, parts);
   }
 
-  /** Line starts cutting the body into at most {@code threads} ranges ('\n' ended lines, as split_csv in Python). */
+  /**
+   * Line starts cutting the body into at most {@code threads} ranges ('\n' ended lines). A range
+   * starts at a line that opencsv reads the same whatever came before (non-empty, no escapes,
+   * quotes only around whole cells), so each range can be read on its own.
+   */
   long[] bounds(long bodyStart, long size) throws IOException {
     List<Long> b = new ArrayList<>();
     b.add(bodyStart);
@@ -163,6 +194,12 @@ public class ParallelPredictCsv {
           }
           pos += r;
         }
+        LineReader lines = new LineReader(ch, cut, size);
+        for (int tries = 0; tries < 10_000 && cut < size; tries++) {
+          String line = lines.next();
+          if (line == null || simple(line)) break;
+          cut = lines.position();
+        }
         if (cut > b.get(b.size() - 1) && cut < size) b.add(cut);
       }
     }
@@ -170,6 +207,17 @@ public class ParallelPredictCsv {
     long[] out = new long[b.size()];
     for (int i = 0; i < out.length; i++) out[i] = b.get(i);
     return out;
+  }
+
+  static boolean simple(String line) {
+    return !line.isEmpty() && line.indexOf('\\') < 0 && split(line) != null;
+  }
+
+  /** opencsv's flag after a line {@link #split} read: set by a last cell of plain text, cleared by a quote or a comma. */
+  static boolean endsInField(String line, boolean before) {
+    if (line.isEmpty()) return before;
+    char last = line.charAt(line.length() - 1);
+    return last != '"' && last != ',';
   }
 
   /** Feature columns of the model for each input column, with the wrapper's own encoders. */
@@ -218,7 +266,7 @@ public class ParallelPredictCsv {
     }
   }
 
-  void score(Converter conv, long lo, long hi, File part, boolean header) throws Exception {
+  void score(Converter conv, long lo, long hi, File part, boolean header, boolean headerInField) throws Exception {
     boolean regression = category == ModelCategory.Regression;
     String[] domain = regression ? null : m.getDomainValues(m.getResponseIdx());
     int nclasses = regression ? 0 : m.getNumResponseClasses();
@@ -228,7 +276,7 @@ public class ParallelPredictCsv {
     double[] raw = new double[m.nfeatures()];
     double[] preds = new double[m.getPredsSize(category)];
     CSVParser parser = new CSVParser(',');
-    String previous = lo == 0 ? null : previousLine(lo);
+    boolean inField = headerInField;  // a later range starts at a simple line: the flag does not matter there
     long row = 0;
     try (FileInputStream in = new FileInputStream(input);
          BufferedWriter out = new BufferedWriter(new OutputStreamWriter(new FileOutputStream(part), CHARSET), 1 << 16)) {
@@ -242,12 +290,14 @@ public class ParallelPredictCsv {
       while ((line = lines.next()) != null) {
         row++;
         String[] cells = line.indexOf('\\') < 0 ? split(line) : null;
-        if (cells == null) {
-          if (previous != null && !previous.isEmpty()) parser.parseLine(previous);  // opencsv carries state across lines
+        if (cells != null) {
+          inField = endsInField(line, inField);
+        } else {
+          IN_FIELD.setBoolean(parser, inField);
           cells = parser.parseLineMulti(line);
           if (parser.isPending()) throw new MultiLineRecord();
+          inField = IN_FIELD.getBoolean(parser);
         }
-        previous = line;
         try {
           conv.fill(cells, raw);
           Arrays.fill(preds, 0);
@@ -295,25 +345,6 @@ public class ParallelPredictCsv {
       start = end + 1;
     }
     return cells;
-  }
-
-  String previousLine(long lineStart) throws IOException {
-    try (RandomAccessFile f = new RandomAccessFile(input, "r")) {
-      long end = lineStart - 1;  // the '\n' ending the previous line
-      long start = end;
-      byte[] one = new byte[1];
-      while (start > 0) {
-        f.seek(start - 1);
-        f.readFully(one);
-        if (one[0] == '\n') break;
-        start--;
-      }
-      byte[] b = new byte[(int) (end - start)];
-      f.seek(start);
-      f.readFully(b);
-      int len = b.length > 0 && b[b.length - 1] == '\r' ? b.length - 1 : b.length;
-      return new String(b, 0, len, CHARSET);
-    }
   }
 
   long rowsBefore(long pos) {
@@ -382,6 +413,10 @@ public class ParallelPredictCsv {
                       m).run();
       return;
     }
+    if (bounds.length > 2 && hasQuote()) {  // a quoted cell may hold a line end: no safe cut
+      viaPredictCsv(null);
+      return;
+    }
     int n = bounds.length - 1;
     File dir = Files.createTempDirectory(output.getAbsoluteFile().getParentFile().toPath(), ".predict-").toFile();
     try {
@@ -424,6 +459,16 @@ public class ParallelPredictCsv {
       if (left != null) for (File f : left) f.delete();
       dir.delete();
     }
+  }
+
+  boolean hasQuote() throws IOException {
+    try (FileInputStream in = new FileInputStream(input)) {
+      byte[] buf = new byte[1 << 20];
+      for (int r; (r = in.read(buf)) > 0; ) {
+        for (int i = 0; i < r; i++) if (buf[i] == '"') return true;
+      }
+    }
+    return false;
   }
 
   static long headerLength(File f) throws IOException {

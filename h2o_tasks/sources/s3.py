@@ -121,7 +121,11 @@ def parquet_columns(client: Any, uri: str) -> list[str]:
     if size + 8 > len(tail):
         tail = client.get_object(Bucket=bucket, Key=key, Range=f"bytes=-{size + 8}")["Body"].read()
     footer = b"PAR1" + tail[-(size + 8):]  # magic + metadata + length + magic: a file with no row groups read
-    return pq.ParquetFile(pa.BufferReader(footer)).schema_arrow.names
+    try:
+        return pq.ParquetFile(pa.BufferReader(footer)).schema_arrow.names
+    except (pa.ArrowException, OSError) as exc:
+        raise InputDataError("source.s3.uri", uri, f"has an unreadable Parquet footer ({exc})",
+                             "rewrite or remove the file") from exc
 
 
 def check_parquet_columns(client: Any, files: list[str], threads: int = 8) -> None:
@@ -148,21 +152,26 @@ def _parse_parquet(h2o: Any, files: list[str], destination: str) -> Any:
     try:
         return h2o.parse_raw(setup, id=destination)
     except Exception as exc:
-        _remove_quietly(h2o, destination)
+        for key in (destination, *raw):  # the partial frame and the imported file keys
+            _remove_quietly(h2o, key)
         _schema_error(h2o, files, exc)
         raise
 
 
 def _schema_error(h2o: Any, files: list[str], exc: Exception) -> None:
     """Raise the clear error when the files differ in schema (H2O's setup over all of them says how)."""
+    raw = h2o.lazy_import(files)
     try:
-        h2o.parse_setup(h2o.lazy_import(files))
+        h2o.parse_setup(raw)
     except Exception as setup_exc:
         detail = " ".join(str(setup_exc).split())
         raise InputDataError("source.s3.uri", files[0].rsplit("/dt=", 1)[0],
                              f"has partition files whose Parquet schemas differ (first file {files[0]}; "
                              f"H2O: {detail[:400]})",
                              "rewrite the partitions with one schema (same columns, order and types)") from exc
+    finally:
+        for key in raw:
+            _remove_quietly(h2o, key)
 
 
 def _remove_quietly(h2o: Any, key: str) -> None:

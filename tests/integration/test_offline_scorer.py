@@ -81,13 +81,26 @@ def test_awkward_csv_text_scores_as_predictcsv_reads_it(models, tmp_path, monkey
         assert _same_as_predictcsv(jar, mojos[kind], tmp_path / "in.csv", tmp_path) == 3
 
 
-def test_records_across_lines_fall_back_to_predictcsv(models, tmp_path, monkeypatch):
+@pytest.mark.parametrize("rows", [
+    ["code,x,k", "9,0.5,a", "", '""AA,0.5,a'],  # opencsv's flag from the line before the empty one: "AA, unseen
+    ["code,x,k", '\\",,a', ',\\,b', '9,1,"c"'],  # escapes: every line through opencsv, state carried
+    ["code,x,k", '77,0.5,"a"', '""9,1,b', "9,2,", '""9,3,c'],  # the flag after a quoted and an empty last cell
+], ids=["after-empty-line", "escapes", "quoted-and-empty-ends"])
+def test_lines_read_in_opencsv_state_score_as_predictcsv(models, tmp_path, monkeypatch, rows):
+    jar, mojos, _ = models
+    (tmp_path / "in.csv").write_text("\n".join(rows[:1] + rows[1:] * 400) + "\n")
+    monkeypatch.setattr(mojo_csv, "MIN_ROWS_PER_THREAD", 100)
+    assert _same_as_predictcsv(jar, mojos["binomial"], tmp_path / "in.csv", tmp_path) == 3
+
+
+@pytest.mark.parametrize("kind", ["binomial", "clustering"])
+def test_records_across_lines_fall_back_to_predictcsv(models, tmp_path, monkeypatch, kind):
     jar, mojos, _ = models
     body = "".join(f'{c},{i / 7},"a\nb"\n' if i % 50 == 0 else f"{c},{i / 7},a\n"
                    for i, c in zip(range(1200), ["77", "9", "AA"] * 400, strict=False))
     (tmp_path / "in.csv").write_text("code,x,k\n" + body)
     monkeypatch.setattr(mojo_csv, "MIN_ROWS_PER_THREAD", 100)
-    _same_as_predictcsv(jar, mojos["binomial"], tmp_path / "in.csv", tmp_path)
+    _same_as_predictcsv(jar, mojos[kind], tmp_path / "in.csv", tmp_path)
 
 
 def test_a_bad_number_names_row_column_and_value_and_leaves_no_output(models, tmp_path, monkeypatch):

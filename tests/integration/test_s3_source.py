@@ -69,7 +69,8 @@ def test_a_parse_failing_on_another_schema_reports_h2o_reason_and_leaves_no_fram
     with pytest.raises(InputDataError) as err:  # no client: no footer check, the parse itself fails
         s3_source.import_frame(h2o_cloud, _resolve(s3_settings, s3_bucket, 2), "parquet", "t_schema_differs")
     assert err.value.field == "source.s3.uri" and "schemas differ" in str(err.value)
-    assert "t_schema_differs" not in h2o_cloud.ls()["key"].tolist()
+    left = h2o_cloud.ls()["key"].tolist()
+    assert "t_schema_differs" not in left and not [k for k in left if s3_bucket in k]  # nor the file keys
 
 
 def test_parquet_columns_reads_the_footer_and_rejects_other_files(s3_settings, s3_bucket):
@@ -82,3 +83,6 @@ def test_parquet_columns_reads_the_footer_and_rejects_other_files(s3_settings, s
     s3.write_bytes(client, f"s3://{s3_bucket}/not.parquet", b"a,b\n1,2\n")
     with pytest.raises(InputDataError, match="not a Parquet file"):
         s3_source.parquet_columns(client, f"s3://{s3_bucket}/not.parquet")
+    s3.write_bytes(client, f"s3://{s3_bucket}/broken.parquet", b"garbage" * 20 + (12).to_bytes(4, "little") + b"PAR1")
+    with pytest.raises(InputDataError, match="unreadable Parquet footer"):
+        s3_source.parquet_columns(client, f"s3://{s3_bucket}/broken.parquet")

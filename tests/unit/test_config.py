@@ -31,6 +31,7 @@ def test_round_trip_and_overrides():
     bigger = cfg.with_overrides(cluster={"replicas": 3}, source={"training_window_days": 7})
     assert bigger.cluster.replicas == 3 and bigger.source.training_window_days == 7
     assert cfg.cluster.replicas == 2  # the original is unchanged
+    assert cfg.with_overrides(cluster={"jvm_options": ("-XX:+UseSerialGC",)}).cluster.jvm_options == ("-XX:+UseSerialGC",)
     for mode in ("service", "pod-ip", "port-forward"):
         assert cfg.with_overrides(cluster={"endpoint_mode": mode}).cluster.endpoint_mode == mode
 
@@ -58,6 +59,8 @@ def test_round_trip_and_overrides():
         (lambda r: r["cluster"].update(jvm_options=["-XX:+UseSerialGC -Xss2m"]), "cluster.jvm_options[0]",
          "own list item"),
         (lambda r: r["cluster"].update(jvm_options="-XX:+UseSerialGC"), "cluster.jvm_options", "list"),
+        (lambda r: r["cluster"].update(jvm_options=["-XX:MaxHeapSize=8g"]), "cluster.jvm_options[0]", "cluster.memory"),
+        (lambda r: r["cluster"].update(jvm_options=["-XX:-UseContainerSupport"]), "cluster.jvm_options[0]", "remove"),
     ],
 )
 def test_bad_values_name_field_value_and_fix(mutate, field, needle):
