@@ -26,6 +26,8 @@ GENMODEL_MAIN = "hex.genmodel.tools.PredictCsv"
 LAUNCHER_CLASS = "ParallelPredictCsv"
 MIN_ROWS_PER_THREAD = 50_000  # below this another thread (or JVM) costs more than it saves
 HEAP = "1g"  # rows stream through: the heap holds the model and one buffer per thread
+# the launcher is a batch job: the throughput collector was 2-13% faster than G1 on flights (3 paired runs)
+LAUNCHER_JVM_OPTIONS = ("-XX:+UseParallelGC",)
 
 
 def launcher_source() -> str:
@@ -142,8 +144,8 @@ def predict_csv(genmodel_jar: Path, mojo: Path, input_csv: Path, output_csv: Pat
     launcher = launcher_classpath(genmodel_jar, java)
     try:
         if launcher is not None:
-            _run_all([[java, f"-Xmx{HEAP}", "-cp", f"{genmodel_jar}{os.pathsep}{launcher}", LAUNCHER_CLASS,
-                       str(mojo), str(input_csv), str(output_csv), str(parts)]])
+            _run_all([[java, f"-Xmx{HEAP}", *LAUNCHER_JVM_OPTIONS, "-cp", f"{genmodel_jar}{os.pathsep}{launcher}",
+                       LAUNCHER_CLASS, str(mojo), str(input_csv), str(output_csv), str(parts)]])
         elif parts == 1:
             genmodel_predict(genmodel_jar, mojo, input_csv, output_csv, java)
         else:
