@@ -177,27 +177,14 @@ public class ParallelPredictCsv {
     b.add(bodyStart);
     try (FileInputStream in = new FileInputStream(input)) {
       FileChannel ch = in.getChannel();
-      ByteBuffer buf = ByteBuffer.allocate(1 << 16);
       for (int i = 1; i < threads; i++) {
         long pos = Math.max(bodyStart + (size - bodyStart) * i / threads, b.get(b.size() - 1));
-        long cut = size;
-        scan:
-        while (pos < size) {  // to the end of the line the cut fell into
-          buf.clear();
-          int r = ch.read(buf, pos);
-          if (r <= 0) break;
-          for (int j = 0; j < r; j++) {
-            if (buf.get(j) == '\n') {
-              cut = pos + j + 1;
-              break scan;
-            }
-          }
-          pos += r;
-        }
-        LineReader lines = new LineReader(ch, cut, size);
+        LineReader lines = new LineReader(ch, pos, size);
+        lines.next();  // to the end of the line the cut fell into
+        long cut = lines.position();
         for (int tries = 0; tries < 10_000 && cut < size; tries++) {
           String line = lines.next();
-          if (line == null || simple(line)) break;
+          if (line == null || (!line.isEmpty() && split(line) != null)) break;
           cut = lines.position();
         }
         if (cut > b.get(b.size() - 1) && cut < size) b.add(cut);
@@ -207,10 +194,6 @@ public class ParallelPredictCsv {
     long[] out = new long[b.size()];
     for (int i = 0; i < out.length; i++) out[i] = b.get(i);
     return out;
-  }
-
-  static boolean simple(String line) {
-    return !line.isEmpty() && line.indexOf('\\') < 0 && split(line) != null;
   }
 
   /** opencsv's flag after a line {@link #split} read: set by a last cell of plain text, cleared by a quote or a comma. */
@@ -289,7 +272,7 @@ public class ParallelPredictCsv {
       String line;
       while ((line = lines.next()) != null) {
         row++;
-        String[] cells = line.indexOf('\\') < 0 ? split(line) : null;
+        String[] cells = split(line);
         if (cells != null) {
           inField = endsInField(line, inField);
         } else {
@@ -328,6 +311,7 @@ public class ParallelPredictCsv {
    * whole fields with no quote or separator inside ({@code "AA"}); null for any other line.
    */
   static String[] split(String line) {
+    if (line.indexOf('\\') >= 0) return null;  // opencsv's escape character
     int n = 1;
     for (int i = 0; i < line.length(); i++) if (line.charAt(i) == ',') n++;
     String[] cells = new String[n];
