@@ -61,7 +61,8 @@ def import_interval(h2o: Any, cfg: PipelineConfig, purpose: str, start: date, en
                     staging_dir: str | Path | None = None) -> tuple[Any, ImportResult]:
     """Import the data ``purpose`` (``train`` or ``score``) needs for the interval ``[start, end)``.
 
-    S3: the cluster reads the partition files itself. Hive: a result of at most
+    S3: an input of at most ``client_fetch_max_bytes`` is downloaded and uploaded as one file;
+    the cluster reads a bigger one itself. Hive: a result of at most
     ``client_fetch_max_rows`` rows is fetched and uploaded; a bigger one is staged as Parquet
     by HiveServer2 (``INSERT OVERWRITE DIRECTORY``), then imported by the cluster.
     """
@@ -74,7 +75,8 @@ def import_interval(h2o: Any, cfg: PipelineConfig, purpose: str, start: date, en
 
         client = (s3 or S3Settings()).client()
         resolved = s3_source.resolve(client, cfg.source.s3, lo, hi, all_required=purpose == "score")
-        frame = s3_source.import_frame(h2o, resolved, cfg.source.s3.format, dest, client=client)
+        frame = s3_source.import_frame(h2o, resolved, cfg.source.s3.format, dest, client=client,
+                                       client_fetch_max_bytes=cfg.source.s3.client_fetch_max_bytes)
         source, nbytes, nfiles = cfg.source.s3.uri, resolved.total_bytes, len(resolved.files)
     else:
         from h2o_tasks.sources import hive as hive_source

@@ -123,23 +123,18 @@ def _loaded_model(h2o: Any, model_id: str | None) -> Any:
 
 def _read_partition(client: Any, cfg: PipelineConfig, start: date, end: date) -> Any:
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     from h2o_tasks.sources import s3 as s3_source
 
     if cfg.source.kind != "s3":
         raise ConfigError("scoring.engine", "offline", "reads S3 partitions only", "use engine: cluster for Hive")
     resolved = s3_source.resolve(client, cfg.source.s3, start, end, all_required=True)
-    tables = []
-    for uri in resolved.files:
-        bucket, key = s3.split_uri(uri)
-        body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
-        if cfg.source.s3.format == "parquet":
-            tables.append(pq.read_table(io.BytesIO(body)))
-        else:
-            import pyarrow.csv as pcsv
+    if cfg.source.s3.format == "parquet":
+        tables = s3_source.fetch_objects(client, resolved.files, s3_source.read_parquet)
+    else:
+        import pyarrow.csv as pcsv
 
-            tables.append(pcsv.read_csv(io.BytesIO(body)))
+        tables = s3_source.fetch_objects(client, resolved.files, lambda _uri, body: pcsv.read_csv(pa.BufferReader(body)))
     return pa.concat_tables(tables, promote_options="default").to_pandas()
 
 

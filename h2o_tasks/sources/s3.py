@@ -1,21 +1,31 @@
-"""S3 data source: date partitions ``{uri}/dt=YYYY-MM-DD/`` imported by the cluster itself.
+"""S3 data source: date partitions ``{uri}/dt=YYYY-MM-DD/``.
 
-The client only lists keys; the H2O nodes read the objects in parallel through H2O's own S3
-client (endpoint from the JVM properties, credentials handed over at run time).
+An input of at most ``source.s3.client_fetch_max_bytes`` is downloaded by the task (threads)
+and uploaded to the cluster as one file: H2O's import and parse cost ~10 ms per object, which
+for 365 small daily files is several times the download itself. A bigger input is read by the
+H2O nodes in parallel through H2O's own S3 client (endpoint from the JVM properties,
+credentials handed over at run time).
 """
 
 from __future__ import annotations
 
 import contextlib
+import tempfile
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 from h2o_tasks import s3
 from h2o_tasks.config import S3SourceConfig
 from h2o_tasks.errors import InputDataError, SourceNotFoundError
 
 _SKIP = ("_SUCCESS", ".crc", "_committed", "_started")
+FETCH_THREADS = 8
+UPLOAD_ROW_GROUP = 1 << 16  # row groups of the uploaded Parquet file: H2O parses them in parallel
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -79,19 +89,25 @@ def resolve(client: Any, src: S3SourceConfig, start: date, end: date, *, all_req
 
 
 def import_frame(h2o: Any, resolved: ResolvedInput, fmt: str, destination: str,
-                 col_types: dict[str, str] | None = None, *, client: Any = None) -> Any:
-    """Have the cluster import and parse all files as one frame, in parallel.
+                 col_types: dict[str, str] | None = None, *, client: Any = None,
+                 client_fetch_max_bytes: int = 0) -> Any:
+    """Import all files of ``resolved`` as one frame named ``destination``.
 
-    Parquet files carry their schema, so the parse is set up from the first file only: H2O's
-    setup over every file reads and samples each one, 4-7 s of a 12-20 s import of 365 daily
-    files. With ``client`` the column names of every file's footer are compared first (a tail
-    read per file, in parallel): a file with other columns is an error naming it, as H2O's full
-    setup would fail. A parse that still fails runs the full setup to report H2O's reason.
+    With ``client`` and at most ``client_fetch_max_bytes`` of input, the task downloads the
+    files and uploads them as one (:func:`fetch_and_upload`). Otherwise the cluster imports
+    them. Parquet files carry their schema, so the cluster's parse is set up from the first
+    file only: H2O's setup over every file reads and samples each one, 4-7 s of a 12-20 s
+    import of 365 daily files. With ``client`` the column names of every file's footer are
+    compared first (a tail read per file, in parallel): a file with other columns is an error
+    naming it, as H2O's full setup would fail. A parse that still fails runs the full setup
+    to report H2O's reason.
     """
     files = list(resolved.files)
-    if fmt == "csv":
+    if client is not None and 0 < resolved.total_bytes <= client_fetch_max_bytes:
+        frame = fetch_and_upload(h2o, client, files, fmt, destination, col_types)
+    elif fmt == "csv":
         frame = h2o.import_file(path=files, destination_frame=destination, header=1, col_types=col_types or None,
-                                na_strings=["NA", ""])
+                                na_strings=CSV_NA)
     elif len(files) == 1:
         frame = h2o.import_file(path=files, destination_frame=destination)
     else:
@@ -99,9 +115,110 @@ def import_frame(h2o: Any, resolved: ResolvedInput, fmt: str, destination: str,
             check_parquet_columns(client, files)
         frame = _parse_parquet(h2o, files, destination)
     if frame.nrows == 0:
+        h2o.remove(frame)
         raise InputDataError("interval", f"{resolved.days_found[0]}..{resolved.days_found[-1]}",
                              "the partition files hold no rows", "check the upstream job that writes them")
     return frame
+
+
+CSV_NA = ["NA", ""]
+
+
+def fetch_objects(client: Any, files: Sequence[str], read: Callable[[str, bytes], T],
+                  threads: int = FETCH_THREADS) -> list[T]:
+    """Download ``files`` in parallel, each body turned by ``read(uri, body)`` in its thread; in order."""
+    def get(uri: str) -> T:
+        bucket, key = s3.split_uri(uri)
+        return read(uri, client.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+    if len(files) == 1:
+        return [get(files[0])]
+    with ThreadPoolExecutor(max_workers=min(threads, len(files))) as pool:
+        return list(pool.map(get, files))
+
+
+def read_parquet(uri: str, body: bytes) -> Any:
+    """A downloaded Parquet object as an Arrow table; a clear error naming it otherwise."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(pa.BufferReader(body))
+    except (pa.ArrowException, OSError) as exc:
+        raise InputDataError("source.s3.uri", uri, f"is not a readable Parquet file ({exc})",
+                             "rewrite or remove the file, or set source.s3.format") from exc
+
+
+def fetch_parquet(client: Any, files: Sequence[str]) -> Any:
+    """The Parquet files as one Arrow table (numeric types widened as H2O's parse would)."""
+    import pyarrow as pa
+
+    tables = fetch_objects(client, files, read_parquet)
+    for uri, table in zip(files[1:], tables[1:], strict=True):
+        if table.column_names != tables[0].column_names:
+            raise _columns_error(uri, table.column_names, files[0], tables[0].column_names)
+    try:
+        return pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+        culprit = next((uri for uri, t in zip(files[1:], tables[1:], strict=True)
+                        if not _combines(tables[0].schema, t.schema)), files[-1])
+        raise InputDataError("source.s3.uri", culprit, f"has column types that do not combine with {files[0]}'s "
+                             f"({' '.join(str(exc).split())[:300]}); the partition files' schemas differ",
+                             "rewrite the partitions with one schema (same columns, order and types)") from exc
+
+
+def _combines(first: Any, other: Any) -> bool:
+    import pyarrow as pa
+
+    try:
+        pa.unify_schemas([first, other], promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return False
+    return True
+
+
+def fetch_csv(client: Any, files: Sequence[str], out: Path) -> None:
+    """The CSV files as one, written to ``out``: the first file's header once, every file's rows."""
+    bodies = fetch_objects(client, files, lambda _uri, body: body)
+    header = bodies[0].split(b"\n", 1)[0].rstrip(b"\r")
+    with out.open("wb") as f:
+        for uri, body in zip(files, bodies, strict=True):
+            line, _, rows = body.partition(b"\n")
+            if (got := line.rstrip(b"\r")) != header:
+                raise InputDataError("source.s3.uri", uri, f"has the header {got.decode(errors='replace')!r}"
+                                     f", not {files[0]}'s {header.decode(errors='replace')!r}",
+                                     "rewrite the partitions with one header (same columns in the same order)")
+            f.write(body if uri == files[0] else rows)
+            if body and not body.endswith(b"\n"):
+                f.write(b"\n")
+
+
+def fetch_and_upload(h2o: Any, client: Any, files: Sequence[str], fmt: str, destination: str,
+                     col_types: dict[str, str] | None = None) -> Any:
+    """Download the files (threads), write them as one file and have the cluster parse that.
+
+    The upload's raw key and a partial frame are removed when the parse fails.
+    """
+    with tempfile.TemporaryDirectory(prefix="h2o-s3-fetch-") as tmp:
+        path = Path(tmp) / f"{destination}.{fmt}"
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            pq.write_table(fetch_parquet(client, files), path, compression="none", row_group_size=UPLOAD_ROW_GROUP)
+            options: dict[str, Any] = {}
+            header = 0
+        else:
+            fetch_csv(client, files, path)
+            options = {"column_types": col_types or None, "na_strings": CSV_NA}
+            header = 1
+        raw = h2o.api("POST /3/PostFile", filename=str(path))["destination_frame"]
+    try:  # h2o.parse_raw sets the setup's check_header from its own argument
+        setup = h2o.parse_setup(raw, destination, header=header, **options)
+        return h2o.parse_raw(setup, id=destination, first_line_is_header=header)
+    except Exception:
+        for key in (destination, raw):
+            _remove_quietly(h2o, key)
+        raise
 
 
 PARQUET_TAIL = 1 << 16  # one ranged read holds the footer of any ordinary partition file
@@ -128,21 +245,23 @@ def parquet_columns(client: Any, uri: str) -> list[str]:
                              "rewrite or remove the file") from exc
 
 
-def check_parquet_columns(client: Any, files: list[str], threads: int = 8) -> None:
+def check_parquet_columns(client: Any, files: list[str], threads: int = FETCH_THREADS) -> None:
     """Every file has the first file's columns, in its order."""
-    from concurrent.futures import ThreadPoolExecutor
-
     with ThreadPoolExecutor(max_workers=min(threads, len(files))) as pool:
         names = list(pool.map(lambda uri: parquet_columns(client, uri), files))
     for uri, cols in zip(files[1:], names[1:], strict=True):
         if cols != names[0]:
-            missing = [c for c in names[0] if c not in cols]
-            extra = [c for c in cols if c not in names[0]]
-            how = (f"lacks {missing}" if missing else "") + (" and " if missing and extra else "") + \
-                  (f"has extra {extra}" if extra else "") or f"orders its columns {cols}"
-            raise InputDataError("source.s3.uri", uri, f"{how}: its Parquet schema differs from {files[0]} "
-                                 f"(columns {names[0]}); the partition files' schemas differ",
-                                 "rewrite the partitions with one schema (same columns in the same order)")
+            raise _columns_error(uri, cols, files[0], names[0])
+
+
+def _columns_error(uri: str, cols: list[str], first_uri: str, first: list[str]) -> InputDataError:
+    missing = [c for c in first if c not in cols]
+    extra = [c for c in cols if c not in first]
+    how = (f"lacks {missing}" if missing else "") + (" and " if missing and extra else "") + \
+          (f"has extra {extra}" if extra else "") or f"orders its columns {cols}"
+    return InputDataError("source.s3.uri", uri, f"{how}: its Parquet schema differs from {first_uri} "
+                          f"(columns {first}); the partition files' schemas differ",
+                          "rewrite the partitions with one schema (same columns in the same order)")
 
 
 def _parse_parquet(h2o: Any, files: list[str], destination: str) -> Any:

@@ -25,9 +25,9 @@ def _write_days(client, bucket: str, tables: list[pa.Table]) -> list[str]:
     return [f"2013-02-0{i + 1}" for i in range(len(tables))]
 
 
-def _resolve(s3_settings, bucket: str, n: int) -> s3_source.ResolvedInput:
-    return s3_source.resolve(s3_settings.client(), S3SourceConfig(uri=f"s3://{bucket}/data"), date(2013, 2, 1),
-                             date(2013, 2, 1 + n))
+def _resolve(s3_settings, bucket: str, n: int, fmt: str = "parquet") -> s3_source.ResolvedInput:
+    return s3_source.resolve(s3_settings.client(), S3SourceConfig(uri=f"s3://{bucket}/data", format=fmt),
+                             date(2013, 2, 1), date(2013, 2, 1 + n))
 
 
 def test_first_file_setup_gives_the_frame_of_a_full_setup(h2o_cloud, s3_settings, s3_bucket):
@@ -86,3 +86,99 @@ def test_parquet_columns_reads_the_footer_and_rejects_other_files(s3_settings, s
     s3.write_bytes(client, f"s3://{s3_bucket}/broken.parquet", b"garbage" * 20 + (12).to_bytes(4, "little") + b"PAR1")
     with pytest.raises(InputDataError, match="unreadable Parquet footer"):
         s3_source.parquet_columns(client, f"s3://{s3_bucket}/broken.parquet")
+
+
+def _write_csv_days(client, bucket: str, bodies: list[bytes]) -> None:
+    for i, body in enumerate(bodies):
+        s3.write_bytes(client, f"s3://{bucket}/data/dt=2013-02-0{i + 1}/part-0.csv", body)
+
+
+def _keys(h2o) -> set[str]:
+    return set(h2o.ls()["key"].tolist())
+
+
+def _fetched(h2o, s3_settings, resolved, fmt, dest, monkeypatch, col_types=None):
+    """import_frame through the client path, checking that path is the one that ran."""
+    calls = []
+    real = s3_source.fetch_and_upload
+    monkeypatch.setattr(s3_source, "fetch_and_upload", lambda *a, **k: calls.append(a) or real(*a, **k))
+    frame = s3_source.import_frame(h2o, resolved, fmt, dest, col_types, client=s3_settings.client(),
+                                   client_fetch_max_bytes=resolved.total_bytes)
+    assert len(calls) == 1
+    return frame
+
+
+PARQUET_DAYS = [pa.concat_tables([day] * 10) for day in (  # repeated values: H2O guesses categoricals in either path
+    pa.table({"x": pa.array([1, 2], pa.int64()), "s": pa.array([None, None], pa.string()),
+              "f": pa.array([1.0, 2.0], pa.float32()), "b": [True, False],
+              "t": pa.array([1_356_998_400_000_000, None], pa.timestamp("us")),
+              "d": pa.array([15706, 15707], pa.date32()), "c": pa.array(["u", "v"]).dictionary_encode()}),
+    pa.table({"x": pa.array([1.5, 2.5]), "s": pa.array(["a", "b"]), "f": pa.array([3.5, 4.5]), "b": [None, True],
+              "t": pa.array([1_357_084_800_123_000, 1_357_171_200_000_000], pa.timestamp("us")),
+              "d": pa.array([None, 15709], pa.date32()), "c": pa.array(["v", "w"]).dictionary_encode()}),
+    pa.table({"x": pa.array([7, None], pa.int32()), "s": pa.array(["c", None]),
+              "f": pa.array([None, 4.5], pa.float32()), "b": [False, False],
+              "t": pa.array([None, 1_357_257_600_000_000], pa.timestamp("us")),
+              "d": pa.array([15710, 15711], pa.date32()), "c": pa.array([None, "u"]).dictionary_encode()}))]
+
+
+def test_client_fetch_gives_the_frame_the_cluster_parses_from_parquet(h2o_cloud, s3_settings, s3_bucket,
+                                                                     monkeypatch):
+    """Widened numbers, an all-null first string column, booleans, times, dates, dictionaries, NAs."""
+    _write_days(s3_settings.client(), s3_bucket, PARQUET_DAYS)
+    resolved = _resolve(s3_settings, s3_bucket, 3)
+    before = _keys(h2o_cloud)
+    ours = _fetched(h2o_cloud, s3_settings, resolved, "parquet", "t_fetched_parquet", monkeypatch)
+    cluster = h2o_cloud.import_file(path=list(resolved.files), destination_frame="t_cluster_parquet")
+    try:
+        # the one difference: H2O's multi-file guess keeps "string" for a column all null in one file;
+        # from one file it sees the column's few repeated values
+        assert cluster.types["s"] == "string" and ours.types == {**cluster.types, "s": "enum"}
+        assert ours.nrows == cluster.nrows == 60
+        assert ours.as_data_frame().equals(cluster.as_data_frame())
+        assert _keys(h2o_cloud) - before == {"t_fetched_parquet", "t_cluster_parquet"}  # no upload key left  # no upload key left
+    finally:
+        h2o_cloud.remove(ours)
+        h2o_cloud.remove(cluster)
+
+
+def test_client_fetch_gives_the_frame_the_cluster_parses_from_csv(h2o_cloud, s3_settings, s3_bucket, monkeypatch):
+    """Headers once, CRLF, a file without a final newline, NA spellings, declared column types."""
+    _write_csv_days(s3_settings.client(), s3_bucket, [b"id,x,s\n1,1.5,a\n2,NA,b\n", b"id,x,s\r\n3,,c\r\n4,2,\r\n",
+                                                      b"id,x,s\n5,7,a"])
+    resolved = _resolve(s3_settings, s3_bucket, 3, "csv")
+    types = {"id": "string", "s": "enum"}
+    ours = _fetched(h2o_cloud, s3_settings, resolved, "csv", "t_fetched_csv", monkeypatch, types)
+    cluster = s3_source.import_frame(h2o_cloud, resolved, "csv", "t_cluster_csv", types)
+    try:
+        assert ours.types == cluster.types and ours.nrows == cluster.nrows == 5
+        assert ours.as_data_frame().equals(cluster.as_data_frame())
+    finally:
+        h2o_cloud.remove(ours)
+        h2o_cloud.remove(cluster)
+
+
+@pytest.mark.parametrize(("fmt", "days", "value", "needle"), [
+    ("parquet", [pa.table({"x": [1.0], "s": ["a"]}), pa.table({"x": [2.0]})], "dt=2013-02-02/part-0.parquet",
+     "lacks ['s']"),
+    ("parquet", [pa.table({"x": [1, 2], "s": ["a", "b"]}), pa.table({"x": [3.0], "s": ["c"]}),
+                 pa.table({"x": ["four"], "s": ["d"]})], "dt=2013-02-03/part-0.parquet", "do not combine"),
+    ("parquet", [pa.table({"x": [1.0]}), b"x\n2.0\n"], "dt=2013-02-02/part-0.parquet", "not a readable Parquet"),
+    ("csv", [b"x,s\n1,a\n", b"s,x\nb,2\n"], "dt=2013-02-02/part-0.csv", "has the header 's,x'"),
+], ids=["missing-column", "types-do-not-combine", "not-parquet", "csv-header"])
+def test_client_fetch_names_the_file_and_leaves_nothing(h2o_cloud, s3_settings, s3_bucket, fmt, days, value, needle):
+    client = s3_settings.client()
+    for i, day in enumerate(days):
+        if isinstance(day, pa.Table):
+            buf = io.BytesIO()
+            pq.write_table(day, buf)
+            day = buf.getvalue()
+        s3.write_bytes(client, f"s3://{s3_bucket}/data/dt=2013-02-0{i + 1}/part-0.{fmt}", day)
+    resolved = s3_source.resolve(client, S3SourceConfig(uri=f"s3://{s3_bucket}/data", format=fmt),
+                                 date(2013, 2, 1), date(2013, 2, 1 + len(days)))
+    before = _keys(h2o_cloud)
+    with pytest.raises(InputDataError) as err:
+        s3_source.import_frame(h2o_cloud, resolved, fmt, "t_fetch_fails", client=client, client_fetch_max_bytes=1 << 20)
+    assert err.value.field == "source.s3.uri" and err.value.value.endswith(value)
+    assert needle in str(err.value) and "Fix:" in str(err.value)
+    assert _keys(h2o_cloud) == before

@@ -47,6 +47,8 @@ def test_round_trip_and_overrides():
         (lambda r: r.pop("target"), "target", "column"),
         (lambda r: r["source"].update(kind="ftp"), "source.kind", "s3, hive"),
         (lambda r: r["source"]["s3"].update(uri="h2o-demo/flights"), "source.s3.uri", "s3://"),
+        (lambda r: r["source"]["s3"].update(client_fetch_max_bytes=-1), "source.s3.client_fetch_max_bytes",
+         "at least 0"),
         (lambda r: r.update(name="Arrival_Delay"), "name", "DNS-1123"),
         (lambda r: r.update(colour="blue"), "colour", "remove it"),
         (lambda r: r["features"].append({"name": "delayed", "type": "int"}), "target.column", "leak"),
