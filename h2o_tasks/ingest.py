@@ -76,7 +76,7 @@ def import_interval(h2o: Any, cfg: PipelineConfig, purpose: str, start: date, en
         client = (s3 or S3Settings()).client()
         resolved = s3_source.resolve(client, cfg.source.s3, lo, hi, all_required=purpose == "score")
         frame = s3_source.import_frame(h2o, resolved, cfg.source.s3.format, dest, client=client,
-                                       client_fetch_max_bytes=cfg.source.s3.client_fetch_max_bytes)
+                                       client_fetch_max_bytes=cfg.source.s3.client_fetch_max_bytes, columns=cols)
         source, nbytes, nfiles = cfg.source.s3.uri, resolved.total_bytes, len(resolved.files)
     else:
         from h2o_tasks.sources import hive as hive_source

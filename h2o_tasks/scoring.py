@@ -130,7 +130,7 @@ def _read_partition(client: Any, cfg: PipelineConfig, start: date, end: date) ->
         raise ConfigError("scoring.engine", "offline", "reads S3 partitions only", "use engine: cluster for Hive")
     resolved = s3_source.resolve(client, cfg.source.s3, start, end, all_required=True)
     if cfg.source.s3.format == "parquet":
-        tables = s3_source.fetch_objects(client, resolved.files, s3_source.read_parquet)
+        tables = [t for _, t in s3_source.fetch_objects(client, resolved.files, s3_source.read_parquet)]
     else:
         import pyarrow.csv as pcsv
 

@@ -166,9 +166,11 @@ def test_export_of_a_model_without_pojo_records_why(h2o_cloud, synthetic, s3_set
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])
-def test_missing_strings_stay_missing_on_import(h2o_cloud, s3_settings, s3_bucket, fmt):
+@pytest.mark.parametrize("max_fetch", [1 << 20, 0], ids=["fetched", "nodes-read"])
+def test_missing_strings_stay_missing_on_import(h2o_cloud, s3_settings, s3_bucket, fmt, max_fetch):
     """No pandas DataFrame is ever turned into an H2OFrame (pandas 3 writes missing strings as "nan"):
-    the cluster parses the files itself, and a missing category stays NA, not a level."""
+    the cluster parses the files (downloaded and uploaded, or read by the nodes), and a missing
+    category stays NA, not a level."""
     import io
 
     import pyarrow as pa
@@ -185,7 +187,8 @@ def test_missing_strings_stay_missing_on_import(h2o_cloud, s3_settings, s3_bucke
     client = s3_settings.client()
     s3.write_bytes(client, f"s3://{s3_bucket}/data/dt=2013-02-03/part-0.{fmt}", buf.getvalue())
     raw = to_dict(_cfg(s3_bucket, "regression", [{"algo": "glm"}]))
-    raw["source"] = {"kind": "s3", "training_window_days": 2, "s3": {"uri": f"s3://{s3_bucket}/data", "format": fmt}}
+    raw["source"] = {"kind": "s3", "training_window_days": 2,
+                     "s3": {"uri": f"s3://{s3_bucket}/data", "format": fmt, "client_fetch_max_bytes": max_fetch}}
     cfg = parse(raw)
     day = datetime(2013, 2, 4).date()
     frame, _ = ingest.import_interval(h2o_cloud, cfg, "train", day, day, s3=s3_settings)

@@ -35,6 +35,25 @@ def trained(h2o_cloud, engine_cfg, s3_settings, seeded_s3):
     return imported, prepared, result
 
 
+def test_fetched_import_equals_the_nodes_import(h2o_cloud, engine_cfg, s3_settings, seeded_s3):
+    """The window's flights downloaded and uploaded (only the pipeline's columns) give the frame the nodes import."""
+    from dataclasses import replace
+
+    nodes_cfg = replace(engine_cfg, source=replace(engine_cfg.source, s3=replace(engine_cfg.source.s3,
+                                                                                   client_fetch_max_bytes=0)))
+    fetched, result = ingest.import_interval(h2o_cloud, engine_cfg, "train", DAY, DAY, s3=s3_settings)
+    fetched_df, fetched_types = fetched.as_data_frame(), fetched.types
+    nodes, _ = ingest.import_interval(h2o_cloud, nodes_cfg, "train", DAY, DAY, s3=s3_settings)
+    try:
+        assert 0 < result.input_bytes <= engine_cfg.source.s3.client_fetch_max_bytes
+        assert result.files == engine_cfg.source.training_window_days
+        assert fetched.columns == nodes.columns == ingest.columns_needed(engine_cfg, "train")
+        assert fetched_types == nodes.types and fetched.nrows == nodes.nrows > 20_000
+        assert fetched_df.equals(nodes.as_data_frame())
+    finally:
+        h2o_cloud.remove(nodes)
+
+
 def test_import_prepare_and_train(trained):
     imported, prepared, result = trained
     assert imported.rows > 20000 and imported.files == 28
