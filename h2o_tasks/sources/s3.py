@@ -24,6 +24,7 @@ from h2o_tasks.errors import InputDataError, SourceNotFoundError
 
 _SKIP = ("_SUCCESS", ".crc", "_committed", "_started")
 FETCH_THREADS = 8
+LIST_PAGE = 1000  # keys per ListObjectsV2 page
 UPLOAD_ROW_GROUP = 1 << 16  # row groups of the uploaded Parquet file: H2O parses them in parallel
 T = TypeVar("T")
 
@@ -65,14 +66,18 @@ def resolve(client: Any, src: S3SourceConfig, start: date, end: date, *, all_req
     base = f"{prefix.rstrip('/')}/" if prefix else ""
     lo, hi = f"{base}dt={start.isoformat()}", f"{base}dt={end.isoformat()}"
     try:
-        for page in paginator.paginate(Bucket=bucket, Prefix=f"{base}dt=", StartAfter=lo):
-            for obj in page.get("Contents", []):
+        for page in paginator.paginate(Bucket=bucket, Prefix=f"{base}dt=", StartAfter=lo,
+                                       PaginationConfig={"PageSize": LIST_PAGE}):
+            objects = page.get("Contents", [])
+            for obj in objects:
                 key = obj["Key"]
                 if key >= hi:
                     break
                 day = key[len(base) + 3:].split("/", 1)[0]
                 if key.endswith(suffix) and not any(m in key for m in _SKIP) and obj["Size"] > 0:
                     found.setdefault(day, []).append((f"s3://{bucket}/{key}", obj["Size"]))
+            if objects and objects[-1]["Key"] >= hi:  # past the interval: the later pages are not listed
+                break
     except client.exceptions.NoSuchBucket:
         raise SourceNotFoundError("source.s3.uri", src.uri, f"bucket {bucket!r} does not exist",
                                   "create the bucket or fix the URI") from None

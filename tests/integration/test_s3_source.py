@@ -182,3 +182,22 @@ def test_client_fetch_names_the_file_and_leaves_nothing(h2o_cloud, s3_settings, 
     assert err.value.field == "source.s3.uri" and err.value.value.endswith(value)
     assert needle in str(err.value) and "Fix:" in str(err.value)
     assert _keys(h2o_cloud) == before
+
+
+def test_resolve_lists_only_up_to_the_interval_end(s3_settings, s3_bucket, monkeypatch):
+    """A window early in a long history stops listing after the page that passes its end."""
+    client = s3_settings.client()
+    for day in range(1, 10):
+        for part in range(2):
+            s3.write_bytes(client, f"s3://{s3_bucket}/data/dt=2013-02-0{day}/part-{part}.parquet", b"x")
+    s3.write_bytes(client, f"s3://{s3_bucket}/data/dt=2013-02-03/_SUCCESS", b"")
+    calls = []
+    client.meta.events.register("before-call.s3.ListObjectsV2", lambda **kw: calls.append(kw["params"]))
+    monkeypatch.setattr(s3_source, "LIST_PAGE", 3)
+    resolved = s3_source.resolve(client, S3SourceConfig(uri=f"s3://{s3_bucket}/data"), date(2013, 2, 2),
+                                 date(2013, 2, 4))
+    assert [u.split("/data/")[1] for u in resolved.files] == [
+        "dt=2013-02-02/part-0.parquet", "dt=2013-02-02/part-1.parquet",
+        "dt=2013-02-03/part-0.parquet", "dt=2013-02-03/part-1.parquet"]
+    assert resolved.days_found == ("2013-02-02", "2013-02-03") and resolved.total_bytes == 4
+    assert len(calls) == 2  # 3 + 3 keys reach dt=2013-02-04; the 12 keys after it are never listed
