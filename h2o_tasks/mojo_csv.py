@@ -3,7 +3,8 @@
 The scorer is one JVM running :file:`java/ParallelPredictCsv.java` (compiled once against the
 model's own ``h2o-genmodel.jar`` and cached): threads over byte ranges of the input, each row
 converted with the encoders H2O's ``EasyPredictModelWrapper`` builds and scored with
-``score0``, written in ``PredictCsv --decimal``'s format. Its output is byte-identical to one
+``score0`` (GBM and DRF: over their trees decoded once, not their compressed bytes per row),
+written in ``PredictCsv --decimal``'s format. Its output is byte-identical to one
 ``PredictCsv`` over the whole file (the tests and the benchmark compare them). Without a
 ``javac`` it falls back to ``PredictCsv`` itself, one JVM per row chunk.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import itertools
+import logging
 import os
 import shutil
 import subprocess
@@ -21,6 +23,8 @@ from importlib import resources
 from pathlib import Path
 
 from h2o_tasks.cache import cache_dir
+
+log = logging.getLogger(__name__)
 
 GENMODEL_MAIN = "hex.genmodel.tools.PredictCsv"
 LAUNCHER_CLASS = "ParallelPredictCsv"
@@ -119,6 +123,9 @@ def _run_all(commands: list[list[str]]) -> None:
         if proc.returncode != 0:  # PredictCsv reports on stdout, the launcher on stderr
             text = (err or out).decode(errors="replace").strip()
             errors.append(f"MOJO scoring failed (exit {proc.returncode}): {text[-2000:]}")
+        for line in err.decode(errors="replace").splitlines():
+            if line.startswith(f"{LAUNCHER_CLASS}: "):  # the way the launcher scored the rows
+                log.info("Offline scorer: %s", line.split(": ", 1)[1])
     if errors:
         raise RuntimeError("; ".join(errors))
 

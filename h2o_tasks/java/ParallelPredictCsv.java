@@ -4,8 +4,14 @@ import hex.genmodel.CategoricalEncoding;
 import hex.genmodel.ConverterFactoryProvidingModel;
 import hex.genmodel.GenModel;
 import hex.genmodel.MojoModel;
+import hex.genmodel.algos.drf.DrfMojoModel;
+import hex.genmodel.algos.gbm.GbmMojoModel;
+import hex.genmodel.algos.tree.NaSplitDir;
+import hex.genmodel.algos.tree.SharedTreeMojoModel;
 import hex.genmodel.easy.CategoricalEncoder;
 import hex.genmodel.tools.PredictCsv;
+import hex.genmodel.utils.ByteBufferWrapper;
+import hex.genmodel.utils.GenmodelBitSet;
 import java.io.BufferedWriter;
 import java.io.File;
 import java.io.FileInputStream;
@@ -35,7 +41,8 @@ import java.util.concurrent.Future;
  * ends. For Binomial, Multinomial and Regression MOJOs without an offset column the rows are read
  * without PredictCsv's per-row map: each cell goes straight to the model's column index and
  * categorical encoder (the ones {@code EasyPredictModelWrapper} builds, with unknown levels as NA),
- * then {@code score0}, then PredictCsv's output format. Other models, and inputs whose records span
+ * then {@code score0}, then PredictCsv's output format. GBM and DRF trees are decoded once
+ * ({@link DecodedTrees}) instead of walked in their compressed bytes for every row. Other models, and inputs whose records span
  * lines, are scored by PredictCsv itself (one per range, or one over the whole file). Records
  * spanning lines are found only on the direct path: for other models each range must hold whole
  * records, as for any line-based split.
@@ -71,7 +78,9 @@ public class ParallelPredictCsv {
     File output = new File(args[2]);
     try {
       GenModel model = MojoModel.load(args[0]);
-      new ParallelPredictCsv(model, new File(args[1]), output, Integer.parseInt(args[3])).run();
+      ParallelPredictCsv scorer = new ParallelPredictCsv(model, new File(args[1]), output, Integer.parseInt(args[3]));
+      scorer.run();
+      System.err.println("ParallelPredictCsv: " + scorer.how);
     } catch (Throwable e) {
       output.delete();
       System.err.println("Prediction failed: " + e);
@@ -86,6 +95,7 @@ public class ParallelPredictCsv {
   final File output;
   final int threads;
   final ModelCategory category;
+  String how = "";  // which way the rows were scored, reported on stderr
 
   ParallelPredictCsv(GenModel m, File input, File output, int threads) {
     this.m = m;
@@ -133,6 +143,8 @@ public class ParallelPredictCsv {
     }
     boolean headerInField = IN_FIELD.getBoolean(headerParser);
     Converter conv = new Converter(m, header);
+    DecodedTrees trees = DecodedTrees.of(m);
+    how = (bounds.length - 1) + " range(s), " + (trees != null ? trees.trees.length + " decoded trees" : "the model's score0");
     int n = bounds.length - 1;
     File[] parts = new File[n];
     for (int i = 0; i < n; i++) {
@@ -145,7 +157,7 @@ public class ParallelPredictCsv {
       for (int i = 0; i < n; i++) {
         final int k = i;
         done.add(pool.submit(() -> {
-          score(conv, bounds[k], bounds[k + 1], parts[k], k == 0, headerInField);
+          score(conv, trees, bounds[k], bounds[k + 1], parts[k], k == 0, headerInField);
           return null;
         }));
       }
@@ -249,7 +261,8 @@ public class ParallelPredictCsv {
     }
   }
 
-  void score(Converter conv, long lo, long hi, File part, boolean header, boolean headerInField) throws Exception {
+  void score(Converter conv, DecodedTrees trees, long lo, long hi, File part, boolean header, boolean headerInField)
+      throws Exception {
     boolean regression = category == ModelCategory.Regression;
     String[] domain = regression ? null : m.getDomainValues(m.getResponseIdx());
     int nclasses = regression ? 0 : m.getNumResponseClasses();
@@ -284,7 +297,8 @@ public class ParallelPredictCsv {
         try {
           conv.fill(cells, raw);
           Arrays.fill(preds, 0);
-          double[] p = m.requiresOffset() ? m.score0(raw, 0, preds) : m.score0(raw, preds);
+          double[] p = trees != null ? trees.score0(raw, preds)
+              : m.requiresOffset() ? m.score0(raw, 0, preds) : m.score0(raw, preds);
           if (regression) {
             out.write(str(p[0]));
           } else {
@@ -299,6 +313,191 @@ public class ParallelPredictCsv {
           throw new Exception("data row " + (rowsBefore(lo) + row) + " of " + input + ": " + e.getMessage(), e);
         }
       }
+    }
+  }
+
+  /**
+   * {@code score0} of a GBM or DRF MOJO over its trees decoded once into arrays. H2O's
+   * {@code SharedTreeMojoModel.scoreTree} (ScoreTree2) decodes each node's bytes again on every
+   * row; this walk takes the same branches, returns the same float leaves, and sums them in the
+   * same order before the model's own {@code unifyPreds}, so the predictions are the same doubles.
+   */
+  static final class DecodedTrees {
+    static final int NA_VS_REST = NaSplitDir.NAvsREST.value();
+    static final int NA_LEFT = NaSplitDir.NALeft.value();
+    static final int LEFT = NaSplitDir.Left.value();
+
+    final SharedTreeMojoModel model;
+    final Tree[] trees;  // indexed as the model's compressed trees: class * groups + group
+    final int groups;
+    final int perGroup;
+    final int classOffset;
+
+    DecodedTrees(SharedTreeMojoModel model, Tree[] trees, int groups, int perGroup) {
+      this.model = model;
+      this.trees = trees;
+      this.groups = groups;
+      this.perGroup = perGroup;
+      this.classOffset = model._nclasses == 1 ? 0 : 1;
+    }
+
+    /** The decoded trees of a GBM or DRF MOJO scored with ScoreTree2, else null (the model's own score0). */
+    static DecodedTrees of(GenModel m) {
+      if (m.getClass() != GbmMojoModel.class && m.getClass() != DrfMojoModel.class) return null;
+      SharedTreeMojoModel t = (SharedTreeMojoModel) m;
+      if (t._mojo_version == 1.0 || t._mojo_version == 1.1) return null;  // ScoreTree0 and ScoreTree1
+      try {
+        byte[][] compressed = (byte[][]) field("_compressed_trees").get(t);
+        int groups = field("_ntree_groups").getInt(t);
+        int perGroup = field("_ntrees_per_group").getInt(t);
+        if (compressed == null || compressed.length != groups * perGroup) return null;
+        Tree[] trees = new Tree[compressed.length];
+        for (int i = 0; i < compressed.length; i++) {
+          trees[i] = compressed[i] == null ? null : new Tree(compressed[i], t._domains);
+        }
+        return new DecodedTrees(t, trees, groups, perGroup);
+      } catch (ReflectiveOperationException | RuntimeException e) {
+        return null;  // another genmodel layout or a node this walk does not cover
+      }
+    }
+
+    static Field field(String name) throws NoSuchFieldException {
+      Field f = SharedTreeMojoModel.class.getDeclaredField(name);
+      f.setAccessible(true);
+      return f;
+    }
+
+    /** GbmMojoModel/DrfMojoModel.score0(row, preds): scoreAllTrees, then unifyPreds with offset 0. */
+    double[] score0(double[] row, double[] preds) {
+      Arrays.fill(preds, 0);
+      for (int c = 0; c < perGroup; c++) {
+        int k = classOffset + c;
+        int itree = c * groups;
+        for (int g = 0; g < groups; g++, itree++) {
+          Tree tree = trees[itree];
+          if (tree != null) preds[k] += tree.score(row);
+        }
+      }
+      return model.unifyPreds(row, 0.0, preds);
+    }
+  }
+
+  /** One tree: nodes in arrays, a child index below zero is {@code ~leaf}. */
+  static final class Tree {
+    static final byte NUMERIC = 0;
+    static final byte BITSET = 1;
+    static final byte NA_VS_REST = 2;
+
+    int[] col = new int[16];
+    byte[] kind = new byte[16];
+    boolean[] leftward = new boolean[16];
+    float[] split = new float[16];
+    GenmodelBitSet[] bits = new GenmodelBitSet[16];
+    int[] domainLength = new int[16];  // -1: not a categorical column
+    int[] left = new int[16];
+    int[] right = new int[16];
+    float[] leaves = new float[16];
+    int nodes;
+    int nleaves;
+    final int root;
+
+    Tree(byte[] tree, String[][] domains) {
+      root = decode(tree, 0, domains);
+    }
+
+    /** SharedTreeMojoModel.scoreTree(tree, row, false, domains), node by node. */
+    double score(double[] row) {
+      int n = root;
+      while (n >= 0) {
+        double d = row[col[n]];
+        GenmodelBitSet b = bits[n];
+        int dl = domainLength[n];
+        boolean goRight;
+        if (Double.isNaN(d) || (b != null && !b.isInRange((int) d)) || (dl >= 0 && dl <= (int) d)) {
+          goRight = !leftward[n];
+        } else {
+          goRight = kind[n] != NA_VS_REST && (b == null ? d >= split[n] : b.contains((int) d));
+        }
+        n = goRight ? right[n] : left[n];
+      }
+      return leaves[~n];
+    }
+
+    /** The node at {@code pos} of ScoreTree2's layout and its subtrees; returns its index or {@code ~leaf}. */
+    int decode(byte[] tree, int pos, String[][] domains) {
+      ByteBufferWrapper ab = at(tree, pos);
+      int nodeType = ab.get1U();
+      int colId = ab.get2();
+      if (colId == 65535) return leaf(ab.get4f());
+      int naSplitDir = ab.get1U();
+      boolean naVsRest = naSplitDir == DecodedTrees.NA_VS_REST;
+      int lmask = nodeType & 51;
+      int equal = nodeType & 12;
+      if (equal == 4) throw new IllegalStateException("4-byte bitsets are not supported");
+      float splitVal = -1;
+      GenmodelBitSet bs = null;
+      if (!naVsRest) {
+        if (equal == 0) {
+          splitVal = ab.get4f();
+        } else {
+          bs = new GenmodelBitSet(0);
+          if (equal == 8) bs.fill2(tree, ab);
+          else bs.fill3(tree, ab);
+        }
+      } else if (equal != 0) {
+        throw new IllegalStateException("H2O tests such a node against the previous node's bitset");
+      }
+      int n = node();
+      col[n] = colId;
+      kind[n] = naVsRest ? NA_VS_REST : bs != null ? BITSET : NUMERIC;
+      leftward[n] = naSplitDir == DecodedTrees.NA_LEFT || naSplitDir == DecodedTrees.LEFT;
+      split[n] = splitVal;
+      bits[n] = bs;
+      domainLength[n] = domains != null && domains[colId] != null ? domains[colId].length : -1;
+      int sizeAt = ab.position();
+      int rightAt;
+      switch (lmask) {
+        case 0: rightAt = ab.get1U(); break;
+        case 1: rightAt = ab.get2(); break;
+        case 2: rightAt = ab.get3(); break;
+        case 3: rightAt = ab.get4(); break;
+        case 48: rightAt = 4; break;  // the left leaf's float
+        default: throw new IllegalStateException("illegal lmask value " + lmask);
+      }
+      rightAt += ab.position();
+      int l = lmask == 48 ? leaf(at(tree, sizeAt).get4f()) : decode(tree, sizeAt + lmask + 1, domains);
+      int rmask = (nodeType & 0xC0) >> 2;
+      int r = (rmask & 16) != 0 ? leaf(at(tree, rightAt).get4f()) : decode(tree, rightAt, domains);
+      left[n] = l;
+      right[n] = r;
+      return n;
+    }
+
+    static ByteBufferWrapper at(byte[] tree, int pos) {
+      ByteBufferWrapper ab = new ByteBufferWrapper(tree);
+      ab.skip(pos);
+      return ab;
+    }
+
+    int node() {
+      if (nodes == col.length) {
+        int size = nodes * 2;
+        col = Arrays.copyOf(col, size);
+        kind = Arrays.copyOf(kind, size);
+        leftward = Arrays.copyOf(leftward, size);
+        split = Arrays.copyOf(split, size);
+        bits = Arrays.copyOf(bits, size);
+        domainLength = Arrays.copyOf(domainLength, size);
+        left = Arrays.copyOf(left, size);
+        right = Arrays.copyOf(right, size);
+      }
+      return nodes++;
+    }
+
+    int leaf(float value) {
+      if (nleaves == leaves.length) leaves = Arrays.copyOf(leaves, nleaves * 2);
+      leaves[nleaves] = value;
+      return ~nleaves++;
     }
   }
 
@@ -393,6 +592,7 @@ public class ParallelPredictCsv {
   /** Models the direct path does not cover: PredictCsv itself on each range (a copy of it with the header). */
   void viaPredictCsv(long[] bounds) throws Exception {
     if (bounds == null) {  // the whole file, read by PredictCsv itself
+      how = "PredictCsv over the whole file";
       PredictCsv.make(new String[] {"--embedded", "--input", input.getPath(), "--output", output.getPath(), "--decimal"},
                       m).run();
       return;
@@ -402,6 +602,7 @@ public class ParallelPredictCsv {
       return;
     }
     int n = bounds.length - 1;
+    how = "PredictCsv on " + n + " range(s)";
     File dir = Files.createTempDirectory(output.getAbsoluteFile().getParentFile().toPath(), ".predict-").toFile();
     try {
       byte[] header;

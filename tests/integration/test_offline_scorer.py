@@ -128,3 +128,66 @@ def test_numeric_categorical_with_nas_scores_like_its_text(models, tmp_path):
     text.to_csv(tmp_path / "text.csv", index=False, na_rep="")
     mojo_csv.genmodel_predict(jar, mojos["binomial"], tmp_path / "text.csv", tmp_path / "expected.csv")
     assert filecmp.cmp(tmp_path / "fixed.out.csv", tmp_path / "expected.csv", shallow=False)
+
+
+TREE_MODELS = {  # kind: (algo, parameters, target)
+    "gbm-binomial-deep": ("gbm", {"ntrees": 20, "max_depth": 8, "min_rows": 2}, "y"),
+    "gbm-multinomial": ("gbm", {"ntrees": 8, "max_depth": 5}, "k"),
+    "gbm-poisson": ("gbm", {"ntrees": 8, "max_depth": 5, "distribution": "poisson"}, "cnt"),
+    "drf-binomial": ("drf", {"ntrees": 8, "max_depth": 12}, "y"),
+    "drf-binomial-double-trees": ("drf", {"ntrees": 5, "max_depth": 6, "binomial_double_trees": True}, "y"),
+    "drf-regression": ("drf", {"ntrees": 8, "max_depth": 10}, "z"),
+}
+
+
+@pytest.fixture(scope="module")
+def tree_models(h2o_cloud, tmp_path_factory):
+    """GBM and DRF MOJOs over a 120-level categorical (bitsets with offsets), an integer column (rows equal
+    to split values), NAs on both sides of splits, and a scoring CSV with levels the models never saw."""
+    from h2o.estimators import H2OGradientBoostingEstimator, H2ORandomForestEstimator
+
+    h2o = h2o_cloud
+    rng = np.random.default_rng(11)
+    n = 4000
+    levels = [f"L{i}" for i in range(120)]
+    df = pd.DataFrame({"h": rng.choice(levels, n), "code": rng.choice(["1545", "77", "9", "AA"], n),
+                       "x": rng.normal(size=n), "z": rng.normal(size=n), "i": rng.integers(0, 12, n)})
+    score = (df["h"].str[1:].astype(int) % 7) / 3 + df["x"] + (df["code"] == "77") + (df["i"] > 6)
+    df["y"] = (score + rng.normal(scale=0.5, size=n) > 1).astype(int).astype(str)
+    df["k"] = pd.cut(score, [-np.inf, 0.5, 1.5, np.inf], labels=["lo", "mid", "hi"]).astype(str)
+    df["cnt"] = rng.poisson(np.exp(score.clip(-2, 2) / 2))
+    df.loc[rng.choice(n, 300), "x"] = np.nan
+    df.loc[rng.choice(n, 200), "h"] = None
+    types = {"h": "enum", "code": "enum", "x": "real", "z": "real", "i": "int", "y": "enum", "k": "enum", "cnt": "int"}
+    frame = h2o.H2OFrame(df, column_types=types)
+    work = tmp_path_factory.mktemp("tree-mojos")
+    estimators, mojos = [], {}
+    try:
+        for kind, (algo, params, target) in TREE_MODELS.items():
+            cls = H2OGradientBoostingEstimator if algo == "gbm" else H2ORandomForestEstimator
+            est = cls(seed=1, **params)
+            estimators.append(est)
+            features = [c for c in ("h", "code", "x", "z", "i") if c != target]
+            est.train(x=features, y=target, training_frame=frame)
+            path = est.download_mojo(path=str(work / kind), get_genmodel_jar=True, genmodel_name="h2o-genmodel.jar")
+            mojos[kind] = work / kind / path.rsplit("/", 1)[-1]
+        scoring_df = df.drop(columns=["y", "k", "cnt"])
+        scoring_df.loc[rng.choice(n, 100), "h"] = "never-seen"
+        yield work / "gbm-multinomial" / "h2o-genmodel.jar", mojos, scoring_df
+    finally:
+        for est in estimators:
+            h2o.remove(est)
+        h2o.remove(frame)
+
+
+@pytest.mark.parametrize("kind", list(TREE_MODELS))
+def test_decoded_trees_score_as_h2o_walks_them(tree_models, tmp_path, monkeypatch, caplog, kind):
+    """GBM and DRF go through the trees decoded once: the same bytes as PredictCsv."""
+    import logging
+
+    jar, mojos, df = tree_models
+    df.to_csv(tmp_path / "in.csv", index=False)
+    monkeypatch.setattr(mojo_csv, "MIN_ROWS_PER_THREAD", 500)
+    caplog.set_level(logging.INFO, logger="h2o_tasks.mojo_csv")
+    assert _same_as_predictcsv(jar, mojos[kind], tmp_path / "in.csv", tmp_path, workers=2) == 2
+    assert "2 range(s)" in caplog.text and "decoded trees" in caplog.text
