@@ -37,8 +37,10 @@ class H2OImportOperator(_ClusterTaskMixin, H2OPipelineOperator):
     """
     Import the interval's data into the cluster and check it against the pipeline's contract.
 
-    S3 partitions are read by the H2O nodes themselves; a Hive query is staged as Parquet
-    by HiveServer2 and imported by the cluster. For training, the label is derived and the
+    S3 partitions up to ``source.s3.client_fetch_max_bytes`` are downloaded by the task and
+    uploaded as one file, bigger inputs read by the H2O nodes themselves; a small Hive result
+    is fetched and uploaded, a big one staged as Parquet by HiveServer2 and imported by the
+    cluster. For training, the label is derived and the
     input checked (columns, types, target, emptiness, at least two classes).
 
     :param purpose: ``train`` (the training window) or ``score`` (the interval's days).
