@@ -24,6 +24,7 @@ PROBLEMS = ("binary", "regression")
 METRICS_HIGHER_IS_BETTER = {"auc": True, "aucpr": True, "r2": True, "logloss": False,
                             "rmse": False, "mae": False, "mse": False}
 SOURCE_KINDS = ("s3", "hive")
+CLIENT_FETCH_LIMIT = 1 << 30  # source.s3.client_fetch_max_bytes: what an Airflow worker may hold
 FORMATS = ("parquet", "csv")
 BACKENDS = ("local", "kubernetes")
 ENDPOINT_MODES = ("service", "pod-ip", "port-forward")  # how Airflow reaches the leader on Kubernetes
@@ -71,7 +72,8 @@ class S3SourceConfig:
     format: str = "parquet"
     # inputs up to this many bytes are downloaded by the task (in threads) and uploaded as one
     # file; bigger ones are read by the nodes themselves. H2O's import costs ~10 ms per file
-    # (365 daily files: 6-9x the raw download); 0 has the nodes read every input
+    # (365 daily files: 6-9x the raw download); 0 has the nodes read every input. The task
+    # holds the decoded columns in memory (several times the compressed size): at most 1 GiB
     client_fetch_max_bytes: int = 64 << 20
 
 
@@ -353,7 +355,8 @@ def _parse_source(data: Any) -> SourceConfig:
         return SourceConfig(kind, window, s3=S3SourceConfig(
             uri=_check_uri("source.s3.uri", s3.get("uri", str)),
             format=s3.choice("format", FORMATS, "parquet"),
-            client_fetch_max_bytes=s3.int_in("client_fetch_max_bytes", S3SourceConfig.client_fetch_max_bytes, 0)))
+            client_fetch_max_bytes=s3.int_in("client_fetch_max_bytes", S3SourceConfig.client_fetch_max_bytes, 0,
+                                             CLIENT_FETCH_LIMIT)))
     h = _Section(s.get("hive", dict, fix="add 'source.hive: {table: NAME}'"), "source.hive",
                  ("table", "partition_column", "database", "client_fetch_max_rows"))
     hive = HiveSourceConfig(

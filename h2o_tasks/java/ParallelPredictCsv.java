@@ -144,7 +144,7 @@ public class ParallelPredictCsv {
     boolean headerInField = IN_FIELD.getBoolean(headerParser);
     Converter conv = new Converter(m, header);
     DecodedTrees trees = DecodedTrees.of(m);
-    how = (bounds.length - 1) + " range(s), " + (trees != null ? trees.trees.length + " decoded trees" : "the model's score0");
+    how = (bounds.length - 1) + " range(s), " + (trees != null ? trees.describe() : "the model's score0");
     int n = bounds.length - 1;
     File[] parts = new File[n];
     for (int i = 0; i < n; i++) {
@@ -356,9 +356,22 @@ public class ParallelPredictCsv {
           trees[i] = compressed[i] == null ? null : new Tree(compressed[i], t._domains);
         }
         return new DecodedTrees(t, trees, groups, perGroup);
-      } catch (ReflectiveOperationException | RuntimeException e) {
-        return null;  // another genmodel layout or a node this walk does not cover
+      } catch (ReflectiveOperationException | RuntimeException | StackOverflowError | OutOfMemoryError e) {
+        return null;  // another genmodel layout, a node this walk does not cover, or trees too big to hold twice
       }
+    }
+
+    /** Nodes by kind over all trees, for the report: numeric, bitset, bitset with offset, NA vs rest. */
+    String describe() {
+      int[] counts = new int[4];
+      for (Tree tree : trees) {
+        if (tree == null) continue;
+        for (int n = 0; n < tree.nodes; n++) {
+          counts[tree.kind[n] == Tree.NUMERIC ? 0 : tree.kind[n] == Tree.NA_VS_REST ? 3 : tree.offsetBits[n] ? 2 : 1]++;
+        }
+      }
+      return trees.length + " decoded trees (nodes: " + counts[0] + " numeric, " + counts[1] + " bitset, " + counts[2]
+          + " offset bitset, " + counts[3] + " NA-vs-rest)";
     }
 
     static Field field(String name) throws NoSuchFieldException {
@@ -393,6 +406,7 @@ public class ParallelPredictCsv {
     boolean[] leftward = new boolean[16];
     float[] split = new float[16];
     GenmodelBitSet[] bits = new GenmodelBitSet[16];
+    boolean[] offsetBits = new boolean[16];  // a bitset read by fill3 (bit offset and length in the tree)
     int[] domainLength = new int[16];  // -1: not a categorical column
     int[] left = new int[16];
     int[] right = new int[16];
@@ -453,6 +467,7 @@ public class ParallelPredictCsv {
       leftward[n] = naSplitDir == DecodedTrees.NA_LEFT || naSplitDir == DecodedTrees.LEFT;
       split[n] = splitVal;
       bits[n] = bs;
+      offsetBits[n] = equal == 12 && !naVsRest;
       domainLength[n] = domains != null && domains[colId] != null ? domains[colId].length : -1;
       int sizeAt = ab.position();
       int rightAt;
@@ -487,6 +502,7 @@ public class ParallelPredictCsv {
         leftward = Arrays.copyOf(leftward, size);
         split = Arrays.copyOf(split, size);
         bits = Arrays.copyOf(bits, size);
+        offsetBits = Arrays.copyOf(offsetBits, size);
         domainLength = Arrays.copyOf(domainLength, size);
         left = Arrays.copyOf(left, size);
         right = Arrays.copyOf(right, size);

@@ -100,31 +100,43 @@ def import_frame(h2o: Any, resolved: ResolvedInput, fmt: str, destination: str,
 
     With ``client`` and at most ``client_fetch_max_bytes`` of input, the task downloads the
     files and uploads them as one (:func:`fetch_and_upload`); of Parquet files only
-    ``columns`` (those present, in that order) are uploaded. Otherwise the cluster imports
-    them. Parquet files carry their schema, so the cluster's parse is set up from the first
-    file only: H2O's setup over every file reads and samples each one, 4-7 s of a 12-20 s
-    import of 365 daily files. With ``client`` the column names of every file's footer are
-    compared first (a tail read per file, in parallel): a file with other columns is an error
-    naming it, as H2O's full setup would fail. A parse that still fails runs the full setup
-    to report H2O's reason.
+    ``columns`` are uploaded. Otherwise, or when a Parquet column has a type the upload would
+    change (:func:`uploadable`), the cluster imports them. Parquet files carry their schema,
+    so the cluster's parse is set up from the first file only: H2O's setup over every file
+    reads and samples each one, 4-7 s of a 12-20 s import of 365 daily files. With ``client``
+    the column names of every file's footer are compared first (a tail read per file, in
+    parallel): a file with other columns is an error naming it, as H2O's full setup would
+    fail. A parse that still fails runs the full setup to report H2O's reason.
     """
     files = list(resolved.files)
+    frame = None
     if client is not None and 0 < resolved.total_bytes <= client_fetch_max_bytes:
-        frame = fetch_and_upload(h2o, client, files, fmt, destination, col_types, columns)
-    elif fmt == "csv":
+        try:
+            frame = fetch_and_upload(h2o, client, files, fmt, destination, col_types, columns)
+        except NoRows:
+            raise _no_rows(resolved) from None
+    if frame is None and fmt == "csv":
         frame = h2o.import_file(path=files, destination_frame=destination, header=1, col_types=col_types or None,
                                 na_strings=CSV_NA)
-    elif len(files) == 1:
+    elif frame is None and len(files) == 1:
         frame = h2o.import_file(path=files, destination_frame=destination)
-    else:
+    elif frame is None:
         if client is not None:
             check_parquet_columns(client, files)
         frame = _parse_parquet(h2o, files, destination)
     if frame.nrows == 0:
         h2o.remove(frame)
-        raise InputDataError("interval", f"{resolved.days_found[0]}..{resolved.days_found[-1]}",
-                             "the partition files hold no rows", "check the upstream job that writes them")
+        raise _no_rows(resolved)
     return frame
+
+
+class NoRows(Exception):
+    """The downloaded files hold no rows."""
+
+
+def _no_rows(resolved: ResolvedInput) -> InputDataError:
+    return InputDataError("interval", f"{resolved.days_found[0]}..{resolved.days_found[-1]}",
+                          "the partition files hold no rows", "check the upstream job that writes them")
 
 
 CSV_NA = ["NA", ""]
@@ -132,15 +144,32 @@ CSV_NA = ["NA", ""]
 
 def fetch_objects(client: Any, files: Sequence[str], read: Callable[[str, bytes], T],
                   threads: int = FETCH_THREADS) -> list[T]:
-    """Download ``files`` in parallel, each body turned by ``read(uri, body)`` in its thread; in order."""
+    """Download ``files`` in parallel, each body turned by ``read(uri, body)`` in its thread; in order.
+
+    An object that cannot be read (gone since the listing, access denied) is an error naming it.
+    """
+    from botocore.exceptions import BotoCoreError, ClientError
+
     def get(uri: str) -> T:
         bucket, key = s3.split_uri(uri)
-        return read(uri, client.get_object(Bucket=bucket, Key=key)["Body"].read())
+        try:
+            body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except (ClientError, BotoCoreError) as exc:
+            raise SourceNotFoundError("source.s3.uri", uri, f"could not be read ({exc})",
+                                      "check that the object still exists and the credentials (aws_conn_id) may "
+                                      "read it, then rerun the task") from exc
+        return read(uri, body)
 
     if len(files) == 1:
         return [get(files[0])]
     with ThreadPoolExecutor(max_workers=min(threads, len(files))) as pool:
-        return list(pool.map(get, files))
+        futures = [pool.submit(get, uri) for uri in files]
+        try:
+            return [f.result() for f in futures]
+        except BaseException:
+            for f in futures:  # the first error stops the downloads not yet started
+                f.cancel()
+            raise
 
 
 def read_parquet(uri: str, body: bytes, columns: Sequence[str] | None = None) -> tuple[list[str], Any]:
@@ -163,8 +192,8 @@ def read_parquet(uri: str, body: bytes, columns: Sequence[str] | None = None) ->
 def fetch_parquet(client: Any, files: Sequence[str], columns: Sequence[str] | None = None) -> Any:
     """The Parquet files as one Arrow table (numeric types widened as H2O's parse would).
 
-    Every file must have the first file's columns in its order; with ``columns`` only those
-    are kept.
+    Every file must have the first file's columns in its order, and every one of ``columns``
+    (then only those are kept, in that order).
     """
     import pyarrow as pa
 
@@ -173,30 +202,61 @@ def fetch_parquet(client: Any, files: Sequence[str], columns: Sequence[str] | No
     for uri, cols in zip(files[1:], names[1:], strict=True):
         if cols != names[0]:
             raise _columns_error(uri, cols, files[0], names[0])
+    missing = [c for c in columns or () if c not in names[0]]
+    if missing:
+        raise InputDataError("source.s3.uri", files[0], f"lacks the pipeline's column(s) {missing} "
+                             f"(its columns: {', '.join(names[0])})",
+                             "fix the feature or target names in the pipeline, or the source")
     try:
         return pa.concat_tables(tables, promote_options="permissive")
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
-        culprit = next((uri for uri, t in zip(files[1:], tables[1:], strict=True)
-                        if not _combines(tables[0].schema, t.schema)), files[-1])
-        raise InputDataError("source.s3.uri", culprit, f"has column types that do not combine with {files[0]}'s "
+        raise InputDataError("source.s3.uri", _first_conflict(files, tables),
+                             f"has column types that do not combine with the files before it "
                              f"({' '.join(str(exc).split())[:300]}); the partition files' schemas differ",
                              "rewrite the partitions with one schema (same columns, order and types)") from exc
 
 
-def _combines(first: Any, other: Any) -> bool:
+def _first_conflict(files: Sequence[str], tables: Sequence[Any]) -> str:
+    """The first file whose schema does not unify with those of the files before it."""
     import pyarrow as pa
 
-    try:
-        pa.unify_schemas([first, other], promote_options="permissive")
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-        return False
+    schema = tables[0].schema
+    for uri, table in zip(files[1:], tables[1:], strict=True):
+        try:
+            schema = pa.unify_schemas([schema, table.schema], promote_options="permissive")
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            return uri
+    return files[-1]
+
+
+def uploadable(schema: Any) -> bool:
+    """Whether every column survives a rewrite to Parquet as H2O's parse would read the source.
+
+    Timestamps read as nanoseconds (Spark's INT96, pandas' NANOS) would be written back as
+    INT64 nanoseconds, which H2O parses as numbers, not times; decimals change their physical
+    type; nested and binary columns are left to H2O's own reader.
+    """
+    import pyarrow.types as t
+
+    for col in schema:
+        ty = col.type.value_type if t.is_dictionary(col.type) else col.type
+        if t.is_timestamp(ty):
+            if ty.unit not in ("ms", "us"):
+                return False
+        elif not (t.is_boolean(ty) or t.is_integer(ty) or t.is_floating(ty) or t.is_string(ty)
+                  or t.is_large_string(ty) or t.is_date32(ty) or t.is_null(ty)):
+            return False
     return True
 
 
-def fetch_csv(client: Any, files: Sequence[str], out: Path) -> None:
-    """The CSV files as one, written to ``out``: the first file's header once, every file's rows."""
+def fetch_csv(client: Any, files: Sequence[str], out: Path) -> int:
+    """The CSV files as one, written to ``out``: the first file's header once, every file's rows.
+
+    Returns the number of bytes of rows written.
+    """
     bodies = fetch_objects(client, files, lambda _uri, body: body)
     header = bodies[0].split(b"\n", 1)[0].rstrip(b"\r")
+    written = 0
     with out.open("wb") as f:
         for uri, body in zip(files, bodies, strict=True):
             line, _, rows = body.partition(b"\n")
@@ -205,27 +265,38 @@ def fetch_csv(client: Any, files: Sequence[str], out: Path) -> None:
                                      f", not {files[0]}'s {header.decode(errors='replace')!r}",
                                      "rewrite the partitions with one header (same columns in the same order)")
             f.write(body if uri == files[0] else rows)
+            written += len(rows.strip())
             if body and not body.endswith(b"\n"):
                 f.write(b"\n")
+    return written
 
 
 def fetch_and_upload(h2o: Any, client: Any, files: Sequence[str], fmt: str, destination: str,
                      col_types: dict[str, str] | None = None, columns: Sequence[str] | None = None) -> Any:
     """Download the files (threads), write them as one file and have the cluster parse that.
 
-    Parquet: only ``columns`` (those present) are decoded and uploaded. The upload's raw key
-    and a partial frame are removed when the parse fails.
+    Parquet: only ``columns`` are decoded and uploaded. Raises :class:`NoRows` when the files
+    hold no rows; returns None when a Parquet column's type would not survive the rewrite
+    (:func:`uploadable`): the nodes then read the files themselves. The temporary file is
+    always removed; the upload's raw key and a partial frame too when the parse fails.
     """
     with tempfile.TemporaryDirectory(prefix="h2o-s3-fetch-") as tmp:
         path = Path(tmp) / f"{destination}.{fmt}"
         if fmt == "parquet":
             import pyarrow.parquet as pq
 
-            pq.write_table(fetch_parquet(client, files, columns), path, compression="none", row_group_size=UPLOAD_ROW_GROUP)
+            table = fetch_parquet(client, files, columns)
+            if table.num_rows == 0:
+                raise NoRows
+            if not uploadable(table.schema):
+                return None
+            pq.write_table(table, path, compression="none", row_group_size=UPLOAD_ROW_GROUP)
+            del table
             options: dict[str, Any] = {}
             header = 0
         else:
-            fetch_csv(client, files, path)
+            if fetch_csv(client, files, path) == 0:
+                raise NoRows
             options = {"column_types": col_types or None, "na_strings": CSV_NA}
             header = 1
         raw = h2o.api("POST /3/PostFile", filename=str(path))["destination_frame"]

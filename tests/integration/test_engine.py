@@ -42,13 +42,15 @@ def test_fetched_import_equals_the_nodes_import(h2o_cloud, engine_cfg, s3_settin
     nodes_cfg = replace(engine_cfg, source=replace(engine_cfg.source, s3=replace(engine_cfg.source.s3,
                                                                                    client_fetch_max_bytes=0)))
     fetched, result = ingest.import_interval(h2o_cloud, engine_cfg, "train", DAY, DAY, s3=s3_settings)
-    fetched_df, fetched_types = fetched.as_data_frame(), fetched.types
+    # the nodes' import below replaces the frame under the same name: take everything first
+    fetched_cols, fetched_rows, fetched_types = fetched.columns, fetched.nrows, fetched.types
+    fetched_df = fetched.as_data_frame()
     nodes, _ = ingest.import_interval(h2o_cloud, nodes_cfg, "train", DAY, DAY, s3=s3_settings)
     try:
         assert 0 < result.input_bytes <= engine_cfg.source.s3.client_fetch_max_bytes
         assert result.files == engine_cfg.source.training_window_days
-        assert fetched.columns == nodes.columns == ingest.columns_needed(engine_cfg, "train")
-        assert fetched_types == nodes.types and fetched.nrows == nodes.nrows > 20_000
+        assert fetched_cols == nodes.columns == ingest.columns_needed(engine_cfg, "train")
+        assert fetched_types == nodes.types and fetched_rows == nodes.nrows > 20_000
         assert fetched_df.equals(nodes.as_data_frame())
     finally:
         h2o_cloud.remove(nodes)

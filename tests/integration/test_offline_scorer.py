@@ -159,8 +159,10 @@ def tree_models(h2o_cloud, tmp_path_factory):
     df.loc[rng.choice(n, 300), "x"] = np.nan
     df.loc[rng.choice(n, 200), "h"] = None
     types = {"h": "enum", "code": "enum", "x": "real", "z": "real", "i": "int", "y": "enum", "k": "enum", "cnt": "int"}
-    frame = h2o.H2OFrame(df, column_types=types)
     work = tmp_path_factory.mktemp("tree-mojos")
+    df.to_csv(work / "train.csv", index=False)  # missing levels as empty cells: NA in H2O (not the text "nan")
+    frame = h2o.upload_file(str(work / "train.csv"), col_types=types)
+    assert int(frame["h"].isna().sum()) == int(df["h"].isna().sum()) > 150 and int(frame["x"].isna().sum()) > 250  # NAs reach the trees
     estimators, mojos = [], {}
     try:
         for kind, (algo, params, target) in TREE_MODELS.items():
@@ -190,4 +192,10 @@ def test_decoded_trees_score_as_h2o_walks_them(tree_models, tmp_path, monkeypatc
     monkeypatch.setattr(mojo_csv, "MIN_ROWS_PER_THREAD", 500)
     caplog.set_level(logging.INFO, logger="h2o_tasks.mojo_csv")
     assert _same_as_predictcsv(jar, mojos[kind], tmp_path / "in.csv", tmp_path, workers=2) == 2
-    assert "2 range(s)" in caplog.text and "decoded trees" in caplog.text
+    import re
+
+    found = re.search(r"2 range\(s\), \d+ decoded trees \(nodes: (\d+) numeric, (\d+) bitset, (\d+) offset bitset",
+                      caplog.text)
+    assert found, caplog.text
+    numeric, _bitset, offset = map(int, found.groups())
+    assert numeric > 0 and offset > 0  # splits on numbers and on the 120-level column (fill3 bitsets)

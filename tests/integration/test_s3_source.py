@@ -11,7 +11,7 @@ import pytest
 
 from h2o_tasks import s3
 from h2o_tasks.config import S3SourceConfig
-from h2o_tasks.errors import InputDataError
+from h2o_tasks.errors import InputDataError, SourceNotFoundError
 from h2o_tasks.sources import s3 as s3_source
 
 pytestmark = pytest.mark.integration
@@ -201,3 +201,86 @@ def test_resolve_lists_only_up_to_the_interval_end(s3_settings, s3_bucket, monke
         "dt=2013-02-03/part-0.parquet", "dt=2013-02-03/part-1.parquet"]
     assert resolved.days_found == ("2013-02-02", "2013-02-03") and resolved.total_bytes == 4
     assert len(calls) == 2  # 3 + 3 keys reach dt=2013-02-04; the 12 keys after it are never listed
+
+
+def _fetch_dirs() -> set[str]:
+    import tempfile
+    from pathlib import Path
+
+    return {p.name for p in Path(tempfile.gettempdir()).glob("h2o-s3-fetch-*")}
+
+
+def test_client_fetch_uploads_only_the_columns_asked_for(h2o_cloud, s3_settings, s3_bucket, monkeypatch):
+    _write_days(s3_settings.client(), s3_bucket, PARQUET_DAYS[:2])
+    frame = s3_source.import_frame(h2o_cloud, _resolve(s3_settings, s3_bucket, 2), "parquet", "t_projected",
+                                   client=s3_settings.client(), client_fetch_max_bytes=1 << 20, columns=["f", "x"])
+    try:
+        assert frame.columns == ["f", "x"] and frame.nrows == 40
+    finally:
+        h2o_cloud.remove(frame)
+    with pytest.raises(InputDataError) as err:
+        s3_source.import_frame(h2o_cloud, _resolve(s3_settings, s3_bucket, 2), "parquet", "t_projected",
+                               client=s3_settings.client(), client_fetch_max_bytes=1 << 20, columns=["x", "nope"])
+    assert err.value.value.endswith("dt=2013-02-01/part-0.parquet") and "['nope']" in str(err.value)
+    assert "its columns: x, s, f, b, t, d, c" in str(err.value)
+
+
+def test_nanosecond_timestamps_are_left_to_the_nodes(h2o_cloud, s3_settings, s3_bucket, monkeypatch):
+    """pyarrow would write them back as INT64 nanoseconds, which H2O reads as numbers: the nodes read the files."""
+    days = [pa.table({"t": pa.array([1_356_998_400_000_000_000, None], pa.timestamp("ns")), "x": [1.0, 2.0]}),
+            pa.table({"t": pa.array([1_357_084_800_000_000_000, 1_357_171_200_000_000_000], pa.timestamp("ns")),
+                      "x": [3.0, 4.0]})]
+    assert not s3_source.uploadable(days[0].schema) and s3_source.uploadable(PARQUET_DAYS[0].schema)
+    _write_days(s3_settings.client(), s3_bucket, days)
+    resolved = _resolve(s3_settings, s3_bucket, 2)
+    ours = _fetched(h2o_cloud, s3_settings, resolved, "parquet", "t_ns_fetched", monkeypatch)
+    nodes = s3_source.import_frame(h2o_cloud, resolved, "parquet", "t_ns_nodes")
+    try:
+        assert ours.types == nodes.types and ours.as_data_frame().equals(nodes.as_data_frame())
+    finally:
+        h2o_cloud.remove(ours)
+        h2o_cloud.remove(nodes)
+
+
+def test_a_failed_upload_parse_leaves_no_key_and_no_file(h2o_cloud, s3_settings, s3_bucket, monkeypatch):
+    """The parse is made to fail (injected): the raw upload and the temporary file are gone."""
+    _write_days(s3_settings.client(), s3_bucket, PARQUET_DAYS[:1])
+    before, dirs = _keys(h2o_cloud), _fetch_dirs()
+
+    def failing_parse(*args, **kwargs):
+        raise RuntimeError("parse failed (injected)")
+
+    monkeypatch.setattr(h2o_cloud, "parse_raw", failing_parse)
+    with pytest.raises(RuntimeError, match="injected"):
+        s3_source.import_frame(h2o_cloud, _resolve(s3_settings, s3_bucket, 1), "parquet", "t_parse_fails",
+                               client=s3_settings.client(), client_fetch_max_bytes=1 << 20)
+    assert _keys(h2o_cloud) == before and _fetch_dirs() == dirs
+
+
+def test_an_object_gone_since_the_listing_is_named(h2o_cloud, s3_settings, s3_bucket):
+    client = s3_settings.client()
+    _write_days(client, s3_bucket, PARQUET_DAYS[:2])
+    resolved = _resolve(s3_settings, s3_bucket, 2)
+    client.delete_object(Bucket=s3_bucket, Key="data/dt=2013-02-02/part-0.parquet")
+    dirs = _fetch_dirs()
+    with pytest.raises(SourceNotFoundError) as err:
+        s3_source.import_frame(h2o_cloud, resolved, "parquet", "t_gone", client=client, client_fetch_max_bytes=1 << 20)
+    assert err.value.field == "source.s3.uri" and err.value.value.endswith("dt=2013-02-02/part-0.parquet")
+    assert "NoSuchKey" in str(err.value) and "Fix:" in str(err.value) and _fetch_dirs() == dirs
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_files_without_rows_are_an_error_naming_the_interval(h2o_cloud, s3_settings, s3_bucket, fmt):
+    client = s3_settings.client()
+    empty = pa.table({"x": pa.array([], pa.float64())})
+    for i in range(2):
+        buf = io.BytesIO()
+        pq.write_table(empty, buf)
+        body = buf.getvalue() if fmt == "parquet" else b"x\n"
+        s3.write_bytes(client, f"s3://{s3_bucket}/data/dt=2013-02-0{i + 1}/part-0.{fmt}", body)
+    before = _keys(h2o_cloud)
+    with pytest.raises(InputDataError) as err:
+        s3_source.import_frame(h2o_cloud, _resolve(s3_settings, s3_bucket, 2, fmt), fmt, "t_empty", client=client,
+                               client_fetch_max_bytes=1 << 20)
+    assert err.value.field == "interval" and "hold no rows" in str(err.value)
+    assert _keys(h2o_cloud) == before
