@@ -25,6 +25,16 @@ def _write_days(client, bucket: str, tables: list[pa.Table]) -> list[str]:
     return [f"2013-02-0{i + 1}" for i in range(len(tables))]
 
 
+def _assert_same_frame(h2o, ours, other, rows: int) -> None:
+    """Same types, rows and values; both frames are removed."""
+    try:
+        assert ours.types == other.types and ours.nrows == other.nrows == rows
+        assert ours.as_data_frame().equals(other.as_data_frame())
+    finally:
+        h2o.remove(ours)
+        h2o.remove(other)
+
+
 def _resolve(s3_settings, bucket: str, n: int, fmt: str = "parquet") -> s3_source.ResolvedInput:
     return s3_source.resolve(s3_settings.client(), S3SourceConfig(uri=f"s3://{bucket}/data", format=fmt),
                              date(2013, 2, 1), date(2013, 2, 1 + n))
@@ -41,12 +51,7 @@ def test_first_file_setup_gives_the_frame_of_a_full_setup(h2o_cloud, s3_settings
     resolved = _resolve(s3_settings, s3_bucket, 3)
     ours = s3_source.import_frame(h2o_cloud, resolved, "parquet", "t_first_file_setup")
     full = h2o_cloud.import_file(path=list(resolved.files), destination_frame="t_full_setup")
-    try:
-        assert ours.types == full.types and ours.nrows == full.nrows == 6
-        assert ours.as_data_frame().equals(full.as_data_frame())
-    finally:
-        h2o_cloud.remove(ours)
-        h2o_cloud.remove(full)
+    _assert_same_frame(h2o_cloud, ours, full, 6)
 
 
 @pytest.mark.parametrize("other", [pa.table({"x": [4.0]}), pa.table({"x": [8.0], "s": ["g"], "z": [1]}),
@@ -150,12 +155,7 @@ def test_client_fetch_gives_the_frame_the_cluster_parses_from_csv(h2o_cloud, s3_
     types = {"id": "string", "s": "enum"}
     ours = _fetched(h2o_cloud, s3_settings, resolved, "csv", "t_fetched_csv", monkeypatch, types)
     cluster = s3_source.import_frame(h2o_cloud, resolved, "csv", "t_cluster_csv", types)
-    try:
-        assert ours.types == cluster.types and ours.nrows == cluster.nrows == 5
-        assert ours.as_data_frame().equals(cluster.as_data_frame())
-    finally:
-        h2o_cloud.remove(ours)
-        h2o_cloud.remove(cluster)
+    _assert_same_frame(h2o_cloud, ours, cluster, 5)
 
 
 @pytest.mark.parametrize(("fmt", "days", "value", "needle"), [
@@ -235,11 +235,7 @@ def test_nanosecond_timestamps_are_left_to_the_nodes(h2o_cloud, s3_settings, s3_
     resolved = _resolve(s3_settings, s3_bucket, 2)
     ours = _fetched(h2o_cloud, s3_settings, resolved, "parquet", "t_ns_fetched", monkeypatch)
     nodes = s3_source.import_frame(h2o_cloud, resolved, "parquet", "t_ns_nodes")
-    try:
-        assert ours.types == nodes.types and ours.as_data_frame().equals(nodes.as_data_frame())
-    finally:
-        h2o_cloud.remove(ours)
-        h2o_cloud.remove(nodes)
+    _assert_same_frame(h2o_cloud, ours, nodes, 4)
 
 
 def test_a_failed_upload_parse_leaves_no_key_and_no_file(h2o_cloud, s3_settings, s3_bucket, monkeypatch):
