@@ -9,7 +9,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from h2o_tasks import intervals
+from h2o_tasks import intervals, upload
 from h2o_tasks.config import PipelineConfig
 from h2o_tasks.s3 import S3Settings
 
@@ -42,18 +42,6 @@ def columns_needed(cfg: PipelineConfig, purpose: str) -> list[str]:
 
 def frame_id(cfg: PipelineConfig, purpose: str, start: date, end: date) -> str:
     return f"{cfg.name.replace('-', '_')}_{purpose}_{start:%Y%m%d}_{end:%Y%m%d}"
-
-
-def upload_table(h2o: Any, table: Any, col_types: dict[str, str], dest: str) -> Any:
-    """Upload a small Arrow table to the cluster as a frame (one CSV, typed as declared)."""
-    import tempfile
-
-    import pyarrow.csv as pcsv
-
-    with tempfile.TemporaryDirectory(prefix="h2o-upload-") as tmp:
-        path = Path(tmp) / f"{dest}.csv"
-        pcsv.write_csv(table, path)
-        return h2o.upload_file(str(path), destination_frame=dest, col_types=col_types or None)
 
 
 def import_interval(h2o: Any, cfg: PipelineConfig, purpose: str, start: date, end: date, *,
@@ -100,7 +88,7 @@ def import_interval(h2o: Any, cfg: PipelineConfig, purpose: str, start: date, en
         finally:
             conn.close()
         if small is not None:
-            frame = upload_table(h2o, small.table, hive_source.h2o_types(small.hive_types, cols), dest)
+            frame = upload.upload_table(h2o, small.table, hive_source.h2o_types(small.hive_types, cols), dest)
             nbytes, nfiles = small.table.nbytes, 0
         else:
             nbytes, nfiles = sum(Path(f).stat().st_size for f in staged.files), len(staged.files)

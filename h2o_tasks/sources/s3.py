@@ -18,7 +18,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from h2o_tasks import s3
+from h2o_tasks import s3, upload
 from h2o_tasks.config import S3SourceConfig
 from h2o_tasks.errors import InputDataError, SourceNotFoundError
 
@@ -115,19 +115,25 @@ def import_frame(h2o: Any, resolved: ResolvedInput, fmt: str, destination: str,
             frame = fetch_and_upload(h2o, client, files, fmt, destination, col_types, columns)
         except NoRows:
             raise _no_rows(resolved) from None
-    if frame is None and fmt == "csv":
-        frame = h2o.import_file(path=files, destination_frame=destination, header=1, col_types=col_types or None,
-                                na_strings=CSV_NA)
-    elif frame is None and len(files) == 1:
-        frame = h2o.import_file(path=files, destination_frame=destination)
-    elif frame is None:
-        if client is not None:
-            check_parquet_columns(client, files)
-        frame = _parse_parquet(h2o, files, destination)
+    if frame is None:
+        frame = _import_by_nodes(h2o, files, fmt, destination, col_types, client)
     if frame.nrows == 0:
         h2o.remove(frame)
         raise _no_rows(resolved)
     return frame
+
+
+def _import_by_nodes(h2o: Any, files: list[str], fmt: str, destination: str, col_types: dict[str, str] | None,
+                     client: Any) -> Any:
+    """The H2O nodes import and parse the objects themselves (with ``client``: footers checked first)."""
+    if fmt == "csv":
+        return h2o.import_file(path=files, destination_frame=destination, header=1, col_types=col_types or None,
+                               na_strings=CSV_NA)
+    if len(files) == 1:
+        return h2o.import_file(path=files, destination_frame=destination)
+    if client is not None:
+        check_parquet_columns(client, files)
+    return _parse_parquet(h2o, files, destination)
 
 
 class NoRows(Exception):
@@ -293,20 +299,11 @@ def fetch_and_upload(h2o: Any, client: Any, files: Sequence[str], fmt: str, dest
             pq.write_table(table, path, compression="none", row_group_size=UPLOAD_ROW_GROUP)
             del table
             options: dict[str, Any] = {}
-            header = 0
         else:
             if fetch_csv(client, files, path) == 0:
                 raise NoRows
-            options = {"column_types": col_types or None, "na_strings": CSV_NA}
-            header = 1
-        raw = h2o.api("POST /3/PostFile", filename=str(path))["destination_frame"]
-    try:  # h2o.parse_raw sets the setup's check_header from its own argument
-        setup = h2o.parse_setup(raw, destination, header=header, **options)
-        return h2o.parse_raw(setup, id=destination, first_line_is_header=header)
-    except Exception:
-        for key in (destination, raw):
-            _remove_quietly(h2o, key)
-        raise
+            options = {"header": 1, "column_types": col_types, "na_strings": CSV_NA}
+        return upload.parse_upload(h2o, path, destination, **options)
 
 
 PARQUET_TAIL = 1 << 16  # one ranged read holds the footer of any ordinary partition file
