@@ -25,7 +25,7 @@ import yaml
 from benchmarks import memory
 from benchmarks.common import ROOT, Result, Stopwatch, log, median
 from benchmarks.stack import Stack
-from h2o_airflow.local_runs import airflow, airflow_env, dags_test, run_report
+from devtools.airflow_local import airflow, airflow_env, dags_test, run_report
 from h2o_tasks import config as pipeline_config
 from h2o_tasks import sizing
 

@@ -64,7 +64,7 @@ def write_inputs(data_dir: Path, workdir: Path, big_rows: int) -> dict[str, tupl
     import pyarrow.csv as pcsv
     import pyarrow.parquet as pq
 
-    from h2o_tasks.devstack import seed
+    from devtools.stack import seed
 
     table = pa.concat_tables([pq.read_table(p, columns=FEATURES) for p in seed.flight_partitions(data_dir)])
     flights = workdir / "flights.csv"

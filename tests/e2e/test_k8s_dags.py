@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from h2o_airflow import local_runs
-from h2o_tasks.devstack import s3server, seed
+from devtools import airflow_local
+from devtools.stack import s3server, seed
 from tests.fixtures.k8s_bed import NAMESPACE
 
 pytestmark = pytest.mark.e2e
@@ -59,20 +59,20 @@ def k8s_airflow(k8s_bed, bed_s3, tmp_path_factory):
             "training": {**raw["training"], "algorithms": [
                 {"algo": "gbm", "params": {"ntrees": SLOW_TREES, "max_depth": 8, "learn_rate": 0.02}}]}}
     (dags / "pipelines" / "k8s_slow.yaml").write_text(yaml.safe_dump(slow, sort_keys=False))
-    env = local_runs.airflow_env(home, s3_endpoint=bed_s3.endpoint_url, s3_access_key=bed_s3.access_key,
+    env = airflow_local.airflow_env(home, s3_endpoint=bed_s3.endpoint_url, s3_access_key=bed_s3.access_key,
                                  s3_secret_key=bed_s3.secret_key)
     env["AIRFLOW__CORE__DAGS_FOLDER"] = str(dags)
     env["AIRFLOW_CONN_KUBERNETES_DEFAULT"] = json.dumps(
         {"conn_type": "kubernetes", "extra": {"kube_config_path": str(k8s_bed.control_plane.airflow_kubeconfig),
                                               "namespace": NAMESPACE}})
     log = home / "runs.log"
-    assert local_runs.airflow(["db", "migrate"], env, log, timeout=600) == 0, log.read_text()[-3000:]
+    assert airflow_local.airflow(["db", "migrate"], env, log, timeout=600) == 0, log.read_text()[-3000:]
     return env, log
 
 
 def run(env, log, dag_id, day=DAY):
-    rc = local_runs.dags_test(dag_id, day, env, log, timeout=900)
-    report = local_runs.run_report(dag_id, day, env)
+    rc = airflow_local.dags_test(dag_id, day, env, log, timeout=900)
+    report = airflow_local.run_report(dag_id, day, env)
     return rc, {r.task: r.state for r in report}, {r.task: r.result for r in report}
 
 
@@ -159,7 +159,7 @@ def test_a_pod_killed_during_training_fails_the_run_fast_and_a_rerun_succeeds(k8
     print(f"pod {victim.metadata.name} deleted during training; the train task failed {detected_s:.1f}s later")
     assert detected_s < 20, detected_s
     assert rc != 0
-    report = {r.task: r for r in local_runs.run_report(dag_id, DAY, env)}
+    report = {r.task: r for r in airflow_local.run_report(dag_id, DAY, env)}
     assert report["train"].state == "failed" and report["delete_cluster"].state == "success"
     assert report["export_and_promote"].state == "upstream_failed"
     text = log.read_text(errors="replace")
@@ -198,12 +198,12 @@ def test_a_backfill_of_three_days_runs_three_clusters_at_once(k8s_bed, k8s_airfl
     most = 0
     # the backfill is asked for before the components start: SQLite has one writer, and a CLI write
     # racing the scheduler's fails with "database is locked"
-    assert local_runs.airflow(["dags", "reserialize"], env, log, timeout=300) == 0
-    assert local_runs.airflow(["dags", "unpause", dag_id], env, log, timeout=300) == 0
-    assert local_runs.airflow(["backfill", "create", "--dag-id", dag_id, "--from-date", days[0], "--to-date", days[-1],
+    assert airflow_local.airflow(["dags", "reserialize"], env, log, timeout=300) == 0
+    assert airflow_local.airflow(["dags", "unpause", dag_id], env, log, timeout=300) == 0
+    assert airflow_local.airflow(["backfill", "create", "--dag-id", dag_id, "--from-date", days[0], "--to-date", days[-1],
                                "--max-active-runs", "3"], env, log, timeout=300) == 0, log.read_text()[-2000:]
     t0 = time.monotonic()
-    services = local_runs.AirflowServices.start(env, tmp_path / "airflow-logs")
+    services = airflow_local.AirflowServices.start(env, tmp_path / "airflow-logs")
     started = time.monotonic() - t0
     try:
         deadline = time.monotonic() + 900
@@ -223,7 +223,7 @@ def test_a_backfill_of_three_days_runs_three_clusters_at_once(k8s_bed, k8s_airfl
     assert sorted(runs) == days and set(runs.values()) == {"success"}, (runs, services.log_dir)
     assert len(seen) == 3 and most == 3, (seen, most)  # three clusters, all alive at the same time
     for day in days:
-        report = {r.task: r for r in local_runs.run_report(dag_id, day, env)}
+        report = {r.task: r for r in airflow_local.run_report(dag_id, day, env)}
         assert report["score"].result["rows_scored"] > 800, report["score"]
         assert report["create_cluster"].result["name"] in seen
     for name in seen:

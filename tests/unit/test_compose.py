@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from h2o_tasks.devstack import s3server
+from devtools.stack import s3server
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -8,7 +8,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from h2o_tasks.devstack import procs
+from devtools.stack import procs
 from h2o_tasks.s3 import S3Settings
 
 # Fixed, non-secret credentials of the local server (moto accepts any).

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from h2o_tasks.devstack import procs
+from devtools.stack import procs
 
 HOST = "127.0.0.1"
 # C1 only and the serial collector: on a small, busy machine the server answers in about

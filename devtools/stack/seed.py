@@ -228,7 +228,7 @@ def seed_all(s3_settings: S3Settings | None, hive: Any, data_dir: str | Path | N
              bucket: str = "h2o-demo", prefix: str = "flights") -> SeedResult:
     """Parquet files, then S3 (skipped when ``s3_settings`` is None), then Hive.
 
-    ``hive`` is a :class:`~h2o_tasks.devstack.hiveserver.HiveServer` (or None to skip Hive).
+    ``hive`` is a :class:`~devtools.stack.hiveserver.HiveServer` (or None to skip Hive).
     """
     t0 = time.monotonic()
     data_dir = write_flights_parquet(data_dir or default_data_dir())

@@ -8,8 +8,8 @@ import subprocess
 import pyarrow.parquet as pq
 import pytest
 
+from devtools.stack import hiveserver, procs, seed
 from h2o_tasks import s3
-from h2o_tasks.devstack import hiveserver, procs, seed
 
 pytestmark = pytest.mark.integration
 
