@@ -1,4 +1,4 @@
-"""Command line: ``python -m h2o_tasks render-manifests|validate …``."""
+"""Command line: ``python -m h2o_tasks render-manifests|validate|registry …``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from h2o_tasks import config
-from h2o_tasks.errors import H2OTasksError
+from h2o_tasks.errors import ConfigError, H2OTasksError
 
 
 def render_manifests(args: argparse.Namespace) -> int:
@@ -30,6 +30,52 @@ def validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _registry_uri(args: argparse.Namespace) -> str:
+    if args.registry_uri:
+        return args.registry_uri.rstrip("/")
+    if args.config:
+        return config.load(args.config).registry_uri
+    raise ConfigError("--registry-uri", None, "is required (or --config)",
+                             "pass --registry-uri s3://BUCKET/PREFIX or --config PIPELINE.yaml")
+
+
+def registry_command(args: argparse.Namespace) -> int:
+    """List versions, show the promotion history, or roll the champion back (by compare-and-swap)."""
+    import json
+
+    from h2o_tasks import registry
+    from h2o_tasks.s3 import S3Settings
+
+    uri = _registry_uri(args)
+    # credentials from boto3's own chain (environment, profile, instance or web identity)
+    client = S3Settings(endpoint_url=args.endpoint_url or "").client()
+    champion = registry.read_champion(client, uri)
+    if args.action == "list":
+        rows = registry.list_versions(client, uri)
+        if args.json:
+            print(json.dumps([{**r.__dict__, "champion": bool(champion and r.version == champion.version)} for r in rows]))
+            return 0
+        for r in rows:
+            mark = "*" if champion and r.version == champion.version else " "
+            state = "complete" if r.complete else "INCOMPLETE (no metadata.json: an export that did not finish)"
+            metrics = " ".join(f"{k}={v:.4f}" for k, v in sorted(r.metrics.items()) if isinstance(v, (int, float)))
+            print(f"{mark} {r.version}  {state}  {r.interval}  {metrics}".rstrip())
+        return 0
+    if args.action == "history":
+        records = registry.history(client, uri)
+        if args.json:
+            print(json.dumps([p.to_dict() for p in records]))
+            return 0
+        for p in records:
+            print(f"{p.generation:>4}  {p.promoted_at}  {p.action:<8}  {p.version}  {p.metric}={p.value}  "
+                  f"interval end {p.interval_end}  previous {p.previous}  {p.reason}")
+        return 0
+    pointer = registry.rollback(client, uri, args.to or None, reason=args.reason)
+    print(json.dumps(pointer.to_dict()) if args.json else
+          f"champion is now {pointer.version} (generation {pointer.generation}, was {pointer.previous})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m h2o_tasks")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -44,6 +90,15 @@ def main(argv: list[str] | None = None) -> int:
     v = sub.add_parser("validate", help="validate pipeline files")
     v.add_argument("configs", nargs="+")
     v.set_defaults(func=validate)
+    g = sub.add_parser("registry", help="the model registry: list versions, show history, roll back the champion")
+    g.add_argument("action", choices=("list", "history", "rollback"))
+    g.add_argument("--registry-uri", default="", help="s3://BUCKET/PREFIX of the registry")
+    g.add_argument("--config", default="", help="a pipeline YAML file (its registry_uri)")
+    g.add_argument("--endpoint-url", default="", help="an S3-compatible endpoint (default: AWS, or AWS_ENDPOINT_URL)")
+    g.add_argument("--to", default="", help="rollback: the version to make champion (default: the previous one)")
+    g.add_argument("--reason", default="", help="rollback: why, recorded in the history")
+    g.add_argument("--json", action="store_true", help="machine-readable output")
+    g.set_defaults(func=registry_command, dag_id=None)
     args = parser.parse_args(argv)
     try:
         if getattr(args, "dag_id", None) == "":

@@ -1,28 +1,23 @@
-"""Export a trained model to the registry: MOJO, POJO, genmodel jar, metadata, report.
+"""Export a trained model to the registry (MOJO, POJO, genmodel jar, metadata, report) and gate it.
 
-Everything is written to a local directory first, uploaded in parallel to
-``{registry_uri}/versions/{version}/``, and ``metadata.json`` goes last: a version whose
-metadata exists is complete. A re-run of the same Airflow run writes the same version.
+Everything is written to a local directory first, then uploaded as a new, write-once
+version of its own (:func:`h2o_tasks.registry.write_version`): each export attempt, a
+retry or a re-run included, makes a new version and never changes another one.
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from h2o_tasks import naming, registry, report, s3
+from h2o_tasks import registry, report
 from h2o_tasks.config import PipelineConfig, to_dict
 from h2o_tasks.train import metrics_of
-
-CONTENT_TYPES = {".json": "application/json", ".html": "text/html", ".png": "image/png", ".java": "text/x-java",
-                 ".zip": "application/zip", ".jar": "application/java-archive"}
 
 
 @dataclass(frozen=True)
@@ -32,15 +27,21 @@ class ExportResult:
     files: list[str]
     metrics: dict[str, float]
     seconds: float
+    model_sha256: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def version_id(logical_date: datetime | None, run_id: str) -> str:
-    """Sortable and stable for a run: ``20130204T000000-<hash of run id>``."""
-    stamp = (logical_date or datetime(1970, 1, 1, tzinfo=UTC)).strftime("%Y%m%dT%H%M%S")
-    return f"{stamp}-{naming.run_hash('version', run_id)}"
+@dataclass(frozen=True)
+class ExportOutcome:
+    """What the export step did: the version it wrote and the promotion's result."""
+
+    export: ExportResult
+    promotion: registry.PromotionResult
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.export.to_dict(), **self.promotion.to_dict()}
 
 
 def feature_schema(model: Any, cfg: PipelineConfig) -> tuple[list[dict[str, Any]], list[str] | None]:
@@ -53,11 +54,16 @@ def feature_schema(model: Any, cfg: PipelineConfig) -> tuple[list[dict[str, Any]
 
 
 def export(h2o: Any, model: Any, cfg: PipelineConfig, client: Any, *, run_id: str, logical_date: datetime | None,
+           interval: tuple[date, date] | None = None, try_number: int | None = None,
            lineage: dict[str, Any] | None = None, training: dict[str, Any] | None = None,
            valid_frame: Any = None) -> ExportResult:
-    """Export ``model`` and upload it as a registry version."""
+    """Export ``model`` and upload it as a new registry version of this attempt.
+
+    :param interval: the run's data interval ``[start, end)``, recorded as the version's lineage
+        (the promotion policy compares it with the champion's).
+    """
     t0 = time.monotonic()
-    version = version_id(logical_date, run_id)
+    version = registry.version_id(logical_date, run_id, try_number)
     uri = registry.version_uri(cfg.registry_uri, version)
     perf = model.model_performance(valid=True) if valid_frame is None else model.model_performance(valid_frame)
     if perf is None:
@@ -79,27 +85,30 @@ def export(h2o: Any, model: Any, cfg: PipelineConfig, client: Any, *, run_id: st
                                              "problem": cfg.target.problem, "threshold": cfg.target.threshold,
                                              "domain": label_domain},
             "lineage": {"run_id": run_id, "logical_date": logical_date.isoformat() if logical_date else None,
-                        **(lineage or {})},
+                        "try_number": try_number,
+                        "interval_start": interval[0].isoformat() if interval else None,
+                        "interval_end": interval[1].isoformat() if interval else None, **(lineage or {})},
             "training": training or {}, "pipeline_config": to_dict(cfg),
             "pojo": pojo, "pojo_unavailable_reason": pojo_reason,
-            "files": [*sorted(p.name for p in work.iterdir() if p.is_file()), "metadata.json"],
             "report": report_files,
         }
-        (work / "metadata.json").write_text(json.dumps(metadata, indent=2, default=str))
-        files = sorted(p for p in work.iterdir() if p.is_file() and p.name != "metadata.json")
-
-        def put(p: Path) -> None:
-            bucket, key = s3.split_uri(s3.join(uri, p.name))
-            client.upload_file(str(p), bucket, key,
-                               ExtraArgs={"ContentType": CONTENT_TYPES.get(p.suffix, "application/octet-stream")})
-
-        with ThreadPoolExecutor(max_workers=6) as pool:
-            list(pool.map(put, files))
-        put(work / "metadata.json")
+        model_sha256 = registry.sha256_file(work / registry.MODEL)
+        files = registry.write_version(client, cfg.registry_uri, version, work, metadata)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return ExportResult(version=version, uri=uri, files=[p.name for p in files] + ["metadata.json"], metrics=metrics,
-                        seconds=round(time.monotonic() - t0, 2))
+    return ExportResult(version=version, uri=uri, files=files, metrics=metrics,
+                        seconds=round(time.monotonic() - t0, 2), model_sha256=model_sha256)
+
+
+def export_and_promote(h2o: Any, model: Any, cfg: PipelineConfig, client: Any, *, run_id: str,
+                       logical_date: datetime | None, interval: tuple[date, date], try_number: int | None = None,
+                       lineage: dict[str, Any] | None = None, training: dict[str, Any] | None = None) -> ExportOutcome:
+    """Export ``model`` as a new version, then gate it and promote it by compare-and-swap (:func:`registry.promote`)."""
+    exported = export(h2o, model, cfg, client, run_id=run_id, logical_date=logical_date, interval=interval,
+                      try_number=try_number, lineage=lineage, training=training)
+    candidate = registry.Candidate(exported.version, exported.metrics, interval[0].isoformat(),
+                                   interval[1].isoformat(), exported.model_sha256, run_id)
+    return ExportOutcome(exported, registry.promote(client, cfg.registry_uri, cfg.quality_gate, candidate))
 
 
 def _frame_of(h2o: Any, model: Any) -> tuple[Any, str]:

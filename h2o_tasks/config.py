@@ -150,6 +150,9 @@ class QualityGateConfig:
     metric: str = "auc"
     threshold: float = 0.0
     max_regression: float = 0.0
+    # a run whose data interval ends before the champion's may replace it (a backfill of an
+    # old week would otherwise never promote; by default it never does)
+    allow_older_interval: bool = False
 
 
 @dataclass(frozen=True)
@@ -162,6 +165,12 @@ class ScoringConfig:
     hive_table: str = ""
     id_columns: tuple[str, ...] = ()
     after_training: bool = False
+    # where the Hive table's partitions live (one directory per commit attempt); a path or URI
+    # HiveServer2 reads and the scoring task writes. Empty: $H2O_AIRFLOW_HIVE_STAGING_DIR/tables/<table>
+    hive_location: str = ""
+    # a replaced attempt of a partition stays this long for readers still on it, then the
+    # next commit of that partition removes it (an attempt never committed: after the same time)
+    retain_attempts_minutes: int = 60
 
 
 @dataclass(frozen=True)
@@ -171,6 +180,10 @@ class ScheduleConfig:
     start_date: date = date(2013, 1, 1)
     end_date: date | None = None
     max_active_runs: int = 3
+    # true: each run covers the data interval between two ticks of its cron (Airflow's
+    # CronDataIntervalTimetable): a weekly scoring run scores its seven days, one partition
+    # each, once the week is over. false: a run covers its logical day only
+    data_intervals: bool = False
 
 
 @dataclass(frozen=True)
@@ -428,16 +441,18 @@ def _parse_training(data: Any) -> TrainingConfig:
 
 
 def _parse_gate(data: Any, default_metric: str) -> QualityGateConfig:
-    s = _Section(data, "quality_gate", ("metric", "threshold", "max_regression"))
+    s = _Section(data, "quality_gate", ("metric", "threshold", "max_regression", "allow_older_interval"))
     gate = QualityGateConfig(s.choice("metric", tuple(METRICS_HIGHER_IS_BETTER), default_metric),
-                             s.get("threshold", float, 0.0), s.get("max_regression", float, 0.0))
+                             s.get("threshold", float, 0.0), s.get("max_regression", float, 0.0),
+                             s.get("allow_older_interval", bool, False))
     if gate.max_regression < 0:
         raise ConfigError("quality_gate.max_regression", gate.max_regression, "must not be negative", "use 0 or a small positive margin")
     return gate
 
 
 def _parse_scoring(data: Any) -> ScoringConfig:
-    s = _Section(data, "scoring", ("engine", "output_uri", "hive_table", "id_columns", "after_training"))
+    s = _Section(data, "scoring", ("engine", "output_uri", "hive_table", "id_columns", "after_training",
+                                   "hive_location", "retain_attempts_minutes"))
     out = s.get("output_uri", str, "")
     hive_table = s.get("hive_table", str, "")
     if hive_table and not _IDENT.match(hive_table):
@@ -450,16 +465,23 @@ def _parse_scoring(data: Any) -> ScoringConfig:
     if after_training and not out:
         raise ConfigError("scoring.after_training", True, "needs scoring.output_uri (where the predictions go)",
                           "set scoring.output_uri: s3://BUCKET/PREFIX, or after_training: false")
+    hive_location = s.get("hive_location", str, "")
+    if hive_location and not (hive_location.startswith("/") or re.match(r"^[a-z][a-z0-9+.-]*://", hive_location)):
+        raise ConfigError("scoring.hive_location", hive_location, "is neither an absolute path nor a URI",
+                          "write it as /PATH or hdfs://HOST/PATH, a place HiveServer2 reads and the scoring task writes")
     return ScoringConfig(s.choice("engine", SCORING_ENGINES, "cluster"),
-                         _check_uri("scoring.output_uri", out) if out else "", hive_table, tuple(ids), after_training)
+                         _check_uri("scoring.output_uri", out) if out else "", hive_table, tuple(ids), after_training,
+                         hive_location.rstrip("/"), s.int_in("retain_attempts_minutes", 60, 0, 60 * 24 * 30))
 
 
 def _parse_schedule(data: Any) -> ScheduleConfig:
-    s = _Section(data, "schedule", ("training", "scoring", "start_date", "end_date", "max_active_runs"))
+    s = _Section(data, "schedule", ("training", "scoring", "start_date", "end_date", "max_active_runs",
+                                    "data_intervals"))
     d = ScheduleConfig()
     sched = ScheduleConfig(s.get("training", str, d.training), s.get("scoring", str, d.scoring),
                            s.get("start_date", date, d.start_date), s.get("end_date", date, None),
-                           s.int_in("max_active_runs", d.max_active_runs, 1, 64))
+                           s.int_in("max_active_runs", d.max_active_runs, 1, 64),
+                           s.get("data_intervals", bool, d.data_intervals))
     if sched.end_date and sched.end_date < sched.start_date:
         raise ConfigError("schedule.end_date", str(sched.end_date), "is before start_date", "set end_date after start_date")
     return sched
@@ -477,7 +499,7 @@ def parse(raw: Any, path: str = "") -> PipelineConfig:
     features = _parse_features(s.data.get("features"))
     training = _parse_training(s.data.get("training"))
     scoring = _parse_scoring(s.data.get("scoring"))
-    return PipelineConfig(
+    cfg = PipelineConfig(
         name=name,
         description=s.get("description", str, ""),
         owner=s.get("owner", str, "airflow"),
@@ -492,6 +514,45 @@ def parse(raw: Any, path: str = "") -> PipelineConfig:
         schedule=_parse_schedule(s.data.get("schedule")),
         path=path,
     )
+    _check_outputs(cfg)
+    return cfg
+
+
+def _nested(a: str, b: str) -> bool:
+    """Equal, or one inside the other, by whole path segments."""
+    a, b = a.rstrip("/"), b.rstrip("/")
+    return a == b or a.startswith(b + "/") or b.startswith(a + "/")
+
+
+def _check_outputs(cfg: PipelineConfig) -> None:
+    """Refuse outputs that would overwrite or delete the pipeline's own inputs or models."""
+    out = cfg.scoring.output_uri
+    if out and cfg.source.kind == "s3" and _nested(out, cfg.source.s3.uri):
+        raise ConfigError("scoring.output_uri", out, f"overlaps the source prefix source.s3.uri = {cfg.source.s3.uri} "
+                          "(predictions would be written among, or over, the input partitions)",
+                          "write predictions under a prefix of their own")
+    if out and _nested(out, cfg.registry_uri):
+        raise ConfigError("scoring.output_uri", out, f"overlaps registry_uri = {cfg.registry_uri} "
+                          "(predictions and model versions would share keys)",
+                          "give predictions and the registry prefixes of their own")
+    if (cfg.scoring.hive_table and cfg.source.kind == "hive" and cfg.source.hive.database.lower() == "default"
+            and cfg.scoring.hive_table.lower() == cfg.source.hive.table.lower()):
+        raise ConfigError("scoring.hive_table", cfg.scoring.hive_table, "is the source table "
+                          f"(source.hive.table = {cfg.source.hive.table}): scoring would write into its own input",
+                          "name another table for the predictions")
+
+
+def _shared_outputs(cfg: PipelineConfig, other: PipelineConfig) -> tuple[str, str] | None:
+    """The first output of ``cfg`` that ``other`` also writes: (field, value)."""
+    if cfg.name == other.name:
+        return "name", cfg.name
+    if _nested(cfg.registry_uri, other.registry_uri):
+        return "registry_uri", cfg.registry_uri
+    if cfg.scoring.output_uri and other.scoring.output_uri and _nested(cfg.scoring.output_uri, other.scoring.output_uri):
+        return "scoring.output_uri", cfg.scoring.output_uri
+    if cfg.scoring.hive_table and cfg.scoring.hive_table.lower() == other.scoring.hive_table.lower():
+        return "scoring.hive_table", cfg.scoring.hive_table
+    return None
 
 
 def load(path: str | Path) -> PipelineConfig:
@@ -508,15 +569,37 @@ def load(path: str | Path) -> PipelineConfig:
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
         raise ConfigError(str(p), where, f"is not valid YAML ({getattr(exc, 'problem', exc)})",
                           "fix the YAML syntax at that position") from None
-    return parse(raw, path=str(p))
+    try:
+        return parse(raw, path=str(p))
+    except ConfigError as exc:
+        raise exc.in_file(str(p)) from None
+
+
+def load_checked(path: str | Path) -> PipelineConfig:
+    """Load one pipeline file and refuse it if an earlier file of its directory writes the same outputs.
+
+    Earlier means sorted before it by file name; files that do not load are left to their own
+    error. So of two pipelines sharing a name, a ``registry_uri``, a ``scoring.output_uri`` or
+    a ``scoring.hive_table``, the later file is refused (its error names both files) and the
+    earlier one keeps working.
+    """
+    p = Path(path)
+    cfg = load(p)
+    for other_path in sorted(p.parent.glob("*.yaml")):
+        if other_path.name >= p.name:
+            break
+        try:
+            other = load(other_path)
+        except ConfigError:
+            continue
+        shared = _shared_outputs(cfg, other)
+        if shared:
+            raise ConfigError(shared[0], shared[1], f"is also used by the earlier pipeline file {other_path} "
+                              "(two pipelines would overwrite each other's DAGs, models or predictions)",
+                              f"give this pipeline its own {shared[0]}", file=str(p))
+    return cfg
 
 
 def load_dir(directory: str | Path) -> list[PipelineConfig]:
-    """Load every ``*.yaml`` pipeline in a directory, sorted by file name; names must be unique."""
-    configs = [load(p) for p in sorted(Path(directory).glob("*.yaml"))]
-    seen: dict[str, str] = {}
-    for cfg in configs:
-        if cfg.name in seen:
-            raise ConfigError("name", cfg.name, f"is used by both {seen[cfg.name]} and {cfg.path}", "give each pipeline its own name")
-        seen[cfg.name] = cfg.path
-    return configs
+    """Load every ``*.yaml`` pipeline in a directory, sorted by file name; the first bad one raises."""
+    return [load_checked(p) for p in sorted(Path(directory).glob("*.yaml"))]

@@ -24,12 +24,19 @@ def _fmt(value: Any) -> str:
 class FieldError(H2OTasksError):
     """A named field holds a bad value. The message names the field, the value and the fix."""
 
-    def __init__(self, field: str, value: Any, problem: str, fix: str):
+    def __init__(self, field: str, value: Any, problem: str, fix: str, *, file: str = ""):
         self.field = field
         self.value = value
         self.problem = problem
         self.fix = fix
-        super().__init__(f"{field} = {_fmt(value)}: {problem}. Fix: {fix}")
+        self.file = file
+        super().__init__(f"{file + ': ' if file else ''}{field} = {_fmt(value)}: {problem}. Fix: {fix}")
+
+    def in_file(self, file: str) -> FieldError:
+        """The same error, naming the file it was found in."""
+        if self.file:
+            return self
+        return type(self)(self.field, self.value, self.problem, self.fix, file=file)
 
 
 class ConfigError(FieldError):
@@ -58,3 +65,18 @@ class ClusterNotReadyError(ClusterError):
 
     def __init__(self, message: str, *, reason: str = "Timeout"):
         super().__init__(message, retryable=True, reason=reason)
+
+
+class PreconditionError(H2OTasksError):
+    """A conditional write lost: the object exists already (create) or changed since it was read (swap)."""
+
+    retryable = True
+
+    def __init__(self, uri: str, condition: str):
+        self.uri = uri
+        self.condition = condition
+        super().__init__(f"{uri}: the conditional write ({condition}) lost to another writer")
+
+
+class RegistryError(FieldError):
+    """The model registry holds something a step cannot use (an incomplete version, a bad digest)."""

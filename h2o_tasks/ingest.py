@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -113,3 +113,35 @@ def import_interval(h2o: Any, cfg: PipelineConfig, purpose: str, start: date, en
                           columns=frame.ncols, input_bytes=nbytes, files=nfiles,
                           seconds=round(time.monotonic() - t0, 2))
     return frame, result
+
+
+@dataclass(frozen=True)
+class DaysImport:
+    """The scoring import: one frame per day of the interval (each day is committed as its own partition)."""
+
+    days: list[ImportResult]
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        first, last = self.days[0], self.days[-1]
+        return {"frames": [{"day": r.start, "frame_id": r.frame_id, "rows": r.rows} for r in self.days],
+                "frame_id": first.frame_id, "source": first.source, "start": first.start, "end": last.end,
+                "rows": sum(r.rows for r in self.days), "columns": first.columns,
+                "input_bytes": sum(r.input_bytes for r in self.days), "files": sum(r.files for r in self.days),
+                "seconds": self.seconds}
+
+
+def import_days(h2o: Any, cfg: PipelineConfig, start: date, end: date, *, s3: S3Settings | None = None,
+                hive_conn: Callable[[], Any] | None = None, staging_dir: str | Path | None = None) -> DaysImport:
+    """Import each day of ``[start, end)`` as its own frame, for scoring; a failure removes the frames made before it."""
+    t0 = time.monotonic()
+    done: list[tuple[Any, ImportResult]] = []
+    try:
+        for day in intervals.days(start, end):
+            done.append(import_interval(h2o, cfg, "score", day, day + timedelta(days=1), s3=s3, hive_conn=hive_conn,
+                                        staging_dir=Path(staging_dir) / day.isoformat() if staging_dir else None))
+    except BaseException:
+        for frame, _ in done:
+            h2o.remove(frame)
+        raise
+    return DaysImport([r for _, r in done], round(time.monotonic() - t0, 2))

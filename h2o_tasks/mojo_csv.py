@@ -1,7 +1,7 @@
 """Scoring a CSV with a MOJO and no cluster: H2O's ``PredictCsv`` output, on every core.
 
 The scorer is one JVM running :file:`java/ParallelPredictCsv.java` (compiled once against the
-model's own ``h2o-genmodel.jar`` and cached): threads over byte ranges of the input, each row
+genmodel classes of the pinned installation, :func:`genmodel_jar`, and cached): threads over byte ranges of the input, each row
 converted with the encoders H2O's ``EasyPredictModelWrapper`` builds and scored with
 ``score0`` (GBM and DRF: over their trees decoded once, not their compressed bytes per row),
 written in ``PredictCsv --decimal``'s format. Its output is byte-identical to one
@@ -46,6 +46,17 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def genmodel_jar() -> Path:
+    """The genmodel classes to score with: the installed ``h2o`` package's ``h2o.jar`` (``hex.genmodel`` inside).
+
+    Never a jar from the registry: whoever can write the registry prefix could otherwise run
+    code on the worker. The registry's ``h2o-genmodel.jar`` stays an artifact for users.
+    """
+    from h2o_tasks.cluster.local import h2o_jar
+
+    return h2o_jar()
+
+
 def genmodel_command(genmodel_jar: Path, mojo: Path, input_csv: Path, output_csv: Path, java: str = "java",
                      heap: str = HEAP) -> list[str]:
     """The ``PredictCsv`` command line for one CSV (decimal output, as ``h2o.mojo_predict_csv``)."""
@@ -61,7 +72,9 @@ def genmodel_predict(genmodel_jar: Path, mojo: Path, input_csv: Path, output_csv
 def launcher_classpath(genmodel_jar: Path, java: str = "java") -> Path | None:
     """The directory of the compiled launcher (once per source and genmodel jar, cached), or None without a ``javac``."""
     source = launcher_source()
-    digest = hashlib.sha256(source.encode() + Path(genmodel_jar).read_bytes()).hexdigest()[:12]
+    jar = Path(genmodel_jar).resolve()
+    stat = jar.stat()  # the jar is big (h2o.jar: 280 MB): identified by path, size and time, not read
+    digest = hashlib.sha256(f"{source}\0{jar}\0{stat.st_size}\0{stat.st_mtime_ns}".encode()).hexdigest()[:12]
     target = cache_dir() / f"genmodel-launcher-{digest}"
     if (target / f"{LAUNCHER_CLASS}.class").exists():
         return target

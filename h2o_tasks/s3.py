@@ -6,11 +6,14 @@ Credentials live in :class:`S3Settings` only in memory: they are handed to H2O a
 
 from __future__ import annotations
 
+import contextlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from h2o_tasks.errors import SourceNotFoundError
+from h2o_tasks.errors import PreconditionError, SourceNotFoundError
 
 
 @dataclass(frozen=True)
@@ -109,3 +112,110 @@ def write_bytes(client: Any, uri: str, data: bytes, content_type: str = "applica
     """One PUT: the object appears whole or not at all."""
     bucket, key = split_uri(uri)
     client.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
+
+
+# ---------------------------------------------------------------- conditional writes
+#
+# S3 (and the moto server of the tests) honour ``If-None-Match: *`` on PutObject and
+# CompleteMultipartUpload, and ``If-Match: <etag>`` on PutObject. The losing writer gets 412
+# PreconditionFailed; AWS answers 409 ConditionalRequestConflict while a competing conditional
+# write is in flight, and an ``If-Match`` on a missing key gets NoSuchKey: all three mean
+# "another writer got there first". CopyObject has no destination condition, so write-once
+# objects are always uploaded, never copied.
+
+PART_BYTES = 64 * 1024 * 1024  # above this a conditional create goes multipart, in parts of this size
+_LOST = ("PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey", "412", "409")
+
+
+def _lost(exc: Exception) -> bool:
+    error = getattr(exc, "response", {}).get("Error", {})
+    return str(error.get("Code", "")) in _LOST
+
+
+def read_with_etag(client: Any, uri: str) -> tuple[bytes, str] | None:
+    """The object's bytes and ETag (for a later ``If-Match``), or None when it does not exist."""
+    bucket, key = split_uri(uri)
+    try:
+        resp = client.get_object(Bucket=bucket, Key=key)
+    except client.exceptions.NoSuchKey:
+        return None
+    return resp["Body"].read(), resp["ETag"]
+
+
+def create_bytes(client: Any, uri: str, data: bytes, content_type: str = "application/octet-stream") -> str:
+    """Create the object only if no object has that key (``If-None-Match: *``); its ETag.
+
+    :raises PreconditionError: the key exists (another writer created it first).
+    """
+    bucket, key = split_uri(uri)
+    try:
+        return client.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type,
+                                 IfNoneMatch="*")["ETag"]
+    except client.exceptions.ClientError as exc:
+        if _lost(exc):
+            raise PreconditionError(uri, "If-None-Match: *") from None
+        raise
+
+
+def swap_bytes(client: Any, uri: str, data: bytes, etag: str | None,
+               content_type: str = "application/json") -> str:
+    """Replace the object only if it still has ``etag`` (None: only if it does not exist yet); the new ETag.
+
+    :raises PreconditionError: the object changed (or appeared, or went) since it was read.
+    """
+    if etag is None:
+        return create_bytes(client, uri, data, content_type)
+    bucket, key = split_uri(uri)
+    try:
+        return client.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type, IfMatch=etag)["ETag"]
+    except client.exceptions.ClientError as exc:
+        if _lost(exc):
+            raise PreconditionError(uri, f"If-Match: {etag}") from None
+        raise
+
+
+def create_file(client: Any, path: Path, uri: str, content_type: str = "application/octet-stream") -> str:
+    """Upload a local file only if no object has that key; its ETag.
+
+    Up to :data:`PART_BYTES` one conditional PutObject; above it a multipart upload whose
+    completion carries the condition (parts in 4 threads), aborted if anything fails.
+    """
+    size = Path(path).stat().st_size
+    if size <= PART_BYTES:
+        return create_bytes(client, uri, Path(path).read_bytes(), content_type)
+    bucket, key = split_uri(uri)
+    upload_id = client.create_multipart_upload(Bucket=bucket, Key=key, ContentType=content_type)["UploadId"]
+
+    def part(number: int) -> dict[str, Any]:
+        with open(path, "rb") as f:
+            f.seek((number - 1) * PART_BYTES)
+            body = f.read(PART_BYTES)
+        etag = client.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body)["ETag"]
+        return {"PartNumber": number, "ETag": etag}
+
+    try:
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            parts = list(pool.map(part, range(1, (size + PART_BYTES - 1) // PART_BYTES + 1)))
+        try:
+            return client.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id,
+                                                    MultipartUpload={"Parts": parts}, IfNoneMatch="*")["ETag"]
+        except client.exceptions.ClientError as exc:
+            if _lost(exc):
+                raise PreconditionError(uri, "If-None-Match: *") from None
+            raise
+    except BaseException:
+        with contextlib.suppress(Exception):  # the original error matters; an open upload expires by lifecycle
+            client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+        raise
+
+
+def head(client: Any, uri: str) -> dict[str, Any] | None:
+    """The object's size and ETag, or None when it does not exist."""
+    bucket, key = split_uri(uri)
+    try:
+        resp = client.head_object(Bucket=bucket, Key=key)
+    except client.exceptions.ClientError as exc:
+        if str(exc.response.get("Error", {}).get("Code")) in ("404", "NoSuchKey", "NotFound"):
+            return None
+        raise
+    return {"size": resp["ContentLength"], "etag": resp["ETag"]}

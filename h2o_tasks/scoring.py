@@ -1,22 +1,23 @@
 """Batch scoring with the champion model, in the cluster or offline from the MOJO.
 
-Both engines check the input against the model's feature schema (a missing feature is an
-error; unseen categorical levels are counted), write predictions to a staging prefix, and
-commit them to ``{scoring.output_uri}/dt=YYYY-MM-DD/`` (see :mod:`h2o_tasks.sinks`).
+Both engines load the champion only when its ``model.zip`` matches the digest its version
+recorded, check the input against the model's feature schema (a missing feature is an
+error; unseen categorical levels are counted), and write each day of the interval as its
+own partition ``{scoring.output_uri}/dt=YYYY-MM-DD/``: every attempt to its own location,
+then committed by a switch (:mod:`h2o_tasks.predictions`).
 """
 
 from __future__ import annotations
 
-import io
 import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from h2o_tasks import intervals, mojo_csv, naming, registry, s3, sinks
+from h2o_tasks import commit, intervals, mojo_csv, predictions, registry, s3
 from h2o_tasks.config import PipelineConfig
 from h2o_tasks.errors import ConfigError, InputDataError, SourceNotFoundError
 from h2o_tasks.s3 import S3Settings
@@ -34,6 +35,7 @@ class ScoreResult:
     unseen_levels: dict[str, int]
     seconds: float
     columns: list[tuple[str, str]] = field(default_factory=list)
+    partitions: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -52,16 +54,35 @@ def champion(client: Any, cfg: PipelineConfig) -> Champion:
         raise SourceNotFoundError("registry_uri", cfg.registry_uri, "has no champion model yet",
                                   "run the training DAG (a model must pass the quality gate) before scoring")
     meta = registry.load_metadata(client, cfg.registry_uri, pointer.version)
+    if pointer.model_sha256 and pointer.model_sha256 != meta.get("model_sha256"):
+        from h2o_tasks.errors import RegistryError
+
+        raise RegistryError("champion.json", pointer.model_sha256, f"names a model digest that version "
+                            f"{pointer.version}'s metadata.json does not record ({meta.get('model_sha256')})",
+                            "roll the champion back to an intact version (python -m h2o_tasks registry rollback)")
     return Champion(pointer.version, registry.version_uri(cfg.registry_uri, pointer.version), meta)
 
 
-def output_uris(cfg: PipelineConfig, day: date, run_id: str) -> tuple[str, str]:
-    """(staging, final) prefixes of an interval's predictions."""
+def fetch_model(client: Any, champ: Champion, directory: Path) -> Path:
+    """Download the champion's ``model.zip`` into ``directory`` and check its digest before anything loads it."""
+    path = Path(directory) / registry.MODEL
+    bucket, key = s3.split_uri(s3.join(champ.uri, registry.MODEL))
+    client.download_file(bucket, key, str(path))
+    registry.verify_model(path, champ.metadata, champ.version)
+    return path
+
+
+def retention(cfg: PipelineConfig) -> predictions.Retention:
+    """Replaced attempts stay ``scoring.retain_attempts_minutes``; an attempt never committed is
+    abandoned after twice the longest a task may run (``cluster.ttl_minutes``), at least as long."""
+    retain = timedelta(minutes=cfg.scoring.retain_attempts_minutes)
+    return predictions.Retention(retain, max(retain, timedelta(minutes=2 * cfg.cluster.ttl_minutes)))
+
+
+def partition_root(cfg: PipelineConfig, day: date) -> str:
     if not cfg.scoring.output_uri:
         raise ConfigError("scoring.output_uri", "", "is required to score", "set scoring.output_uri: s3://BUCKET/PREFIX")
-    final = s3.join(cfg.scoring.output_uri, f"dt={day.isoformat()}")
-    staging = s3.join(cfg.scoring.output_uri, "_staging", f"dt={day.isoformat()}-{naming.run_hash('score', run_id)}")
-    return staging, final
+    return s3.join(cfg.scoring.output_uri, intervals.partition_path(day))
 
 
 def _check_ids(cfg: PipelineConfig, columns: list[str]) -> list[str]:
@@ -73,43 +94,56 @@ def _check_ids(cfg: PipelineConfig, columns: list[str]) -> list[str]:
     return list(cfg.scoring.id_columns)
 
 
-def score_in_cluster(h2o: Any, frame: Any, cfg: PipelineConfig, client: Any, start: date, end: date, *,
-                     run_id: str, loaded: dict[str, str] | None = None) -> ScoreResult:
-    """Distributed predict: the cluster imports the champion MOJO from S3 and writes predictions to S3.
+def _result(engine: str, version: str, cfg: PipelineConfig, committed: list[predictions.Committed], rows_in: int,
+            unseen: dict[str, int], t0: float, columns: list[tuple[str, str]]) -> ScoreResult:
+    return ScoreResult(engine, version, rows_in, sum(c.rows for c in committed), cfg.scoring.output_uri, unseen,
+                       round(time.monotonic() - t0, 2), columns, [c.to_dict() for c in committed])
 
-    :param loaded: registry versions whose model is already in this cluster, by model id (the
-        training DAG's own model, when it became the champion): used as is, not re-imported.
+
+def score_in_cluster(h2o: Any, frames: list[tuple[date, Any]], cfg: PipelineConfig, client: Any, *, run_id: str,
+                     loaded: dict[str, tuple[str, str]] | None = None,
+                     hive: predictions.HiveTarget | None = None) -> ScoreResult:
+    """Distributed predict of each day's frame; the cluster writes each day's attempt to S3, then it is committed.
+
+    :param loaded: ``{version: (model_id, model_sha256)}`` of models already in this cluster (the
+        training DAG's own model when it became the champion): used when the digest is the
+        champion's, instead of uploading its MOJO again.
     """
     from h2o_tasks.frames import check_scoring_input
 
     t0 = time.monotonic()
     champ = champion(client, cfg)
-    staging, final = output_uris(cfg, start, run_id)
-    ids = _check_ids(cfg, frame.columns)
-    frame, report = check_scoring_input(frame, champ.metadata["features"], champ.version)
-    model = _loaded_model(h2o, (loaded or {}).get(champ.version))
+    model_id, digest = (loaded or {}).get(champ.version, (None, None))
+    model = _loaded_model(h2o, model_id) if digest and digest == champ.metadata.get("model_sha256") else None
     owned = model is None
     if owned:
-        model = h2o.import_mojo(s3.join(champ.uri, "model.zip"))
+        with tempfile.TemporaryDirectory(prefix="h2o-champion-") as tmp:
+            model = h2o.upload_mojo(str(fetch_model(client, champ, Path(tmp))))
+    committed: list[predictions.Committed] = []
+    unseen: dict[str, int] = {}
+    columns: list[tuple[str, str]] = []
+    rows_in = 0
     try:
-        preds = model.predict(frame)
-        out = frame[ids].cbind(preds) if ids else preds
-        s3.delete_prefix(client, staging)
-        h2o.export_file(out, staging, force=True, parts=-1, write_checksum=False)
-        rows_scored = out.nrows
-        columns = [(c, HIVE_TYPES.get(t, "STRING")) for c, t in out.types.items()]
-        columns = [(c, t) for c, t in sorted(columns, key=lambda ct: out.columns.index(ct[0]))]
-        h2o.remove(out)
-        h2o.remove(preds)
+        for day, frame in frames:
+            ids = _check_ids(cfg, frame.columns)
+            frame, report = check_scoring_input(frame, champ.metadata["features"], champ.version)
+            for k, v in report.unseen_levels.items():
+                unseen[k] = unseen.get(k, 0) + v
+            preds = model.predict(frame)
+            out = frame[ids].cbind(preds) if ids else preds
+            attempt = commit.new_attempt(partition_root(cfg, day), run_id)
+            h2o.export_file(out, attempt.uri, force=True, parts=-1, write_checksum=False)
+            columns = [(c, HIVE_TYPES.get(out.types[c], "STRING")) for c in out.columns]
+            h2o.remove(out)
+            h2o.remove(preds)
+            rows_in += frame.nrows
+            committed.append(predictions.publish(client, attempt, rows_in=frame.nrows, columns=columns,
+                                                 retention=retention(cfg), model_version=champ.version, run_id=run_id,
+                                                 spec=intervals.partition_spec(day), hive=hive))
     finally:
         if owned:
             h2o.remove(model)
-    if rows_scored != frame.nrows:
-        raise InputDataError("predictions", rows_scored, f"differ from the {frame.nrows} input rows",
-                             "this is a bug: report it with the task log")
-    sinks.commit_s3(client, staging, final)
-    return ScoreResult("cluster", champ.version, frame.nrows, rows_scored, final, report.unseen_levels,
-                       round(time.monotonic() - t0, 2), columns)
+    return _result("cluster", champ.version, cfg, committed, rows_in, unseen, t0, columns)
 
 
 def _loaded_model(h2o: Any, model_id: str | None) -> Any:
@@ -121,7 +155,8 @@ def _loaded_model(h2o: Any, model_id: str | None) -> Any:
         return None
 
 
-def _read_partition(client: Any, cfg: PipelineConfig, start: date, end: date) -> Any:
+def _read_days(client: Any, cfg: PipelineConfig, start: date, end: date) -> dict[date, Any]:
+    """Each day's partition files as one Arrow table, by day (every day of the interval must have data)."""
     import pyarrow as pa
 
     from h2o_tasks.sources import s3 as s3_source
@@ -135,7 +170,11 @@ def _read_partition(client: Any, cfg: PipelineConfig, start: date, end: date) ->
         import pyarrow.csv as pcsv
 
         tables = s3_source.fetch_objects(client, resolved.files, lambda _uri, body: pcsv.read_csv(pa.BufferReader(body)))
-    return pa.concat_tables(tables, promote_options="default").to_pandas()
+    by_day: dict[date, list[Any]] = {}
+    for uri, table in zip(resolved.files, tables, strict=True):
+        day = date.fromisoformat(uri.rsplit("/dt=", 1)[1].split("/", 1)[0])
+        by_day.setdefault(day, []).append(table)
+    return {day: pa.concat_tables(ts, promote_options="default") for day, ts in sorted(by_day.items())}
 
 
 def categorical_text(col: Any) -> Any:
@@ -180,64 +219,48 @@ def scoring_input(df: Any, features: list[dict[str, Any]], version: str) -> tupl
 
 
 def score_offline(cfg: PipelineConfig, s3s: S3Settings, start: date, end: date, *, run_id: str,
-                  java: str = "java", workers: int | None = None) -> ScoreResult:
-    """Score from the champion MOJO with no cluster at all (one JVM, ``workers`` threads: :mod:`h2o_tasks.mojo_csv`)."""
+                  hive: predictions.HiveTarget | None = None, java: str = "java",
+                  workers: int | None = None) -> ScoreResult:
+    """Score from the champion MOJO with no cluster at all (one JVM, ``workers`` threads: :mod:`h2o_tasks.mojo_csv`),
+    each day of the interval committed as its own partition."""
     import pandas as pd
+    import pyarrow.csv as pcsv
 
     t0 = time.monotonic()
     start, end = intervals.scoring_days(start, end)
     client = s3s.client()
     champ = champion(client, cfg)
-    staging, final = output_uris(cfg, start, run_id)
-    df = _read_partition(client, cfg, start, end)
-    ids = _check_ids(cfg, list(df.columns))
-    feats, unseen = scoring_input(df, champ.metadata["features"], champ.version)
+    committed: list[predictions.Committed] = []
+    unseen: dict[str, int] = {}
+    columns: list[tuple[str, str]] = []
+    rows_in = 0
     work = Path(tempfile.mkdtemp(prefix="h2o-score-"))
     try:
-        for name in ("model.zip", "h2o-genmodel.jar"):
-            bucket, key = s3.split_uri(s3.join(champ.uri, name))
-            client.download_file(bucket, key, str(work / name))
-        feats.to_csv(work / "input.csv", index=False, na_rep="")
-        mojo_csv.predict_csv(work / "h2o-genmodel.jar", work / "model.zip", work / "input.csv", work / "output.csv",
-                             workers=workers, java=java)
-        preds = pd.read_csv(work / "output.csv")
-        out = pd.concat([df[ids].reset_index(drop=True), preds], axis=1)
-        out.to_csv(work / "predictions.csv", index=False)
-        s3.delete_prefix(client, staging)
-        bucket, key = s3.split_uri(s3.join(staging, "part-00000.csv"))
-        client.upload_file(str(work / "predictions.csv"), bucket, key)
+        model = fetch_model(client, champ, work)
+        for day, table in _read_days(client, cfg, start, end).items():
+            df = table.to_pandas()
+            ids = _check_ids(cfg, list(df.columns))
+            feats, day_unseen = scoring_input(df, champ.metadata["features"], champ.version)
+            for k, v in day_unseen.items():
+                unseen[k] = unseen.get(k, 0) + v
+            feats.to_csv(work / "input.csv", index=False, na_rep="")
+            mojo_csv.predict_csv(mojo_csv.genmodel_jar(), model, work / "input.csv", work / "output.csv",
+                                 workers=workers, java=java)
+            preds = pd.read_csv(work / "output.csv")
+            out = pd.concat([df[ids].reset_index(drop=True), preds], axis=1)
+            part = work / "part-00000.csv"
+            out.to_csv(part, index=False)
+            columns = [(c, "BIGINT" if str(t).startswith("int") else "DOUBLE" if str(t).startswith("float")
+                        else "STRING") for c, t in out.dtypes.items()]
+            landed = pcsv.read_csv(part, convert_options=pcsv.ConvertOptions(
+                column_types=predictions.arrow_schema(columns)))  # the bytes that are uploaded, counted
+            attempt = commit.new_attempt(partition_root(cfg, day), run_id)
+            uploaded = predictions.upload_parts(client, attempt, [part])
+            rows_in += len(df)
+            committed.append(predictions.publish(client, attempt, rows_in=len(df), columns=columns,
+                                                 retention=retention(cfg), model_version=champ.version, run_id=run_id,
+                                                 spec=intervals.partition_spec(day), table=landed, uploaded=uploaded,
+                                                 hive=hive))
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    sinks.commit_s3(client, staging, final)
-    columns = [(c, "BIGINT" if str(t).startswith("int") else "DOUBLE" if str(t).startswith("float") else "STRING")
-               for c, t in out.dtypes.items()]
-    return ScoreResult("offline", champ.version, len(df), len(out), final, unseen, round(time.monotonic() - t0, 2),
-                       columns)
-
-
-@dataclass(frozen=True)
-class LocalStage:
-    path: Path
-    columns: list[tuple[str, str]]
-
-
-def stage_for_hive(result: ScoreResult, s3s: S3Settings, directory: Path) -> LocalStage:
-    """Copy committed predictions into a local Parquet directory that HiveServer2 can read."""
-    import pyarrow as pa
-    import pyarrow.csv as pcsv
-    import pyarrow.parquet as pq
-
-    client = s3s.client()
-    directory = Path(directory)
-    shutil.rmtree(directory, ignore_errors=True)
-    directory.mkdir(parents=True)
-    arrow = {"BIGINT": pa.int64(), "DOUBLE": pa.float64(), "STRING": pa.string()}
-    types = {c: arrow[t] for c, t in result.columns}
-    parts = [k for k in s3.list_keys(client, result.output_uri) if not k.endswith(sinks.SUCCESS)]
-    for i, uri in enumerate(parts):
-        body = s3.read_bytes(client, uri) or b""
-        if not body.strip():
-            continue
-        table = pcsv.read_csv(io.BytesIO(body), convert_options=pcsv.ConvertOptions(column_types=types))
-        pq.write_table(table, directory / f"part-{i:05d}.parquet")
-    return LocalStage(directory, result.columns)
+    return _result("offline", champ.version, cfg, committed, rows_in, unseen, t0, columns)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import uuid
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -204,33 +203,6 @@ def fetch_small(conn: Any, sql: str, max_rows: int) -> FetchedResult | None:
     types = {name: str(d[1] or "").lower().removesuffix("_type") for name, d in zip(names, description, strict=True)}
     table = pa.table({name: pa.array(list(col)) for name, col in zip(names, zip(*rows, strict=True), strict=True)})
     return FetchedResult(table, types)
-
-
-def write_partition(conn: Any, table: str, partition_column: str, value: str, parquet_dir: str,
-                    columns: list[tuple[str, str]]) -> int:
-    """Replace one partition of ``table`` with the Parquet files in ``parquet_dir``; return its rows.
-
-    Creates the table if missing (Parquet, partitioned by ``partition_column`` STRING, the
-    declared ``(column, hive type)`` list). ``INSERT OVERWRITE … PARTITION`` replaces the
-    partition as one operation: a re-run of an interval replaces its rows, never duplicates them.
-    """
-    for _, hive_type in columns:
-        if not _TYPE.match(hive_type):
-            raise InputDataError("columns", hive_type, "is not a plain Hive type", "use INT, BIGINT, DOUBLE, STRING, ...")
-    t, p = _q(table, "scoring.hive_table"), _q(partition_column, "partition_column")
-    cur = conn.cursor()
-    cols = ", ".join(f"{_q(c, 'columns')} {hive_type}" for c, hive_type in columns)
-    cur.execute(f"CREATE TABLE IF NOT EXISTS {t} ({cols}) PARTITIONED BY ({p} STRING) STORED AS PARQUET")
-    view = f"staged_{uuid.uuid4().hex[:12]}"
-    path = _literal(str(Path(parquet_dir).resolve()), "parquet_dir")
-    cur.execute(f"CREATE OR REPLACE TEMPORARY VIEW {view} USING parquet OPTIONS (path {path})")
-    try:
-        select = ", ".join(f"CAST({_q(c, 'columns')} AS {hive_type})" for c, hive_type in columns)
-        cur.execute(f"INSERT OVERWRITE TABLE {t} PARTITION ({p}={_literal(value, partition_column)}) SELECT {select} FROM {view}")
-    finally:
-        cur.execute(f"DROP VIEW IF EXISTS {view}")
-    cur.execute(f"SELECT count(*) FROM {t} WHERE {p} = {_literal(value, partition_column)}")
-    return int(cur.fetchone()[0])
 
 
 def cleanup(path: str) -> None:

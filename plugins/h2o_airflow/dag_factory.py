@@ -2,6 +2,11 @@
 
 Parse time stays cheap: only the YAML is read and validated (no H2O, no connection, no
 database); operators load everything else when they run.
+
+Each pipeline file ``dags/pipelines/NAME.yaml`` has a DAG file of its own next to it,
+``NAME.py``, that calls :func:`pipeline_dags`: Airflow records import errors per DAG file, so a
+bad pipeline file shows its own error (naming the file and the field) while every other
+pipeline's DAGs still load.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import DAG, Param
+from airflow.sdk import DAG, CronDataIntervalTimetable, Param
 
 from h2o_tasks import config as pipeline_config
 from h2o_tasks.config import ALGORITHMS, PipelineConfig
@@ -37,8 +42,13 @@ def _dag(dag_id: str, cfg: PipelineConfig, schedule: str | None, training: bool,
     start = datetime.combine(cfg.schedule.start_date, datetime.min.time(), tzinfo=UTC)
     end = (datetime.combine(cfg.schedule.end_date, datetime.min.time(), tzinfo=UTC)
            if cfg.schedule.end_date else None)
+    timetable: Any = schedule
+    if schedule and cfg.schedule.data_intervals:
+        # a run covers [tick, next tick) and starts once it is over (Airflow's default cron
+        # timetable gives a zero-length interval: only the logical day)
+        timetable = CronDataIntervalTimetable(schedule, timezone="UTC")
     return DAG(
-        dag_id=dag_id, schedule=schedule, start_date=start, end_date=end, catchup=False,
+        dag_id=dag_id, schedule=timetable, start_date=start, end_date=end, catchup=False,
         max_active_runs=cfg.schedule.max_active_runs,
         # a task still running when its cluster expires cannot succeed any more (the janitor deletes
         # the cluster): the cluster's time-to-live bounds every task, a hung H2O call included
@@ -102,6 +112,18 @@ def scoring_dag(path: str | Path, cfg: PipelineConfig | None = None) -> DAG:
             delete = H2ODeleteClusterOperator(task_id="delete_cluster", **common)
             create >> imported >> scored >> delete.as_teardown(setups=create)
     return dag
+
+
+def pipeline_dags(dag_file: str | Path) -> dict[str, DAG]:
+    """The training and scoring DAGs of the pipeline file with the same stem as ``dag_file``.
+
+    A file refused by the configuration checks (or sharing an output with an earlier file of
+    the folder) raises :class:`~h2o_tasks.errors.ConfigError` naming the file and the field,
+    which Airflow shows as this DAG file's import error.
+    """
+    path = Path(dag_file).with_suffix(".yaml")
+    cfg = pipeline_config.load_checked(path)
+    return {f"train_{cfg.name}": training_dag(path, cfg), f"score_{cfg.name}": scoring_dag(path, cfg)}
 
 
 def janitor_dag(backends: tuple[str, ...] = ("local",), schedule: str = "*/30 * * * *") -> DAG:

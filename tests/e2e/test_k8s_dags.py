@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -17,9 +16,8 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
-from devtools import airflow_local
+from devtools import airflow_local, dag_folder
 from devtools.stack import s3server, seed
 from tests.fixtures.k8s_bed import NAMESPACE
 
@@ -42,23 +40,21 @@ def bed_s3(k8s_bed, tmp_path_factory, flights_parquet_dir):
 @pytest.fixture(scope="module")
 def k8s_airflow(k8s_bed, bed_s3, tmp_path_factory):
     home = tmp_path_factory.mktemp("k8s-airflow")
-    dags = home / "dags"
-    (dags / "pipelines").mkdir(parents=True)
-    shutil.copy(ROOT / "dags" / "h2o_pipelines.py", dags / "h2o_pipelines.py")
-    raw = yaml.safe_load((ROOT / "dags" / "pipelines" / "arrival_delay.yaml").read_text())
+    dags = dag_folder.make(home / "dags", janitor=False)
+    raw = dag_folder.example()
     raw["name"] = "k8s-delay"
     raw["registry_uri"] = "s3://h2o-demo/models/k8s-delay"
     raw["scoring"] = {**raw["scoring"], "output_uri": "s3://h2o-demo/predictions/k8s-delay", "hive_table": ""}
     raw["cluster"] = {"backend": "kubernetes", "replicas": 3, "memory": "768m", "cpu": "500m", "nthreads": 1,
                       "namespace": NAMESPACE, "endpoint_mode": "pod-ip", "lookup_timeout_s": 60,
                       "image": "h2o-airflow/h2o:3.46.0.11"}
-    (dags / "pipelines" / "k8s_delay.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    dag_folder.write_pipeline(dags, "k8s_delay", raw)
     # the same pipeline with a GBM that trains long enough to lose a node in the middle of it
     slow = {**raw, "name": "k8s-slow", "registry_uri": "s3://h2o-demo/models/k8s-slow",
             "scoring": {**raw["scoring"], "output_uri": "s3://h2o-demo/predictions/k8s-slow"},
             "training": {**raw["training"], "algorithms": [
                 {"algo": "gbm", "params": {"ntrees": SLOW_TREES, "max_depth": 8, "learn_rate": 0.02}}]}}
-    (dags / "pipelines" / "k8s_slow.yaml").write_text(yaml.safe_dump(slow, sort_keys=False))
+    dag_folder.write_pipeline(dags, "k8s_slow", slow)
     env = airflow_local.airflow_env(home, s3_endpoint=bed_s3.endpoint_url, s3_access_key=bed_s3.access_key,
                                  s3_secret_key=bed_s3.secret_key)
     env["AIRFLOW__CORE__DAGS_FOLDER"] = str(dags)

@@ -10,66 +10,11 @@ from typing import Any
 
 import pytest
 
-from h2o_tasks import artifacts, frames, ingest, naming, registry, s3, sinks, train
+from h2o_tasks import artifacts, frames, ingest, naming, registry, s3, train
 from h2o_tasks.config import PipelineConfig, load, parse, to_dict
 
 pytestmark = pytest.mark.integration
 MiB = 1024 * 1024
-
-
-class _Recorder:
-    """The real boto3 client, with every write it is asked for recorded in order."""
-
-    def __init__(self, client: Any) -> None:
-        self._client = client
-        self.writes: list[str] = []
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._client, name)
-        if name in ("copy", "copy_object", "put_object", "upload_file", "upload_fileobj"):
-            def recorded(*args: Any, **kwargs: Any) -> Any:
-                bucket = kwargs.get("Bucket", args[1] if name == "copy" else None)
-                key = kwargs.get("Key", args[2] if name == "copy" else None)
-                self.writes.append(f"s3://{bucket}/{key}")
-                return attr(*args, **kwargs)
-
-            return recorded
-        return attr
-
-
-def test_commit_does_not_copy_a_staged_success_marker(s3_settings, s3_bucket):
-    client = s3_settings.client()
-    staging, final = f"s3://{s3_bucket}/out/_staging/run1", f"s3://{s3_bucket}/out/dt=2013-02-04"
-    s3.write_bytes(client, s3.join(final, "part-old.csv"), b"old\n")
-    s3.write_bytes(client, s3.join(final, sinks.SUCCESS), b"")
-    for name, body in (("part-00000.csv", b"a\n1\n"), ("part-00001.csv", b"a\n2\n"), (sinks.SUCCESS, b'{"spark": 1}')):
-        s3.write_bytes(client, s3.join(staging, name), body)
-    recorder = _Recorder(client)
-    written = sinks.commit_s3(recorder, staging, final)
-    marker = s3.join(final, sinks.SUCCESS)
-    assert written == [s3.join(final, "part-00000.csv"), s3.join(final, "part-00001.csv")]
-    assert recorder.writes.count(marker) == 1 and recorder.writes[-1] == marker  # written once, last
-    assert s3.list_keys(client, final) == sorted([*written, marker])
-    assert s3.read_bytes(client, marker) == b""
-    assert s3.list_keys(client, staging) == []
-
-
-def test_commit_copies_large_objects_in_parts(s3_settings, s3_bucket, monkeypatch):
-    """Above the part size the commit uses a multipart copy (a single CopyObject stops at 5 GB)."""
-    monkeypatch.setattr(s3, "COPY_PART_BYTES", 5 * MiB, raising=False)  # S3's smallest part; stands for 5 GB
-    client = s3_settings.client()
-    staging, final = f"s3://{s3_bucket}/out/_staging/run2", f"s3://{s3_bucket}/out/dt=2013-02-05"
-    big = bytes(range(256)) * (11 * MiB // 256)
-    s3.write_bytes(client, s3.join(staging, "part-00000.csv"), big)
-    s3.write_bytes(client, s3.join(staging, "part-00001.csv"), b"small\n")
-    sinks.commit_s3(client, staging, final)
-    bucket, key = s3.split_uri(s3.join(final, "part-00000.csv"))
-    head = client.head_object(Bucket=bucket, Key=key)
-    assert head["ContentLength"] == len(big)
-    assert head["ETag"].strip('"').endswith("-3"), head["ETag"]  # three parts of at most 5 MiB
-    assert s3.read_bytes(client, s3.join(final, "part-00000.csv")) == big
-    assert s3.read_bytes(client, s3.join(final, "part-00001.csv")) == b"small\n"
-    assert s3.read_bytes(client, s3.join(final, sinks.SUCCESS)) == b""
 
 
 # --- on a real H2O cloud ----------------------------------------------------------------------

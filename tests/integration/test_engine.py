@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from h2o_tasks import artifacts, frames, ingest, registry, s3, scoring, train
+from h2o_tasks import artifacts, commit, frames, ingest, registry, s3, scoring, train
 from h2o_tasks.config import load
 from h2o_tasks.errors import ConfigError, InputDataError
 
@@ -86,12 +86,26 @@ def test_models_trained_at_once_equal_models_trained_one_by_one(h2o_cloud, engin
     assert err.value.field == "training.algorithms[1].params" and "max_depth" in str(err.value)
 
 
+def _committed(client, result):
+    """The predictions a reader sees for the result's one partition (through its manifest)."""
+    import io
+
+    import pandas as pd
+
+    (part,) = result.partitions
+    files = commit.committed_files(client, part["output_uri"])
+    assert files and all(f.startswith(part["output_uri"] + "/_attempts/" + part["attempt"]) for f in files)
+    return pd.concat([pd.read_csv(io.BytesIO(s3.read_bytes(client, f))) for f in files]).reset_index(drop=True)
+
+
 def test_export_gate_promote_and_score_both_engines_agree(h2o_cloud, engine_cfg, trained, s3_settings, monkeypatch):
     _, _, result = trained
     client = s3_settings.client()
     model = h2o_cloud.get_model(result.best_model_id)
-    exported = artifacts.export(h2o_cloud, model, engine_cfg, client, run_id="engine-test",
-                                logical_date=datetime(2013, 2, 4, tzinfo=UTC))
+    outcome = artifacts.export_and_promote(h2o_cloud, model, engine_cfg, client, run_id="engine-test",
+                                           logical_date=datetime(2013, 2, 4, tzinfo=UTC),
+                                           interval=(date(2013, 2, 4), date(2013, 2, 11)), try_number=1)
+    exported = outcome.export
     keys = [k.rsplit("/", 1)[1] for k in s3.list_keys(client, exported.uri)]
     for name in ("model.zip", "h2o-genmodel.jar", "metadata.json", "index.html", "roc.png", "variable_importance.png"):
         assert name in keys
@@ -100,45 +114,45 @@ def test_export_gate_promote_and_score_both_engines_agree(h2o_cloud, engine_cfg,
     carrier = next(f for f in meta["features"] if f["name"] == "carrier")
     assert "UA" in carrier["domain"] and meta["target"]["domain"] == ["0", "1"]
     assert meta["h2o_version"] == "3.46.0.11"
-    decision = registry.gate(engine_cfg.quality_gate, exported.metrics, registry.read_champion(client, engine_cfg.registry_uri))
-    assert decision.promote, decision.reason
-    registry.promote(client, engine_cfg.registry_uri, exported.version, "auc", exported.metrics["auc"])
-    assert registry.read_champion(client, engine_cfg.registry_uri).version == exported.version
+    assert meta["model_sha256"] == exported.model_sha256 == meta["digests"]["model.zip"]
+    assert meta["lineage"]["interval_end"] == "2013-02-11"
+    assert outcome.promotion.decision.promote, outcome.promotion.decision.reason
+    champion = registry.read_champion(client, engine_cfg.registry_uri)
+    assert champion.version == exported.version and champion.interval_end == "2013-02-11"
+    assert champion.model_sha256 == exported.model_sha256
 
     frame, _ = ingest.import_interval(h2o_cloud, engine_cfg, "score", DAY, DAY, s3=s3_settings)
-    in_cluster = scoring.score_in_cluster(h2o_cloud, frame, engine_cfg, client, DAY, DAY, run_id="r1")
+    in_cluster = scoring.score_in_cluster(h2o_cloud, [(DAY, frame)], engine_cfg, client, run_id="r1")
     assert in_cluster.rows_in == in_cluster.rows_scored == frame.nrows > 800
-    first = sorted(s3.list_keys(client, in_cluster.output_uri))
+    first = _committed(client, in_cluster)
     offline = scoring.score_offline(engine_cfg, s3_settings, DAY, DAY, run_id="r2")
     assert offline.rows_scored == in_cluster.rows_scored
-    # the offline run replaced the partition: one set of outputs, with its _SUCCESS marker
-    keys = s3.list_keys(client, offline.output_uri)
-    assert len(keys) == 2 and any(k.endswith("/_SUCCESS") for k in keys) and first != keys
-    import io
-
-    import pandas as pd
-
-    offline_df = pd.read_csv(io.BytesIO(s3.read_bytes(client, next(k for k in keys if k.endswith(".csv")))))
-    again = scoring.score_in_cluster(h2o_cloud, frame, engine_cfg, client, DAY, DAY, run_id="r3")
-    cluster_keys = [k for k in s3.list_keys(client, again.output_uri) if not k.endswith("_SUCCESS")]
-    cluster_df = pd.concat([pd.read_csv(io.BytesIO(s3.read_bytes(client, k))) for k in cluster_keys])
+    # the offline run replaced the partition: readers now see its attempt, whole
+    offline_df = _committed(client, offline)
+    assert offline.partitions[0]["attempt"] != in_cluster.partitions[0]["attempt"]
+    assert len(offline_df) == len(first)
+    again = scoring.score_in_cluster(h2o_cloud, [(DAY, frame)], engine_cfg, client, run_id="r3")
+    cluster_df = _committed(client, again)
     assert len(cluster_df) == len(offline_df)
-    diff = (cluster_df["p1"].reset_index(drop=True) - offline_df["p1"]).abs().max()
+    diff = (cluster_df["p1"] - offline_df["p1"]).abs().max()
     assert diff < 1e-6, diff
     assert json.loads(json.dumps(again.to_dict()))["engine"] == "cluster"
 
-    # the training DAG's champion is still in its cluster: scored as trained, not re-imported, and kept
+    # the training DAG's champion is still in its cluster: scored as trained, not uploaded again, and kept
     with monkeypatch.context() as m:
-        m.setattr(h2o_cloud, "import_mojo", lambda *a, **k: pytest.fail("the loaded model was imported again"))
-        reused = scoring.score_in_cluster(h2o_cloud, frame, engine_cfg, client, DAY, DAY, run_id="r4",
-                                          loaded={exported.version: result.best_model_id})
-    reused_keys = [k for k in s3.list_keys(client, reused.output_uri) if not k.endswith("_SUCCESS")]
-    reused_df = pd.concat([pd.read_csv(io.BytesIO(s3.read_bytes(client, k))) for k in reused_keys])
-    assert (reused_df["p1"].reset_index(drop=True) - cluster_df["p1"].reset_index(drop=True)).abs().max() < 1e-6
+        m.setattr(h2o_cloud, "upload_mojo", lambda *a, **k: pytest.fail("the loaded model was uploaded again"))
+        reused = scoring.score_in_cluster(h2o_cloud, [(DAY, frame)], engine_cfg, client, run_id="r4",
+                                          loaded={exported.version: (result.best_model_id, exported.model_sha256)})
+    assert (_committed(client, reused)["p1"] - cluster_df["p1"]).abs().max() < 1e-6
     assert h2o_cloud.get_model(result.best_model_id).model_id == result.best_model_id
-    gone = scoring.score_in_cluster(h2o_cloud, frame, engine_cfg, client, DAY, DAY, run_id="r5",
-                                    loaded={exported.version: "no_such_model"})  # falls back to the MOJO
-    assert gone.rows_scored == frame.nrows
+    gone = scoring.score_in_cluster(h2o_cloud, [(DAY, frame)], engine_cfg, client, run_id="r5",
+                                    loaded={exported.version: ("no_such_model", exported.model_sha256)})
+    assert gone.rows_scored == frame.nrows  # fell back to the champion's MOJO
+    with monkeypatch.context() as m:  # a model in the cluster whose digest is not the champion's is not used
+        m.setattr(h2o_cloud, "get_model", lambda *a, **k: pytest.fail("a model of another digest was used"))
+        other = scoring.score_in_cluster(h2o_cloud, [(DAY, frame)], engine_cfg, client, run_id="r6",
+                                         loaded={exported.version: (result.best_model_id, "0" * 64)})
+    assert other.rows_scored == frame.nrows
 
 
 def test_bad_inputs_name_the_problem(h2o_cloud, engine_cfg, s3_settings, seeded_s3):

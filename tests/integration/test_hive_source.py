@@ -3,7 +3,6 @@
 from datetime import date
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -113,18 +112,3 @@ def test_client_fetch_and_staging_import_the_same_frame(hive_server, seeded_hive
     assert fetched[1] == staged[1] == over[1] > 2000
     assert fetched[0] == staged[0], (fetched[0], staged[0])
     assert fetched[3] == pytest.approx(staged[3]) and fetched[4] == staged[4] and fetched[5] == staged[5] > 0
-
-
-def test_write_partition_twice_replaces_never_duplicates(conn, tmp_path):
-    d = tmp_path / "preds"
-    d.mkdir()
-    pq.write_table(pa.table({"flight": pa.array([1, 2, 3], pa.int64()), "p1": [0.1, 0.5, 0.9]}), d / "part-0.parquet")
-    cols = [("flight", "INT"), ("p1", "DOUBLE")]
-    cur = conn.cursor()
-    cur.execute("DROP TABLE IF EXISTS t_preds")
-    assert hive.write_partition(conn, "t_preds", "dt", "2013-02-01", str(d), cols) == 3
-    assert hive.write_partition(conn, "t_preds", "dt", "2013-02-01", str(d), cols) == 3
-    assert hive.write_partition(conn, "t_preds", "dt", "2013-02-02", str(d), cols) == 3
-    assert count(conn, "SELECT count(*) FROM t_preds") == 6
-    cur.execute("SELECT flight, p1 FROM t_preds WHERE dt = '2013-02-01' ORDER BY flight")
-    assert cur.fetchall() == [(1, 0.1), (2, 0.5), (3, 0.9)]

@@ -56,11 +56,12 @@ def test_gate_still_promotes_a_valid_metric():
 
 
 @pytest.mark.parametrize("bad", [math.nan, None])
-def test_promote_refuses_a_value_that_is_not_a_number(bad):
-    from h2o_tasks.registry import promote
+def test_promotion_refuses_a_value_that_is_not_a_number(bad):
+    from h2o_tasks.registry import Candidate, decide
 
-    with pytest.raises(ValueError, match="not a number"):
-        promote(None, "s3://b/r", "v2", "auc", bad)
+    decision = decide(QualityGateConfig("auc", 0.0, 0.0), Candidate("v2", {"auc": bad}, "2013-02-01", "2013-02-08", ""),
+                      None)
+    assert decision.promote is False and "not a number" in decision.reason
 
 
 class _Model:

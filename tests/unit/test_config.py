@@ -88,8 +88,11 @@ def test_invalid_yaml_names_position(tmp_path):
 def test_duplicate_pipeline_names(tmp_path):
     for n in ("a.yaml", "b.yaml"):
         (tmp_path / n).write_text(PIPELINE.read_text())
-    with pytest.raises(ConfigError, match="used by both"):
+    with pytest.raises(ConfigError) as err:
         config.load_dir(tmp_path)
+    assert err.value.field == "name" and err.value.file == str(tmp_path / "b.yaml")
+    assert str(tmp_path / "a.yaml") in str(err.value)
+    assert config.load_checked(tmp_path / "a.yaml").name == "arrival-delay"  # the earlier file keeps working
 
 
 def test_after_training_needs_an_output_uri():
@@ -102,3 +105,58 @@ def test_after_training_needs_an_output_uri():
     raw["scoring"]["after_training"] = "yes"
     with pytest.raises(ConfigError, match=r"scoring\.after_training"):
         config.parse(raw)
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "needle"),
+    [
+        # the predictions would be written over, inside or around the input partitions
+        ({"scoring": {"output_uri": "s3://h2o-demo/flights"}}, "scoring.output_uri", "source prefix"),
+        ({"scoring": {"output_uri": "s3://h2o-demo/flights/predictions"}}, "scoring.output_uri", "source prefix"),
+        ({"scoring": {"output_uri": "s3://h2o-demo"}}, "scoring.output_uri", "source prefix"),
+        # ... or share keys with the registry
+        ({"scoring": {"output_uri": "s3://h2o-demo/models/arrival-delay"}}, "scoring.output_uri", "registry_uri"),
+        ({"scoring": {"output_uri": "s3://h2o-demo/models/arrival-delay/preds"}}, "scoring.output_uri", "registry_uri"),
+        ({"registry_uri": "s3://h2o-demo/predictions/arrival-delay/models"}, "scoring.output_uri", "registry_uri"),
+        # a Hive pipeline scoring into its own source table
+        ({"source": {"kind": "hive", "hive": {"table": "Flights"}}, "scoring": {"hive_table": "flights"}},
+         "scoring.hive_table", "source table"),
+        ({"scoring": {"hive_location": "relative/dir"}}, "scoring.hive_location", "absolute path"),
+        ({"scoring": {"retain_attempts_minutes": -1}}, "scoring.retain_attempts_minutes", "between"),
+        ({"quality_gate": {"allow_older_interval": "yes"}}, "quality_gate.allow_older_interval", "true or false"),
+        ({"schedule": {"data_intervals": 1}}, "schedule.data_intervals", "true or false"),
+    ],
+)
+def test_outputs_that_overlap_inputs_are_refused_naming_the_field(changes, field, needle):
+    data = raw()
+    for section, values in changes.items():
+        data[section] = {**data[section], **values} if isinstance(values, dict) and section != "source" else values
+    if "source" in changes:
+        data["source"] = {**changes["source"], "training_window_days": 28}
+    with pytest.raises(ConfigError) as err:
+        config.parse(data)
+    assert err.value.field == field and needle in str(err.value), str(err.value)
+
+
+def test_prefixes_that_only_share_a_beginning_do_not_overlap():
+    data = raw()
+    data["scoring"]["output_uri"] = "s3://h2o-demo/flights-predictions"  # not inside s3://h2o-demo/flights
+    assert config.parse(data).scoring.output_uri == "s3://h2o-demo/flights-predictions"
+
+
+@pytest.mark.parametrize("shared", ["registry_uri", "scoring.output_uri", "scoring.hive_table"])
+def test_a_later_file_sharing_an_output_is_refused_and_the_earlier_keeps_working(tmp_path, shared):
+    first, second = raw(), raw()
+    second["name"] = "second"
+    second["registry_uri"] = "s3://h2o-demo/models/second"
+    second["scoring"] = {**second["scoring"], "output_uri": "s3://h2o-demo/predictions/second", "hive_table": "second"}
+    section, _, key = shared.rpartition(".")
+    target = second[section] if section else second
+    target[key] = (first[section] if section else first)[key]
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump(first))
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump(second))
+    assert config.load_checked(tmp_path / "a.yaml").name == "arrival-delay"
+    with pytest.raises(ConfigError) as err:
+        config.load_checked(tmp_path / "b.yaml")
+    assert err.value.field == shared and err.value.file == str(tmp_path / "b.yaml")
+    assert str(tmp_path / "a.yaml") in str(err.value) and str(tmp_path / "b.yaml") in str(err.value)

@@ -70,20 +70,45 @@ def test_dags_import_cleanly_without_db_connections_or_h2o(tmp_path):
     assert set(train["timeouts"].values()) == set(score["timeouts"].values()) == {7200.0}
 
 
-def test_a_bad_pipeline_file_is_an_import_error_naming_field_value_and_fix(tmp_path):
+def _parse_variants(tmp_path, variants: dict[str, dict[str, str]]):
+    """The shipped DAG folder plus pipeline files made from the example by text replacements."""
     import shutil
 
     dags = tmp_path / "dags"
     shutil.copytree(ROOT / "dags", dags)
     text = (dags / "pipelines" / "arrival_delay.yaml").read_text()
-    (dags / "pipelines" / "bad.yaml").write_text(text.replace("replicas: 2", "replicas: 0").replace(
-        "name: arrival-delay", "name: bad"))
+    for stem, replacements in variants.items():
+        body = text
+        for old, new in replacements.items():
+            assert old in body, old
+            body = body.replace(old, new)
+        (dags / "pipelines" / f"{stem}.yaml").write_text(body)
+        shutil.copy(dags / "pipelines" / "arrival_delay.py", dags / "pipelines" / f"{stem}.py")
     env = {**os.environ, "AIRFLOW_HOME": str(tmp_path), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{tmp_path}/missing-dir/never.db",
            "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "plugins")])}
     res = subprocess.run([sys.executable, "-c", PARSE, str(dags)], env=env, capture_output=True, text=True,
                          timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
-    errors = json.loads(res.stdout.strip().splitlines()[-1])["errors"]
-    message = next(iter(errors.values()))
-    assert "cluster.replicas = 0: must be between 1 and 64. Fix:" in message
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def test_a_bad_pipeline_file_is_its_own_import_error_and_the_others_still_load(tmp_path):
+    out = _parse_variants(tmp_path, {"bad": {"replicas: 2": "replicas: 0", "name: arrival-delay": "name: bad"}})
+    assert list(out["errors"]) == [str(tmp_path / "dags" / "pipelines" / "bad.py")]
+    message = out["errors"][str(tmp_path / "dags" / "pipelines" / "bad.py")]
+    assert "bad.yaml: cluster.replicas = 0: must be between 1 and 64. Fix:" in message
+    assert {"h2o_train__arrival-delay", "h2o_score__arrival-delay", "h2o_janitor"} <= set(out["dags"])
+
+
+def test_a_later_pipeline_file_sharing_an_output_is_refused_naming_both_files(tmp_path):
+    # zz_copy sorts after arrival_delay: it is refused, and arrival_delay keeps working
+    out = _parse_variants(tmp_path, {"zz_copy": {"name: arrival-delay": "name: copy",
+                                                 "hive_table: arrival_delay_predictions": "hive_table: copy_predictions",
+                                                 "predictions/arrival-delay": "predictions/copy"}})
+    bad = str(tmp_path / "dags" / "pipelines" / "zz_copy.py")
+    assert list(out["errors"]) == [bad]
+    assert "zz_copy.yaml: registry_uri = 's3://h2o-demo/models/arrival-delay'" in out["errors"][bad]
+    assert "arrival_delay.yaml" in out["errors"][bad]
+    assert {"h2o_train__arrival-delay", "h2o_score__arrival-delay"} <= set(out["dags"])
+    assert "h2o_train__copy" not in out["dags"]

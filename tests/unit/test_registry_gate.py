@@ -27,3 +27,60 @@ def test_gate(cfg, metrics, champion, promote):
     decision = gate(cfg, metrics, champion)
     assert decision.promote is promote, decision.reason
     assert cfg.metric in decision.reason
+
+
+def _candidate(end, auc=0.8, version="v2"):
+    from h2o_tasks.registry import Candidate
+
+    return Candidate(version, {"auc": auc}, "2013-01-01", end, "sha")
+
+
+def _pointer(end, value=0.8, version="v1"):
+    return ChampionPointer(version, "auc", value, "2013-01-01T00:00:00+00:00", interval_end=end, generation=3)
+
+
+@pytest.mark.parametrize(
+    ("candidate_end", "champion_end", "allow_older", "promote", "needle"),
+    [
+        ("2013-02-04", "2013-02-11", False, False, "older interval never replaces"),  # a backfill of an old week
+        ("2013-02-04", "2013-02-11", True, True, "vs champion"),  # the documented setting allows it
+        ("2013-02-11", "2013-02-11", False, True, "vs champion"),  # the same interval again (clear and re-run)
+        ("2013-02-18", "2013-02-11", False, True, "vs champion"),  # a newer interval
+        ("2013-02-04", None, False, True, "vs champion"),  # a pointer written before intervals counts as older
+    ],
+)
+def test_promotion_policy_on_intervals(candidate_end, champion_end, allow_older, promote, needle):
+    from h2o_tasks.registry import decide
+
+    cfg = QualityGateConfig("auc", 0.7, 0.01, allow_older_interval=allow_older)
+    decision = decide(cfg, _candidate(candidate_end), _pointer(champion_end))
+    assert decision.promote is promote and needle in decision.reason, decision.reason
+    if not promote:
+        assert "2013-02-11" in decision.reason and "allow_older_interval" in decision.reason
+
+
+def test_the_interval_policy_comes_before_the_metric_and_the_metric_still_gates():
+    from h2o_tasks.registry import decide
+
+    cfg = QualityGateConfig("auc", 0.7, 0.01)
+    assert not decide(cfg, _candidate("2013-02-18", auc=0.70), _pointer("2013-02-11", 0.8)).promote  # worse by 0.1
+    assert not decide(cfg, _candidate("2013-02-18", version="v1"), _pointer("2013-02-11")).promote  # already champion
+
+
+def test_champion_pointer_reads_old_and_future_fields():
+    old = ChampionPointer.from_dict({"version": "v0", "metric": "auc", "value": 0.8, "promoted_at": "t", "run_id": "r"})
+    assert old.interval_end is None and old.generation == 0
+    newer = ChampionPointer.from_dict({**old.to_dict(), "generation": 4, "a_field_from_a_later_release": 1})
+    assert newer.generation == 4
+
+
+def test_version_ids_differ_per_attempt_and_sort_by_logical_date():
+    from datetime import UTC, datetime
+
+    from h2o_tasks.registry import version_id
+
+    day = datetime(2013, 2, 4, tzinfo=UTC)
+    a, b = version_id(day, "scheduled__2013-02-04", 1), version_id(day, "scheduled__2013-02-04", 1)
+    assert a != b and a[:24] == b[:24]  # same run and try: still two versions
+    assert "-t2-" in version_id(day, "r", 2)
+    assert version_id(datetime(2013, 2, 3, tzinfo=UTC), "r") < a

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -65,9 +66,13 @@ class H2OImportOperator(_ClusterTaskMixin, H2OPipelineOperator):
 
         def job() -> dict[str, Any]:
             h2o = hook.get_conn()  # under the watch: connecting writes to the cloud (S3 credentials)
+            staging = hive_staging_root() / cluster["name"] / self.purpose
+            if self.purpose == "score":  # one frame per day: each day is committed as its own partition
+                return ingest.import_days(h2o, cfg, start, end, s3=hook.s3_settings(), hive_conn=self.hive_conn,
+                                          staging_dir=staging).to_dict()
             frame, result = ingest.import_interval(
                 h2o, cfg, self.purpose, start, end, s3=hook.s3_settings(), hive_conn=self.hive_conn,
-                staging_dir=hive_staging_root() / cluster["name"] / self.purpose)
+                staging_dir=staging)
             out = result.to_dict()
             if self.purpose == "train":
                 prepared = frames.prepare(frame, cfg, source=f"{result.source} [{result.start}, {result.end})")
@@ -115,8 +120,9 @@ class H2OTrainOperator(H2OPipelineOperator):
 
 class H2OExportModelOperator(H2OPipelineOperator):
     """
-    Export the best model (MOJO, POJO, genmodel jar, metadata, report) to the registry, then
-    promote it to champion if it passes the quality gate (one atomic pointer update).
+    Export the best model (MOJO, POJO, genmodel jar, metadata, report) to the registry as a new,
+    write-once version of this attempt, then gate it and promote it to champion by
+    compare-and-swap (:func:`h2o_tasks.artifacts.export_and_promote`).
 
     :param train_task_id: the task whose XCom names the best model.
     :param import_task_id: the task whose XCom holds the data lineage.
@@ -128,7 +134,7 @@ class H2OExportModelOperator(H2OPipelineOperator):
         self.import_task_id = import_task_id
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from h2o_tasks import artifacts, registry
+        from h2o_tasks import artifacts
 
         cfg = self.config(context)
         hook = H2OHook(cluster=self.cluster_info(context), aws_conn_id=self.aws_conn_id)
@@ -138,29 +144,26 @@ class H2OExportModelOperator(H2OPipelineOperator):
 
         def job() -> Any:
             h2o = hook.get_conn()
-            return artifacts.export(h2o, h2o.get_model(trained["best_model_id"]), cfg, client,
-                                    run_id=context["run_id"], logical_date=context["logical_date"],
-                                    lineage=imported, training=trained)
+            return artifacts.export_and_promote(
+                h2o, h2o.get_model(trained["best_model_id"]), cfg, client, run_id=context["run_id"],
+                logical_date=context["logical_date"], interval=self.interval(context),
+                try_number=context["ti"].try_number, lineage=imported, training=trained)
 
         try:
-            exported = self.watched(context, "export", job)
-            champion = registry.read_champion(client, cfg.registry_uri)
-            decision = registry.gate(cfg.quality_gate, exported.metrics, champion)
-            if decision.promote:
-                registry.promote(client, cfg.registry_uri, exported.version, cfg.quality_gate.metric,
-                                 exported.metrics.get(cfg.quality_gate.metric), run_id=context["run_id"])
+            outcome = self.watched(context, "export", job)
         except H2OTasksError as exc:
             raise fail_fast(exc) from exc
-        self.log.info("Exported %s; promoted=%s (%s)", exported.uri, decision.promote, decision.reason)
-        return {**exported.to_dict(), "model_id": trained["best_model_id"], "promoted": decision.promote,
-                "reason": decision.reason}
+        out = outcome.to_dict()
+        self.log.info("Exported %s; promoted=%s (%s)", out["uri"], out["promoted"], out["reason"])
+        return {**out, "model_id": trained["best_model_id"]}
 
 
 class H2OBatchScoreOperator(_ClusterTaskMixin, H2OPipelineOperator):
     """
-    Score the interval with the champion model and commit the predictions atomically to
-    ``scoring.output_uri/dt=YYYY-MM-DD/`` and, if configured, to a Hive table partition.
-    A re-run of the interval replaces its output.
+    Score each day of the interval with the champion model and commit it as the partition
+    ``scoring.output_uri/dt=YYYY-MM-DD/`` and, if configured, the Hive table's partition: each
+    attempt writes a location of its own, then readers are switched to it in one step
+    (:mod:`h2o_tasks.predictions`). A re-run of the interval replaces its output, whole.
 
     :param engine: ``cluster`` (distributed predict in the run's cluster) or ``offline``
         (the MOJO, no cluster at all).
@@ -187,42 +190,38 @@ class H2OBatchScoreOperator(_ClusterTaskMixin, H2OPipelineOperator):
 
         cfg = self.config(context)
         start, end = self.interval(context)
+        hive = self.hive_target(cfg)
         try:
             if self.engine == "cluster":
                 hook = H2OHook(cluster=self.cluster_info(context), aws_conn_id=self.aws_conn_id)
                 imported = context["ti"].xcom_pull(task_ids=self.import_task_id)
                 exported = context["ti"].xcom_pull(task_ids=self.export_task_id) if self.export_task_id else None
-                loaded = {exported["version"]: exported["model_id"]} if exported and exported.get("model_id") else None
+                loaded = ({exported["version"]: (exported["model_id"], exported.get("model_sha256"))}
+                          if exported and exported.get("model_id") else None)
 
                 def job() -> Any:
                     h2o = hook.get_conn()
-                    return scoring.score_in_cluster(h2o, h2o.get_frame(imported["frame_id"]), cfg,
-                                                    hook.s3_settings().client(), start, end, run_id=context["run_id"],
-                                                    loaded=loaded)
+                    frames = [(date.fromisoformat(f["day"]), h2o.get_frame(f["frame_id"])) for f in imported["frames"]]
+                    return scoring.score_in_cluster(h2o, frames, cfg, hook.s3_settings().client(),
+                                                    run_id=context["run_id"], loaded=loaded, hive=hive)
 
                 result = self.watched(context, "scoring", job)
             else:
                 hook = H2OHook(aws_conn_id=self.aws_conn_id)
-                result = scoring.score_offline(cfg, hook.s3_settings(), start, end, run_id=context["run_id"])
-            out = result.to_dict()
-            if cfg.scoring.hive_table:
-                out.update(self._write_hive(cfg, result, start))
+                result = scoring.score_offline(cfg, hook.s3_settings(), start, end, run_id=context["run_id"],
+                                               hive=hive)
         except H2OTasksError as exc:
             raise fail_fast(exc) from exc
-        self.log.info("Scored %s rows -> %s", out.get("rows_scored"), out.get("output_uri"))
+        out = result.to_dict()
+        self.log.info("Scored %s rows of %s day(s), committed under %s", out["rows_scored"], len(out["partitions"]),
+                      out["output_uri"])
         return out
 
-    def _write_hive(self, cfg: Any, result: Any, day: Any) -> dict[str, Any]:
-        from h2o_tasks import scoring
-        from h2o_tasks.sources import hive
+    def hive_target(self, cfg: Any) -> Any:
+        """Where the predictions go in Hive (None without ``scoring.hive_table``)."""
+        from h2o_tasks.predictions import HiveTarget
 
-        staging = hive_staging_root() / "predictions" / f"{cfg.name}-{day.isoformat()}"
-        local = scoring.stage_for_hive(result, H2OHook(aws_conn_id=self.aws_conn_id).s3_settings(), staging)
-        conn = self.hive_conn()
-        try:
-            rows = hive.write_partition(conn, cfg.scoring.hive_table, "dt", day.isoformat(), str(local.path),
-                                        local.columns)
-        finally:
-            conn.close()
-            hive.cleanup(str(staging))
-        return {"hive_table": f"{cfg.scoring.hive_table}/dt={day.isoformat()}", "hive_rows": rows}
+        if not cfg.scoring.hive_table:
+            return None
+        location = cfg.scoring.hive_location or str(hive_staging_root() / "tables" / cfg.scoring.hive_table)
+        return HiveTarget(cfg.scoring.hive_table, location, self.hive_conn)

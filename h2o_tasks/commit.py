@@ -1,0 +1,199 @@
+"""Publishing one output partition on S3: immutable attempts, switched by a manifest written by compare-and-swap.
+
+A partition ``{output_uri}/dt=YYYY-MM-DD/`` holds:
+
+- ``_attempts/<attempt>/``: what one writing attempt wrote (its part files and, once they
+  are all there, ``_SUCCESS``). An attempt is never written by anyone else and never changes.
+- ``_manifest.json``: which attempt readers read, with its files and row count. It is
+  replaced only with ``If-Match`` on the ETag it was read with, so readers move from one
+  complete attempt to another in one step; the later of two committers wins, whole.
+- ``_SUCCESS``: created with the first commit, for tools that wait for a marker before
+  reading the manifest.
+
+A replaced attempt stays for ``retain_minutes`` (readers still on it), then the next commit of
+the partition removes it; an attempt never committed (its writer died) is removed once it is
+older than the orphan age. Names beginning with ``_`` are hidden from Spark, Hive and H2O
+listings of the output prefix, so no reader lists two attempts at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from h2o_tasks import naming, s3
+from h2o_tasks.errors import PreconditionError
+
+ATTEMPTS = "_attempts"
+MANIFEST = "_manifest.json"
+SUCCESS = "_SUCCESS"
+MAX_SWAP_ATTEMPTS = 5
+_STAMP = "%Y%m%dT%H%M%S"
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One writing attempt of one partition."""
+
+    root: str  # {output_uri}/dt=YYYY-MM-DD
+    id: str
+
+    @property
+    def uri(self) -> str:
+        return s3.join(self.root, ATTEMPTS, self.id)
+
+    @property
+    def started_at(self) -> datetime:
+        return started_at(self.id)
+
+
+@dataclass(frozen=True)
+class Retired:
+    attempt: str
+    location: str
+    hive_location: str | None
+    retired_at: str
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What ``_manifest.json`` says: the committed attempt of the partition."""
+
+    partition: str
+    attempt: str
+    location: str
+    files: list[dict[str, Any]]
+    rows: int
+    committed_at: str
+    generation: int
+    model_version: str = ""
+    run_id: str = ""
+    hive_table: str | None = None
+    hive_location: str | None = None
+    retired: list[Retired] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Manifest:
+        return cls(**{**raw, "retired": [Retired(**r) for r in raw.get("retired", [])]})
+
+
+def new_attempt(root: str, run_id: str, now: datetime | None = None) -> Attempt:
+    """``<UTC start>-<run hash>-<random>``: sortable by start, unique to this attempt of this run."""
+    stamp = (now or datetime.now(UTC)).strftime(_STAMP)
+    return Attempt(root, f"{stamp}-{naming.run_hash('attempt', run_id)}-{secrets.token_hex(4)}")
+
+
+def started_at(attempt_id: str) -> datetime:
+    return datetime.strptime(attempt_id.split("-", 1)[0], _STAMP).replace(tzinfo=UTC)
+
+
+def read_manifest(client: Any, root: str) -> tuple[Manifest | None, str | None]:
+    found = s3.read_with_etag(client, s3.join(root, MANIFEST))
+    if found is None:
+        return None, None
+    return Manifest.from_dict(json.loads(found[0])), found[1]
+
+
+def landed(client: Any, attempt: Attempt, expected: dict[str, int] | None = None) -> list[dict[str, Any]]:
+    """The attempt's part files as they are in S3 (uri, size, ETag), listed after the write.
+
+    :param expected: ``{uri: size}`` the writer uploaded; a missing or different object is an error.
+    """
+    from h2o_tasks.errors import InputDataError
+
+    files = []
+    bucket = s3.split_uri(attempt.uri)[0]
+    prefix = s3.split_uri(attempt.uri)[1].rstrip("/") + "/"
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            name = obj["Key"][len(prefix):]
+            if name.startswith(("_", ".")) or name.endswith(".crc"):
+                continue
+            files.append({"uri": f"s3://{bucket}/{obj['Key']}", "size": obj["Size"], "etag": obj["ETag"]})
+    if expected is not None:
+        sizes = {f["uri"]: f["size"] for f in files}
+        if sizes != expected:
+            raise InputDataError("predictions", attempt.uri, f"hold {sizes} after the write, not the {expected} "
+                                 "that was uploaded", "retry the task; if it repeats, check what else writes there")
+    if not files:
+        raise InputDataError("predictions", attempt.uri, "holds no output after the write", "check the scoring step's log")
+    return sorted(files, key=lambda f: f["uri"])
+
+
+def mark_complete(client: Any, attempt: Attempt) -> None:
+    """``_SUCCESS`` in the attempt's own prefix: every part of it is written."""
+    s3.create_bytes(client, s3.join(attempt.uri, SUCCESS), b"")
+
+
+def switch(client: Any, attempt: Attempt, make: Callable[[Manifest | None], Manifest],
+           max_attempts: int = MAX_SWAP_ATTEMPTS) -> tuple[Manifest, Manifest | None]:
+    """Point the partition's manifest at ``attempt`` by compare-and-swap; (new manifest, the one it replaced).
+
+    ``make`` builds the new manifest from the current one (its generation, its retired list).
+    A lost race reads again: the later committer replaces the earlier one whole.
+    """
+    for _ in range(max_attempts):
+        current, etag = read_manifest(client, attempt.root)
+        new = make(current)
+        try:
+            s3.swap_bytes(client, s3.join(attempt.root, MANIFEST), json.dumps(new.to_dict(), indent=2).encode(), etag)
+        except PreconditionError:
+            continue
+        return new, current
+    raise PreconditionError(s3.join(attempt.root, MANIFEST), f"compare-and-swap, {max_attempts} attempts")
+
+
+def retire(current: Manifest | None, now: datetime, keep_for: timedelta) -> list[Retired]:
+    """The retired list of the next manifest: the current attempt, and earlier ones still within the grace."""
+    if current is None:
+        return []
+    keep = [r for r in current.retired if datetime.fromisoformat(r.retired_at) > now - 2 * keep_for]
+    return [*keep, Retired(current.attempt, current.location, current.hive_location, now.isoformat())]
+
+
+def ensure_marker(client: Any, root: str) -> None:
+    """The partition's ``_SUCCESS`` (created once; it never goes away, a committed output always exists)."""
+    with contextlib.suppress(PreconditionError):
+        s3.create_bytes(client, s3.join(root, SUCCESS), b"")
+
+
+def attempt_ids(client: Any, root: str) -> list[str]:
+    """Every attempt that wrote anything under the partition."""
+    bucket, key = s3.split_uri(s3.join(root, ATTEMPTS))
+    out = []
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key + "/", Delimiter="/"):
+        out += [p["Prefix"].rstrip("/").rsplit("/", 1)[-1] for p in page.get("CommonPrefixes", [])]
+    return sorted(out)
+
+
+def removable(manifest: Manifest, ids: list[str], now: datetime, retain: timedelta, orphan_age: timedelta) -> list[str]:
+    """Attempts to remove: retired longer than ``retain`` ago, or never committed and older than ``orphan_age``."""
+    retired = {r.attempt: datetime.fromisoformat(r.retired_at) for r in manifest.retired}
+    out = []
+    for attempt in ids:
+        if attempt == manifest.attempt:
+            continue
+        if attempt in retired:
+            if retired[attempt] <= now - retain:
+                out.append(attempt)
+        else:
+            try:
+                if started_at(attempt) <= now - orphan_age:
+                    out.append(attempt)
+            except ValueError:  # not an attempt of this protocol: left alone
+                continue
+    return out
+
+
+def committed_files(client: Any, root: str) -> list[str]:
+    """What a reader of the partition reads: the files of the attempt its manifest names (empty before any commit)."""
+    manifest, _ = read_manifest(client, root)
+    return [f["uri"] for f in manifest.files] if manifest else []

@@ -1,0 +1,221 @@
+"""Committing one partition's predictions: counted where they landed, then switched in S3 and in Hive.
+
+The sequence for one attempt (each step is a named test hook, :mod:`h2o_tasks.testhooks`):
+
+1. the scoring engine has written the attempt's part files under ``_attempts/<attempt>/``
+   (``commit:after-staging``);
+2. the parts are listed and counted where they landed against the input rows; with a Hive
+   table, the same rows are written as Parquet into the attempt's own directory and counted
+   from their footers (``commit:after-write``);
+3. the attempt's ``_SUCCESS`` (``commit:before-switch``);
+4. the partition's ``_manifest.json`` is swapped to the attempt (``commit:after-switch``),
+   then the Hive partition's location is set to the attempt the manifest names, and checked
+   again until the two agree;
+5. the partition's ``_SUCCESS`` (``commit:before-cleanup``), then attempts retired longer
+   than ``retain`` ago, and attempts never committed older than ``orphan_age``, are removed.
+
+A process killed anywhere leaves the previous committed attempt readable in S3 and Hive;
+the next commit of the partition goes through and brings Hive to S3's attempt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from h2o_tasks import commit, hive_sink, s3, testhooks
+from h2o_tasks.errors import InputDataError
+
+ARROW_TYPES = {"BIGINT": "int64", "DOUBLE": "float64", "STRING": "string"}
+SYNC_ROUNDS = 5
+
+
+@dataclass(frozen=True)
+class HiveTarget:
+    """Where a pipeline's predictions go in Hive: the table, its root location, and how to connect."""
+
+    table: str
+    location: str
+    connect: Callable[[], Any]
+    partition_column: str = "dt"
+
+    def attempts(self, partition: str) -> str:
+        return f"{self.location.rstrip('/')}/{partition}/{commit.ATTEMPTS}"
+
+
+@dataclass(frozen=True)
+class Committed:
+    """One partition's commit, as the task reports it."""
+
+    partition: str
+    attempt: str
+    output_uri: str
+    manifest_uri: str
+    rows: int
+    files: int
+    hive_table: str | None = None
+    hive_location: str | None = None
+    hive_rows: int | None = None
+    removed: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long replaced attempts stay (readers still on them), and when an uncommitted one is abandoned."""
+
+    retain: timedelta
+    orphan_age: timedelta
+
+
+def arrow_schema(columns: list[tuple[str, str]]) -> Any:
+    import pyarrow as pa
+
+    return pa.schema([(c, pa.type_for_alias(ARROW_TYPES.get(t, "string"))) for c, t in columns])
+
+
+def read_parts(client: Any, files: list[dict[str, Any]], columns: list[tuple[str, str]]) -> Any:
+    """The CSV part files of an attempt as one Arrow table typed as ``columns`` (each part has a header)."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    schema = arrow_schema(columns)
+    options = pcsv.ConvertOptions(column_types=schema, include_columns=schema.names)
+    tables = []
+    for f in files:
+        body = s3.read_bytes(client, f["uri"]) or b""
+        if body.strip():
+            tables.append(pcsv.read_csv(io.BytesIO(body), convert_options=options))
+    return pa.concat_tables(tables) if tables else schema.empty_table()
+
+
+def md5_file(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def upload_parts(client: Any, attempt: commit.Attempt, paths: list[Path]) -> dict[str, dict[str, Any]]:
+    """Upload local part files into the attempt (created only if free); ``{uri: {size, md5}}`` for :func:`publish`."""
+    out = {}
+    for path in paths:
+        uri = s3.join(attempt.uri, path.name)
+        s3.create_file(client, path, uri, "text/csv")
+        out[uri] = {"size": path.stat().st_size, "md5": md5_file(path)}
+    return out
+
+
+def _check_landed(files: list[dict[str, Any]], uploaded: dict[str, dict[str, Any]], where: str) -> None:
+    """The listed objects are the uploaded bytes: same keys and sizes, and the MD5 for single-part uploads."""
+    got = {f["uri"]: f for f in files}
+    bad = sorted(set(got) ^ set(uploaded)) or sorted(
+        u for u, f in got.items() if f["size"] != uploaded[u]["size"]
+        or ("-" not in f["etag"] and f["etag"].strip('"') != uploaded[u]["md5"]))
+    if bad:
+        raise InputDataError("predictions", where, f"differ after the write from what was uploaded ({bad[0]})",
+                             "retry the task; if it repeats, check what else writes under the output prefix")
+
+
+def publish(client: Any, attempt: commit.Attempt, *, rows_in: int, columns: list[tuple[str, str]],
+            retention: Retention, model_version: str, run_id: str, spec: dict[str, str],
+            table: Any = None, uploaded: dict[str, dict[str, Any]] | None = None,
+            hive: HiveTarget | None = None, now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> Committed:
+    """Commit the attempt's parts as the partition's predictions (the sequence in the module docstring).
+
+    :param table: the predictions as an Arrow table when the task wrote them itself (with
+        ``uploaded``: what it uploaded, checked against the listing); otherwise the parts are
+        read back from S3 and counted there.
+    :raises InputDataError: rows landed differ from ``rows_in`` (nothing is switched).
+    """
+    testhooks.checkpoint("commit:after-staging")
+    partition = attempt.root.rstrip("/").rsplit("/", 1)[-1]
+    files = commit.landed(client, attempt)
+    if uploaded is not None:
+        _check_landed(files, uploaded, attempt.uri)
+    if table is None:
+        table = read_parts(client, files, columns)
+    if table.num_rows != rows_in:
+        raise InputDataError("predictions", attempt.uri, f"hold {table.num_rows} rows where they landed, not the "
+                             f"{rows_in} input rows", "this is a bug: report it with the task log")
+    hive_location = hive_rows = None
+    if hive is not None:
+        hive_location = f"{hive.attempts(partition)}/{attempt.id}"
+        conn = hive.connect()
+        try:
+            hive_sink.ensure_table(conn, hive.table, columns, hive.partition_column, hive.location)
+        finally:
+            conn.close()
+        hive_sink.write_files(table.cast(arrow_schema(columns)), hive_location)
+        hive_rows = hive_sink.count_rows(hive_location)
+        if hive_rows != rows_in:
+            raise InputDataError("predictions", hive_location, f"hold {hive_rows} rows where they landed, not the "
+                                 f"{rows_in} input rows", "check the Hive location's file system and retry")
+    testhooks.checkpoint("commit:after-write")
+    commit.mark_complete(client, attempt)
+    testhooks.checkpoint("commit:before-switch")
+
+    def make(current: commit.Manifest | None) -> commit.Manifest:
+        at = now()
+        return commit.Manifest(partition, attempt.id, attempt.uri, files, table.num_rows, at.isoformat(),
+                               (current.generation if current else 0) + 1, model_version, run_id,
+                               hive.table if hive else None, hive_location,
+                               commit.retire(current, at, retention.retain))
+
+    manifest, _ = commit.switch(client, attempt, make)
+    testhooks.checkpoint("commit:after-switch")
+    if hive is not None:
+        sync_hive(client, attempt.root, hive, spec)
+    commit.ensure_marker(client, attempt.root)
+    testhooks.checkpoint("commit:before-cleanup")
+    removed = cleanup(client, attempt.root, hive, retention, now())
+    return Committed(partition, attempt.id, attempt.root, s3.join(attempt.root, commit.MANIFEST), manifest.rows,
+                     len(files), hive.table if hive else None, hive_location, hive_rows, removed)
+
+
+def sync_hive(client: Any, root: str, hive: HiveTarget, spec: dict[str, str]) -> str | None:
+    """Set the Hive partition to the attempt the S3 manifest names, until both agree; that location.
+
+    Two committers may switch S3 in one order and Hive in the other; each one, after its own
+    switch, re-reads the manifest after setting Hive, so the last one to touch Hive leaves
+    it on the manifest's attempt.
+    """
+    conn = hive.connect()
+    try:
+        for _ in range(SYNC_ROUNDS):
+            manifest, _ = commit.read_manifest(client, root)
+            if manifest is None or not manifest.hive_location:
+                return None
+            hive_sink.set_location(conn, hive.table, spec, manifest.hive_location)
+            again, _ = commit.read_manifest(client, root)
+            if again is not None and again.attempt == manifest.attempt:
+                return manifest.hive_location
+    finally:
+        conn.close()
+    raise InputDataError("scoring.hive_table", hive.table, f"kept changing while this task set its partition {spec} "
+                         f"({SYNC_ROUNDS} rounds)", "retry the task once the other writers of this partition are done")
+
+
+def cleanup(client: Any, root: str, hive: HiveTarget | None, retention: Retention, now: datetime) -> list[str]:
+    """Remove the partition's attempts that :func:`h2o_tasks.commit.removable` gives up (S3 and Hive)."""
+    manifest, _ = commit.read_manifest(client, root)
+    if manifest is None:
+        return []
+    partition = root.rstrip("/").rsplit("/", 1)[-1]
+    ids = set(commit.attempt_ids(client, root))
+    if hive is not None:
+        ids |= set(hive_sink.attempt_dirs(hive.attempts(partition)))
+    removed = commit.removable(manifest, sorted(ids), now, retention.retain, retention.orphan_age)
+    for attempt in removed:
+        s3.delete_prefix(client, commit.Attempt(root, attempt).uri)
+        if hive is not None:
+            hive_sink.remove(f"{hive.attempts(partition)}/{attempt}")
+    return removed

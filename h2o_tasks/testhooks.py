@@ -1,0 +1,75 @@
+"""Named points in the write protocols where a test can kill the process or make writers meet.
+
+Test-only. ``H2O_TASKS_TEST_HOOKS`` holds a JSON object from step name to action:
+
+- ``"kill"``: SIGKILL this process at that step (a worker dying between two lines);
+- ``"barrier:DIR:N[:TIMEOUT]"``: wait until N processes reached the step (each leaves a file
+  in DIR), so that concurrent writers interleave there for certain;
+- ``"sleep:SECONDS"``.
+
+Unset (production), :func:`checkpoint` does nothing. The steps are listed in :data:`STEPS`;
+an unknown step name in the variable is an error, so a test cannot silently miss its step.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+import uuid
+from pathlib import Path
+
+ENV = "H2O_TASKS_TEST_HOOKS"
+
+STEPS = (
+    # the registry's champion pointer: between reading it (and gating) and the compare-and-swap
+    "registry:before-cas",
+    # a version's export: after the artifacts, before metadata.json (the version is incomplete)
+    "export:before-metadata",
+    # the commit of one partition's predictions (h2o_tasks.predictions)
+    "commit:after-staging",
+    "commit:after-write",
+    "commit:before-switch",
+    "commit:after-switch",
+    "commit:before-cleanup",
+)
+
+
+def _actions() -> dict[str, str]:
+    raw = os.environ.get(ENV, "")
+    if not raw:
+        return {}
+    actions = json.loads(raw)
+    unknown = sorted(set(actions) - set(STEPS))
+    if unknown:
+        raise ValueError(f"{ENV} names unknown step(s) {unknown}; known: {', '.join(STEPS)}")
+    return actions
+
+
+def checkpoint(step: str) -> None:
+    """Run the test action configured for ``step``, if any."""
+    if step not in STEPS:
+        raise ValueError(f"unknown test hook step {step!r}")
+    action = _actions().get(step)
+    if not action:
+        return
+    kind, _, arg = action.partition(":")
+    if kind == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    elif kind == "sleep":
+        time.sleep(float(arg))
+    elif kind == "barrier":
+        directory, count, *rest = arg.split(":")
+        timeout = float(rest[0]) if rest else 120.0
+        path = Path(directory)
+        path.mkdir(parents=True, exist_ok=True)
+        (path / f"{step.replace(':', '_')}-{os.getpid()}-{uuid.uuid4().hex[:6]}").touch()
+        deadline = time.monotonic() + timeout
+        prefix = step.replace(":", "_") + "-"
+        while sum(1 for p in path.iterdir() if p.name.startswith(prefix)) < int(count):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"test hook barrier at {step}: fewer than {count} writers arrived in {timeout}s")
+            time.sleep(0.05)
+    else:
+        raise ValueError(f"{ENV}[{step!r}] = {action!r}: unknown action (kill, barrier:DIR:N, sleep:S)")
