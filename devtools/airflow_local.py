@@ -1,4 +1,4 @@
-"""Run this repository's DAGs on a local Airflow (SQLite).
+"""Run this repository's DAGs on a local Airflow (SQLite, or PostgreSQL when given).
 
 Used by ``make demo`` and by the tests: the environment that points Airflow at the DAGs, the
 plugins and the local services; ``airflow dags test`` runs; the real components (scheduler
@@ -36,8 +36,14 @@ class TaskReport:
 
 def airflow_env(home: Path, *, s3_endpoint: str, s3_access_key: str, s3_secret_key: str,
                 hive_host: str = "", hive_port: int = 0, h2o_state_dir: Path | None = None,
-                hive_staging_dir: Path | None = None) -> dict[str, str]:
-    """Environment for an Airflow on SQLite in ``home`` with connections given as variables."""
+                hive_staging_dir: Path | None = None, sql_alchemy_conn: str = "") -> dict[str, str]:
+    """Environment for an Airflow in ``home`` with connections given as variables.
+
+    Its metadata database is SQLite in ``home`` unless ``sql_alchemy_conn`` names another one,
+    e.g. ``postgresql+psycopg2://...`` (the async engine's ``postgresql+asyncpg://`` URL is
+    derived from it by Airflow): SQLite has one writer at a time, so a scheduler running beside
+    other writers (the CLI, the API server, concurrent runs) needs PostgreSQL.
+    """
     aws = {"conn_type": "aws", "login": s3_access_key, "password": s3_secret_key,
            "extra": {"endpoint_url": s3_endpoint, "region_name": "us-east-1"}}
     env = {
@@ -52,6 +58,8 @@ def airflow_env(home: Path, *, s3_endpoint: str, s3_access_key: str, s3_secret_k
         "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "plugins")]),
         "NO_PROXY": "*",
     }
+    if sql_alchemy_conn:
+        env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = sql_alchemy_conn
     if hive_host:
         env["AIRFLOW_CONN_HIVESERVER2_DEFAULT"] = json.dumps(
             {"conn_type": "hiveserver2", "host": hive_host, "port": hive_port, "schema": "default",

@@ -13,6 +13,7 @@ pytest_plugins = [
     "tests.fixtures.hive",
     "tests.fixtures.h2o",
     "tests.fixtures.airflow",
+    "tests.fixtures.airflow_deployment",
     "tests.fixtures.k8s",
     "tests.fixtures.k8s_bed",
 ]
