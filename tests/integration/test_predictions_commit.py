@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from devtools import dag_folder
 from h2o_tasks import artifacts, commit, config, frames, hive_sink, ingest, s3, testhooks, train
@@ -61,8 +62,8 @@ def champion(h2o_cloud, commit_cfg, s3_settings, seeded_s3, seeded_hive):
 
 def run_task(cfg, s3_settings, hive_server, tmp_path, *, start=DAY, end=None, run_id="scheduled__2013-02-04",
              hooks=None, wait=True):
-    spec = tmp_path / f"spec-{os.urandom(4).hex()}.json"
-    spec.write_text(json.dumps({"pipeline": config.to_dict(cfg), "start": start.isoformat(),
+    spec = tmp_path / f"spec-{os.urandom(4).hex()}.yaml"
+    spec.write_text(yaml.safe_dump({"pipeline": config.to_dict(cfg), "start": start.isoformat(),
                                 "end": (end or start + timedelta(days=1)).isoformat(), "run_id": run_id,
                                 "s3": {"endpoint_url": s3_settings.endpoint_url, "access_key": s3_settings.access_key,
                                        "secret_key": s3_settings.secret_key},

@@ -58,3 +58,14 @@ def test_test_hooks_refuse_unknown_steps(monkeypatch):
     testhooks.checkpoint("commit:after-write")
     with pytest.raises(ValueError, match="unknown test hook step"):
         testhooks.checkpoint("commit:somewhere")
+
+
+def test_test_hooks_read_from_a_file_at_every_step(monkeypatch, tmp_path):
+    hooks = tmp_path / "hooks.json"
+    monkeypatch.setenv(testhooks.ENV, f"@{hooks}")
+    testhooks.checkpoint("commit:after-write")  # no file: no actions
+    hooks.write_text('{"commit:after-write": "sleep:0"}')
+    testhooks.checkpoint("commit:after-write")
+    hooks.write_text('{"commit:after-write": "bogus"}')
+    with pytest.raises(ValueError, match="unknown action"):
+        testhooks.checkpoint("commit:after-write")
