@@ -11,9 +11,14 @@ A partition ``{output_uri}/dt=YYYY-MM-DD/`` holds:
   reading the manifest.
 
 A replaced attempt stays for ``retain_minutes`` (readers still on it), then the next commit of
-the partition removes it; an attempt never committed (its writer died) is removed once it is
-older than the orphan age. Names beginning with ``_`` are hidden from Spark, Hive and H2O
-listings of the output prefix, so no reader lists two attempts at once.
+the partition removes it; an attempt never committed (its writer died) is removed once its
+newest object is older than the orphan age (by the store's clock, not the writer's). A writer
+checks after its switch that its attempt is still whole, and switches back if it is not.
+Names beginning with ``_`` are hidden from Spark, Hive and H2O listings of the output prefix,
+so no reader lists two attempts at once.
+
+A partition written before this layout (part files directly under ``dt=DAY/``) is read as it
+is until its first commit, which retires those files like an attempt (:data:`LEGACY`).
 """
 
 from __future__ import annotations
@@ -27,11 +32,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from h2o_tasks import naming, s3
-from h2o_tasks.errors import PreconditionError
+from h2o_tasks.errors import CommitError, PreconditionError
 
 ATTEMPTS = "_attempts"
 MANIFEST = "_manifest.json"
 SUCCESS = "_SUCCESS"
+LEGACY = "legacy"  # the retired entry of the part files an earlier release wrote directly into the partition
 MAX_SWAP_ATTEMPTS = 5
 _STAMP = "%Y%m%dT%H%M%S"
 
@@ -102,13 +108,11 @@ def read_manifest(client: Any, root: str) -> tuple[Manifest | None, str | None]:
     return Manifest.from_dict(json.loads(found[0])), found[1]
 
 
-def landed(client: Any, attempt: Attempt, expected: dict[str, int] | None = None) -> list[dict[str, Any]]:
+def landed(client: Any, attempt: Attempt, require: bool = True) -> list[dict[str, Any]]:
     """The attempt's part files as they are in S3 (uri, size, ETag), listed after the write.
 
-    :param expected: ``{uri: size}`` the writer uploaded; a missing or different object is an error.
+    :raises CommitError: with ``require``, the attempt holds no part file.
     """
-    from h2o_tasks.errors import InputDataError
-
     files = []
     bucket = s3.split_uri(attempt.uri)[0]
     prefix = s3.split_uri(attempt.uri)[1].rstrip("/") + "/"
@@ -118,13 +122,9 @@ def landed(client: Any, attempt: Attempt, expected: dict[str, int] | None = None
             if name.startswith(("_", ".")) or name.endswith(".crc"):
                 continue
             files.append({"uri": f"s3://{bucket}/{obj['Key']}", "size": obj["Size"], "etag": obj["ETag"]})
-    if expected is not None:
-        sizes = {f["uri"]: f["size"] for f in files}
-        if sizes != expected:
-            raise InputDataError("predictions", attempt.uri, f"hold {sizes} after the write, not the {expected} "
-                                 "that was uploaded", "retry the task; if it repeats, check what else writes there")
-    if not files:
-        raise InputDataError("predictions", attempt.uri, "holds no output after the write", "check the scoring step's log")
+    if require and not files:
+        raise CommitError("predictions", attempt.uri, "holds no output after the write",
+                          "retry the task; if it repeats, check the scoring step's log")
     return sorted(files, key=lambda f: f["uri"])
 
 
@@ -140,9 +140,13 @@ def switch(client: Any, attempt: Attempt, make: Callable[[Manifest | None], Mani
     ``make`` builds the new manifest from the current one (its generation, its retired list).
     A lost race reads again: the later committer replaces the earlier one whole.
     """
+    pending: tuple[Manifest, Manifest | None] | None = None
     for _ in range(max_attempts):
         current, etag = read_manifest(client, attempt.root)
+        if pending is not None and current == pending[0]:  # our swap went through; its response was lost
+            return pending
         new = make(current)
+        pending = (new, current)
         try:
             s3.swap_bytes(client, s3.join(attempt.root, MANIFEST), json.dumps(new.to_dict(), indent=2).encode(), etag)
         except PreconditionError:
@@ -165,35 +169,54 @@ def ensure_marker(client: Any, root: str) -> None:
         s3.create_bytes(client, s3.join(root, SUCCESS), b"")
 
 
-def attempt_ids(client: Any, root: str) -> list[str]:
-    """Every attempt that wrote anything under the partition."""
+def attempt_ages(client: Any, root: str) -> dict[str, datetime]:
+    """Every attempt that wrote anything under the partition, with its newest object's time (the store's clock)."""
     bucket, key = s3.split_uri(s3.join(root, ATTEMPTS))
-    out = []
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key + "/", Delimiter="/"):
-        out += [p["Prefix"].rstrip("/").rsplit("/", 1)[-1] for p in page.get("CommonPrefixes", [])]
-    return sorted(out)
+    prefix = key + "/"
+    ages: dict[str, datetime] = {}
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            attempt = obj["Key"][len(prefix):].split("/", 1)[0]
+            ages[attempt] = max(ages.get(attempt, obj["LastModified"]), obj["LastModified"])
+    return ages
 
 
-def removable(manifest: Manifest, ids: list[str], now: datetime, retain: timedelta, orphan_age: timedelta) -> list[str]:
-    """Attempts to remove: retired longer than ``retain`` ago, or never committed and older than ``orphan_age``."""
+def removable(manifest: Manifest, ages: dict[str, datetime], now: datetime, retain: timedelta,
+              orphan_age: timedelta) -> list[str]:
+    """Attempts to remove: retired longer than ``retain`` ago, or never committed and not written to
+    for ``orphan_age`` (``ages``: each attempt's newest object time). The committed one never."""
     retired = {r.attempt: datetime.fromisoformat(r.retired_at) for r in manifest.retired}
     out = []
-    for attempt in ids:
+    for attempt in sorted(set(ages) | ({LEGACY} & set(retired))):
         if attempt == manifest.attempt:
             continue
         if attempt in retired:
             if retired[attempt] <= now - retain:
                 out.append(attempt)
-        else:
-            try:
-                if started_at(attempt) <= now - orphan_age:
-                    out.append(attempt)
-            except ValueError:  # not an attempt of this protocol: left alone
-                continue
+        elif ages[attempt] <= now - orphan_age:
+            out.append(attempt)
+    return out
+
+
+def legacy_files(client: Any, root: str) -> list[dict[str, Any]]:
+    """Part files directly under the partition (an earlier release's layout), with size and ETag."""
+    bucket, key = s3.split_uri(root)
+    prefix = key.rstrip("/") + "/"
+    out = []
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
+        for obj in page.get("Contents", []):
+            name = obj["Key"][len(prefix):]
+            if not name.startswith(("_", ".")) and not name.endswith(".crc"):
+                out.append({"uri": f"s3://{bucket}/{obj['Key']}", "size": obj["Size"], "etag": obj["ETag"]})
     return out
 
 
 def committed_files(client: Any, root: str) -> list[str]:
-    """What a reader of the partition reads: the files of the attempt its manifest names (empty before any commit)."""
+    """What a reader of the partition reads: the files of the attempt its manifest names; before the
+    first commit, an earlier release's part files if its ``_SUCCESS`` says they are complete."""
     manifest, _ = read_manifest(client, root)
-    return [f["uri"] for f in manifest.files] if manifest else []
+    if manifest is not None:
+        return [f["uri"] for f in manifest.files]
+    if s3.head(client, s3.join(root, SUCCESS)) is None:
+        return []
+    return [f["uri"] for f in legacy_files(client, root)]

@@ -471,7 +471,7 @@ def _parse_scoring(data: Any) -> ScoringConfig:
                           "write it as /PATH or hdfs://HOST/PATH, a place HiveServer2 reads and the scoring task writes")
     return ScoringConfig(s.choice("engine", SCORING_ENGINES, "cluster"),
                          _check_uri("scoring.output_uri", out) if out else "", hive_table, tuple(ids), after_training,
-                         hive_location.rstrip("/"), s.int_in("retain_attempts_minutes", 60, 0, 60 * 24 * 30))
+                         hive_location.rstrip("/"), s.int_in("retain_attempts_minutes", 60, 1, 60 * 24 * 30))
 
 
 def _parse_schedule(data: Any) -> ScheduleConfig:

@@ -80,3 +80,9 @@ class PreconditionError(H2OTasksError):
 
 class RegistryError(FieldError):
     """The model registry holds something a step cannot use (an incomplete version, a bad digest)."""
+
+
+class CommitError(FieldError):
+    """A commit found its output not as written (gone, changed, or still moving): running it again can succeed."""
+
+    retryable = True

@@ -16,6 +16,7 @@ so the location may be a local path both the task and HiveServer2 see, or an ``h
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from h2o_tasks.errors import InputDataError
@@ -36,7 +37,7 @@ def _schema_text(columns: list[tuple[str, str]]) -> str:
     return "(" + ", ".join(f"{c} {t}" for c, t in columns) + ")"
 
 
-def table_columns(conn: Any, table: str) -> list[tuple[str, str]] | None:
+def table_columns(conn: Any, table: str, partition_column: str = "") -> list[tuple[str, str]] | None:
     """The table's data columns as ``(name, TYPE)`` (partition columns excluded), or None if it does not exist."""
     cur = conn.cursor()
     cur.execute(f"SHOW TABLES LIKE {_literal(table, 'scoring.hive_table')}")
@@ -57,6 +58,7 @@ def table_columns(conn: Any, table: str) -> list[tuple[str, str]] | None:
             partition_columns.add(name.lower())
         else:
             columns.append((name, (row[1] or "").strip().upper()))
+    partition_columns.add(partition_column.lower())  # a server that lists partition columns only with the others
     return [(c, t) for c, t in columns if c.lower() not in partition_columns]
 
 
@@ -71,14 +73,14 @@ def ensure_table(conn: Any, table: str, columns: list[tuple[str, str]], partitio
         _q(name, "columns")
         column_type(hive_type)
     t = _q(table, "scoring.hive_table")
-    existing = table_columns(conn, table)
+    existing = table_columns(conn, table, partition_column)
     cur = conn.cursor()
     if existing is None:
         cols = ", ".join(f"{_q(c, 'columns')} {hive_type}" for c, hive_type in columns)
         cur.execute(f"CREATE EXTERNAL TABLE IF NOT EXISTS {t} ({cols}) PARTITIONED BY "
                     f"({_q(partition_column, 'partition_column')} STRING) STORED AS PARQUET "
                     f"LOCATION {_literal(location, 'scoring.hive_location')}")
-        existing = table_columns(conn, table) or []  # a concurrent creator may have won with other columns
+        existing = table_columns(conn, table, partition_column) or []  # a concurrent creator may have won with other columns
         if [(c.lower(), ty) for c, ty in existing] == [(c.lower(), ty.upper()) for c, ty in columns]:
             return TableChange(True, [])
     have = {c.lower(): ty for c, ty in existing}
@@ -137,14 +139,19 @@ def remove(location: str) -> None:
         fs.delete_dir(path)
 
 
-def attempt_dirs(location: str) -> list[str]:
-    """Names of the attempt directories under ``location`` (a partition's ``_attempts``)."""
+def attempt_dirs(location: str) -> dict[str, datetime]:
+    """The attempt directories under ``location`` (a partition's ``_attempts``) with their newest file's time."""
     import pyarrow.fs as pafs
 
     fs, path = pafs.FileSystem.from_uri(_uri(location))
     if fs.get_file_info(path).type == pafs.FileType.NotFound:
-        return []
-    return sorted(i.base_name for i in fs.get_file_info(pafs.FileSelector(path)) if i.type == pafs.FileType.Directory)
+        return {}
+    out: dict[str, datetime] = {}
+    for info in fs.get_file_info(pafs.FileSelector(path, recursive=True)):
+        name = info.path[len(path):].lstrip("/").split("/", 1)[0]
+        when = info.mtime.astimezone(UTC) if info.mtime else datetime.now(UTC)
+        out[name] = max(out.get(name, when), when)
+    return out
 
 
 def set_location(conn: Any, table: str, spec: dict[str, str], location: str) -> None:

@@ -20,7 +20,7 @@ the next commit of the partition goes through and brings Hive to S3's attempt.
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import io
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from h2o_tasks import commit, hive_sink, s3, testhooks
-from h2o_tasks.errors import InputDataError
+from h2o_tasks.errors import CommitError, InputDataError
 
 ARROW_TYPES = {"BIGINT": "int64", "DOUBLE": "float64", "STRING": "string"}
 SYNC_ROUNDS = 5
@@ -96,33 +96,22 @@ def read_parts(client: Any, files: list[dict[str, Any]], columns: list[tuple[str
     return pa.concat_tables(tables) if tables else schema.empty_table()
 
 
-def md5_file(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def upload_parts(client: Any, attempt: commit.Attempt, paths: list[Path]) -> dict[str, dict[str, Any]]:
-    """Upload local part files into the attempt (created only if free); ``{uri: {size, md5}}`` for :func:`publish`."""
+    """Upload local part files into the attempt (each created only if its key is free); ``{uri: {size,
+    etag}}`` as the store answered, for :func:`publish` to check the listing against."""
     out = {}
     for path in paths:
         uri = s3.join(attempt.uri, path.name)
-        s3.create_file(client, path, uri, "text/csv")
-        out[uri] = {"size": path.stat().st_size, "md5": md5_file(path)}
+        out[uri] = {"size": path.stat().st_size, "etag": s3.create_file(client, path, uri, "text/csv")}
     return out
 
 
-def _check_landed(files: list[dict[str, Any]], uploaded: dict[str, dict[str, Any]], where: str) -> None:
-    """The listed objects are the uploaded bytes: same keys and sizes, and the MD5 for single-part uploads."""
+def _same_files(files: list[dict[str, Any]], expected: dict[str, dict[str, Any]]) -> str | None:
+    """The first object that differs between a listing and what was written (key, size, ETag), or None."""
     got = {f["uri"]: f for f in files}
-    bad = sorted(set(got) ^ set(uploaded)) or sorted(
-        u for u, f in got.items() if f["size"] != uploaded[u]["size"]
-        or ("-" not in f["etag"] and f["etag"].strip('"') != uploaded[u]["md5"]))
-    if bad:
-        raise InputDataError("predictions", where, f"differ after the write from what was uploaded ({bad[0]})",
-                             "retry the task; if it repeats, check what else writes under the output prefix")
+    bad = sorted(set(got) ^ set(expected)) or sorted(
+        u for u, f in got.items() if f["size"] != expected[u]["size"] or f["etag"] != expected[u]["etag"])
+    return bad[0] if bad else None
 
 
 def publish(client: Any, attempt: commit.Attempt, *, rows_in: int, columns: list[tuple[str, str]],
@@ -139,8 +128,9 @@ def publish(client: Any, attempt: commit.Attempt, *, rows_in: int, columns: list
     testhooks.checkpoint("commit:after-staging")
     partition = attempt.root.rstrip("/").rsplit("/", 1)[-1]
     files = commit.landed(client, attempt)
-    if uploaded is not None:
-        _check_landed(files, uploaded, attempt.uri)
+    if uploaded is not None and (bad := _same_files(files, uploaded)):
+        raise CommitError("predictions", attempt.uri, f"differ after the write from what was uploaded ({bad})",
+                          "retry the task; if it repeats, check what else writes under the output prefix")
     if table is None:
         table = read_parts(client, files, columns)
     if table.num_rows != rows_in:
@@ -157,20 +147,25 @@ def publish(client: Any, attempt: commit.Attempt, *, rows_in: int, columns: list
         hive_sink.write_files(table.cast(arrow_schema(columns)), hive_location)
         hive_rows = hive_sink.count_rows(hive_location)
         if hive_rows != rows_in:
-            raise InputDataError("predictions", hive_location, f"hold {hive_rows} rows where they landed, not the "
-                                 f"{rows_in} input rows", "check the Hive location's file system and retry")
+            raise CommitError("predictions", hive_location, f"hold {hive_rows} rows where they landed, not the "
+                              f"{rows_in} input rows", "check the Hive location's file system and retry")
     testhooks.checkpoint("commit:after-write")
     commit.mark_complete(client, attempt)
     testhooks.checkpoint("commit:before-switch")
 
+    legacy = commit.legacy_files(client, attempt.root)
+
     def make(current: commit.Manifest | None) -> commit.Manifest:
         at = now()
+        retired = commit.retire(current, at, retention.retain)
+        if current is None and legacy:  # an earlier release's files: retired like an attempt, removed after the grace
+            retired.append(commit.Retired(commit.LEGACY, attempt.root, None, at.isoformat()))
         return commit.Manifest(partition, attempt.id, attempt.uri, files, table.num_rows, at.isoformat(),
                                (current.generation if current else 0) + 1, model_version, run_id,
-                               hive.table if hive else None, hive_location,
-                               commit.retire(current, at, retention.retain))
+                               hive.table if hive else None, hive_location, retired)
 
-    manifest, _ = commit.switch(client, attempt, make)
+    manifest, replaced = commit.switch(client, attempt, make)
+    _still_whole(client, attempt, files, replaced)
     testhooks.checkpoint("commit:after-switch")
     if hive is not None:
         sync_hive(client, attempt.root, hive, spec)
@@ -179,6 +174,29 @@ def publish(client: Any, attempt: commit.Attempt, *, rows_in: int, columns: list
     removed = cleanup(client, attempt.root, hive, retention, now())
     return Committed(partition, attempt.id, attempt.root, s3.join(attempt.root, commit.MANIFEST), manifest.rows,
                      len(files), hive.table if hive else None, hive_location, hive_rows, removed)
+
+
+def _still_whole(client: Any, attempt: commit.Attempt, files: list[dict[str, Any]],
+                 replaced: commit.Manifest | None) -> None:
+    """After the switch, the attempt must still hold what was counted; if another writer's clean-up
+    removed it meanwhile (a writer stalled past the orphan age), switch back to what it replaced."""
+    now_listed = commit.landed(client, attempt, require=False)
+    bad = _same_files(now_listed, {f["uri"]: f for f in files})
+    if bad is None:
+        return
+    if replaced is not None:
+        def back(current: commit.Manifest | None) -> commit.Manifest:
+            if current is None or current.attempt != attempt.id:
+                raise CommitError("predictions", attempt.uri, "lost files after its switch and was replaced since",
+                                  "retry the task")
+            return dataclasses.replace(replaced, generation=current.generation + 1,
+                                       retired=[*replaced.retired, commit.Retired(
+                                           attempt.id, attempt.uri, current.hive_location,
+                                           datetime.now(UTC).isoformat())])
+        commit.switch(client, attempt, back)
+    raise CommitError("predictions", attempt.uri, f"lost {bad} after its switch (removed as abandoned by another "
+                      "writer's clean-up); the partition was switched back to the attempt it replaced",
+                      "retry the task")
 
 
 def sync_hive(client: Any, root: str, hive: HiveTarget, spec: dict[str, str]) -> str | None:
@@ -200,8 +218,8 @@ def sync_hive(client: Any, root: str, hive: HiveTarget, spec: dict[str, str]) ->
                 return manifest.hive_location
     finally:
         conn.close()
-    raise InputDataError("scoring.hive_table", hive.table, f"kept changing while this task set its partition {spec} "
-                         f"({SYNC_ROUNDS} rounds)", "retry the task once the other writers of this partition are done")
+    raise CommitError("scoring.hive_table", hive.table, f"kept changing while this task set its partition {spec} "
+                      f"({SYNC_ROUNDS} rounds)", "retry the task once the other writers of this partition are done")
 
 
 def cleanup(client: Any, root: str, hive: HiveTarget | None, retention: Retention, now: datetime) -> list[str]:
@@ -210,12 +228,20 @@ def cleanup(client: Any, root: str, hive: HiveTarget | None, retention: Retentio
     if manifest is None:
         return []
     partition = root.rstrip("/").rsplit("/", 1)[-1]
-    ids = set(commit.attempt_ids(client, root))
-    if hive is not None:
-        ids |= set(hive_sink.attempt_dirs(hive.attempts(partition)))
-    removed = commit.removable(manifest, sorted(ids), now, retention.retain, retention.orphan_age)
+    ages = commit.attempt_ages(client, root)
+    hive_dirs = hive_sink.attempt_dirs(hive.attempts(partition)) if hive is not None else {}
+    for attempt, mtime in hive_dirs.items():
+        ages[attempt] = max(ages.get(attempt, mtime), mtime)
+    retired = {r.attempt: r for r in manifest.retired}
+    removed = commit.removable(manifest, ages, now, retention.retain, retention.orphan_age)
     for attempt in removed:
+        if attempt == commit.LEGACY:
+            for f in commit.legacy_files(client, root):
+                bucket, key = s3.split_uri(f["uri"])
+                client.delete_object(Bucket=bucket, Key=key)
+            continue
         s3.delete_prefix(client, commit.Attempt(root, attempt).uri)
-        if hive is not None:
-            hive_sink.remove(f"{hive.attempts(partition)}/{attempt}")
+        hive_location = retired[attempt].hive_location if attempt in retired else None
+        for location in {hive_location, f"{hive.attempts(partition)}/{attempt}" if hive else None} - {None}:
+            hive_sink.remove(location)
     return removed

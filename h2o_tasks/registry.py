@@ -20,7 +20,6 @@ intervals were recorded has none and counts as older than any run.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
@@ -244,7 +243,8 @@ def gate(cfg: QualityGateConfig, metrics: dict[str, float], champion: ChampionPo
         return GateDecision(True, f"{cfg.metric}={value:.4f} passes {cfg.threshold}; no comparable champion")
     if not _is_number(champion.value):
         return GateDecision(False, f"{cfg.metric}={value:.4f} cannot be compared with the champion {champion.version}: "
-                                   f"its recorded {champion.metric} is {champion.value!r}; fix or remove champion.json")
+                                   f"its recorded {champion.metric} is {champion.value!r}; roll the champion back to a "
+                                   "version with a recorded value (python -m h2o_tasks registry rollback --to VERSION)")
     worse_by = (champion.value - value) if higher else (value - champion.value)
     if worse_by > cfg.max_regression:
         return GateDecision(False, f"{cfg.metric}={value:.4f} is worse than the champion {champion.version} "
@@ -281,25 +281,49 @@ def read_champion_tagged(client: Any, registry_uri: str) -> tuple[ChampionPointe
 
 
 def _record(client: Any, registry_uri: str, pointer: ChampionPointer | None) -> None:
-    """Create the history record of ``pointer`` unless it exists (records are never replaced)."""
+    """Create the history record of ``pointer`` unless it exists (records are never replaced).
+
+    :raises RegistryError: a different record holds that generation already (the history and
+        the pointer disagree; nothing is overwritten).
+    """
     if pointer is None or pointer.generation == 0:  # generation 0: written before this protocol, recorded then
         return
-    with contextlib.suppress(PreconditionError):
-        s3.create_bytes(client, _history_uri(registry_uri, pointer), json.dumps(pointer.to_dict(), indent=2).encode(),
-                        "application/json")
+    uri = _history_uri(registry_uri, pointer)
+    try:
+        s3.create_bytes(client, uri, json.dumps(pointer.to_dict(), indent=2).encode(), "application/json")
+    except PreconditionError:
+        found = ChampionPointer.from_dict(json.loads(s3.read_bytes(client, uri) or b"{}"))
+        if found != pointer:
+            raise RegistryError(uri, found.promoted_at, f"records another promotion of generation {pointer.generation} "
+                                f"than champion.json ({pointer.promoted_at})",
+                                "restore champion.json from the history's latest record") from None
+
+
+def _next_generation(client: Any, registry_uri: str, current: ChampionPointer | None) -> int:
+    """One more than the pointer's, or than the history's highest when the pointer is missing."""
+    if current is not None:
+        return current.generation + 1
+    prefix = s3.join(registry_uri, "history") + "/"
+    generations = [int(k[len(prefix):][:8]) for k in s3.list_keys(client, prefix) if k[len(prefix):][:8].isdigit()]
+    return max(generations, default=0) + 1
 
 
 def _swap(client: Any, registry_uri: str, make: Callable[[ChampionPointer | None], ChampionPointer | GateDecision],
           max_attempts: int) -> tuple[ChampionPointer | GateDecision, ChampionPointer | None, int]:
     """Read, decide, write with the ETag read; on a lost race read again. ``make`` returns the new
     pointer, or a decision not to write."""
+    pending: ChampionPointer | None = None
     for attempt in range(1, max_attempts + 1):
         current, etag = read_champion_tagged(client, registry_uri)
+        if pending is not None and current == pending:  # our swap went through; its response was lost
+            _record(client, registry_uri, pending)
+            return pending, pending, attempt
         _record(client, registry_uri, current)
         new = make(current)
         if isinstance(new, GateDecision):
             return new, current, attempt
         testhooks.checkpoint("registry:before-cas")
+        pending = new
         try:
             s3.swap_bytes(client, s3.join(registry_uri, CHAMPION), json.dumps(new.to_dict(), indent=2).encode(), etag)
         except PreconditionError:
@@ -330,7 +354,7 @@ def promote(client: Any, registry_uri: str, cfg: QualityGateConfig, candidate: C
             return decision
         return ChampionPointer(candidate.version, cfg.metric, float(candidate.metrics[cfg.metric]), _now(),
                                candidate.run_id, candidate.interval_start, candidate.interval_end,
-                               (current.generation if current else 0) + 1, current.version if current else None,
+                               _next_generation(client, registry_uri, current), current.version if current else None,
                                "promote", decision.reason, candidate.model_sha256)
 
     outcome, champion, attempts = _swap(client, registry_uri, make, max_attempts)
@@ -342,9 +366,25 @@ def promote(client: Any, registry_uri: str, cfg: QualityGateConfig, candidate: C
 def history(client: Any, registry_uri: str) -> list[ChampionPointer]:
     """Every promotion and rollback, oldest first (the current pointer's record is made if missing)."""
     _record(client, registry_uri, read_champion(client, registry_uri))
-    out = [ChampionPointer.from_dict(json.loads(s3.read_bytes(client, k) or b"{}"))
-           for k in s3.list_keys(client, s3.join(registry_uri, "history")) if k.endswith(".json")]
+    out = []
+    for key in s3.list_keys(client, s3.join(registry_uri, "history")):
+        try:
+            out.append(ChampionPointer.from_dict(json.loads(s3.read_bytes(client, key) or b"")))
+        except (ValueError, TypeError):  # not a record of this registry (a stray or truncated object)
+            continue
     return sorted(out, key=lambda p: (p.generation, p.promoted_at))
+
+
+def _previous_champion(records: list[ChampionPointer]) -> str | None:
+    """The version a plain "roll back" returns to: replay the history as a stack (a promotion
+    pushes, a rollback pops back to its target), then the version under the current one."""
+    stack: list[str] = []
+    for r in records:
+        if r.action == "rollback" and r.version in stack:
+            del stack[stack.index(r.version) + 1:]
+        else:
+            stack.append(r.version)
+    return stack[-2] if len(stack) > 1 else None
 
 
 def rollback(client: Any, registry_uri: str, to_version: str | None = None, *, reason: str = "",
@@ -352,33 +392,36 @@ def rollback(client: Any, registry_uri: str, to_version: str | None = None, *, r
     """Point the champion back at ``to_version`` (default: the champion before the current one).
 
     The same compare-and-swap as a promotion; no gate (a person decided). The target must be
-    a complete version whose ``model.zip`` still matches its digest.
+    a complete version whose ``model.zip`` still matches its digest and that records the
+    champion's gate metric. If the champion changes while this runs, nothing is written.
     """
     current = read_champion(client, registry_uri)
     if current is None:
         raise RegistryError("champion.json", None, "does not exist: there is nothing to roll back",
                             "promote a version first (run the training DAG)")
-    target = to_version or current.previous
-    if not target:
-        earlier = [p for p in history(client, registry_uri) if p.version != current.version]
-        target = earlier[-1].version if earlier else None
+    target = to_version or _previous_champion(history(client, registry_uri))
     if not target:
         raise RegistryError("--to", None, f"has no default: the champion {current.version} has no predecessor",
                             "name the version to roll back to (python -m h2o_tasks registry list)")
     meta = load_metadata(client, registry_uri, target)
+    value = (meta.get("metrics") or {}).get(current.metric)
+    if not _is_number(value):  # the gate compares every later model with this value
+        raise RegistryError("--to", target, f"records no {current.metric} (the quality gate's metric), so later "
+                            "models could not be compared with it", "roll back to a version that records it")
     bucket, key = s3.split_uri(s3.join(version_uri(registry_uri, target), MODEL))
     with tempfile.TemporaryDirectory(prefix="h2o-rollback-") as tmp:
         local = Path(tmp) / MODEL
         client.download_file(bucket, key, str(local))
         digest = verify_model(local, meta, target)
     lineage = meta.get("lineage") or {}
-    metric = meta.get("metric") or current.metric
-    value = (meta.get("metrics") or {}).get(metric)
 
     def make(now: ChampionPointer | None) -> ChampionPointer:
-        return ChampionPointer(target, metric, value, _now(), lineage.get("run_id", ""), lineage.get("interval_start"),
-                               lineage.get("interval_end"), (now.generation if now else 0) + 1,
-                               now.version if now else None, "rollback", reason or "rolled back by hand", digest)
+        if now is None or now.generation != current.generation:
+            raise RegistryError("champion.json", now.version if now else None,
+                                f"changed while rolling back from {current.version}", "look at the history and run it again")
+        return ChampionPointer(target, current.metric, float(value), _now(), lineage.get("run_id", ""),
+                               lineage.get("interval_start"), lineage.get("interval_end"), now.generation + 1,
+                               now.version, "rollback", reason or "rolled back by hand", digest)
 
     pointer, _, _ = _swap(client, registry_uri, make, max_attempts)
     return pointer

@@ -7,6 +7,9 @@ Credentials live in :class:`S3Settings` only in memory: they are handed to H2O a
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,7 +80,11 @@ def delete_prefix(client: Any, uri: str) -> int:
     for start in range(0, len(keys), 1000):
         chunk = keys[start:start + 1000]
         bucket = split_uri(chunk[0])[0]
-        client.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": split_uri(k)[1]} for k in chunk]})
+        resp = client.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": split_uri(k)[1]} for k in chunk]})
+        if resp.get("Errors"):
+            first = resp["Errors"][0]
+            raise RuntimeError(f"deleting under {uri} failed for {len(resp['Errors'])} object(s), e.g. "
+                               f"{first.get('Key')}: {first.get('Code')} {first.get('Message')}")
     return len(keys)
 
 
@@ -118,18 +125,36 @@ def write_bytes(client: Any, uri: str, data: bytes, content_type: str = "applica
 #
 # S3 (and the moto server of the tests) honour ``If-None-Match: *`` on PutObject and
 # CompleteMultipartUpload, and ``If-Match: <etag>`` on PutObject. The losing writer gets 412
-# PreconditionFailed; AWS answers 409 ConditionalRequestConflict while a competing conditional
-# write is in flight, and an ``If-Match`` on a missing key gets NoSuchKey: all three mean
-# "another writer got there first". CopyObject has no destination condition, so write-once
-# objects are always uploaded, never copied.
+# PreconditionFailed, and an ``If-Match`` on a missing key gets NoSuchKey: both mean "another
+# writer got there first". AWS answers 409 ConditionalRequestConflict while a competing
+# conditional write is in flight: that one is retried. botocore retries a request whose
+# response was lost; when the lost request had been applied, its retry gets 412 for the
+# writer's own object, so a lost create is read back and compared before it counts as lost.
+# CopyObject has no destination condition: write-once objects are uploaded, never copied.
 
 PART_BYTES = 64 * 1024 * 1024  # above this a conditional create goes multipart, in parts of this size
-_LOST = ("PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey", "412", "409")
+_LOST = ("PreconditionFailed", "NoSuchKey", "412")
+_IN_FLIGHT = ("ConditionalRequestConflict", "409")
+_IN_FLIGHT_RETRIES = 5
 
 
-def _lost(exc: Exception) -> bool:
-    error = getattr(exc, "response", {}).get("Error", {})
-    return str(error.get("Code", "")) in _LOST
+def _code(exc: Exception) -> str:
+    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+
+
+def _conditional(put: Callable[[], dict[str, Any]], uri: str, condition: str) -> dict[str, Any]:
+    """Run a conditional write; 409 (another conditional write in flight) is retried, 412 raises."""
+    for attempt in range(_IN_FLIGHT_RETRIES):
+        try:
+            return put()
+        except Exception as exc:
+            code = _code(exc)
+            if code in _LOST:
+                raise PreconditionError(uri, condition) from None
+            if code not in _IN_FLIGHT or attempt == _IN_FLIGHT_RETRIES - 1:
+                raise
+            time.sleep(0.1 * 2 ** attempt)
+    raise AssertionError("unreachable")
 
 
 def read_with_etag(client: Any, uri: str) -> tuple[bytes, str] | None:
@@ -145,15 +170,16 @@ def read_with_etag(client: Any, uri: str) -> tuple[bytes, str] | None:
 def create_bytes(client: Any, uri: str, data: bytes, content_type: str = "application/octet-stream") -> str:
     """Create the object only if no object has that key (``If-None-Match: *``); its ETag.
 
-    :raises PreconditionError: the key exists (another writer created it first).
+    :raises PreconditionError: the key holds other bytes (another writer created it first).
     """
     bucket, key = split_uri(uri)
     try:
-        return client.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type,
-                                 IfNoneMatch="*")["ETag"]
-    except client.exceptions.ClientError as exc:
-        if _lost(exc):
-            raise PreconditionError(uri, "If-None-Match: *") from None
+        return _conditional(lambda: client.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type,
+                                                      IfNoneMatch="*"), uri, "If-None-Match: *")["ETag"]
+    except PreconditionError:
+        found = read_with_etag(client, uri)
+        if found is not None and found[0] == data:  # our own create, whose response was lost
+            return found[1]
         raise
 
 
@@ -161,17 +187,20 @@ def swap_bytes(client: Any, uri: str, data: bytes, etag: str | None,
                content_type: str = "application/json") -> str:
     """Replace the object only if it still has ``etag`` (None: only if it does not exist yet); the new ETag.
 
-    :raises PreconditionError: the object changed (or appeared, or went) since it was read.
+    :raises PreconditionError: the object changed (or appeared, or went) since it was read;
+        the caller reads it again (and may find its own write there, see the registry and commit).
     """
     if etag is None:
         return create_bytes(client, uri, data, content_type)
     bucket, key = split_uri(uri)
-    try:
-        return client.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type, IfMatch=etag)["ETag"]
-    except client.exceptions.ClientError as exc:
-        if _lost(exc):
-            raise PreconditionError(uri, f"If-Match: {etag}") from None
-        raise
+    return _conditional(lambda: client.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type,
+                                                  IfMatch=etag), uri, f"If-Match: {etag}")["ETag"]
+
+
+def _multipart_etag(part_etags: list[str]) -> str:
+    """The ETag S3 gives a multipart object: the MD5 of the parts' MD5s, then ``-<parts>``."""
+    digest = hashlib.md5(b"".join(bytes.fromhex(e.strip('"')) for e in part_etags), usedforsecurity=False)
+    return f'"{digest.hexdigest()}-{len(part_etags)}"'
 
 
 def create_file(client: Any, path: Path, uri: str, content_type: str = "application/octet-stream") -> str:
@@ -197,11 +226,15 @@ def create_file(client: Any, path: Path, uri: str, content_type: str = "applicat
         with ThreadPoolExecutor(max_workers=4) as pool:
             parts = list(pool.map(part, range(1, (size + PART_BYTES - 1) // PART_BYTES + 1)))
         try:
-            return client.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id,
-                                                    MultipartUpload={"Parts": parts}, IfNoneMatch="*")["ETag"]
-        except client.exceptions.ClientError as exc:
-            if _lost(exc):
-                raise PreconditionError(uri, "If-None-Match: *") from None
+            return _conditional(lambda: client.complete_multipart_upload(
+                Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}, IfNoneMatch="*"),
+                uri, "If-None-Match: *")["ETag"]
+        except PreconditionError:
+            found = head(client, uri)
+            with contextlib.suppress(Exception):  # gone already when it was our own completion
+                client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+            if found and found["size"] == size and found["etag"] == _multipart_etag([p["ETag"] for p in parts]):
+                return found["etag"]  # our own completion, whose response was lost
             raise
     except BaseException:
         with contextlib.suppress(Exception):  # the original error matters; an open upload expires by lifecycle

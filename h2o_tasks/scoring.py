@@ -9,6 +9,7 @@ then committed by a switch (:mod:`h2o_tasks.predictions`).
 
 from __future__ import annotations
 
+import csv
 import shutil
 import tempfile
 import time
@@ -23,6 +24,7 @@ from h2o_tasks.errors import ConfigError, InputDataError, SourceNotFoundError
 from h2o_tasks.s3 import S3Settings
 
 HIVE_TYPES = {"int": "BIGINT", "real": "DOUBLE", "enum": "STRING", "string": "STRING", "time": "BIGINT"}
+CLASSIFICATION = ("binary", "multiclass")
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,24 @@ def partition_root(cfg: PipelineConfig, day: date) -> str:
     return s3.join(cfg.scoring.output_uri, intervals.partition_path(day))
 
 
+def prediction_types(metadata: dict[str, Any], columns: list[str]) -> list[tuple[str, str]]:
+    """Hive types of the model's output columns, from the model (not from one day's values), the
+    same for every engine: a class label is text, probabilities and regression values are doubles."""
+    classifier = (metadata.get("target") or {}).get("problem") in CLASSIFICATION
+    return [(c, "STRING" if c == "predict" and classifier else "DOUBLE") for c in columns]
+
+
+def arrow_id_type(arrow_type: Any) -> str:
+    """The Hive type of an id column read from the source with pyarrow, as H2O would type it."""
+    import pyarrow as pa
+
+    if pa.types.is_integer(arrow_type) or pa.types.is_timestamp(arrow_type) or pa.types.is_date(arrow_type):
+        return "BIGINT"  # H2O reads times as milliseconds since the epoch
+    if pa.types.is_floating(arrow_type) or pa.types.is_decimal(arrow_type):
+        return "DOUBLE"
+    return "STRING"
+
+
 def _check_ids(cfg: PipelineConfig, columns: list[str]) -> list[str]:
     for i, col in enumerate(cfg.scoring.id_columns):
         if col not in columns:
@@ -133,7 +153,8 @@ def score_in_cluster(h2o: Any, frames: list[tuple[date, Any]], cfg: PipelineConf
             out = frame[ids].cbind(preds) if ids else preds
             attempt = commit.new_attempt(partition_root(cfg, day), run_id)
             h2o.export_file(out, attempt.uri, force=True, parts=-1, write_checksum=False)
-            columns = [(c, HIVE_TYPES.get(out.types[c], "STRING")) for c in out.columns]
+            columns = ([(c, HIVE_TYPES.get(out.types[c], "STRING")) for c in ids]
+                       + prediction_types(champ.metadata, preds.columns))
             h2o.remove(out)
             h2o.remove(preds)
             rows_in += frame.nrows
@@ -218,12 +239,36 @@ def scoring_input(df: Any, features: list[dict[str, Any]], version: str) -> tupl
     return pd.DataFrame(out, index=df.index), unseen
 
 
+def _join_predictions(table: Any, ids: list[str], metadata: dict[str, Any], scored: Path, out: Path) -> list[tuple[str, str]]:
+    """The id columns of the input beside the scorer's output, row by row, as one CSV; its columns' Hive types."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    with scored.open(newline="") as f:
+        header = next(csv.reader(f))
+    pred_types = prediction_types(metadata, header)
+    preds = pcsv.read_csv(scored, convert_options=pcsv.ConvertOptions(
+        column_types=predictions.arrow_schema(pred_types)))
+    if preds.num_rows != table.num_rows:
+        raise InputDataError("predictions", preds.num_rows, f"differ from the {table.num_rows} input rows",
+                             "this is a bug: report it with the task log")
+    columns = [(c, arrow_id_type(table.schema.field(c).type)) for c in ids] + pred_types
+    arrays = []
+    for c, hive_type in columns[:len(ids)]:
+        col = table.column(c)
+        if pa.types.is_timestamp(col.type) or pa.types.is_date(col.type):
+            col = col.cast(pa.timestamp("ms")).cast(pa.int64())
+        arrays.append(col.cast(predictions.arrow_schema([(c, hive_type)]).field(0).type))
+    joined = pa.table(arrays + [preds.column(c) for c, _ in pred_types], names=[c for c, _ in columns])
+    pcsv.write_csv(joined, out)
+    return columns
+
+
 def score_offline(cfg: PipelineConfig, s3s: S3Settings, start: date, end: date, *, run_id: str,
                   hive: predictions.HiveTarget | None = None, java: str = "java",
                   workers: int | None = None) -> ScoreResult:
     """Score from the champion MOJO with no cluster at all (one JVM, ``workers`` threads: :mod:`h2o_tasks.mojo_csv`),
     each day of the interval committed as its own partition."""
-    import pandas as pd
     import pyarrow.csv as pcsv
 
     t0 = time.monotonic()
@@ -246,12 +291,8 @@ def score_offline(cfg: PipelineConfig, s3s: S3Settings, start: date, end: date, 
             feats.to_csv(work / "input.csv", index=False, na_rep="")
             mojo_csv.predict_csv(mojo_csv.genmodel_jar(), model, work / "input.csv", work / "output.csv",
                                  workers=workers, java=java)
-            preds = pd.read_csv(work / "output.csv")
-            out = pd.concat([df[ids].reset_index(drop=True), preds], axis=1)
             part = work / "part-00000.csv"
-            out.to_csv(part, index=False)
-            columns = [(c, "BIGINT" if str(t).startswith("int") else "DOUBLE" if str(t).startswith("float")
-                        else "STRING") for c, t in out.dtypes.items()]
+            columns = _join_predictions(table, ids, champ.metadata, work / "output.csv", part)
             landed = pcsv.read_csv(part, convert_options=pcsv.ConvertOptions(
                 column_types=predictions.arrow_schema(columns)))  # the bytes that are uploaded, counted
             attempt = commit.new_attempt(partition_root(cfg, day), run_id)

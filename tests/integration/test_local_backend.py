@@ -31,10 +31,10 @@ def spec(run_id, **kw):
 
 def test_two_jvms_form_one_cloud_reattach_and_delete(backend):
     info = backend.create(spec("r1", jvm_options=("-XX:TieredStopAtLevel=1", "-Dh2o.test.marker=r1")))
+    st = backend.wait_ready(info, 120)  # the java launcher may re-exec itself at start (its cmdline reads empty)
     for node in backend._load(info.name).nodes:  # cluster.jvm_options reach every JVM
         argv = Path(f"/proc/{node.pid}/cmdline").read_bytes().split(b"\0")
         assert b"-XX:TieredStopAtLevel=1" in argv and b"-Dh2o.test.marker=r1" in argv
-    st = backend.wait_ready(info, 120)
     assert st.ready and st.cloud_size == 2
     cloud = fetch_cloud(info.url)
     assert cloud.cloud_size == 2 and cloud.consensus and cloud.cloud_name == info.name

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import pytest
 import yaml
 
 from devtools import dag_folder
-from h2o_tasks import artifacts, commit, config, frames, hive_sink, ingest, s3, testhooks, train
+from h2o_tasks import artifacts, commit, config, frames, hive_sink, ingest, predictions, s3, scoring, testhooks, train
 from h2o_tasks.errors import InputDataError
 
 pytestmark = pytest.mark.integration
@@ -171,18 +172,20 @@ def test_a_weekly_interval_writes_seven_daily_partitions(champion, commit_cfg, s
 
 
 def test_replaced_attempts_are_removed_after_the_grace(champion, commit_cfg, s3_settings, hive_server, tmp_path):
-    from dataclasses import replace
-
     day = date(2013, 3, 20)
-    cfg = replace(commit_cfg, scoring=replace(commit_cfg.scoring, retain_attempts_minutes=0))
     client = s3_settings.client()
-    root = s3.join(cfg.scoring.output_uri, f"dt={day}")
-    first = run_task(cfg, s3_settings, hive_server, tmp_path, start=day)[1]["partitions"][0]["attempt"]
-    second = run_task(cfg, s3_settings, hive_server, tmp_path, start=day)[1]["partitions"][0]
-    assert second["removed"] == [first]
-    assert commit.attempt_ids(client, root) == [second["attempt"]]
-    assert hive_sink.attempt_dirs(f"{cfg.scoring.hive_location}/dt={day}/_attempts") == [second["attempt"]]
-    assert state(client, hive_server, cfg, day)["hive_rows"] == flights_on(day)
+    root = s3.join(commit_cfg.scoring.output_uri, f"dt={day}")
+    hive_attempts = f"{commit_cfg.scoring.hive_location}/dt={day}/_attempts"
+    first = run_task(commit_cfg, s3_settings, hive_server, tmp_path, start=day)[1]["partitions"][0]["attempt"]
+    second = run_task(commit_cfg, s3_settings, hive_server, tmp_path, start=day)[1]["partitions"][0]
+    assert second["removed"] == []  # within the grace: readers may still be on the first attempt
+    assert sorted(commit.attempt_ages(client, root)) == sorted([first, second["attempt"]])
+    target = predictions.HiveTarget(TABLE, commit_cfg.scoring.hive_location, hive_server.connect)
+    later = datetime.now(UTC) + timedelta(minutes=commit_cfg.scoring.retain_attempts_minutes + 1)
+    assert predictions.cleanup(client, root, target, scoring.retention(commit_cfg), later) == [first]
+    assert list(commit.attempt_ages(client, root)) == [second["attempt"]]
+    assert list(hive_sink.attempt_dirs(hive_attempts)) == [second["attempt"]]
+    assert state(client, hive_server, commit_cfg, day)["hive_rows"] == flights_on(day)
 
 
 def test_the_hive_table_schema_is_migrated_or_refused_naming_both(hive_server, tmp_path):
@@ -202,3 +205,82 @@ def test_the_hive_table_schema_is_migrated_or_refused_naming_both(hive_server, t
             assert needle in str(err.value) and "(flight BIGINT, p1 DOUBLE, carrier STRING)" in str(err.value)
     finally:
         conn.close()
+
+
+# --- the protocol alone, with synthetic predictions (no model, no Hive) ------------------------------
+
+COLS = [("flight", "BIGINT"), ("p1", "DOUBLE")]
+ZOMBIE = r"""
+import json, sys
+from h2o_tasks import commit, predictions
+from h2o_tasks.s3 import S3Settings
+from datetime import timedelta
+spec = json.loads(sys.argv[1])
+client = S3Settings(**spec["s3"]).client()
+attempt = commit.Attempt(spec["root"], spec["attempt"])
+predictions.publish(client, attempt, rows_in=2, columns=[("flight", "BIGINT"), ("p1", "DOUBLE")],
+                    retention=predictions.Retention(timedelta(hours=1), timedelta(hours=4)), model_version="m",
+                    run_id="zombie", spec={"dt": "2013-02-04"})
+"""
+
+
+def _write_attempt(client, root, run_id, rows=((1, 0.5), (2, 0.25))):
+    attempt = commit.new_attempt(root, run_id)
+    body = "flight,p1\n" + "".join(f"{a},{b}\n" for a, b in rows)
+    s3.write_bytes(client, s3.join(attempt.uri, "part-00000.csv"), body.encode())
+    return attempt
+
+
+def test_a_zombie_whose_attempt_was_removed_as_abandoned_switches_back(s3_settings, s3_bucket, tmp_path):
+    """A writer stalls between its attempt's _SUCCESS and its switch for longer than the orphan age;
+    another commit removes its attempt as abandoned; when it wakes and switches, it finds its files
+    gone and switches the partition back to the complete attempt it replaced."""
+    client = s3_settings.client()
+    root = f"s3://{s3_bucket}/preds/dt=2013-02-04"
+    zombie = _write_attempt(client, root, "zombie")
+    meet = tmp_path / "meet"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "plugins")]),
+           testhooks.ENV: json.dumps({"commit:before-switch": f"barrier:{meet}:2:120"})}
+    spec = {"s3": {"endpoint_url": s3_settings.endpoint_url, "access_key": s3_settings.access_key,
+                   "secret_key": s3_settings.secret_key}, "root": root, "attempt": zombie.id}
+    proc = subprocess.Popen([sys.executable, "-c", ZOMBIE, json.dumps(spec)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(600):  # until the zombie waits at its switch
+            if meet.exists() and any(meet.iterdir()):
+                break
+            time.sleep(0.1)
+        retry = _write_attempt(client, root, "retry")
+        hours_later = datetime.now(UTC) + timedelta(hours=5)  # past the orphan age of the zombie's attempt
+        done = predictions.publish(client, retry, rows_in=2, columns=COLS, model_version="m", run_id="retry",
+                                   retention=predictions.Retention(timedelta(hours=1), timedelta(hours=4)),
+                                   spec={"dt": "2013-02-04"}, now=lambda: hours_later)
+        assert done.removed == [zombie.id]
+        (meet / "commit_before-switch-test").touch()  # the zombie wakes up
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode != 0 and "switched back" in err, err[-2000:]
+    manifest, _ = commit.read_manifest(client, root)
+    assert manifest.attempt == retry.id  # readers are on the complete attempt again
+    assert all(s3.head(client, f) for f in commit.committed_files(client, root))
+
+
+def test_an_earlier_releases_partition_is_read_then_retired(s3_settings, s3_bucket):
+    client = s3_settings.client()
+    root = f"s3://{s3_bucket}/preds/dt=2013-02-04"
+    s3.write_bytes(client, s3.join(root, "part-00000.csv"), b"flight,p1\n7,0.5\n")
+    assert commit.committed_files(client, root) == []  # no _SUCCESS: not complete
+    s3.write_bytes(client, s3.join(root, commit.SUCCESS), b"")
+    assert commit.committed_files(client, root) == [s3.join(root, "part-00000.csv")]
+    attempt = _write_attempt(client, root, "first-commit")
+    retention = predictions.Retention(timedelta(hours=1), timedelta(hours=4))
+    done = predictions.publish(client, attempt, rows_in=2, columns=COLS, model_version="m", run_id="r",
+                               retention=retention, spec={"dt": "2013-02-04"})
+    assert commit.committed_files(client, root) == [s3.join(attempt.uri, "part-00000.csv")]
+    assert done.removed == [] and s3.head(client, s3.join(root, "part-00000.csv"))  # kept for the grace
+    later = datetime.now(UTC) + timedelta(hours=2)
+    assert predictions.cleanup(client, root, None, retention, later) == [commit.LEGACY]
+    assert s3.head(client, s3.join(root, "part-00000.csv")) is None
+    assert s3.list_keys(client, root) == sorted([s3.join(root, commit.MANIFEST), s3.join(root, commit.SUCCESS),
+                                                 *[s3.join(attempt.uri, n) for n in ("_SUCCESS", "part-00000.csv")]])

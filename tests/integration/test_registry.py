@@ -60,8 +60,11 @@ def test_large_artifacts_are_created_conditionally_in_parts(s3_settings, s3_buck
     uri = f"s3://{s3_bucket}/big/model.zip"
     etag = s3.create_file(client, big, uri)
     assert etag.strip('"').endswith("-3")  # three parts
+    assert s3.create_file(client, big, uri) == etag  # the same bytes again (a retry whose response was lost): ours
+    other = tmp_path / "other.zip"
+    other.write_bytes(os.urandom(11 * MiB))
     with pytest.raises(PreconditionError):
-        s3.create_file(client, tmp_path / "model.zip", uri)
+        s3.create_file(client, other, uri)
     assert s3.head(client, uri)["etag"] == etag and s3.read_bytes(client, uri) == big.read_bytes()
     uploads = client.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", [])
     assert uploads == []  # the refused upload was aborted, not left open
@@ -160,3 +163,57 @@ def test_cli_lists_versions_shows_history_and_rolls_back(s3_settings, s3_bucket,
     refused = _cli("rollback", "--registry-uri", uri, "--to", "v2", s3_settings=s3_settings)
     assert refused.returncode == 2 and "does not match the SHA-256" in refused.stderr
     assert registry.read_champion(client, uri).version == "v1"
+
+
+def test_a_create_or_swap_whose_response_was_lost_counts_as_done(s3_settings, s3_bucket, tmp_path, monkeypatch):
+    """botocore retries a request whose response was lost; the retry of an applied conditional
+    write gets 412 for the writer's own object: read back, it counts as done."""
+    client = s3_settings.client()
+    uri = f"s3://{s3_bucket}/models"
+    s3.write_bytes(client, f"s3://{s3_bucket}/k", b"mine")
+    assert s3.create_bytes(client, f"s3://{s3_bucket}/k", b"mine")  # the same bytes: ours
+    with pytest.raises(PreconditionError):
+        s3.create_bytes(client, f"s3://{s3_bucket}/k", b"someone else's")
+    real = s3.swap_bytes
+
+    def applied_then_lost(*args, **kwargs):
+        real(*args, **kwargs)
+        raise PreconditionError(args[1], "response lost, the retry got 412")
+
+    a = _version(client, uri, tmp_path, "v1", 0.8, "2013-02-11")
+    monkeypatch.setattr(s3, "swap_bytes", applied_then_lost)
+    result = registry.promote(client, uri, GATE, a)
+    assert result.decision.promote and result.attempts == 2 and result.pointer.version == "v1"
+    assert [h.version for h in registry.history(client, uri)] == ["v1"]
+
+
+def test_rollback_walks_back_and_records_the_gate_metric(s3_settings, s3_bucket, tmp_path):
+    client = s3_settings.client()
+    uri = f"s3://{s3_bucket}/models"
+    work = tmp_path / "w"
+    work.mkdir()
+    for name in ("v1", "v2", "v3"):  # training.metric logloss, the gate on auc
+        d = work / name
+        d.mkdir()
+        (d / "model.zip").write_bytes(name.encode() * 50)
+        registry.write_version(client, uri, name, d, {"metric": "logloss", "metrics": {"auc": 0.8, "logloss": 0.4},
+                                                      "lineage": {"interval_end": "2013-02-11"}})
+        registry.promote(client, uri, GATE, registry.Candidate(name, {"auc": 0.8}, "2013-02-04", "2013-02-11",
+                                                               registry.sha256_file(d / "model.zip")))
+    first = registry.rollback(client, uri)
+    second = registry.rollback(client, uri)  # walks further back, never to the version just rolled away from
+    assert (first.version, second.version) == ("v2", "v1")
+    assert second.metric == "auc" and second.value == 0.8  # the gate's metric, so later models are compared
+    assert registry.gate(GATE, {"auc": 0.5}, registry.read_champion(client, uri)).promote is False
+
+
+def test_a_deleted_pointer_does_not_reuse_history_generations(s3_settings, s3_bucket, tmp_path):
+    client = s3_settings.client()
+    uri = f"s3://{s3_bucket}/models"
+    a, b = (_version(client, uri, tmp_path, n, 0.8, "2013-02-11") for n in ("va", "vb"))
+    registry.promote(client, uri, GATE, a)
+    registry.promote(client, uri, GATE, b)
+    client.delete_object(Bucket=s3_bucket, Key="models/champion.json")
+    again = registry.promote(client, uri, GATE, a)
+    assert again.pointer.generation == 3
+    assert [(h.generation, h.version) for h in registry.history(client, uri)] == [(1, "va"), (2, "vb"), (3, "va")]

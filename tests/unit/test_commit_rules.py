@@ -27,15 +27,24 @@ def test_new_attempts_are_unique_and_carry_their_start():
 def test_removable_keeps_the_current_and_recently_retired_attempts():
     current, old, recent, orphan, young_orphan = (_id(NOW - timedelta(minutes=m)) for m in (1, 300, 200, 500, 10))
     manifest = _manifest(current, [(old, NOW - timedelta(minutes=90)), (recent, NOW - timedelta(minutes=5))])
-    ids = [current, old, recent, orphan, young_orphan, "not-an-attempt"]
-    removed = commit.removable(manifest, ids, NOW, timedelta(minutes=60), timedelta(minutes=240))
-    assert removed == [old, orphan]  # retired over 60 min ago; never committed and over 240 min old
+    ages = {a: NOW - timedelta(minutes=m) for a, m in ((current, 1), (old, 300), (recent, 200), (orphan, 500),
+                                                       (young_orphan, 10))}
+    removed = commit.removable(manifest, ages, NOW, timedelta(minutes=60), timedelta(minutes=240))
+    assert removed == sorted([old, orphan])  # retired over 60 min ago; never committed, not written for 240 min
 
 
-def test_a_zero_grace_removes_the_replaced_attempt_at_once_but_never_the_current():
+def test_orphans_are_judged_by_their_last_write_not_by_the_clock_in_their_name():
+    """A writer whose clock runs hours slow still wrote just now: its attempt is not abandoned."""
+    current, slow_clock = _id(NOW), _id(NOW - timedelta(hours=5))
+    manifest = _manifest(current)
+    assert commit.removable(manifest, {current: NOW, slow_clock: NOW}, NOW, timedelta(hours=1), timedelta(hours=4)) == []
+
+
+def test_the_current_attempt_is_never_removed():
     current, previous = _id(NOW), _id(NOW - timedelta(minutes=1))
-    manifest = _manifest(current, [(previous, NOW)])
-    assert commit.removable(manifest, [previous, current], NOW, timedelta(0), timedelta(0)) == [previous]
+    manifest = _manifest(current, [(previous, NOW - timedelta(hours=2))])
+    ages = {current: NOW - timedelta(days=9), previous: NOW - timedelta(days=9)}
+    assert commit.removable(manifest, ages, NOW, timedelta(minutes=1), timedelta(minutes=1)) == [previous]
 
 
 def test_retire_appends_the_replaced_attempt_and_forgets_old_entries():

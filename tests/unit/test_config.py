@@ -122,7 +122,7 @@ def test_after_training_needs_an_output_uri():
         ({"source": {"kind": "hive", "hive": {"table": "Flights"}}, "scoring": {"hive_table": "flights"}},
          "scoring.hive_table", "source table"),
         ({"scoring": {"hive_location": "relative/dir"}}, "scoring.hive_location", "absolute path"),
-        ({"scoring": {"retain_attempts_minutes": -1}}, "scoring.retain_attempts_minutes", "between"),
+        ({"scoring": {"retain_attempts_minutes": 0}}, "scoring.retain_attempts_minutes", "between"),
         ({"quality_gate": {"allow_older_interval": "yes"}}, "quality_gate.allow_older_interval", "true or false"),
         ({"schedule": {"data_intervals": 1}}, "schedule.data_intervals", "true or false"),
     ],
