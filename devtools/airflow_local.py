@@ -209,3 +209,4 @@ class AirflowServices:
         for p in self.procs.values():  # task processes left in a group whose leader exited
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(p.pid, signal.SIGKILL)
+

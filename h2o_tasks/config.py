@@ -43,8 +43,16 @@ class ClusterConfig:
     memory: str = "2g"
     nthreads: int = 0
     jvm_options: tuple[str, ...] = ()
+    # the cluster expires this long after its creation and after the start of each task that uses
+    # it (the janitor, and on Kubernetes the cluster itself, delete an expired cluster); every task's
+    # execution_timeout too
     ttl_minutes: int = 180
+    # however long its tasks keep it alive, a cluster never outlives this (from its creation)
+    max_run_minutes: int = 720
     ready_timeout_s: int = 300
+    # a cluster that cannot be observed (API server restarting, leader in a long GC pause) fails the
+    # task only after this long; a failed pod, an exited node or a shrunken cloud fail it at once
+    unobservable_grace_s: int = 60
     # kubernetes only
     namespace: str = "h2o"
     image: str = "h2o-airflow/h2o:3.46.0.11"
@@ -330,7 +338,9 @@ def _parse_cluster(data: Any) -> ClusterConfig:
         nthreads=s.int_in("nthreads", d.nthreads, 0),
         jvm_options=_jvm_options(list(s.get("jvm_options", (list, tuple), d.jvm_options))),
         ttl_minutes=s.int_in("ttl_minutes", d.ttl_minutes, 5),
+        max_run_minutes=s.int_in("max_run_minutes", d.max_run_minutes, 5, 7 * 24 * 60),
         ready_timeout_s=s.int_in("ready_timeout_s", d.ready_timeout_s, 10),
+        unobservable_grace_s=s.int_in("unobservable_grace_s", d.unobservable_grace_s, 5, 3600),
         namespace=s.get("namespace", str, d.namespace),
         image=s.get("image", str, d.image),
         cpu=str(s.get("cpu", (str, int, float), d.cpu)),
@@ -343,6 +353,9 @@ def _parse_cluster(data: Any) -> ClusterConfig:
         client_pod_labels={str(k): str(v) for k, v in s.get("client_pod_labels", dict, d.client_pod_labels).items()},
         client_namespace=s.get("client_namespace", str, d.client_namespace),
     )
+    if cfg.max_run_minutes < cfg.ttl_minutes:
+        raise ConfigError("cluster.max_run_minutes", cfg.max_run_minutes, f"is below ttl_minutes ({cfg.ttl_minutes})",
+                          "set max_run_minutes to at least ttl_minutes: it bounds the whole run")
     if cfg.probe_port in (54321, 54322):
         raise ConfigError("cluster.probe_port", cfg.probe_port, "collides with H2O's ports 54321/54322", "use 8081")
     if cfg.memory_mb < 256:

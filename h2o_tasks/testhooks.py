@@ -86,3 +86,17 @@ def checkpoint(step: str) -> None:
             time.sleep(0.05)
     else:
         raise ValueError(f"{ENV}[{step!r}] = {action!r}: unknown action (kill, barrier:DIR:N, sleep:S)")
+
+
+CLUSTER_SECONDS_ENV = "H2O_TASKS_TEST_CLUSTER_SECONDS"
+
+
+def cluster_seconds() -> tuple[float | None, float | None]:
+    """Test-only: a cluster's time-to-live and ceiling in seconds instead of ``cluster.ttl_minutes`` and
+    ``cluster.max_run_minutes`` (which have a floor of 5 minutes), from ``H2O_TASKS_TEST_CLUSTER_SECONDS``
+    (JSON ``{"ttl": 20, "ceiling": 90}``; either may be left out)."""
+    raw = os.environ.get(CLUSTER_SECONDS_ENV, "")
+    if not raw:
+        return None, None
+    values = json.loads(raw)
+    return values.get("ttl"), values.get("ceiling")

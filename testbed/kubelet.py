@@ -1,4 +1,8 @@
-"""The test bed's kubelet server: just enough of it for ``pods/portforward`` (and ``/healthz``).
+"""The test bed's kubelet server: just enough of it for ``pods/portforward``, ``pods/log`` and ``/healthz``.
+
+``pods/log`` is proxied by the API server to ``/containerLogs/<ns>/<pod>/<container>`` (query
+``tailLines``, ``previous``): the container's output as the node agent wrote it (one file per pod,
+appended across restarts, so ``previous`` returns the same file).
 
 kube-apiserver v1.37 proxies a client's port-forward websocket (subprotocol
 ``v4.channel.k8s.io``, as the Kubernetes Python client asks) unchanged to the node's kubelet at
@@ -44,6 +48,7 @@ WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 SUBPROTOCOL = "v4.channel.k8s.io"
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 PATH = re.compile(r"/portForward/([^/]+)/([^/]+)(?:/([^/]+))?/?")
+LOGS = re.compile(r"/containerLogs/([^/]+)/([^/]+)/([^/]+)/?")
 
 
 def write_self_signed(d: Path, ip: str) -> tuple[Path, Path]:
@@ -233,10 +238,30 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         if url.path == "/healthz":
             return self._error(200, "ok")
+        logs = LOGS.fullmatch(url.path)
+        if logs:
+            return self._logs(logs.group(1), logs.group(2), parse_qs(url.query))
         m = PATH.fullmatch(url.path)
         if not m:
-            return self._error(404, f"the test bed kubelet serves /portForward/ and /healthz, not {url.path}")
+            return self._error(404, f"the test bed kubelet serves /portForward/, /containerLogs/ and /healthz, "
+                                    f"not {url.path}")
         return self._port_forward(m.group(1), m.group(2), parse_qs(url.query))
+
+    def _logs(self, namespace: str, pod: str, query: dict[str, list[str]]) -> None:
+        path = self.server.log_file_of(namespace, pod) if self.server.log_file_of else None
+        if path is None or not path.exists():
+            return self._error(404, f"no log of pod {namespace}/{pod} on this node")
+        lines = path.read_bytes().splitlines(keepends=True)
+        tail = query.get("tailLines", [""])[0]
+        if tail.isdigit():
+            lines = lines[-int(tail):] if int(tail) else []
+        body = b"".join(lines)
+        self.server.log(f"logs {namespace}/{pod} {len(body)} bytes")
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     def do_POST(self) -> None:  # SPDY clients POST with Upgrade: SPDY/3.1
         self._error(400, f"upgrade {self.headers.get('Upgrade')!r}: the test bed kubelet speaks only websocket "
@@ -275,14 +300,16 @@ class KubeletServer(ThreadingHTTPServer):
     """HTTPS on ``host:port`` with client certificates checked against ``client_ca``.
 
     :param resolve: ``(namespace, pod) -> pod IP`` (empty when the pod is not on this node).
+    :param log_file_of: ``(namespace, pod) -> the container's log file`` (None when not on this node).
     """
 
     daemon_threads = True
 
     def __init__(self, host: str, port: int, resolve: Callable[[str, str], str], client_ca: str, cert_dir: Path,
-                 log_file: Path | None = None) -> None:
+                 log_file: Path | None = None, log_file_of: Callable[[str, str], Path | None] | None = None) -> None:
         super().__init__((host, port), _Handler)
         self.resolve = resolve
+        self.log_file_of = log_file_of
         self.sessions = 0
         self.log_file = log_file
         crt, key = write_self_signed(cert_dir, host)

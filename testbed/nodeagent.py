@@ -244,6 +244,7 @@ class NodeAgent:
         image = container.get("image", "")
         if not image.startswith(H2O_IMAGE_PREFIX):
             run.image_error = "ErrImagePull" if not run.image_error else "ImagePullBackOff"
+            self.event(pod, "Failed", f'Failed to pull image "{image}": not available on this node', "Warning")
             return
         meta = pod["metadata"]
         if not run.netns:
@@ -262,6 +263,7 @@ class NodeAgent:
                 cwd=self.workdir / run.uid,
             )
         run.started_at = now()
+        self.event(pod, "Started", f"Started container {container['name']}")
         probe = container.get("readinessProbe") or {}
         run.next_probe = time.monotonic() + float(probe.get("initialDelaySeconds", 0))
         run.ready = False
@@ -348,6 +350,7 @@ class NodeAgent:
         run = self.pods.get(uid)
         if meta.get("deletionTimestamp"):
             if run is not None:
+                self.event(pod, "Killing", "Stopping container h2o")
                 self._kill(run, float(pod["spec"].get("terminationGracePeriodSeconds") or 30))
                 self.network.remove_pod(uid)
                 del self.pods[uid]
@@ -372,6 +375,8 @@ class NodeAgent:
             run.restarts += 1
             run.ready = False
             run.backoff_until = time.monotonic() + BACKOFF_S
+            self.event(pod, "BackOff", f"Back-off restarting failed container (exit code {run.last_exit['exitCode']})",
+                       "Warning")
         elif run.backoff_until and time.monotonic() >= run.backoff_until:
             run.backoff_until = 0.0
             self._start(pod, run)
@@ -403,6 +408,28 @@ class NodeAgent:
             self.network.remove_pod(uid)
             del self.pods[uid]
 
+    def container_log(self, namespace: str, name: str) -> Path | None:
+        """The log file of a pod of this node (for ``pods/log``), or None."""
+        for run in list(self.pods.values()):
+            if run.namespace == namespace and run.name == name:
+                return self.workdir / run.uid / "container.log"
+        return None
+
+    def event(self, pod: dict[str, Any], reason: str, message: str, kind: str = "Normal") -> None:
+        """An Event on the pod, as the kubelet posts them (best effort: a failed post is logged)."""
+        meta = pod["metadata"]
+        stamp = now()
+        body = {"metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+                "involvedObject": {"kind": "Pod", "name": meta["name"], "namespace": meta["namespace"],
+                                   "uid": meta["uid"], "apiVersion": "v1", "fieldPath": "spec.containers{h2o}"},
+                "reason": reason, "message": message, "type": kind, "count": 1,
+                "firstTimestamp": stamp, "lastTimestamp": stamp,
+                "source": {"component": "kubelet", "host": self.node}}
+        try:
+            self.core.create_namespaced_event(meta["namespace"], body)
+        except Exception as exc:
+            (self.workdir / "agent-errors.log").open("a").write(f"{now()} event {reason}: {exc!r}\n")
+
     def pod_ip(self, namespace: str, name: str) -> str:
         """The address of a running pod of this node (for the kubelet server), or ""."""
         for run in list(self.pods.values()):
@@ -413,7 +440,7 @@ class NodeAgent:
     def start_kubelet(self) -> None:
         """The kubelet endpoint on the Node's InternalIP (port 10250, or a free one if taken)."""
         kw = {"resolve": self.pod_ip, "client_ca": self.kubelet_client_ca, "cert_dir": self.workdir / "kubelet",
-              "log_file": self.workdir / "kubelet.log"}
+              "log_file": self.workdir / "kubelet.log", "log_file_of": self.container_log}
         try:
             self.kubelet = KubeletServer(self.network.host_ip, self.kubelet_port, **kw)
         except OSError:

@@ -7,11 +7,12 @@ Operators and DAGs only see this module, so the same pipeline runs on the local 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Protocol
 
-from h2o_tasks import naming
+from h2o_tasks import naming, testhooks
 from h2o_tasks.config import ClusterConfig
 
 
@@ -26,6 +27,7 @@ class ClusterSpec:
     config: ClusterConfig
     s3_endpoint: str = ""
     expires_at: datetime | None = None
+    ceiling_at: datetime | None = None
 
     @classmethod
     def for_run(cls, pipeline: str, dag_id: str, run_id: str, config: ClusterConfig,
@@ -33,16 +35,47 @@ class ClusterSpec:
         now = now or datetime.now(UTC)
         return cls(name=naming.cluster_name(pipeline, dag_id, run_id), pipeline=pipeline, dag_id=dag_id,
                    run_id=run_id, config=config, s3_endpoint=s3_endpoint,
-                   expires_at=now + timedelta(minutes=config.ttl_minutes))
+                   expires_at=now + ttl(config), ceiling_at=now + ceiling(config))
 
     @property
     def labels(self) -> dict[str, str]:
         return naming.labels(self.name, self.pipeline, self.dag_id, self.run_id)
 
 
+def ttl(config: ClusterConfig) -> timedelta:
+    """How long a cluster lives after its creation and after each task start (``cluster.ttl_minutes``)."""
+    seconds, _ = testhooks.cluster_seconds()
+    return timedelta(seconds=seconds) if seconds else timedelta(minutes=config.ttl_minutes)
+
+
+def ceiling(config: ClusterConfig) -> timedelta:
+    """How long a cluster may live at most, from its creation (``cluster.max_run_minutes``)."""
+    _, seconds = testhooks.cluster_seconds()
+    return timedelta(seconds=seconds) if seconds else timedelta(minutes=config.max_run_minutes)
+
+
+def extended_expiry(expires_at: str, ceiling_at: str, by: timedelta, now: datetime | None = None) -> str:
+    """The expiry after a task starts: ``now + by`` if later than the current one, never past the ceiling."""
+    now = now or datetime.now(UTC)
+    current = datetime.fromisoformat(expires_at) if expires_at else now
+    new = max(current, now + by)
+    if ceiling_at:
+        new = min(new, datetime.fromisoformat(ceiling_at))
+    return new.isoformat()
+
+
 @dataclass(frozen=True)
 class ClusterInfo:
-    """Where a created cluster is: small, JSON-serialisable, pushed to XCom."""
+    """Where a created cluster is and how to reach it: the one value tasks pass on (one XCom).
+
+    The teardown, the janitor, the watch and the hooks all work from it, never from the
+    pipeline file as it is now (which may have changed since the cluster was created).
+
+    :param endpoint_mode: how Airflow reaches the leader on Kubernetes (``service``,
+        ``pod-ip``, ``port-forward``); ``local`` for the local backend.
+    :param kubernetes_conn_id: the connection the cluster was created with.
+    :param state_dir: the local backend's state directory of this cluster.
+    """
 
     name: str
     backend: str
@@ -50,15 +83,22 @@ class ClusterInfo:
     replicas: int = 0
     namespace: str = ""
     expires_at: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+    ceiling_at: str = ""
+    endpoint_mode: str = "service"
+    kubernetes_conn_id: str = ""
+    state_dir: str = ""
+    dag_id: str = ""
+    run_id: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ClusterInfo:
+        """From XCom; an ``extra`` mapping (XComs of earlier releases) fills the typed fields it held."""
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        legacy = {k: v for k, v in (data.get("extra") or {}).items() if k in known}
+        return cls(**{**legacy, **{k: v for k, v in data.items() if k in known}})
 
     @property
     def flow_url(self) -> str:
@@ -81,25 +121,48 @@ class ClusterStatus:
 
 
 class ClusterBackend(Protocol):
-    """The interface every backend implements (``local``, ``kubernetes``)."""
+    """The interface every backend implements (``local``, ``kubernetes``); callers use nothing else."""
 
     name: str
 
     def create(self, spec: ClusterSpec) -> ClusterInfo:
-        """Create the cluster, or re-attach to this run's existing one (idempotent)."""
+        """Create the cluster, or re-attach to this run's existing one (idempotent, every object reconciled).
+
+        A failure part-way leaves nothing behind: what was made is deleted before the error is raised.
+        """
 
     def status(self, info: ClusterInfo, elapsed_s: float = 0.0,
                formation_timeout_s: float | None = None) -> ClusterStatus:
         """Observe the cluster once, without waiting (``elapsed_s`` since creation)."""
 
+    async def astatus(self, api: Any, info: ClusterInfo, elapsed_s: float = 0.0,
+                      formation_timeout_s: float | None = None) -> ClusterStatus:
+        """``status`` for the triggerer's event loop (``api``: the async Kubernetes client, or None)."""
+
     def wait_ready(self, info: ClusterInfo, timeout_s: float, poll_s: float = 0.2) -> ClusterStatus:
         """Block until ready; raise ``ClusterError`` on a failure, ``ClusterNotReadyError`` on timeout."""
 
     def endpoint(self, info: ClusterInfo) -> str:
-        """The URL of the leader's REST API as seen from the caller."""
+        """The URL of the leader's REST API that other processes may use (it goes to XCom)."""
+
+    def local_endpoint(self, info: ClusterInfo) -> str:
+        """The leader's URL for this process (a port-forward of its own where the cluster needs one)."""
+
+    def extend(self, info: ClusterInfo, by: timedelta) -> str:
+        """Push the cluster's expiry to ``now + by`` (never past its ceiling); the new expiry."""
 
     def delete(self, info: ClusterInfo | str) -> bool:
         """Delete the cluster as one unit and wait until it is gone. False if it did not exist."""
 
+    def list_clusters(self) -> list[ClusterInfo]:
+        """Every cluster this backend manages (in its namespace or state directory)."""
+
     def list_expired(self, now: datetime | None = None) -> list[ClusterInfo]:
         """Clusters of this backend whose time-to-live has passed."""
+
+    def evidence(self, info: ClusterInfo, directory: Path) -> list[Path]:
+        """Write what the backend knows of a failed cluster into ``directory`` (node logs, pod statuses
+        and events, exit states) for a diagnostics bundle; the files written."""
+
+    def close(self) -> None:
+        """Release what this process holds open for the cluster (a port-forward); the cluster stays."""

@@ -1,6 +1,7 @@
 """The ``kubernetes`` backend: one StatefulSet + headless Service (+ client Service, PDB,
-NetworkPolicy) per run, created idempotently, watched until the leader's cloud is whole,
-and deleted as one unit by label.
+NetworkPolicy) per run, all owned by an anchor Job whose deadline is the cluster's ceiling,
+created idempotently (a re-attach reconciles every object), watched until the leader's cloud
+is whole, and deleted as one unit by label.
 
 It takes a ``kubernetes.client.ApiClient``; the Airflow side builds it from the cncf
 provider's ``KubernetesHook`` (connection ``kubernetes_default``).
@@ -8,13 +9,18 @@ provider's ``KubernetesHook`` (connection ``kubernetes_default``).
 
 from __future__ import annotations
 
+import json
+import logging
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+from kubernetes.client.exceptions import ApiException
+
 from h2o_tasks.cluster import manifests
-from h2o_tasks.cluster.base import ClusterInfo, ClusterSpec, ClusterStatus
+from h2o_tasks.cluster.base import ClusterInfo, ClusterSpec, ClusterStatus, extended_expiry
 from h2o_tasks.cluster.pods import PodObservation, evaluate, leader
 from h2o_tasks.cluster.portforward import PortForward, PortForwardError
 from h2o_tasks.cluster.readiness import fetch_cloud, poll_until_ready
@@ -23,6 +29,7 @@ from h2o_tasks.errors import ClusterError
 from h2o_tasks.naming import MANAGED_BY
 
 H2O_PORT = 54321
+log = logging.getLogger(__name__)
 
 
 class KubernetesBackend:
@@ -33,7 +40,7 @@ class KubernetesBackend:
         DNS name: Airflow runs in the cluster), ``pod-ip`` (the leader pod's address: a flat
         network) or ``port-forward`` (Airflow outside the cluster: each process opens its own
         forward to the ready leader through the API server, see ``local_endpoint``).
-    :param info_extra: merged into every ``ClusterInfo.extra`` (e.g. the Airflow connection id).
+    :param conn_id: the Airflow connection the API client came from, recorded in ``ClusterInfo``.
 
     In ``port-forward`` mode ``ClusterInfo.url`` and ``endpoint()`` stay the client Service's
     URL (what may go to XCom); only ``local_endpoint()`` returns the process-local forward,
@@ -43,8 +50,7 @@ class KubernetesBackend:
     name = "kubernetes"
 
     def __init__(self, api_client: Any, namespace: str = "h2o", endpoint_mode: str = "service",
-                 cluster_domain: str = "cluster.local", fetch_cloud: Any = fetch_cloud,
-                 info_extra: dict[str, Any] | None = None):
+                 cluster_domain: str = "cluster.local", fetch_cloud: Any = fetch_cloud, conn_id: str = ""):
         from kubernetes import client
 
         if endpoint_mode not in ENDPOINT_MODES:
@@ -54,40 +60,51 @@ class KubernetesBackend:
         self.apps = client.AppsV1Api(api_client)
         self.policy = client.PolicyV1Api(api_client)
         self.networking = client.NetworkingV1Api(api_client)
+        self.batch = client.BatchV1Api(api_client)
         self.namespace = namespace
         self.endpoint_mode = endpoint_mode
         self.cluster_domain = cluster_domain
         self.fetch_cloud = fetch_cloud
-        self.info_extra = dict(info_extra or {})
+        self.conn_id = conn_id
         self._forward: PortForward | None = None
         self._forward_key: tuple[str, str, str] = ("", "", "")
         self._forward_lock = threading.Lock()
 
     # --------------------------------------------------------------- helpers
-    def _create_fn(self, kind: str) -> Any:
+    def _api(self, kind: str) -> tuple[Any, Any, Any]:
+        """(create, read, delete) of one kind of object."""
         return {
-            "StatefulSet": self.apps.create_namespaced_stateful_set,
-            "Service": self.core.create_namespaced_service,
-            "PodDisruptionBudget": self.policy.create_namespaced_pod_disruption_budget,
-            "NetworkPolicy": self.networking.create_namespaced_network_policy,
+            "Job": (self.batch.create_namespaced_job, self.batch.read_namespaced_job, self.batch.delete_namespaced_job),
+            "StatefulSet": (self.apps.create_namespaced_stateful_set, self.apps.read_namespaced_stateful_set,
+                            self.apps.delete_namespaced_stateful_set),
+            "Service": (self.core.create_namespaced_service, self.core.read_namespaced_service,
+                        self.core.delete_namespaced_service),
+            "PodDisruptionBudget": (self.policy.create_namespaced_pod_disruption_budget,
+                                    self.policy.read_namespaced_pod_disruption_budget,
+                                    self.policy.delete_namespaced_pod_disruption_budget),
+            "NetworkPolicy": (self.networking.create_namespaced_network_policy,
+                              self.networking.read_namespaced_network_policy,
+                              self.networking.delete_namespaced_network_policy),
         }[kind]
 
     def _selector(self, name: str) -> str:
         return f"app.kubernetes.io/instance={name},app.kubernetes.io/managed-by={MANAGED_BY}"
 
-    def _info(self, name: str, namespace: str, replicas: int, expires_at: str) -> ClusterInfo:
+    def _info(self, name: str, namespace: str, replicas: int, annotations: dict[str, str]) -> ClusterInfo:
         _, client_svc = manifests.service_names(name)
         url = f"http://{client_svc}.{namespace}.svc.{self.cluster_domain}:{H2O_PORT}"
         return ClusterInfo(name=name, backend=self.name, url=url, replicas=replicas, namespace=namespace,
-                           expires_at=expires_at, extra={**self.info_extra, "endpoint_mode": self.endpoint_mode})
+                           expires_at=annotations.get(manifests.EXPIRES_ANNOTATION, ""),
+                           ceiling_at=annotations.get(manifests.CEILING_ANNOTATION, ""),
+                           endpoint_mode=self.endpoint_mode, kubernetes_conn_id=self.conn_id,
+                           dag_id=annotations.get(manifests.DAG_ID_ANNOTATION, ""),
+                           run_id=annotations.get(manifests.RUN_ID_ANNOTATION, ""))
 
     def _pods(self, name: str, namespace: str) -> list[PodObservation]:
         pods = self.core.list_namespaced_pod(namespace, label_selector=self._selector(name))
         return _observations(self.api_client.sanitize_for_serialization(p) for p in pods.items)
 
     def _read_sts(self, name: str, namespace: str) -> Any | None:
-        from kubernetes.client.exceptions import ApiException
-
         try:
             return self.apps.read_namespaced_stateful_set(name, namespace)
         except ApiException as exc:
@@ -97,9 +114,11 @@ class KubernetesBackend:
 
     # ------------------------------------------------------------- interface
     def create(self, spec: ClusterSpec) -> ClusterInfo:
-        """Apply the run's objects; re-attach when they exist; replace a failed cluster of this run."""
-        from kubernetes.client.exceptions import ApiException
+        """Apply the run's objects, each one reconciled when it exists; replace a failed cluster of this run.
 
+        A failure part-way deletes everything of the cluster before the error is raised (a
+        partial cluster is never left, nor re-attached to without its NetworkPolicy).
+        """
         ns = spec.config.namespace
         existing = self._read_sts(spec.name, ns)
         if existing is not None:
@@ -107,20 +126,72 @@ class KubernetesBackend:
             if labels.get("h2o-airflow/run-id") != spec.labels["h2o-airflow/run-id"]:
                 raise ClusterError(f"StatefulSet {ns}/{spec.name} exists but belongs to another run "
                                    f"({labels.get('h2o-airflow/run-id')})", reason="NameClash")
-            broken = [p for p in self._pods(spec.name, ns) if p.failure]
-            if not broken:
-                expires = (existing.metadata.annotations or {}).get(manifests.EXPIRES_ANNOTATION, "")
-                return self._info(spec.name, ns, existing.spec.replicas, expires)
-            self.delete(ClusterInfo(name=spec.name, backend=self.name, namespace=ns))
-        for m in manifests.render(spec):
+            if [p for p in self._pods(spec.name, ns) if p.failure]:
+                self.delete(ClusterInfo(name=spec.name, backend=self.name, namespace=ns))
+        try:
             try:
-                self._create_fn(m.kind)(ns, m.body)
+                annotations = self._apply_all(spec)
+            except _Drift as drift:  # e.g. replicas or memory changed in the pipeline file since the first try
+                log.warning("cluster %s/%s differs from its pipeline (%s): creating it again", ns, spec.name, drift)
+                self.delete(ClusterInfo(name=spec.name, backend=self.name, namespace=ns))
+                annotations = self._apply_all(spec)
+        except BaseException as exc:
+            try:
+                self.delete(ClusterInfo(name=spec.name, backend=self.name, namespace=ns))
+            except Exception as cleanup:  # the original error is the one to report
+                log.error("could not delete the partly created cluster %s/%s: %s", ns, spec.name, cleanup)
+            if isinstance(exc, ApiException):
+                raise ClusterError(f"creating cluster {ns}/{spec.name} failed: {exc.status} {exc.reason}: "
+                                   f"{(exc.body or '')[:500]}", retryable=exc.status >= 500,
+                                   reason="CreateFailed") from exc
+            raise
+        return self._info(spec.name, ns, spec.config.replicas, annotations)
+
+    def _apply_all(self, spec: ClusterSpec) -> dict[str, str]:
+        """Create every object (the anchor first, the others owned by it); reconcile those that exist.
+        Returns the StatefulSet's annotations as they are in the cluster."""
+        ns = spec.config.namespace
+        owner: dict[str, Any] | None = None
+        annotations: dict[str, str] = {}
+        for m in manifests.render(spec):
+            body = m.body
+            if owner is not None:
+                body["metadata"]["ownerReferences"] = [owner]
+            try:
+                live = self._apply(ns, m.kind, body)
             except ApiException as exc:
-                if exc.status != 409:  # AlreadyExists: a retry after a partial create
-                    raise ClusterError(f"creating {m.kind} {ns}/{m.name} failed: {exc.status} {exc.reason}: "
-                                       f"{(exc.body or '')[:500]}", retryable=exc.status >= 500,
-                                       reason="CreateFailed") from exc
-        return self._info(spec.name, ns, spec.config.replicas, spec.expires_at.isoformat() if spec.expires_at else "")
+                raise ClusterError(f"creating {m.kind} {ns}/{m.name} failed: {exc.status} {exc.reason}: "
+                                   f"{(exc.body or '')[:500]}", retryable=exc.status >= 500,
+                                   reason="CreateFailed") from exc
+            if m.kind == "Job":
+                owner = {"apiVersion": "batch/v1", "kind": "Job", "name": live["metadata"]["name"],
+                         "uid": live["metadata"]["uid"], "controller": False, "blockOwnerDeletion": False}
+            if m.kind == "StatefulSet":
+                annotations = live["metadata"].get("annotations") or {}
+        return annotations
+
+    def _apply(self, ns: str, kind: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Create the object, or check the existing one against it: a differing Service, PDB or
+        NetworkPolicy is replaced, a differing StatefulSet or anchor raises :class:`_Drift`."""
+        create, read, delete = self._api(kind)
+        name = body["metadata"]["name"]
+        try:
+            return self.api_client.sanitize_for_serialization(create(ns, body))
+        except ApiException as exc:
+            if exc.status != 409:  # AlreadyExists: a retry after a partial create, or a re-attach
+                raise
+        live = self.api_client.sanitize_for_serialization(read(name, ns))
+        wanted = dict(body.get("spec") or {})
+        if kind == "Job":
+            wanted.pop("activeDeadlineSeconds", None)  # counted from the first creation, not from now
+        where = _differs(wanted, live.get("spec"), "spec")
+        if where is None:
+            return live
+        if kind in ("StatefulSet", "Job"):
+            raise _Drift(f"{kind} {name}: {where}")
+        log.warning("%s %s/%s differs from the rendered object at %s: replacing it", kind, ns, name, where)
+        delete(name, ns)
+        return self.api_client.sanitize_for_serialization(create(ns, body))
 
     def _leader_url(self, info: ClusterInfo, pods: list[PodObservation]) -> str:
         """The leader's URL for other processes too (never a port-forward)."""
@@ -153,6 +224,28 @@ class KubernetesBackend:
             raise ClusterError(f"cluster {info.namespace or self.namespace}/{info.name} has no ready leader pod",
                                retryable=True, reason="NoLeader")
         return url
+
+    def evidence(self, info: ClusterInfo, directory: Path) -> list[Path]:
+        """The pods' statuses, the run's events, and each pod's log (and its previous one after a restart)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        ns = info.namespace or self.namespace
+        pods = self.core.list_namespaced_pod(ns, label_selector=self._selector(info.name)).items
+        (directory / "pods.json").write_text(json.dumps(self.api_client.sanitize_for_serialization(pods), indent=2))
+        names = {info.name, manifests.anchor_name(info.name), *(p.metadata.name for p in pods)}
+        events = [e for e in self.core.list_namespaced_event(ns).items if e.involved_object.name in names]
+        (directory / "events.json").write_text(json.dumps(self.api_client.sanitize_for_serialization(
+            sorted(events, key=lambda e: str(e.last_timestamp or e.event_time or ""))), indent=2))
+        for pod in pods:
+            restarted = any((c.restart_count or 0) > 0 for c in (pod.status.container_statuses or []))
+            for previous in (False, True) if restarted else (False,):
+                try:
+                    text = self.core.read_namespaced_pod_log(pod.metadata.name, ns, container="h2o", tail_lines=20000,
+                                                             previous=previous)
+                except ApiException as exc:
+                    text = f"(no log: {exc.status} {exc.reason})"
+                suffix = ".previous.log" if previous else ".log"
+                (directory / f"{pod.metadata.name}{suffix}").write_text(text or "")
+        return sorted(p for p in directory.rglob("*") if p.is_file())
 
     def close(self) -> None:
         """End this process's port-forward, if any."""
@@ -216,10 +309,22 @@ class KubernetesBackend:
         """The leader's URL as other processes may use it (XCom): never a process-local forward."""
         return self._leader_url(info, self._pods(info.name, info.namespace or self.namespace))
 
+    def extend(self, info: ClusterInfo, by: timedelta) -> str:
+        """Push the expiry annotation (the janitor reads it) to ``now + by``, never past the ceiling."""
+        ns = info.namespace or self.namespace
+        sts = self._read_sts(info.name, ns)
+        if sts is None:
+            raise ClusterError(f"StatefulSet {ns}/{info.name} does not exist", reason="NotFound")
+        annotations = sts.metadata.annotations or {}
+        expires = extended_expiry(annotations.get(manifests.EXPIRES_ANNOTATION, ""),
+                                  annotations.get(manifests.CEILING_ANNOTATION, "") or info.ceiling_at, by)
+        self.apps.patch_namespaced_stateful_set(info.name, ns, {"metadata": {"annotations": {
+            manifests.EXPIRES_ANNOTATION: expires}}})
+        return expires
+
     def delete(self, info: ClusterInfo | str, timeout_s: float = 120.0) -> bool:
         """Delete every object of the cluster (foreground), then wait until its pods are gone."""
         from kubernetes import client
-        from kubernetes.client.exceptions import ApiException
 
         self.close()
         name = info if isinstance(info, str) else info.name
@@ -228,6 +333,7 @@ class KubernetesBackend:
         body = client.V1DeleteOptions(propagation_policy="Foreground")
         found = False
         listers = [
+            (self.batch.list_namespaced_job, self.batch.delete_namespaced_job),
             (self.apps.list_namespaced_stateful_set, self.apps.delete_namespaced_stateful_set),
             (self.core.list_namespaced_service, self.core.delete_namespaced_service),
             (self.policy.list_namespaced_pod_disruption_budget, self.policy.delete_namespaced_pod_disruption_budget),
@@ -256,12 +362,50 @@ class KubernetesBackend:
     def list_clusters(self) -> list[ClusterInfo]:
         items = self.apps.list_namespaced_stateful_set(self.namespace,
                                                        label_selector=f"app.kubernetes.io/managed-by={MANAGED_BY}").items
-        return [self._info(s.metadata.name, self.namespace, s.spec.replicas or 0,
-                           (s.metadata.annotations or {}).get(manifests.EXPIRES_ANNOTATION, "")) for s in items]
+        return [self._info(s.metadata.name, self.namespace, s.spec.replicas or 0, s.metadata.annotations or {})
+                for s in items]
 
     def list_expired(self, now: datetime | None = None) -> list[ClusterInfo]:
         now = now or datetime.now(UTC)
         return [c for c in self.list_clusters() if c.expires_at and datetime.fromisoformat(c.expires_at) <= now]
+
+
+class _Drift(Exception):
+    """An existing object of the run differs from what its pipeline renders now."""
+
+
+def _same_scalar(wanted: Any, live: Any) -> bool:
+    if wanted == live:
+        return True
+    if isinstance(wanted, str) and isinstance(live, (str, int, float)):
+        from kubernetes.utils import parse_quantity
+
+        try:  # the API server writes quantities in canonical form: 1024Mi is 1Gi, 0.5 is 500m
+            return parse_quantity(wanted) == parse_quantity(live)
+        except ValueError:
+            return False
+    return False
+
+
+def _differs(wanted: Any, live: Any, path: str) -> str | None:
+    """Where ``live`` does not hold what ``wanted`` says (fields the server added are ignored), or None."""
+    if isinstance(wanted, dict):
+        if not isinstance(live, dict):
+            return path
+        for key, value in wanted.items():
+            where = _differs(value, live.get(key), f"{path}.{key}")
+            if where:
+                return where
+        return None
+    if isinstance(wanted, list):
+        if not isinstance(live, list) or len(live) != len(wanted):
+            return path
+        for i, (a, b) in enumerate(zip(wanted, live, strict=True)):
+            where = _differs(a, b, f"{path}[{i}]")
+            if where:
+                return where
+        return None
+    return None if _same_scalar(wanted, live) else path
 
 
 def _observations(raw_pods: Any) -> list[PodObservation]:

@@ -3,7 +3,10 @@
 Nodes find each other through a flatfile on loopback, each on its own port pair. The
 cluster outlives the process that created it (like pods outlive the task that applied
 them): its state lives in ``<state_dir>/clusters/<name>/state.json`` so another process
-(the delete task, the janitor) can find and stop exactly the JVMs that were started.
+(the delete task, the janitor) can find and stop exactly the JVMs that were started. A small
+watchdog process per cluster (:mod:`h2o_tasks.cluster.watchdog`) stops the JVMs once the
+cluster's ceiling has passed, so nothing outlives ``cluster.max_run_minutes`` even with
+Airflow down.
 """
 
 from __future__ import annotations
@@ -19,10 +22,11 @@ import subprocess
 import tempfile
 import time
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-from h2o_tasks.cluster.base import ClusterInfo, ClusterSpec, ClusterStatus
+from h2o_tasks.cluster.base import ClusterInfo, ClusterSpec, ClusterStatus, extended_expiry
 from h2o_tasks.cluster.readiness import decide, fetch_cloud, poll_until_ready
 from h2o_tasks.errors import ClusterError
 
@@ -60,6 +64,10 @@ class LocalState:
     created_at: str
     expires_at: str
     labels: dict[str, str]
+    ceiling_at: str = ""
+    dag_id: str = ""
+    run_id: str = ""
+    watchdog_pid: int = 0
 
     @property
     def url(self) -> str:
@@ -138,6 +146,15 @@ def _is_ours(pid: int, name: str) -> bool:
     return False
 
 
+def _is_watchdog(pid: int, name: str) -> bool:
+    """The pid is this cluster's watchdog (never signal a recycled pid)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"h2o_tasks.cluster.watchdog" in argv and name.encode() in argv
+
+
 def _reap(pid: int) -> None:
     with contextlib.suppress(ChildProcessError, OSError):
         os.waitpid(pid, os.WNOHANG)
@@ -163,9 +180,17 @@ class LocalBackend:
         except (OSError, ValueError, TypeError, KeyError):
             return None
 
+    def _save(self, state: LocalState) -> None:
+        """Write the state whole (a reader never sees half a file)."""
+        path = self._dir(state.name) / "state.json"
+        tmp = path.with_name(f".state-{os.getpid()}.json")
+        tmp.write_text(state.to_json())
+        os.replace(tmp, path)
+
     def _info(self, state: LocalState) -> ClusterInfo:
         return ClusterInfo(name=state.name, backend=self.name, url=state.url, replicas=state.replicas,
-                           expires_at=state.expires_at, extra={"state_dir": str(self._dir(state.name))})
+                           expires_at=state.expires_at, ceiling_at=state.ceiling_at, endpoint_mode="local",
+                           state_dir=str(self.state_dir), dag_id=state.dag_id, run_id=state.run_id)
 
     def _command(self, spec: ClusterSpec, port: int, flatfile: Path, workdir: Path, index: int) -> list[str]:
         cfg = spec.config
@@ -203,7 +228,8 @@ class LocalBackend:
         now = datetime.now(UTC)
         state = LocalState(name=spec.name, replicas=spec.config.replicas, nodes=nodes,
                            created_at=now.isoformat(), expires_at=(spec.expires_at or now).isoformat(),
-                           labels=spec.labels)
+                           labels=spec.labels, ceiling_at=spec.ceiling_at.isoformat() if spec.ceiling_at else "",
+                           dag_id=spec.dag_id, run_id=spec.run_id)
         try:
             for i, port in enumerate(ports):
                 log = workdir / f"node-{i}.out"
@@ -212,11 +238,24 @@ class LocalBackend:
                                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                             start_new_session=True, cwd=workdir)
                 nodes.append(NodeState(pid=proc.pid, port=port, log=str(log)))
-                (workdir / "state.json").write_text(state.to_json())
-        except Exception:
+                self._save(state)
+            if state.ceiling_at:
+                state.watchdog_pid = self._start_watchdog(spec.name)
+                self._save(state)
+        except BaseException:
             self.delete(spec.name)
             raise
         return self._info(state)
+
+    def _start_watchdog(self, name: str) -> int:
+        """The process that stops this cluster at its ceiling, whatever happens to Airflow."""
+        import sys
+
+        with open(self._dir(name) / "watchdog.out", "ab") as out:
+            proc = subprocess.Popen([sys.executable, "-m", "h2o_tasks.cluster.watchdog", str(self.state_dir), name],
+                                    stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    start_new_session=True, cwd=self._dir(name))
+        return proc.pid
 
     def status(self, info: ClusterInfo, elapsed_s: float = 0.0, formation_timeout_s: float | None = None) -> ClusterStatus:
         state = self._load(info.name)
@@ -235,6 +274,13 @@ class LocalBackend:
                              message=d.message, cloud_size=cloud.cloud_size if cloud else 0,
                              expected_size=state.replicas, url=state.url)
 
+    async def astatus(self, api: Any, info: ClusterInfo, elapsed_s: float = 0.0,
+                      formation_timeout_s: float | None = None) -> ClusterStatus:
+        """``status`` in a thread: it reads files and asks ``/3/Cloud`` with blocking calls."""
+        import asyncio
+
+        return await asyncio.to_thread(self.status, info, elapsed_s, formation_timeout_s)
+
     def wait_ready(self, info: ClusterInfo, timeout_s: float, poll_s: float = 0.1) -> ClusterStatus:
         return poll_until_ready(info.name, lambda elapsed: self.status(info, elapsed_s=elapsed), timeout_s, poll_s)
 
@@ -243,6 +289,37 @@ class LocalBackend:
         if state is None:
             raise ClusterError(f"cluster {info.name} does not exist", reason="NotFound")
         return state.url
+
+    def local_endpoint(self, info: ClusterInfo) -> str:
+        return self.endpoint(info)
+
+    def extend(self, info: ClusterInfo, by: timedelta) -> str:
+        state = self._load(info.name)
+        if state is None:
+            raise ClusterError(f"cluster {info.name} does not exist", reason="NotFound")
+        state.expires_at = extended_expiry(state.expires_at, state.ceiling_at, by)
+        self._save(state)
+        return state.expires_at
+
+    def close(self) -> None:
+        """Nothing is held open for a local cluster."""
+
+    def evidence(self, info: ClusterInfo, directory: Path) -> list[Path]:
+        """Each node's console output and H2O log files, and whether its JVM is still alive."""
+        directory.mkdir(parents=True, exist_ok=True)
+        workdir, state = self._dir(info.name), self._load(info.name)
+        if state is None:
+            (directory / "nodes.json").write_text(json.dumps({"cluster": info.name, "state": "gone"}))
+            return [directory / "nodes.json"]
+        nodes = [{"index": i, "pid": n.pid, "port": n.port, "alive": _is_ours(n.pid, info.name),
+                  "process_state": _proc_state(n.pid) or "exited"} for i, n in enumerate(state.nodes)]
+        (directory / "nodes.json").write_text(json.dumps(nodes, indent=2))
+        for path in sorted(workdir.glob("node-*.out")) + sorted(workdir.glob("logs-*/**/*")):
+            if path.is_file():
+                target = directory / path.relative_to(workdir)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, target)
+        return sorted(p for p in directory.rglob("*") if p.is_file())
 
     def delete(self, info: ClusterInfo | str, timeout_s: float = 15.0) -> bool:
         """Stop this cluster's JVMs (only those, by pid), wait until gone, remove its state."""
@@ -253,6 +330,9 @@ class LocalBackend:
             return False
         pids = [n.pid for n in state.nodes] if state else []
         ours = [p for p in pids if _is_ours(p, name)]
+        if state and state.watchdog_pid and _is_watchdog(state.watchdog_pid, name) and state.watchdog_pid != os.getpid():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(state.watchdog_pid, signal.SIGTERM)
         for sig, grace in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 10.0)):
             for pid in ours:
                 with contextlib.suppress(ProcessLookupError):

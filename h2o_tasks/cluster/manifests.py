@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,12 @@ import yaml
 
 from h2o_tasks.cluster.base import ClusterSpec
 
-TEMPLATES = ("statefulset", "service-headless", "service-client", "poddisruptionbudget", "networkpolicy")
+TEMPLATES = ("job-anchor", "statefulset", "service-headless", "service-client", "poddisruptionbudget",
+             "networkpolicy")
 EXPIRES_ANNOTATION = "h2o-airflow/expires-at"
+CEILING_ANNOTATION = "h2o-airflow/ceiling-at"
+DAG_ID_ANNOTATION = "h2o-airflow/dag-id"  # the exact ids (labels hold sanitised ones)
+RUN_ID_ANNOTATION = "h2o-airflow/run-id"
 HEAP_PERCENT = 75  # -XX:MaxRAMPercentage: the rest of the container is for the JVM's native memory
 H2O_JAR_IN_IMAGE = "/opt/h2o/h2o.jar"
 
@@ -64,12 +69,25 @@ def service_names(name: str) -> tuple[str, str]:
     return f"{name}-nodes", name
 
 
+def anchor_name(name: str) -> str:
+    """The Job that owns every other object of the cluster (its cluster-side time-to-live)."""
+    return f"{name}-anchor"
+
+
+def ceiling_seconds(spec: ClusterSpec, now: datetime | None = None) -> int:
+    if spec.ceiling_at is None:
+        return 7 * 24 * 3600
+    return max(1, math.ceil((spec.ceiling_at - (now or datetime.now(UTC))).total_seconds()))
+
+
 def values(spec: ClusterSpec) -> dict[str, Any]:
     """Every value the templates use, computed from the spec."""
     cfg = spec.config
     headless, client = service_names(spec.name)
     selector = {"app.kubernetes.io/instance": spec.name, "app.kubernetes.io/name": "h2o"}
-    annotations = {EXPIRES_ANNOTATION: spec.expires_at.isoformat() if spec.expires_at else ""}
+    annotations = {EXPIRES_ANNOTATION: spec.expires_at.isoformat() if spec.expires_at else "",
+                   CEILING_ANNOTATION: spec.ceiling_at.isoformat() if spec.ceiling_at else "",
+                   DAG_ID_ANNOTATION: spec.dag_id, RUN_ID_ANNOTATION: spec.run_id}
     command = ["java", "-XX:+UseContainerSupport", f"-XX:MaxRAMPercentage={HEAP_PERCENT}",
                "-Djava.io.tmpdir=/tmp", *cfg.jvm_options]
     if spec.s3_endpoint:
@@ -83,6 +101,10 @@ def values(spec: ClusterSpec) -> dict[str, Any]:
         "namespace": cfg.namespace,
         "labels": spec.labels,
         "annotations": annotations,
+        # the pods carry the run's ids only: an expiry there would roll the pods when it is extended
+        "pod_annotations": {DAG_ID_ANNOTATION: spec.dag_id, RUN_ID_ANNOTATION: spec.run_id},
+        "anchor": anchor_name(spec.name),
+        "ceiling_s": ceiling_seconds(spec),
         "selector": selector,
         "replicas": cfg.replicas,
         "image": cfg.image,

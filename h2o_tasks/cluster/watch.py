@@ -1,12 +1,16 @@
 """Run a long cluster job while watching the cluster: a lost node fails the job at once.
 
 H2O does not recover a cloud that lost a node; a job on it can hang or fail obscurely. The
-job runs in a thread; the caller polls the backend's status and raises with the reason.
+job runs in a thread; the caller polls the backend's status and raises with the reason. Only
+positive evidence fails at once (a pod failed, a node exited, the cloud shrank); a cluster
+that merely cannot be observed (an API server restarting, a leader in a long GC pause) fails
+the job only after ``grace_s`` seconds of it.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -17,8 +21,8 @@ T = TypeVar("T")
 
 
 def run_watched(what: str, job: Callable[[], T], status: Callable[[], ClusterStatus], poll_s: float = 2.0,
-                grace_polls: int = 10) -> T:
-    """Return ``job()``; raise ``ClusterError`` when the cluster fails, or stays unready for ``grace_polls`` polls."""
+                grace_s: float = 60.0) -> T:
+    """Return ``job()``; raise ``ClusterError`` when the cluster fails, or stays unready for ``grace_s`` seconds."""
     result: dict[str, Any] = {}
 
     def target() -> None:
@@ -29,18 +33,20 @@ def run_watched(what: str, job: Callable[[], T], status: Callable[[], ClusterSta
 
     thread = threading.Thread(target=target, name=f"h2o-{what}", daemon=True)
     thread.start()
-    unready = 0
+    unready_since: float | None = None
     while True:
         thread.join(poll_s)
         if not thread.is_alive():
             break
         st = _observe(status)
         if st.ready:
-            unready = 0
+            unready_since = None
             continue
-        unready += 1
-        if st.failed or unready >= grace_polls:
+        if st.failed:
             raise _lost(what, st)
+        unready_since = unready_since if unready_since is not None else time.monotonic()
+        if time.monotonic() - unready_since >= grace_s:
+            raise _lost(what, st, f" for {grace_s:.0f}s (cluster.unobservable_grace_s)")
     if "error" in result:
         st = _observe(status)
         if not st.ready:  # the job failed because the cloud broke: say so, keep H2O's error as the cause
@@ -49,8 +55,8 @@ def run_watched(what: str, job: Callable[[], T], status: Callable[[], ClusterSta
     return result["value"]
 
 
-def _lost(what: str, st: ClusterStatus) -> ClusterError:
-    return ClusterError(f"the H2O cloud {st.name} lost a node during {what} ({st.reason}): {st.message}. "
+def _lost(what: str, st: ClusterStatus, how_long: str = "") -> ClusterError:
+    return ClusterError(f"the H2O cloud {st.name} lost a node during {what} ({st.reason}{how_long}): {st.message}. "
                         "An H2O cloud does not heal: clear the whole DAG run to start on a new cluster",
                         reason=st.reason or "CloudLost")
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from h2o_tasks.cluster import ClusterBackend, get_backend
+from h2o_tasks.cluster import ClusterBackend, ClusterInfo, get_backend
+
+DEFAULT_KUBERNETES_CONN_ID = "kubernetes_default"
 
 
-def backend_for(name: str, *, kubernetes_conn_id: str = "kubernetes_default", namespace: str = "",
+def backend_for(name: str, *, kubernetes_conn_id: str = DEFAULT_KUBERNETES_CONN_ID, namespace: str = "",
                 endpoint_mode: str = "service") -> ClusterBackend:
     """The backend called ``name``; for Kubernetes, its API client comes from the cncf provider's hook."""
     if name != "kubernetes":
@@ -16,13 +18,15 @@ def backend_for(name: str, *, kubernetes_conn_id: str = "kubernetes_default", na
 
     hook = KubernetesHook(conn_id=kubernetes_conn_id)
     kwargs: dict[str, Any] = {"api_client": hook.api_client, "endpoint_mode": endpoint_mode,
-                              "info_extra": {"kubernetes_conn_id": kubernetes_conn_id}}
+                              "conn_id": kubernetes_conn_id}
     if namespace:
         kwargs["namespace"] = namespace
     return get_backend(name, **kwargs)
 
 
-def backend_for_cluster(info: dict[str, Any], kubernetes_conn_id: str = "kubernetes_default") -> ClusterBackend:
-    """The backend of a cluster described by its ``ClusterInfo`` dict (from XCom or a trigger)."""
-    return backend_for(info["backend"], kubernetes_conn_id=kubernetes_conn_id, namespace=info.get("namespace", ""),
-                       endpoint_mode=(info.get("extra") or {}).get("endpoint_mode", "service"))
+def backend_for_cluster(info: ClusterInfo, kubernetes_conn_id: str = "") -> ClusterBackend:
+    """The backend of a created cluster, with the connection it was created with (or ``kubernetes_conn_id``)."""
+    if info.backend == "local":
+        return get_backend("local", state_dir=info.state_dir or None)
+    return backend_for(info.backend, kubernetes_conn_id=info.kubernetes_conn_id or kubernetes_conn_id
+                       or DEFAULT_KUBERNETES_CONN_ID, namespace=info.namespace, endpoint_mode=info.endpoint_mode)

@@ -126,13 +126,29 @@ def pipeline_dags(dag_file: str | Path) -> dict[str, DAG]:
     return {f"train_{cfg.name}": training_dag(path, cfg), f"score_{cfg.name}": scoring_dag(path, cfg)}
 
 
-def janitor_dag(backends: tuple[str, ...] = ("local",), schedule: str = "*/30 * * * *") -> DAG:
-    """Delete clusters whose time-to-live has passed (orphans of killed workers)."""
+def janitor_targets(pipelines_dir: str | Path | None) -> list[tuple[str, str]]:
+    """``(backend, namespace)`` of every cluster any pipeline file can create (``local`` always);
+    files that do not load are left out (they create nothing)."""
+    targets = {("local", "")}
+    for path in sorted(Path(pipelines_dir).glob("*.yaml")) if pipelines_dir else []:
+        try:
+            cfg = pipeline_config.load(path)
+        except pipeline_config.ConfigError:
+            continue
+        targets.add((cfg.cluster.backend, cfg.cluster.namespace if cfg.cluster.backend == "kubernetes" else ""))
+    return sorted(targets)
+
+
+def janitor_dag(pipelines_dir: str | Path | None = None, schedule: str = "*/30 * * * *") -> DAG:
+    """Delete abandoned clusters (expired, or whose DAG run is over) of every backend and namespace the
+    pipeline files in ``pipelines_dir`` use."""
     from h2o_airflow.operators.janitor import H2OJanitorOperator
 
     with DAG(dag_id="h2o_janitor", schedule=schedule, start_date=datetime(2024, 1, 1, tzinfo=UTC),
              catchup=False, max_active_runs=1, default_args=DEFAULT_ARGS, tags=["h2o", "maintenance"],
-             doc_md="Deletes ephemeral H2O clusters past their expiry (labels + expiry annotation).") as dag:
-        for backend in backends:
-            H2OJanitorOperator(task_id=f"delete_expired_{backend}", backend=backend)
+             doc_md="Deletes ephemeral H2O clusters that are expired or whose DAG run is over, for every backend "
+                    "and namespace the pipeline files use.") as dag:
+        for backend, namespace in janitor_targets(pipelines_dir):
+            task_id = f"delete_abandoned_{backend}" + (f"_{namespace.replace('-', '_')}" if namespace else "")
+            H2OJanitorOperator(task_id=task_id, backend=backend, **({"namespace": namespace} if namespace else {}))
     return dag

@@ -7,6 +7,8 @@ from typing import Any
 from airflow.sdk import BaseOperatorLink
 
 XCOM_CLUSTER_KEY = "h2o_cluster"
+XCOM_DIAGNOSTICS_KEY = "h2o_diagnostics"
+XCOM_ERROR_KEY = "h2o_error"
 
 
 class H2OFlowLink(BaseOperatorLink):
@@ -21,3 +23,23 @@ class H2OFlowLink(BaseOperatorLink):
         if not info or not info.get("url"):
             return ""
         return f"{info['url'].rstrip('/')}/flow/index.html"
+
+
+def s3_browser_url(uri: str, endpoint_url: str = "") -> str:
+    """Where a browser shows an S3 prefix: the AWS console, or the S3-compatible endpoint's path."""
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    if endpoint_url:
+        return f"{endpoint_url.rstrip('/')}/{bucket}/{key}/"
+    return f"https://s3.console.aws.amazon.com/s3/buckets/{bucket}?prefix={key}/"
+
+
+class H2ODiagnosticsLink(BaseOperatorLink):
+    """Opens the diagnostics bundle a failed run left (logs, events, statuses, errors)."""
+
+    name = "Diagnostics"
+
+    def get_link(self, operator: Any, *, ti_key: Any) -> str:
+        from airflow.providers.common.compat.sdk import XCom
+
+        uri = XCom.get_value(key=XCOM_DIAGNOSTICS_KEY, ti_key=ti_key)
+        return s3_browser_url(uri, getattr(operator, "s3_browser_endpoint", "")) if uri else ""

@@ -19,6 +19,7 @@ import pytest
 
 from devtools import airflow_local, dag_folder
 from devtools.stack import s3server, seed
+from h2o_tasks import s3
 from tests.fixtures.k8s_bed import NAMESPACE
 
 pytestmark = pytest.mark.e2e
@@ -40,7 +41,7 @@ def bed_s3(k8s_bed, tmp_path_factory, flights_parquet_dir):
 @pytest.fixture(scope="module")
 def k8s_airflow(k8s_bed, bed_s3, tmp_path_factory):
     home = tmp_path_factory.mktemp("k8s-airflow")
-    dags = dag_folder.make(home / "dags", janitor=False)
+    dags = dag_folder.make(home / "dags")
     raw = dag_folder.example()
     raw["name"] = "k8s-delay"
     raw["registry_uri"] = "s3://h2o-demo/models/k8s-delay"
@@ -55,6 +56,12 @@ def k8s_airflow(k8s_bed, bed_s3, tmp_path_factory):
             "training": {**raw["training"], "algorithms": [
                 {"algo": "gbm", "params": {"ntrees": SLOW_TREES, "max_depth": 8, "learn_rate": 0.02}}]}}
     dag_folder.write_pipeline(dags, "k8s_slow", slow)
+    # a GBM that H2O refuses in the cluster: the run fails in training (its evidence is saved)
+    broken = {**raw, "name": "k8s-broken", "registry_uri": "s3://h2o-demo/models/k8s-broken",
+              "scoring": {**raw["scoring"], "output_uri": "s3://h2o-demo/predictions/k8s-broken"},
+              "source": {**raw["source"], "training_window_days": 3},
+              "training": {**raw["training"], "algorithms": [{"algo": "gbm", "params": {"max_depth": -3}}]}}
+    dag_folder.write_pipeline(dags, "k8s_broken", broken)
     env = airflow_local.airflow_env(home, s3_endpoint=bed_s3.endpoint_url, s3_access_key=bed_s3.access_key,
                                  s3_secret_key=bed_s3.secret_key)
     env["AIRFLOW__CORE__DAGS_FOLDER"] = str(dags)
@@ -101,6 +108,65 @@ def test_training_and_scoring_dags_on_kubernetes(k8s_bed, k8s_airflow):
     scored = results["score"]
     assert scored["rows_in"] == scored["rows_scored"] > 800
     assert leftovers(k8s_bed, results["create_cluster"]["name"])["pods"] == 0
+
+
+def test_a_failure_in_training_leaves_a_diagnostics_bundle_without_secrets(k8s_bed, k8s_airflow, bed_s3):
+    env, log = k8s_airflow
+    rc, states, results = run(env, log, "h2o_train__k8s-broken")
+    assert rc != 0 and states["train"] == "failed", states
+    assert states["delete_cluster"] == "success", states
+    bundle = {"uri": results["delete_cluster"]["diagnostics"]}
+    client = bed_s3.client()
+    keys = [k[len(bundle["uri"]) + 1:] for k in s3.list_keys(client, bundle["uri"])]
+    pods = json.loads(s3.read_bytes(client, s3.join(bundle["uri"], "backend/pods.json")))
+    names = sorted(p["metadata"]["name"] for p in pods)
+    assert len(names) == 3 and all(f"backend/{n}.log" in keys for n in names), keys  # every node's log
+    assert all(s3.read_bytes(client, s3.join(bundle["uri"], f"backend/{n}.log")) for n in names)
+    events = json.loads(s3.read_bytes(client, s3.join(bundle["uri"], "backend/events.json")))
+    assert {"Scheduled", "Started"} <= {e["reason"] for e in events}  # the run's events, the node agent's too
+    assert "h2o-logs.zip" in keys and "status.json" in keys
+    status = json.loads(s3.read_bytes(client, s3.join(bundle["uri"], "status.json")))
+    assert "max_depth" in status["errors"]["train"]
+    text = b"".join(s3.read_bytes(client, s3.join(bundle["uri"], k)) for k in keys)
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(s3.read_bytes(client, s3.join(bundle["uri"], "h2o-logs.zip")))) as logs:
+        nodes = [n for n in logs.namelist() if n.endswith(".zip")]
+        assert len(nodes) == 3  # H2O's own log archive of each node
+        for node in nodes:
+            with zipfile.ZipFile(io.BytesIO(logs.read(node))) as z:
+                text += b"".join(z.read(n) for n in z.namelist())
+    for secret in (bed_s3.secret_key, bed_s3.access_key):
+        assert secret.encode() not in text
+    assert leftovers(k8s_bed, results["create_cluster"]["name"])["pods"] == 0
+
+
+def test_the_shipped_janitor_dag_reaps_a_kubernetes_orphan(k8s_bed, k8s_airflow):
+    """A cluster whose worker died before its teardown (its run is gone), and one in use: the janitor
+    task of the pipelines' namespace deletes the first, PodDisruptionBudget and anchor included."""
+    from datetime import date
+
+    from h2o_tasks.cluster.base import ClusterSpec
+    from h2o_tasks.cluster.kubernetes import KubernetesBackend
+    from tests.fixtures.k8s_bed import cluster_config
+
+    env, log = k8s_airflow
+    backend = KubernetesBackend(k8s_bed.airflow, namespace=NAMESPACE, endpoint_mode="pod-ip")
+    orphan = backend.create(ClusterSpec.for_run("k8s-delay", "h2o_train__k8s-delay", "manual__killed-worker",
+                                                cluster_config(replicas=1)))
+    kept = backend.create(ClusterSpec.for_run("k8s-delay", "", "", cluster_config(replicas=1)))  # no run: by expiry
+    try:
+        rc, states, results = run(env, log, "h2o_janitor", date.today().isoformat())
+        assert rc == 0 and set(states.values()) == {"success"}, states
+        swept = results[f"delete_abandoned_kubernetes_{NAMESPACE}"]
+        assert swept["deleted"] == [orphan.name] and "no longer exists" in swept["reasons"][orphan.name]
+        left = leftovers(k8s_bed, orphan.name)
+        assert (left["pods"], left["services"], left["statefulsets"], left["processes"]) == (0, 0, 0, 0), left
+        assert [c.name for c in backend.list_clusters()] == [kept.name]
+    finally:
+        for info in backend.list_clusters():
+            backend.delete(info)
 
 
 def task_state(home: Path, dag_id: str, task_id: str) -> str | None:

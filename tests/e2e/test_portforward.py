@@ -78,7 +78,7 @@ def test_port_forward_cluster_end_to_end(k8s_bed, backend, monkeypatch):
 
     # what may go to XCom is the client Service's URL, never this process's 127.0.0.1 forward
     assert backend.endpoint(info) == info.url == f"http://{info.name}.{NAMESPACE}.svc.cluster.local:54321"
-    assert info.extra["endpoint_mode"] == "port-forward"
+    assert info.endpoint_mode == "port-forward"
     sessions = kubelet_sessions(k8s_bed)
     assert sessions > 0  # the readiness polls went API server -> kubelet
 

@@ -78,7 +78,7 @@ def test_train_then_score_end_to_end(airflow_runner, s3_settings, hive_server):
     assert airflow_runner.clusters_left() == []
 
 
-def test_failure_in_training_still_deletes_the_cluster(airflow_runner):
+def test_failure_in_training_leaves_evidence_and_still_deletes_the_cluster(airflow_runner, s3_settings):
     # max_depth = -3 passes the configuration (it is H2O's to judge) and fails in the cluster
     name = airflow_runner.add_pipeline(
         "broken.yaml", name="broken-train", registry_uri="s3://h2o-demo/models/broken-train",
@@ -90,6 +90,30 @@ def test_failure_in_training_still_deletes_the_cluster(airflow_runner):
     assert results(report)["delete_cluster"]["deleted"] is True
     assert airflow_runner.clusters_left() == []
     assert no_jvm_of(airflow_runner, results(report)["create_cluster"]["name"])
+    # the evidence was saved before the teardown: every node's logs, the cluster's state, the error; no secret
+    bundle = {"uri": results(report)["delete_cluster"]["diagnostics"]}
+    client = s3_settings.client()
+    keys = [k[len(bundle["uri"]) + 1:] for k in s3.list_keys(client, bundle["uri"])]
+    assert bundle["uri"].startswith("s3://h2o-demo/models/_diagnostics/broken-train/h2o_train__broken-train/")
+    assert {"status.json", "cloud.json", "h2o-logs.zip", "backend/nodes.json"} <= set(keys), keys
+    assert any(k.startswith("backend/node-0") for k in keys) and any(k.startswith("backend/node-1") for k in keys)
+    status = json.loads(s3.read_bytes(client, s3.join(bundle["uri"], "status.json")))
+    assert list(status["errors"]) == ["train"] and "max_depth" in status["errors"]["train"]
+    assert status["cluster"]["name"] == results(report)["create_cluster"]["name"]
+    import io
+    import zipfile
+
+    text = b""
+    with zipfile.ZipFile(io.BytesIO(s3.read_bytes(client, s3.join(bundle["uri"], "h2o-logs.zip")))) as logs:
+        nodes = [n for n in logs.namelist() if n.endswith(".zip")]
+        assert len(nodes) == 2  # H2O's own log archive of each node
+        for node in nodes:
+            with zipfile.ZipFile(io.BytesIO(logs.read(node))) as z:
+                assert any(n.endswith(".log") for n in z.namelist())
+                text += b"".join(z.read(n) for n in z.namelist())
+    text += b"".join(s3.read_bytes(client, s3.join(bundle["uri"], k)) for k in keys if not k.endswith(".zip"))
+    for secret in (s3_settings.secret_key, s3_settings.access_key):
+        assert secret.encode() not in text
 
 
 @pytest.mark.parametrize(
@@ -137,8 +161,8 @@ def test_run_params_override_the_pipeline(airflow_runner):
     assert res["import_data"]["files"] == 7
 
 
-def test_janitor_deletes_expired_clusters_only(airflow_runner):
-    from datetime import UTC, datetime, timedelta
+def test_janitor_deletes_expired_and_abandoned_clusters_only(airflow_runner):
+    from datetime import UTC, date, datetime, timedelta
 
     from h2o_tasks.cluster.base import ClusterSpec
     from h2o_tasks.cluster.local import LocalBackend
@@ -148,11 +172,13 @@ def test_janitor_deletes_expired_clusters_only(airflow_runner):
     config = ClusterConfig(replicas=1, memory="512m", nthreads=1)
     old = backend.create(ClusterSpec.for_run("orphan", "dag", "killed-worker", config,
                                              now=datetime.now(UTC) - timedelta(hours=5)))
-    fresh = backend.create(ClusterSpec.for_run("live", "dag", "running", config))
-    from datetime import date
-
+    gone = backend.create(ClusterSpec.for_run("gone", "h2o_train__gone", "manual__deleted-run", config))
+    fresh = backend.create(ClusterSpec.for_run("live", "", "", config))  # no run recorded: its expiry decides
     rc, report = airflow_runner.test("h2o_janitor", date.today().isoformat())
     assert rc == 0, airflow_runner.log_tail()
-    assert results(report)["delete_expired_local"]["deleted"] == [old.name]
+    swept = results(report)["delete_abandoned_local"]
+    assert sorted(swept["deleted"]) == sorted([old.name, gone.name])
+    assert swept["reasons"][old.name].startswith("expired at")
+    assert "no longer exists" in swept["reasons"][gone.name]
     assert airflow_runner.clusters_left() == [fresh.name]
     backend.delete(fresh)

@@ -1,5 +1,6 @@
 """The local backend with real H2O JVMs: a multi-node cloud, re-attach, failure, delete."""
 
+import json
 import os
 import signal
 import time
@@ -26,7 +27,7 @@ def backend(tmp_path):
 
 
 def spec(run_id, **kw):
-    return ClusterSpec.for_run("t", "dag", run_id, ClusterConfig(replicas=2, memory="512m", nthreads=1, **kw))
+    return ClusterSpec.for_run("t", "dag", run_id, ClusterConfig(**{"replicas": 2, "memory": "512m", "nthreads": 1, **kw}))
 
 
 def test_two_jvms_form_one_cloud_reattach_and_delete(backend):
@@ -62,3 +63,43 @@ def test_list_expired(backend):
     assert backend.list_expired() == []
     later = datetime.now(UTC) + timedelta(minutes=200)
     assert [c.name for c in backend.list_expired(later)] == [info.name]
+
+
+def test_the_expiry_moves_with_the_tasks_but_never_past_the_ceiling(backend):
+    info = backend.create(spec("r4", ttl_minutes=5, max_run_minutes=30))
+    assert info.dag_id == "dag" and info.run_id == "r4" and info.ceiling_at  # recorded for the janitor
+    first = datetime.fromisoformat(backend.list_clusters()[0].expires_at)
+    later = datetime.fromisoformat(backend.extend(info, timedelta(minutes=20)))
+    assert later - first > timedelta(minutes=14)
+    capped = backend.extend(info, timedelta(hours=5))
+    assert capped == info.ceiling_at == backend.list_clusters()[0].expires_at
+    assert backend.list_expired(datetime.now(UTC) + timedelta(minutes=10)) == []  # a task is using it
+
+
+def test_the_nodes_stop_themselves_at_the_ceiling(backend, monkeypatch):
+    """The cluster-side ceiling needs no Airflow: the cluster's watchdog stops its JVMs and its state."""
+    from h2o_tasks import testhooks
+
+    monkeypatch.setenv(testhooks.CLUSTER_SECONDS_ENV, json.dumps({"ceiling": 8}))
+    info = backend.create(spec("r5", replicas=1))
+    state = backend._load(info.name)
+    pids = [n.pid for n in state.nodes] + [state.watchdog_pid]
+    assert all(_proc_state(p) not in ("", "Z") for p in pids)
+    deadline = time.monotonic() + 60
+    while backend._load(info.name) is not None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert backend.list_clusters() == []
+    deadline = time.monotonic() + 20
+    while any(_proc_state(p) not in ("", "Z") for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert all(_proc_state(p) in ("", "Z") for p in pids)  # the JVM and the watchdog itself are gone
+
+
+def test_deleting_a_cluster_stops_its_watchdog(backend):
+    info = backend.create(spec("r6", replicas=1))
+    watchdog = backend._load(info.name).watchdog_pid
+    assert backend.delete(info) is True
+    deadline = time.monotonic() + 10
+    while _proc_state(watchdog) not in ("", "Z") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _proc_state(watchdog) in ("", "Z")

@@ -160,3 +160,16 @@ def test_a_later_file_sharing_an_output_is_refused_and_the_earlier_keeps_working
         config.load_checked(tmp_path / "b.yaml")
     assert err.value.field == shared and err.value.file == str(tmp_path / "b.yaml")
     assert str(tmp_path / "a.yaml") in str(err.value) and str(tmp_path / "b.yaml") in str(err.value)
+
+
+@pytest.mark.parametrize(("cluster", "field", "needle"), [
+    ({"ttl_minutes": 120, "max_run_minutes": 60}, "cluster.max_run_minutes", "below ttl_minutes"),
+    ({"max_run_minutes": 3}, "cluster.max_run_minutes", "between"),
+    ({"unobservable_grace_s": 1}, "cluster.unobservable_grace_s", "between"),
+])
+def test_lifecycle_settings_are_checked(cluster, field, needle):
+    data = raw()
+    data["cluster"] = {**data["cluster"], **cluster}
+    with pytest.raises(ConfigError) as err:
+        config.parse(data)
+    assert err.value.field == field and needle in str(err.value)

@@ -28,6 +28,7 @@ for dag_id, dag in bag.dags.items():
         "catchup": dag.catchup,
         "timeouts": {t.task_id: t.execution_timeout.total_seconds() if t.execution_timeout else None
                      for t in dag.tasks},
+        "trigger_rules": {t.task_id: str(t.trigger_rule) for t in dag.tasks},
     }
 print(json.dumps({"errors": {k: str(v) for k, v in bag.import_errors.items()}, "dags": dags,
                   "h2o_imported": "h2o" in sys.modules, "pyspark_imported": "pyspark" in sys.modules}))
@@ -65,6 +66,7 @@ def test_dags_import_cleanly_without_db_connections_or_h2o(tmp_path):
     assert {"replicas", "memory", "window_days", "algorithm"} <= set(train["params"])
     score = dags["h2o_score__arrival-delay"]
     assert score["setups"] == ["create_cluster"] and score["teardowns"] == ["delete_cluster"]
+    assert score["upstream"]["delete_cluster"] == ["create_cluster", "score"]
     assert train["catchup"] is False and train["max_active_runs"] == 3
     # every task is bounded by the cluster's time-to-live (ttl_minutes: 120 in arrival_delay.yaml)
     assert set(train["timeouts"].values()) == set(score["timeouts"].values()) == {7200.0}

@@ -25,7 +25,7 @@ def rendered():
 @pytest.mark.parametrize("version", SUPPORTED)
 def test_every_object_validates_strictly(rendered, version):
     objs, _ = rendered
-    assert set(objs) == {"StatefulSet", "Service", "Service-headless", "PodDisruptionBudget", "NetworkPolicy"}
+    assert set(objs) == {"Job", "StatefulSet", "Service", "Service-headless", "PodDisruptionBudget", "NetworkPolicy"}
     for m in objs.values():
         kubernetes_validate.validate(m.body, version, strict=True)
 
@@ -49,7 +49,21 @@ def test_statefulset_follows_h2o_kubernetes_rules(rendered):
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert {m["mountPath"] for m in c["volumeMounts"]} == {"/data", "/tmp"}
     assert sts["metadata"]["annotations"][manifests.EXPIRES_ANNOTATION] == spec.expires_at.isoformat()
+    assert sts["metadata"]["annotations"][manifests.RUN_ID_ANNOTATION] == "scheduled__2013-02-04T00:00:00+00:00"
+    # the pods carry no expiry: extending it patches the StatefulSet, never rolls the pods
+    assert manifests.EXPIRES_ANNOTATION not in sts["spec"]["template"]["metadata"]["annotations"]
     assert sts["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "h2o-airflow"
+
+
+def test_the_anchor_job_carries_the_clusters_ceiling_and_runs_no_pod(rendered):
+    objs, spec = rendered
+    job = objs["Job"].body
+    assert job["metadata"]["name"] == manifests.anchor_name(spec.name)
+    assert job["spec"]["parallelism"] == 0 and job["spec"]["ttlSecondsAfterFinished"] == 0
+    deadline = job["spec"]["activeDeadlineSeconds"]
+    assert abs(deadline - 720 * 60) <= 5  # cluster.max_run_minutes, counted from now
+    assert job["metadata"]["labels"] == objs["StatefulSet"].body["metadata"]["labels"]  # deleted with the cluster
+    assert manifests.render(spec)[0].kind == "Job"  # applied first: the others are owned by it
 
 
 def test_services_and_policies(rendered):

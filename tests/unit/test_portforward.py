@@ -181,7 +181,7 @@ def pf_backend(monkeypatch):
     FakeForward.opened = []
     monkeypatch.setattr(k8s, "PortForward", FakeForward)
     fetched: list[str] = []
-    b = k8s.KubernetesBackend(api_client=object(), endpoint_mode="port-forward", info_extra={"kubernetes_conn_id": "k"},
+    b = k8s.KubernetesBackend(api_client=object(), endpoint_mode="port-forward", conn_id="k",
                               fetch_cloud=lambda url: fetched.append(url))
     b.fetched = fetched
     state = {"pods": pods()}
@@ -192,9 +192,9 @@ def pf_backend(monkeypatch):
 
 
 def test_port_forward_url_stays_in_the_process(pf_backend):
-    info = pf_backend._info("c", "h2o", 2, "")
+    info = pf_backend._info("c", "h2o", 2, {})
     assert info.url == "http://c.h2o.svc.cluster.local:54321"  # the client Service: what goes to XCom
-    assert info.extra == {"kubernetes_conn_id": "k", "endpoint_mode": "port-forward"}
+    assert (info.kubernetes_conn_id, info.endpoint_mode) == ("k", "port-forward")
     assert pf_backend.endpoint(info) == info.url  # the create task's XCom: never 127.0.0.1
     st = pf_backend.status(info)
     assert st.url == info.url and pf_backend.fetched == ["http://127.0.0.1:40001"]  # asked through the forward
@@ -208,7 +208,7 @@ def test_port_forward_url_stays_in_the_process(pf_backend):
 
 
 def test_no_leader_no_forward(pf_backend):
-    info = pf_backend._info("c", "h2o", 2, "")
+    info = pf_backend._info("c", "h2o", 2, {})
     pf_backend.state["pods"] = [PodObservation(name="c-0", phase="Running", ready=False)]
     assert not pf_backend.status(info).ready and FakeForward.opened == []
     with pytest.raises(ClusterError) as err:
@@ -217,7 +217,7 @@ def test_no_leader_no_forward(pf_backend):
 
 
 def test_forbidden_fails_status_but_a_hiccup_does_not(pf_backend, monkeypatch):
-    info = pf_backend._info("c", "h2o", 2, "")
+    info = pf_backend._info("c", "h2o", 2, {})
 
     def failing(reason: str):
         def start(self):
@@ -254,6 +254,9 @@ class RecordingBackend:
             raise self._status
         return self._status
 
+    async def astatus(self, api: Any, info: ClusterInfo, *args: Any) -> ClusterStatus:
+        return self.status(info, *args)
+
     def close(self) -> None:
         self.closed += 1
 
@@ -266,13 +269,17 @@ def test_hook_opens_its_own_forward_and_closes_it(monkeypatch):
     backend = RecordingBackend()
     monkeypatch.setattr(backends, "backend_for_cluster", lambda info, conn_id: made.append((info, conn_id)) or backend)
     info = ClusterInfo("c", "kubernetes", url="http://c-client.h2o.svc.cluster.local:54321", namespace="h2o",
-                       extra={"endpoint_mode": "port-forward", "kubernetes_conn_id": "k8s_outside"})
+                       endpoint_mode="port-forward", kubernetes_conn_id="k8s_outside")
     with H2OHook(cluster=info.to_dict(), aws_conn_id=None) as hook:
         assert hook.url() == "http://127.0.0.1:41234"
         assert hook.url() == "http://127.0.0.1:41234" and len(made) == 1
-        assert made[0][1] == "k8s_outside"
+        assert made[0][0].kubernetes_conn_id == "k8s_outside"  # the connection the cluster was created with
     assert backend.closed == 1
-    plain = ClusterInfo("c", "kubernetes", url="http://10.0.0.1:54321", extra={"endpoint_mode": "pod-ip"})
+    shared = RecordingBackend()  # an operator's own backend, shared with its watch: the hook does not close it
+    with H2OHook(cluster=info, aws_conn_id=None, backend=shared) as hook:
+        assert hook.url() == "http://127.0.0.1:41234" and len(made) == 1
+    assert shared.closed == 0
+    plain = ClusterInfo("c", "kubernetes", url="http://10.0.0.1:54321", endpoint_mode="pod-ip")
     assert H2OHook(cluster=plain.to_dict(), aws_conn_id=None).url() == "http://10.0.0.1:54321" and len(made) == 1
 
 
@@ -283,7 +290,7 @@ def test_trigger_closes_its_forward(monkeypatch, outcome):
     st = ClusterStatus("c", exists=True, ready=True, reason="Ready", message="ok", cloud_size=2)
     backend = RecordingBackend(st if outcome == "ready" else
                                PortForwardError("port-forward forbidden (403)", reason="PortForwardForbidden"))
-    info = ClusterInfo("c", "kubernetes", namespace="h2o", replicas=2, extra={"endpoint_mode": "port-forward"})
+    info = ClusterInfo("c", "kubernetes", namespace="h2o", replicas=2, endpoint_mode="port-forward")
     trigger = H2OClusterReadyTrigger(info.to_dict(), timeout_s=5, poll_s=0.01)
     monkeypatch.setattr(trigger, "_backend", lambda: backend)
 

@@ -22,6 +22,8 @@ class H2OHook(BaseHook):
         uses to read and write S3. Credentials are handed over at run time, never stored.
     :param kubernetes_conn_id: for a Kubernetes cluster in ``port-forward`` endpoint mode, the
         connection to open this process's forward with (default: the one that created it).
+    :param backend: the cluster's backend, when the caller has one already (an operator shares
+        its backend between this hook and its watch: one port-forward per task, not two).
 
     In ``port-forward`` mode the URL in ``cluster`` is not reachable from here: ``get_conn``
     opens a forward to the leader pod that lives until ``close()`` (or the end of the process).
@@ -35,14 +37,15 @@ class H2OHook(BaseHook):
 
     def __init__(self, cluster: dict[str, Any] | ClusterInfo | None = None, h2o_conn_id: str | None = None,
                  aws_conn_id: str | None = "aws_default", kubernetes_conn_id: str | None = None,
-                 **kwargs: Any) -> None:
+                 backend: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.cluster = ClusterInfo.from_dict(cluster) if isinstance(cluster, dict) else cluster
         self.h2o_conn_id = h2o_conn_id
         self.aws_conn_id = aws_conn_id
         self.kubernetes_conn_id = kubernetes_conn_id
         self._client: Any = None
-        self._backend: Any = None
+        self._backend: Any = backend
+        self._owns_backend = backend is None
 
     def s3_settings(self) -> S3Settings:
         """S3 endpoint and credentials from the AWS connection (``extra.endpoint_url`` for S3 APIs)."""
@@ -59,13 +62,12 @@ class H2OHook(BaseHook):
     def url(self) -> str:
         """The cluster's URL as this process reaches it (opens the port-forward if the cluster needs one)."""
         if self.cluster is not None:
-            if self.cluster.extra.get("endpoint_mode") != "port-forward":
+            if self.cluster.endpoint_mode != "port-forward":
                 return self.cluster.url
             if self._backend is None:
                 from h2o_airflow.backends import backend_for_cluster
 
-                conn_id = self.kubernetes_conn_id or self.cluster.extra.get("kubernetes_conn_id") or "kubernetes_default"
-                self._backend = backend_for_cluster(self.cluster.to_dict(), conn_id)
+                self._backend = backend_for_cluster(self.cluster, self.kubernetes_conn_id or "")
             return self._backend.local_endpoint(self.cluster)
         conn = self.get_connection(self.h2o_conn_id or self.default_conn_name)
         scheme = conn.schema or "http"
@@ -83,8 +85,8 @@ class H2OHook(BaseHook):
         return self._client
 
     def close(self) -> None:
-        """End this hook's port-forward (if any); the next ``get_conn`` opens a new one."""
-        if self._backend is not None:
+        """End this hook's port-forward (if it opened one); the next ``get_conn`` opens a new one."""
+        if self._backend is not None and self._owns_backend:
             self._backend.close()
             self._backend = None
         self._client = None

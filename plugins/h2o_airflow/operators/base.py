@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
+from h2o_airflow.hooks.h2o import H2OHook
+from h2o_airflow.links import XCOM_DIAGNOSTICS_KEY, XCOM_ERROR_KEY
 from h2o_tasks.errors import H2OTasksError
 
 CREATE_TASK_ID = "create_cluster"
@@ -63,6 +66,7 @@ class H2OPipelineOperator(BaseOperator):
         self.overrides = overrides
         self.create_task_id = create_task_id
         self.aws_conn_id = aws_conn_id
+        self._cluster: Any = None
 
     def config(self, context: Any) -> Any:
         """The pipeline, with the run's params and this operator's overrides applied (validated)."""
@@ -83,31 +87,73 @@ class H2OPipelineOperator(BaseOperator):
             raise fail_fast(exc) from exc
 
     def backend(self, cfg: Any) -> Any:
-        """This pipeline's cluster backend."""
+        """This pipeline's cluster backend, as its file says now (to create a cluster)."""
         from h2o_airflow.backends import backend_for
 
         return backend_for(cfg.cluster.backend, kubernetes_conn_id=self.kubernetes_conn_id,
                            namespace=cfg.cluster.namespace, endpoint_mode=cfg.cluster.endpoint_mode)
 
-    def watched(self, context: Any, what: str, job: Any) -> Any:
-        """``job()`` while the run's cluster is watched: a node lost meanwhile fails the task at once."""
+    @cached_property
+    def cluster_backend(self) -> Any:
+        """The backend of this task's cluster (:meth:`attach` first): one per task, shared by the
+        hook and the watch, so a port-forward is opened once."""
         from h2o_airflow.backends import backend_for_cluster
-        from h2o_tasks.cluster import ClusterInfo
+
+        return backend_for_cluster(self._cluster, self.kubernetes_conn_id)
+
+    def attach(self, context: Any) -> tuple[Any, H2OHook]:
+        """This run's cluster as the create task recorded it, and a hook on it sharing the task's backend."""
+        self._cluster = self.cluster_info(context)
+        return self._cluster, H2OHook(cluster=self._cluster, aws_conn_id=self.aws_conn_id, backend=self.cluster_backend)
+
+    def watched(self, context: Any, cfg: Any, what: str, job: Any) -> Any:
+        """``job()`` while the run's cluster is watched: a lost node fails the task at once, a cluster
+        that cannot be observed after ``cluster.unobservable_grace_s``. First the cluster's expiry is
+        pushed past the end this task may reach, so the janitor leaves a cluster in use alone."""
+        from h2o_tasks.cluster.base import ttl
         from h2o_tasks.cluster.watch import run_watched
 
-        cluster = self.cluster_info(context)
-        backend, info = backend_for_cluster(cluster, self.kubernetes_conn_id), ClusterInfo.from_dict(cluster)
+        info = self._cluster if getattr(self, "_cluster", None) is not None else self.attach(context)[0]
+        backend = self.cluster_backend
+        by = max(ttl(cfg.cluster), self.execution_timeout or ttl(cfg.cluster))
         try:
-            return run_watched(what, job, lambda: backend.status(info, elapsed_s=float("inf"), formation_timeout_s=0.0))
+            self.log.info("Cluster %s now expires at %s", info.name, backend.extend(info, by))
+        except Exception as exc:  # the watch below reports a cluster that is gone
+            self.log.warning("Could not extend the expiry of cluster %s: %s", info.name, exc)
+        try:
+            return run_watched(what, job, lambda: backend.status(info, elapsed_s=float("inf"), formation_timeout_s=0.0),
+                               grace_s=cfg.cluster.unobservable_grace_s)
+        except BaseException as exc:  # for the run's diagnostics bundle
+            context["ti"].xcom_push(key=XCOM_ERROR_KEY, value=f"{type(exc).__name__}: {exc}"[:8000])
+            raise
         finally:
-            if hasattr(backend, "close"):  # the watch's own port-forward, if it opened one
-                backend.close()
+            backend.close()  # the task's port-forward, if it opened one
 
-    def cluster_info(self, context: Any) -> dict[str, Any]:
+    def diagnose(self, context: Any, cfg: Any, info: Any, backend: Any, errors: dict[str, str]) -> str | None:
+        """Save the cluster's evidence (before it is deleted) and push where it went; None if it could not be."""
+        from h2o_tasks import diagnostics
+
+        s3s = H2OHook(aws_conn_id=self.aws_conn_id).s3_settings()
+        uri = diagnostics.bundle_uri(cfg.registry_uri, cfg.name, context["dag"].dag_id, context["run_id"])
+        try:
+            bundle = diagnostics.collect(backend, info, errors=errors, secrets=[s3s.access_key, s3s.secret_key],
+                                         client=s3s.client(), uri=uri)
+        except Exception as exc:  # the evidence is best effort; the run's own error matters more
+            self.log.error("Could not save the diagnostics of cluster %s: %s", info.name, exc)
+            return None
+        context["ti"].xcom_push(key=XCOM_DIAGNOSTICS_KEY, value=bundle.uri)
+        self.log.info("Diagnostics of cluster %s saved to %s (%d files)", info.name, bundle.uri, len(bundle.files))
+        return bundle.uri
+
+    def cluster_info(self, context: Any) -> Any:
+        """The ``ClusterInfo`` the create task pushed."""
+        from h2o_tasks.cluster import ClusterInfo
+
         info = context["ti"].xcom_pull(task_ids=self.create_task_id)
         if not info:
-            raise AirflowFailException(f"no cluster information in the XCom of task {self.create_task_id!r}")
-        return info
+            raise AirflowFailException(f"no cluster information in the XCom of task {self.create_task_id!r}: "
+                                       "the create task did not run in this DAG run; clear the run from its start")
+        return ClusterInfo.from_dict(info)
 
     def interval(self, context: Any) -> tuple[date, date]:
         """The run's data interval as dates ``[start, end)`` (a manual run: the logical day);

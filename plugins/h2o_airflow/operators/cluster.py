@@ -10,7 +10,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from h2o_airflow.backends import backend_for_cluster
 from h2o_airflow.hooks.h2o import H2OHook
-from h2o_airflow.links import XCOM_CLUSTER_KEY, H2OFlowLink
+from h2o_airflow.links import XCOM_CLUSTER_KEY, XCOM_ERROR_KEY, H2ODiagnosticsLink, H2OFlowLink
 from h2o_airflow.operators.base import H2OPipelineOperator, fail_fast
 from h2o_airflow.triggers.cluster import H2OClusterReadyTrigger
 from h2o_tasks import intervals, naming, sizing
@@ -24,9 +24,10 @@ class H2OCreateClusterOperator(H2OPipelineOperator):
     Create this run's H2O cluster and wait until its cloud is whole.
 
     Idempotent: a retry of the same run re-attaches to the cluster it created (the name is
-    derived from the DAG id and run id). The cluster is sized against the input of the
-    interval first; a cluster too small for it is refused before anything starts.
-    If the cluster fails while forming, it is deleted (``delete_on_error``).
+    derived from the DAG id and run id), reconciling every object. The cluster is sized against
+    the input of the interval first; a cluster too small for it is refused before anything
+    starts. Whatever fails in this task (a partial create, the wait, the trigger itself), the
+    cluster is deleted (``delete_on_error``): the error is raised, cleanup errors are logged.
 
     :param purpose: ``train`` (reads the training window) or ``score`` (the interval).
     :param deferrable: wait in the triggerer instead of holding a worker slot.
@@ -66,7 +67,12 @@ class H2OCreateClusterOperator(H2OPipelineOperator):
             spec = ClusterSpec.for_run(cfg.name, context["dag"].dag_id, context["run_id"], cfg.cluster,
                                        s3_endpoint=s3.endpoint_url)
             backend = self.backend(cfg)
-            info = backend.create(spec)
+            # recorded before the create, so that the teardown finds the cluster even if this task dies in it
+            context["ti"].xcom_push(key=XCOM_CLUSTER_KEY, value=ClusterInfo(
+                name=spec.name, backend=cfg.cluster.backend, namespace=cfg.cluster.namespace,
+                endpoint_mode=cfg.cluster.endpoint_mode, kubernetes_conn_id=self.kubernetes_conn_id,
+                dag_id=spec.dag_id, run_id=spec.run_id).to_dict())
+            info = backend.create(spec)  # a partial create is deleted by the backend before it raises
             self._cluster = info
         except H2OTasksError as exc:
             raise fail_fast(exc) from exc
@@ -79,52 +85,112 @@ class H2OCreateClusterOperator(H2OPipelineOperator):
                        method_name="execute_complete")
         try:
             st = backend.wait_ready(info, cfg.cluster.ready_timeout_s, self.poll_s)
-        except ClusterError as exc:
+        except BaseException as exc:
+            self.diagnose(context, cfg, info, backend, {self.task_id: f"{type(exc).__name__}: {exc}"})
             self._delete(info)
-            raise fail_fast(exc) from exc
+            if isinstance(exc, ClusterError):
+                raise fail_fast(exc) from exc
+            raise
         return self.execute_complete(context, {"status": "ready", "cluster": info.to_dict(), "message": st.message})
 
     def _delete(self, info: ClusterInfo) -> None:
-        if self.delete_on_error:
-            self.log.warning("Deleting cluster %s after its failure", info.name)
-            backend_for_cluster(info.to_dict(), self.kubernetes_conn_id).delete(info)
+        """``delete_on_error``: the cluster goes; an error deleting it is logged, the original one raised."""
+        if not self.delete_on_error:
+            return
+        self.log.warning("Deleting cluster %s after its failure", info.name)
+        try:
+            backend_for_cluster(info, self.kubernetes_conn_id).delete(info)
+        except Exception as exc:
+            self.log.error("Could not delete cluster %s (the janitor will): %s", info.name, exc)
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
         info = ClusterInfo.from_dict(event["cluster"])
         if event["status"] != "ready":
-            self._delete(info)
             msg = f"H2O cluster {info.name} {event['status']}: {event.get('reason')}: {event.get('message')}"
+            try:
+                self.diagnose(context, self.config(context), info, backend_for_cluster(info, self.kubernetes_conn_id),
+                              {self.task_id: msg})
+            except Exception as exc:  # the pipeline file may be unreadable by now: the cluster still goes
+                self.log.error("No diagnostics for cluster %s: %s", info.name, exc)
+            self._delete(info)
             if event["status"] == "timeout":
                 raise ClusterError(msg, retryable=True)
             raise AirflowFailException(msg)
         # the leader's address as seen from here (the client Service, or the leader pod's IP)
-        url = backend_for_cluster(info.to_dict(), self.kubernetes_conn_id).endpoint(info)
+        try:
+            url = backend_for_cluster(info, self.kubernetes_conn_id).endpoint(info)
+        except BaseException:
+            self._delete(info)
+            raise
         info = dataclasses.replace(info, url=url)
         context["ti"].xcom_push(key=XCOM_CLUSTER_KEY, value=info.to_dict())
         self.log.info("%s (after %ss); leader at %s", event.get("message"), event.get("elapsed_s", "?"), url)
         return info.to_dict()
 
     def on_kill(self) -> None:
-        """Killed while waiting in a worker: delete the cluster (the trigger does it when deferred)."""
+        """Killed while waiting in a worker: delete the cluster (a retry creates it again)."""
         info = getattr(self, "_cluster", None)
         if info is not None:
-            backend_for_cluster(info.to_dict(), self.kubernetes_conn_id).delete(info)
+            self._delete(info)
 
 
 class H2ODeleteClusterOperator(H2OPipelineOperator):
     """
     Delete this run's H2O cluster as one unit and wait until it is gone (a teardown task).
 
-    The name is derived from the DAG id and run id, so it works even when the create task
-    failed before pushing anything. A cluster that does not exist counts as deleted.
+    It deletes exactly what the create task recorded (its ``ClusterInfo`` in XCom, pushed before
+    the create), whatever the pipeline file says now: a backend or namespace changed mid-run
+    still finds the cluster. Only without that record is the cluster found from the run's ids
+    and the current file. A cluster that does not exist counts as deleted.
+
+    When a task of the run failed, the cluster's evidence is saved first (a diagnostics bundle:
+    every node's log, the pods' statuses and events or the local nodes' states, ``/3/Cloud``, the
+    failed tasks' errors, no secret); its S3 prefix is logged, pushed to XCom
+    (``h2o_diagnostics``) and behind the task's "Diagnostics" link.
     """
 
+    operator_extra_links = (H2ODiagnosticsLink(),)
     ui_color = "#f5c6c6"
 
     def execute(self, context: Any) -> dict[str, Any]:
-        cfg = self.config(context)
-        name = naming.cluster_name(cfg.name, context["dag"].dag_id, context["run_id"])
-        info = ClusterInfo(name=name, backend=cfg.cluster.backend, namespace=cfg.cluster.namespace)
-        deleted = self.backend(cfg).delete(info)
-        self.log.info("Cluster %s %s", name, "deleted" if deleted else "did not exist (nothing to delete)")
-        return {"cluster": name, "deleted": deleted}
+        recorded = context["ti"].xcom_pull(task_ids=self.create_task_id, key=XCOM_CLUSTER_KEY)
+        bundle = None
+        if recorded:
+            info = ClusterInfo.from_dict(recorded)
+            backend = backend_for_cluster(info, self.kubernetes_conn_id)
+            failed = self._failed_tasks(context)
+            if failed:
+                bundle = self._diagnose_failure(context, info, backend, failed)
+        else:
+            cfg = self.config(context)
+            name = naming.cluster_name(cfg.name, context["dag"].dag_id, context["run_id"])
+            self.log.warning("No cluster recorded by %s: deleting %s as the pipeline file names it now",
+                             self.create_task_id, name)
+            info = ClusterInfo(name=name, backend=cfg.cluster.backend, namespace=cfg.cluster.namespace)
+            backend = self.backend(cfg)
+        deleted = backend.delete(info)
+        self.log.info("Cluster %s (%s) %s", info.name, info.backend,
+                      "deleted" if deleted else "did not exist (nothing to delete)")
+        return {"cluster": info.name, "backend": info.backend, "namespace": info.namespace, "deleted": deleted,
+                "diagnostics": bundle}
+
+    def _failed_tasks(self, context: Any) -> list[str]:
+        """The tasks of this run that failed (those skipped because of them are not counted)."""
+        ti = context["ti"]
+        try:
+            states = ti.get_task_states(ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
+        except Exception as exc:  # cannot tell: the evidence is saved rather than lost
+            self.log.warning("Could not read the states of this run's tasks (%s): saving diagnostics", exc)
+            return sorted(self.upstream_task_ids - {self.create_task_id})
+        return sorted(t for t, state in states.items() if str(state) == "failed" and t != self.task_id)
+
+    def _diagnose_failure(self, context: Any, info: ClusterInfo, backend: Any, failed: list[str]) -> str | None:
+        pushed = context["ti"].xcom_pull(task_ids=failed, key=XCOM_ERROR_KEY) or []
+        errors = {t: e or "failed (see its log)" for t, e in zip(failed, pushed, strict=False)}
+        try:
+            cfg = self.config(context)
+        except Exception as exc:  # the file may be broken by now: the cluster still goes
+            self.log.error("No diagnostics for cluster %s: %s", info.name, exc)
+            return None
+        return self.diagnose(context, cfg, info, backend, errors)
+

@@ -1,17 +1,24 @@
-"""Delete expired clusters: the safety net for runs whose teardown never ran."""
+"""Delete abandoned clusters: the safety net for runs whose teardown never ran."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from airflow.sdk import BaseOperator
 
-from h2o_airflow.backends import backend_for
+from h2o_airflow.backends import DEFAULT_KUBERNETES_CONN_ID, backend_for
+
+LIVE_RUN_STATES = ("queued", "running")
 
 
 class H2OJanitorOperator(BaseOperator):
     """
-    Delete every cluster of ``backend`` whose expiry time has passed.
+    Delete every cluster of ``backend`` (in ``namespace``) that is expired or whose DAG run is over.
+
+    A cluster is reaped when its expiry has passed (each task that uses it pushes it forward),
+    or when the DAG run that created it (its ids are recorded on the cluster) is no longer
+    queued or running, or no longer exists. Each deletion is logged with its reason.
 
     :param backend: ``local`` or ``kubernetes``.
     :param namespace: for Kubernetes, the namespace whose clusters are checked.
@@ -21,7 +28,7 @@ class H2OJanitorOperator(BaseOperator):
     template_fields = ("backend", "namespace")
 
     def __init__(self, *, backend: str = "local", namespace: str = "h2o",
-                 kubernetes_conn_id: str = "kubernetes_default", **kwargs: Any) -> None:
+                 kubernetes_conn_id: str = DEFAULT_KUBERNETES_CONN_ID, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.backend = backend
         self.namespace = namespace
@@ -29,11 +36,38 @@ class H2OJanitorOperator(BaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         backend = backend_for(self.backend, kubernetes_conn_id=self.kubernetes_conn_id, namespace=self.namespace)
-        expired = backend.list_expired()
-        deleted = []
-        for info in expired:
-            self.log.warning("Deleting expired cluster %s (expired at %s)", info.name, info.expires_at)
+        now = datetime.now(UTC)
+        deleted, reasons = [], {}
+        for info in backend.list_clusters():
+            reason = self.reason(info, now, context)
+            if reason is None:
+                continue
+            self.log.warning("Deleting cluster %s: %s", info.name, reason)
             if backend.delete(info):
                 deleted.append(info.name)
-        self.log.info("%d expired cluster(s) deleted", len(deleted))
-        return {"deleted": deleted}
+                reasons[info.name] = reason
+        self.log.info("%d cluster(s) deleted", len(deleted))
+        return {"deleted": deleted, "reasons": reasons}
+
+    def reason(self, info: Any, now: datetime, context: Any) -> str | None:
+        """Why the cluster should go, or None while its run may still use it."""
+        if info.expires_at and datetime.fromisoformat(info.expires_at) <= now:
+            return f"expired at {info.expires_at}"
+        if info.dag_id and info.run_id:
+            state = self._run_state(context, info.dag_id, info.run_id)
+            if state == "gone":
+                return f"its DAG run {info.dag_id} / {info.run_id} no longer exists"
+            if state is not None and state not in LIVE_RUN_STATES:
+                return f"its DAG run {info.dag_id} / {info.run_id} is {state}"
+        return None
+
+    def _run_state(self, context: Any, dag_id: str, run_id: str) -> str | None:
+        """The run's state; "gone" if it does not exist; None if it cannot be known now (kept)."""
+        try:
+            return str(context["ti"].get_dagrun_state(dag_id, run_id))
+        except Exception as exc:
+            status = getattr(getattr(exc, "response", None), "status_code", None)
+            if status == 404 or "not found" in f"{exc} {getattr(exc, 'detail', '')}".lower():
+                return "gone"
+            self.log.warning("Could not read the state of DAG run %s / %s (cluster kept): %s", dag_id, run_id, exc)
+            return None

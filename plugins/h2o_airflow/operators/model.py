@@ -60,13 +60,12 @@ class H2OImportOperator(_ClusterTaskMixin, H2OPipelineOperator):
         from h2o_tasks import frames, ingest
 
         cfg = self.config(context)
-        cluster = self.cluster_info(context)
-        hook = H2OHook(cluster=cluster, aws_conn_id=self.aws_conn_id)
+        cluster, hook = self.attach(context)
         start, end = self.interval(context)
 
         def job() -> dict[str, Any]:
             h2o = hook.get_conn()  # under the watch: connecting writes to the cloud (S3 credentials)
-            staging = hive_staging_root() / cluster["name"] / self.purpose
+            staging = hive_staging_root() / cluster.name / self.purpose
             if self.purpose == "score":  # one frame per day: each day is committed as its own partition
                 return ingest.import_days(h2o, cfg, start, end, s3=hook.s3_settings(), hive_conn=self.hive_conn,
                                           staging_dir=staging).to_dict()
@@ -81,7 +80,7 @@ class H2OImportOperator(_ClusterTaskMixin, H2OPipelineOperator):
             return out
 
         try:
-            out = self.watched(context, "import", job)
+            out = self.watched(context, cfg, "import", job)
         except H2OTasksError as exc:
             raise fail_fast(exc) from exc
         self.log.info("Imported %s rows x %s columns from %s in %.1fs", out["rows"], out["columns"], out["source"],
@@ -104,11 +103,11 @@ class H2OTrainOperator(H2OPipelineOperator):
         from h2o_tasks import train
 
         cfg = self.config(context)
-        hook = H2OHook(cluster=self.cluster_info(context), aws_conn_id=self.aws_conn_id)
+        _, hook = self.attach(context)
         imported = context["ti"].xcom_pull(task_ids=self.import_task_id)
         try:
             result = self.watched(
-                context, "training",
+                context, cfg, "training",
                 lambda: train.train(hook.get_conn().get_frame(imported["frame_id"]), None, cfg,
                                     run_id=context["run_id"]))
         except H2OTasksError as exc:
@@ -137,7 +136,7 @@ class H2OExportModelOperator(H2OPipelineOperator):
         from h2o_tasks import artifacts
 
         cfg = self.config(context)
-        hook = H2OHook(cluster=self.cluster_info(context), aws_conn_id=self.aws_conn_id)
+        _, hook = self.attach(context)
         trained = context["ti"].xcom_pull(task_ids=self.train_task_id)
         imported = context["ti"].xcom_pull(task_ids=self.import_task_id)
         client = hook.s3_settings().client()
@@ -150,7 +149,7 @@ class H2OExportModelOperator(H2OPipelineOperator):
                 try_number=context["ti"].try_number, lineage=imported, training=trained)
 
         try:
-            outcome = self.watched(context, "export", job)
+            outcome = self.watched(context, cfg, "export", job)
         except H2OTasksError as exc:
             raise fail_fast(exc) from exc
         out = outcome.to_dict()
@@ -193,7 +192,7 @@ class H2OBatchScoreOperator(_ClusterTaskMixin, H2OPipelineOperator):
         hive = self.hive_target(cfg)
         try:
             if self.engine == "cluster":
-                hook = H2OHook(cluster=self.cluster_info(context), aws_conn_id=self.aws_conn_id)
+                _, hook = self.attach(context)
                 imported = context["ti"].xcom_pull(task_ids=self.import_task_id)
                 exported = context["ti"].xcom_pull(task_ids=self.export_task_id) if self.export_task_id else None
                 loaded = ({exported["version"]: (exported["model_id"], exported.get("model_sha256"))}
@@ -205,7 +204,7 @@ class H2OBatchScoreOperator(_ClusterTaskMixin, H2OPipelineOperator):
                     return scoring.score_in_cluster(h2o, frames, cfg, hook.s3_settings().client(),
                                                     run_id=context["run_id"], loaded=loaded, hive=hive)
 
-                result = self.watched(context, "scoring", job)
+                result = self.watched(context, cfg, "scoring", job)
             else:
                 hook = H2OHook(aws_conn_id=self.aws_conn_id)
                 result = scoring.score_offline(cfg, hook.s3_settings(), start, end, run_id=context["run_id"],

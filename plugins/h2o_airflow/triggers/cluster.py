@@ -16,25 +16,27 @@ class H2OClusterReadyTrigger(BaseTrigger):
 
     Yields one event: ``{"status": "ready" | "failed" | "timeout", "cluster": ..., "reason":
     ..., "message": ...}``. A failure (a node exited, a pod in CrashLoopBackOff, a cloud that
-    stays incomplete) is reported at once, not after the timeout.
+    stays incomplete) is reported at once, not after the timeout; so is any error of the
+    trigger itself (an API error, a bug), so that the task's ``execute_complete`` deletes the
+    cluster. Cancelled (``on_kill``), it deletes nothing: Airflow 3.3 also cancels a trigger
+    that moves to another triggerer after a missed heartbeat, whose wait goes on there; an
+    abandoned cluster is the teardown's and the janitor's.
 
     :param cluster: the ``ClusterInfo`` as a dict.
     :param timeout_s: give up after this many seconds.
     :param poll_s: seconds between two observations.
     :param formation_timeout_s: after this, an incomplete cloud is a failure.
-    :param delete_on_kill: delete the cluster if the waiting task is killed.
     :param kubernetes_conn_id: connection for the Kubernetes backend.
     """
 
     def __init__(self, cluster: dict[str, Any], timeout_s: float = 300.0, poll_s: float = 0.1,
-                 formation_timeout_s: float | None = None, delete_on_kill: bool = True,
-                 started_at: float | None = None, kubernetes_conn_id: str = "kubernetes_default") -> None:
+                 formation_timeout_s: float | None = None, started_at: float | None = None,
+                 kubernetes_conn_id: str = "kubernetes_default") -> None:
         super().__init__()
         self.cluster = cluster
         self.timeout_s = timeout_s
         self.poll_s = poll_s
         self.formation_timeout_s = formation_timeout_s
-        self.delete_on_kill = delete_on_kill
         self.started_at = started_at if started_at is not None else time.time()
         self.kubernetes_conn_id = kubernetes_conn_id
 
@@ -42,22 +44,33 @@ class H2OClusterReadyTrigger(BaseTrigger):
         return (
             f"{self.__class__.__module__}.{self.__class__.__name__}",
             {"cluster": self.cluster, "timeout_s": self.timeout_s, "poll_s": self.poll_s,
-             "formation_timeout_s": self.formation_timeout_s, "delete_on_kill": self.delete_on_kill,
-             "started_at": self.started_at, "kubernetes_conn_id": self.kubernetes_conn_id},
+             "formation_timeout_s": self.formation_timeout_s, "started_at": self.started_at,
+             "kubernetes_conn_id": self.kubernetes_conn_id},
         )
 
     def _backend(self) -> Any:
         from h2o_airflow.backends import backend_for_cluster
+        from h2o_tasks.cluster import ClusterInfo
 
-        return backend_for_cluster(self.cluster, self.kubernetes_conn_id)
+        return backend_for_cluster(ClusterInfo.from_dict(self.cluster), self.kubernetes_conn_id)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        try:
+            async for event in self._wait():
+                yield event
+        except Exception as exc:  # reported, so that the task deletes the cluster (a raise here would leak it)
+            self.log.exception("Waiting for cluster %s failed", self.cluster.get("name"))
+            yield TriggerEvent({"cluster": self.cluster, "status": "failed", "reason": "TriggerError",
+                                "message": f"{type(exc).__name__}: {exc}", "cloud_size": 0,
+                                "elapsed_s": round(time.time() - self.started_at, 2)})
+
+    async def _wait(self) -> AsyncIterator[TriggerEvent]:
         from h2o_tasks.cluster import ClusterInfo
 
         backend = self._backend()
         info = ClusterInfo.from_dict(self.cluster)
         try:
-            if hasattr(backend, "astatus"):  # Kubernetes: the provider's async hook, no thread per poll
+            if info.backend == "kubernetes" and info.endpoint_mode != "port-forward":  # the provider's async hook
                 from airflow.providers.cncf.kubernetes.hooks.kubernetes import AsyncKubernetesHook
 
                 async with AsyncKubernetesHook(conn_id=self.kubernetes_conn_id).get_conn() as api:
@@ -65,13 +78,11 @@ class H2OClusterReadyTrigger(BaseTrigger):
                                                                                   self.formation_timeout_s)):
                         yield event
             else:
-                async for event in self._poll(lambda elapsed: asyncio.to_thread(
-                        backend.status, info, elapsed, self.formation_timeout_s)):
+                async for event in self._poll(lambda elapsed: backend.astatus(None, info, elapsed,
+                                                                              self.formation_timeout_s)):
                     yield event
         finally:  # a port-forward opened here ends here
-            close = getattr(backend, "close", None)
-            if close is not None:
-                await asyncio.to_thread(close)
+            await asyncio.to_thread(backend.close)
 
     async def _poll(self, observe: Callable[[float], Awaitable[Any]]) -> AsyncIterator[TriggerEvent]:
         """Observe every ``poll_s`` until ready, failed or timed out; yield one event."""
@@ -99,8 +110,6 @@ class H2OClusterReadyTrigger(BaseTrigger):
             await asyncio.sleep(self.poll_s)
 
     async def on_kill(self) -> None:
-        """The waiting task was killed: delete its cluster so nothing is left running."""
-        if self.delete_on_kill:
-            from h2o_tasks.cluster import ClusterInfo
-
-            await asyncio.to_thread(self._backend().delete, ClusterInfo.from_dict(self.cluster))
+        """Cancelled: the cluster is left to the task's teardown and the janitor (see the class docstring)."""
+        self.log.info("Wait for cluster %s cancelled; the cluster is left to the teardown and the janitor",
+                      self.cluster.get("name"))

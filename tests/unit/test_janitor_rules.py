@@ -1,0 +1,64 @@
+"""When the janitor deletes a cluster: expired, or its DAG run over or gone; never while the run may use it."""
+
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+
+import pytest
+
+from h2o_airflow.dag_factory import janitor_targets
+from h2o_airflow.operators.janitor import H2OJanitorOperator
+from h2o_tasks.cluster import ClusterInfo
+
+NOW = datetime(2013, 3, 1, tzinfo=UTC)
+
+
+def _ti(state=None, error=None):
+    def get_dagrun_state(dag_id, run_id):
+        if error:
+            raise error
+        return state
+    return {"ti": SimpleNamespace(get_dagrun_state=get_dagrun_state)}
+
+
+@pytest.mark.parametrize(("expires", "state", "error", "expected"), [
+    (NOW - timedelta(minutes=1), "running", None, "expired at"),  # expiry first, whatever the run says
+    (NOW + timedelta(hours=1), "running", None, None),
+    (NOW + timedelta(hours=1), "queued", None, None),
+    (NOW + timedelta(hours=1), "success", None, "is success"),
+    (NOW + timedelta(hours=1), "failed", None, "is failed"),
+    (NOW + timedelta(hours=1), None, RuntimeError("404 Not Found: DagRun not found"), "no longer exists"),
+    (NOW + timedelta(hours=1), None, ConnectionError("execution API unreachable"), None),  # unknown: kept
+])
+def test_reasons(expires, state, error, expected):
+    op = H2OJanitorOperator(task_id="j")
+    info = ClusterInfo("c", "local", expires_at=expires.isoformat(), dag_id="d", run_id="r")
+    reason = op.reason(info, NOW, _ti(state, error))
+    assert (reason is None) if expected is None else (expected in reason), reason
+
+
+def test_a_cluster_without_a_recorded_run_goes_by_its_expiry_only():
+    op = H2OJanitorOperator(task_id="j")
+    info = ClusterInfo("c", "local", expires_at=(NOW + timedelta(hours=1)).isoformat())
+    assert op.reason(info, NOW, _ti(error=AssertionError("never asked"))) is None
+
+
+def test_the_janitor_covers_every_backend_and_namespace_the_pipeline_files_use(tmp_path):
+    from devtools import dag_folder
+
+    dags = dag_folder.make(tmp_path / "dags", janitor=False)
+    dag_folder.write_pipeline(dags, "a", dag_folder.variant(cluster={"backend": "kubernetes", "namespace": "ml-a"}))
+    dag_folder.write_pipeline(dags, "b", dag_folder.variant(name="b", registry_uri="s3://b/m", cluster={
+        "backend": "kubernetes", "namespace": "ml-b"}, scoring={"output_uri": "s3://b/p", "hive_table": "b"}))
+    (dags / "pipelines" / "broken.yaml").write_text("name: [")
+    assert janitor_targets(dags / "pipelines") == [("kubernetes", "ml-a"), ("kubernetes", "ml-b"), ("local", "")]
+
+
+def test_a_run_the_execution_api_does_not_know_is_gone():
+    """What the task SDK raises for an unknown run: an HTTP error whose response is a 404."""
+    op = H2OJanitorOperator(task_id="j")
+    info = ClusterInfo("c", "local", expires_at=(NOW + timedelta(hours=1)).isoformat(), dag_id="d", run_id="r")
+    error = RuntimeError("Server returned error")
+    error.response = SimpleNamespace(status_code=404)
+    assert "no longer exists" in op.reason(info, NOW, _ti(error=error))
+    error.response = SimpleNamespace(status_code=500)
+    assert op.reason(info, NOW, _ti(error=error)) is None
