@@ -2,8 +2,8 @@
 
 A partition ``{output_uri}/dt=YYYY-MM-DD/`` holds:
 
-- ``_attempts/<attempt>/``: what one writing attempt wrote (its part files and, once they
-  are all there, ``_SUCCESS``). An attempt is never written by anyone else and never changes.
+- ``_attempts/<attempt>/``: what one writing attempt wrote (its part files). An attempt is
+  never written by anyone else and never changes.
 - ``_manifest.json``: which attempt readers read, with its files and row count. It is
   replaced only with ``If-Match`` on the ETag it was read with, so readers move from one
   complete attempt to another in one step; the later of two committers wins, whole.
@@ -128,11 +128,6 @@ def landed(client: Any, attempt: Attempt, require: bool = True) -> list[dict[str
     return sorted(files, key=lambda f: f["uri"])
 
 
-def mark_complete(client: Any, attempt: Attempt) -> None:
-    """``_SUCCESS`` in the attempt's own prefix: every part of it is written."""
-    s3.create_bytes(client, s3.join(attempt.uri, SUCCESS), b"")
-
-
 def switch(client: Any, attempt: Attempt, make: Callable[[Manifest | None], Manifest],
            max_attempts: int = MAX_SWAP_ATTEMPTS) -> tuple[Manifest, Manifest | None]:
     """Point the partition's manifest at ``attempt`` by compare-and-swap; (new manifest, the one it replaced).
@@ -163,22 +158,53 @@ def retire(current: Manifest | None, now: datetime, keep_for: timedelta) -> list
     return [*keep, Retired(current.attempt, current.location, current.hive_location, now.isoformat())]
 
 
-def ensure_marker(client: Any, root: str) -> None:
-    """The partition's ``_SUCCESS`` (created once; it never goes away, a committed output always exists)."""
-    with contextlib.suppress(PreconditionError):
-        s3.create_bytes(client, s3.join(root, SUCCESS), b"")
+def ensure_marker(client: Any, root: str, exists: bool | None = None) -> None:
+    """The partition's ``_SUCCESS`` (created once; it never goes away, a committed output always exists).
+
+    :param exists: whether a listing just saw it (asked for when not given).
+    """
+    marker = s3.join(root, SUCCESS)
+    if exists is None:
+        exists = s3.head(client, marker) is not None
+    if not exists:
+        with contextlib.suppress(PreconditionError):
+            s3.create_bytes(client, marker, b"")
+
+
+@dataclass(frozen=True)
+class Listing:
+    """Every object of a partition, listed once: each attempt's newest write (the store's clock) and its
+    part files, and whether the partition's ``_SUCCESS`` exists."""
+
+    ages: dict[str, datetime]
+    files: dict[str, list[dict[str, Any]]]
+    marker: bool
+
+
+def list_attempts(client: Any, root: str) -> Listing:
+    bucket, key = s3.split_uri(root)
+    prefix = key.rstrip("/") + "/"
+    attempts = ATTEMPTS + "/"
+    ages: dict[str, datetime] = {}
+    files: dict[str, list[dict[str, Any]]] = {}
+    marker = False
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            rel = obj["Key"][len(prefix):]
+            marker = marker or rel == SUCCESS
+            if not rel.startswith(attempts):
+                continue
+            attempt, _, name = rel[len(attempts):].partition("/")
+            ages[attempt] = max(ages.get(attempt, obj["LastModified"]), obj["LastModified"])
+            if not name.startswith(("_", ".")) and not name.endswith(".crc"):
+                files.setdefault(attempt, []).append({"uri": f"s3://{bucket}/{obj['Key']}", "size": obj["Size"],
+                                                      "etag": obj["ETag"]})
+    return Listing(ages, files, marker)
 
 
 def attempt_ages(client: Any, root: str) -> dict[str, datetime]:
     """Every attempt that wrote anything under the partition, with its newest object's time (the store's clock)."""
-    bucket, key = s3.split_uri(s3.join(root, ATTEMPTS))
-    prefix = key + "/"
-    ages: dict[str, datetime] = {}
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for obj in page.get("Contents", []):
-            attempt = obj["Key"][len(prefix):].split("/", 1)[0]
-            ages[attempt] = max(ages.get(attempt, obj["LastModified"]), obj["LastModified"])
-    return ages
+    return list_attempts(client, root).ages
 
 
 def removable(manifest: Manifest, ages: dict[str, datetime], now: datetime, retain: timedelta,

@@ -7,11 +7,12 @@ The sequence for one attempt (each step is a named test hook, :mod:`h2o_tasks.te
 2. the parts are listed and counted where they landed against the input rows; with a Hive
    table, the same rows are written as Parquet into the attempt's own directory and counted
    from their footers (``commit:after-write``);
-3. the attempt's ``_SUCCESS`` (``commit:before-switch``);
-4. the partition's ``_manifest.json`` is swapped to the attempt (``commit:after-switch``),
-   then the Hive partition's location is set to the attempt the manifest names, and checked
-   again until the two agree;
-5. the partition's ``_SUCCESS`` (``commit:before-cleanup``), then attempts retired longer
+3. (``commit:before-switch``) the partition's ``_manifest.json`` is swapped to the attempt;
+   one listing of the partition's attempts then shows the attempt still whole (else the
+   partition is switched back) and each attempt's age (``commit:after-switch``); the Hive
+   partition's location is set to the attempt the manifest names, checked again until the two
+   agree;
+4. the partition's ``_SUCCESS`` (``commit:before-cleanup``), then attempts retired longer
    than ``retain`` ago, and attempts never committed older than ``orphan_age``, are removed.
 
 A process killed anywhere leaves the previous committed attempt readable in S3 and Hive;
@@ -97,20 +98,25 @@ def read_parts(client: Any, files: list[dict[str, Any]], columns: list[tuple[str
 
 
 def upload_parts(client: Any, attempt: commit.Attempt, paths: list[Path]) -> dict[str, dict[str, Any]]:
-    """Upload local part files into the attempt (each created only if its key is free); ``{uri: {size,
-    etag}}`` as the store answered, for :func:`publish` to check the listing against."""
+    """Upload local part files into the attempt; ``{uri: {size}}`` for :func:`publish` to check the listing
+    against. The attempt's prefix is this call's own (its id is random), so nothing else writes these
+    keys: a plain managed upload (multipart, in threads, above 8 MiB), no condition needed."""
     out = {}
     for path in paths:
         uri = s3.join(attempt.uri, path.name)
-        out[uri] = {"size": path.stat().st_size, "etag": s3.create_file(client, path, uri, "text/csv")}
+        bucket, key = s3.split_uri(uri)
+        client.upload_file(str(path), bucket, key, ExtraArgs={"ContentType": "text/csv"})
+        out[uri] = {"size": path.stat().st_size}
     return out
 
 
 def _same_files(files: list[dict[str, Any]], expected: dict[str, dict[str, Any]]) -> str | None:
-    """The first object that differs between a listing and what was written (key, size, ETag), or None."""
+    """The first object that differs between a listing and what was written (key, size, and the ETag
+    where one is expected), or None."""
     got = {f["uri"]: f for f in files}
     bad = sorted(set(got) ^ set(expected)) or sorted(
-        u for u, f in got.items() if f["size"] != expected[u]["size"] or f["etag"] != expected[u]["etag"])
+        u for u, f in got.items() if f["size"] != expected[u]["size"]
+        or ("etag" in expected[u] and f["etag"] != expected[u]["etag"]))
     return bad[0] if bad else None
 
 
@@ -150,37 +156,35 @@ def publish(client: Any, attempt: commit.Attempt, *, rows_in: int, columns: list
             raise CommitError("predictions", hive_location, f"hold {hive_rows} rows where they landed, not the "
                               f"{rows_in} input rows", "check the Hive location's file system and retry")
     testhooks.checkpoint("commit:after-write")
-    commit.mark_complete(client, attempt)
     testhooks.checkpoint("commit:before-switch")
-
-    legacy = commit.legacy_files(client, attempt.root)
 
     def make(current: commit.Manifest | None) -> commit.Manifest:
         at = now()
         retired = commit.retire(current, at, retention.retain)
-        if current is None and legacy:  # an earlier release's files: retired like an attempt, removed after the grace
+        if current is None and commit.legacy_files(client, attempt.root):  # an earlier release's files: retired
+            # like an attempt, removed after the grace
             retired.append(commit.Retired(commit.LEGACY, attempt.root, None, at.isoformat()))
         return commit.Manifest(partition, attempt.id, attempt.uri, files, table.num_rows, at.isoformat(),
                                (current.generation if current else 0) + 1, model_version, run_id,
                                hive.table if hive else None, hive_location, retired)
 
     manifest, replaced = commit.switch(client, attempt, make)
-    _still_whole(client, attempt, files, replaced)
+    listing = commit.list_attempts(client, attempt.root)
+    _still_whole(client, attempt, files, replaced, listing.files.get(attempt.id, []))
     testhooks.checkpoint("commit:after-switch")
     if hive is not None:
         sync_hive(client, attempt.root, hive, spec)
-    commit.ensure_marker(client, attempt.root)
+    commit.ensure_marker(client, attempt.root, listing.marker)
     testhooks.checkpoint("commit:before-cleanup")
-    removed = cleanup(client, attempt.root, hive, retention, now())
+    removed = cleanup(client, attempt.root, hive, retention, now(), manifest, listing.ages)
     return Committed(partition, attempt.id, attempt.root, s3.join(attempt.root, commit.MANIFEST), manifest.rows,
                      len(files), hive.table if hive else None, hive_location, hive_rows, removed)
 
 
 def _still_whole(client: Any, attempt: commit.Attempt, files: list[dict[str, Any]],
-                 replaced: commit.Manifest | None) -> None:
+                 replaced: commit.Manifest | None, now_listed: list[dict[str, Any]]) -> None:
     """After the switch, the attempt must still hold what was counted; if another writer's clean-up
     removed it meanwhile (a writer stalled past the orphan age), switch back to what it replaced."""
-    now_listed = commit.landed(client, attempt, require=False)
     bad = _same_files(now_listed, {f["uri"]: f for f in files})
     if bad is None:
         return
@@ -222,13 +226,20 @@ def sync_hive(client: Any, root: str, hive: HiveTarget, spec: dict[str, str]) ->
                       f"({SYNC_ROUNDS} rounds)", "retry the task once the other writers of this partition are done")
 
 
-def cleanup(client: Any, root: str, hive: HiveTarget | None, retention: Retention, now: datetime) -> list[str]:
-    """Remove the partition's attempts that :func:`h2o_tasks.commit.removable` gives up (S3 and Hive)."""
-    manifest, _ = commit.read_manifest(client, root)
+def cleanup(client: Any, root: str, hive: HiveTarget | None, retention: Retention, now: datetime,
+            manifest: commit.Manifest | None = None, ages: dict[str, datetime] | None = None) -> list[str]:
+    """Remove the partition's attempts that :func:`h2o_tasks.commit.removable` gives up (S3 and Hive).
+
+    :param manifest: the one this writer just switched to (read when not given). A newer one
+        only protects more: an attempt committed since is young, so never an orphan yet.
+    :param ages: the attempts' ages, listed after that switch (listed when not given).
+    """
+    if manifest is None:
+        manifest, _ = commit.read_manifest(client, root)
     if manifest is None:
         return []
     partition = root.rstrip("/").rsplit("/", 1)[-1]
-    ages = commit.attempt_ages(client, root)
+    ages = dict(ages) if ages is not None else commit.attempt_ages(client, root)
     hive_dirs = hive_sink.attempt_dirs(hive.attempts(partition)) if hive is not None else {}
     for attempt, mtime in hive_dirs.items():
         ages[attempt] = max(ages.get(attempt, mtime), mtime)

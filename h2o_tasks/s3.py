@@ -132,7 +132,9 @@ def write_bytes(client: Any, uri: str, data: bytes, content_type: str = "applica
 # writer's own object, so a lost create is read back and compared before it counts as lost.
 # CopyObject has no destination condition: write-once objects are uploaded, never copied.
 
-PART_BYTES = 64 * 1024 * 1024  # above this a conditional create goes multipart, in parts of this size
+# above this a conditional create goes multipart, in parts of this size, as boto3's upload_file does
+PART_BYTES = 8 * 1024 * 1024
+PART_THREADS = 10
 _LOST = ("PreconditionFailed", "NoSuchKey", "412")
 _IN_FLIGHT = ("ConditionalRequestConflict", "409")
 _IN_FLIGHT_RETRIES = 5
@@ -207,7 +209,7 @@ def create_file(client: Any, path: Path, uri: str, content_type: str = "applicat
     """Upload a local file only if no object has that key; its ETag.
 
     Up to :data:`PART_BYTES` one conditional PutObject; above it a multipart upload whose
-    completion carries the condition (parts in 4 threads), aborted if anything fails.
+    completion carries the condition (parts in :data:`PART_THREADS` threads), aborted if anything fails.
     """
     size = Path(path).stat().st_size
     if size <= PART_BYTES:
@@ -223,7 +225,7 @@ def create_file(client: Any, path: Path, uri: str, content_type: str = "applicat
         return {"PartNumber": number, "ETag": etag}
 
     try:
-        with ThreadPoolExecutor(max_workers=4) as pool:
+        with ThreadPoolExecutor(max_workers=PART_THREADS) as pool:
             parts = list(pool.map(part, range(1, (size + PART_BYTES - 1) // PART_BYTES + 1)))
         try:
             return _conditional(lambda: client.complete_multipart_upload(

@@ -239,8 +239,10 @@ def scoring_input(df: Any, features: list[dict[str, Any]], version: str) -> tupl
     return pd.DataFrame(out, index=df.index), unseen
 
 
-def _join_predictions(table: Any, ids: list[str], metadata: dict[str, Any], scored: Path, out: Path) -> list[tuple[str, str]]:
-    """The id columns of the input beside the scorer's output, row by row, as one CSV; its columns' Hive types."""
+def _join_predictions(table: Any, ids: list[str], metadata: dict[str, Any], scored: Path,
+                      out: Path) -> tuple[Any, list[tuple[str, str]]]:
+    """The id columns of the input beside the scorer's output, row by row, written as one CSV; the
+    joined table (what the CSV holds) and its columns' Hive types."""
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
@@ -261,7 +263,7 @@ def _join_predictions(table: Any, ids: list[str], metadata: dict[str, Any], scor
         arrays.append(col.cast(predictions.arrow_schema([(c, hive_type)]).field(0).type))
     joined = pa.table(arrays + [preds.column(c) for c, _ in pred_types], names=[c for c, _ in columns])
     pcsv.write_csv(joined, out)
-    return columns
+    return joined, columns
 
 
 def score_offline(cfg: PipelineConfig, s3s: S3Settings, start: date, end: date, *, run_id: str,
@@ -269,8 +271,6 @@ def score_offline(cfg: PipelineConfig, s3s: S3Settings, start: date, end: date, 
                   workers: int | None = None) -> ScoreResult:
     """Score from the champion MOJO with no cluster at all (one JVM, ``workers`` threads: :mod:`h2o_tasks.mojo_csv`),
     each day of the interval committed as its own partition."""
-    import pyarrow.csv as pcsv
-
     t0 = time.monotonic()
     start, end = intervals.scoring_days(start, end)
     client = s3s.client()
@@ -292,9 +292,8 @@ def score_offline(cfg: PipelineConfig, s3s: S3Settings, start: date, end: date, 
             mojo_csv.predict_csv(mojo_csv.genmodel_jar(), model, work / "input.csv", work / "output.csv",
                                  workers=workers, java=java)
             part = work / "part-00000.csv"
-            columns = _join_predictions(table, ids, champ.metadata, work / "output.csv", part)
-            landed = pcsv.read_csv(part, convert_options=pcsv.ConvertOptions(
-                column_types=predictions.arrow_schema(columns)))  # the bytes that are uploaded, counted
+            # the table the CSV was written from; the store's ETags then show those bytes landed
+            landed, columns = _join_predictions(table, ids, champ.metadata, work / "output.csv", part)
             attempt = commit.new_attempt(partition_root(cfg, day), run_id)
             uploaded = predictions.upload_parts(client, attempt, [part])
             rows_in += len(df)

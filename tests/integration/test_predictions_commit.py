@@ -232,7 +232,7 @@ def _write_attempt(client, root, run_id, rows=((1, 0.5), (2, 0.25))):
 
 
 def test_a_zombie_whose_attempt_was_removed_as_abandoned_switches_back(s3_settings, s3_bucket, tmp_path):
-    """A writer stalls between its attempt's _SUCCESS and its switch for longer than the orphan age;
+    """A writer stalls between its write and its switch for longer than the orphan age;
     another commit removes its attempt as abandoned; when it wakes and switches, it finds its files
     gone and switches the partition back to the complete attempt it replaced."""
     client = s3_settings.client()
@@ -283,4 +283,4 @@ def test_an_earlier_releases_partition_is_read_then_retired(s3_settings, s3_buck
     assert predictions.cleanup(client, root, None, retention, later) == [commit.LEGACY]
     assert s3.head(client, s3.join(root, "part-00000.csv")) is None
     assert s3.list_keys(client, root) == sorted([s3.join(root, commit.MANIFEST), s3.join(root, commit.SUCCESS),
-                                                 *[s3.join(attempt.uri, n) for n in ("_SUCCESS", "part-00000.csv")]])
+                                                 s3.join(attempt.uri, "part-00000.csv")])

@@ -53,7 +53,7 @@ def test_a_version_is_written_once(s3_settings, s3_bucket, tmp_path):
 
 
 def test_large_artifacts_are_created_conditionally_in_parts(s3_settings, s3_bucket, tmp_path, monkeypatch):
-    monkeypatch.setattr(s3, "PART_BYTES", 5 * MiB)  # S3's smallest part stands for the 64 MiB default
+    monkeypatch.setattr(s3, "PART_BYTES", 5 * MiB)  # S3's smallest part
     client = s3_settings.client()
     big = tmp_path / "model.zip"
     big.write_bytes(os.urandom(11 * MiB))
