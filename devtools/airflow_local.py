@@ -32,6 +32,7 @@ class TaskReport:
     state: str
     seconds: float
     result: Any
+    try_number: int = 1
 
 
 def airflow_env(home: Path, *, s3_endpoint: str, s3_access_key: str, s3_secret_key: str,
@@ -112,7 +113,7 @@ def run_report(dag_id: str, logical_date: str, env: dict[str, str]) -> list[Task
     if res.returncode != 0:
         raise RuntimeError(f"could not read the run report of {dag_id}: {res.stderr[-2000:]}")
     rows = json.loads(res.stdout.strip().splitlines()[-1])
-    return [TaskReport(r["task"], r["state"], r["seconds"], r["result"]) for r in rows]
+    return [TaskReport(r["task"], r["state"], r["seconds"], r["result"], r.get("try_number") or 1) for r in rows]
 
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")

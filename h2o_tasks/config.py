@@ -53,6 +53,9 @@ class ClusterConfig:
     # a cluster that cannot be observed (API server restarting, leader in a long GC pause) fails the
     # task only after this long; a failed pod, an exited node or a shrunken cloud fail it at once
     unobservable_grace_s: int = 60
+    # a task that lost its cluster fails retryably, and its retry makes the cluster again (same name)
+    # and redoes what lived in it (the import, the training); off: the whole run must be cleared
+    rebuild_on_loss: bool = True
     # kubernetes only
     namespace: str = "h2o"
     image: str = "h2o-airflow/h2o:3.46.0.11"
@@ -341,6 +344,7 @@ def _parse_cluster(data: Any) -> ClusterConfig:
         max_run_minutes=s.int_in("max_run_minutes", d.max_run_minutes, 5, 7 * 24 * 60),
         ready_timeout_s=s.int_in("ready_timeout_s", d.ready_timeout_s, 10),
         unobservable_grace_s=s.int_in("unobservable_grace_s", d.unobservable_grace_s, 5, 3600),
+        rebuild_on_loss=s.get("rebuild_on_loss", bool, d.rebuild_on_loss),
         namespace=s.get("namespace", str, d.namespace),
         image=s.get("image", str, d.image),
         cpu=str(s.get("cpu", (str, int, float), d.cpu)),

@@ -145,3 +145,17 @@ def import_days(h2o: Any, cfg: PipelineConfig, start: date, end: date, *, s3: S3
             h2o.remove(frame)
         raise
     return DaysImport([r for _, r in done], round(time.monotonic() - t0, 2))
+
+
+def import_training(h2o: Any, cfg: PipelineConfig, start: date, end: date, *, s3: S3Settings | None = None,
+                    hive_conn: Callable[[], Any] | None = None, staging_dir: str | Path | None = None) -> dict[str, Any]:
+    """The training window imported, its label derived and its contract checked, as the prepared frame
+    ``frame_id`` (its name depends only on the pipeline and the window: importing again replaces it)."""
+    from h2o_tasks import frames
+
+    frame, result = import_interval(h2o, cfg, "train", start, end, s3=s3, hive_conn=hive_conn, staging_dir=staging_dir)
+    out = result.to_dict()
+    prepared = frames.prepare(frame, cfg, source=f"{result.source} [{result.start}, {result.end})")
+    h2o.assign(prepared.frame, result.frame_id + "_prepared")
+    out.update(frame_id=prepared.frame.frame_id, prepared=prepared.to_dict())
+    return out

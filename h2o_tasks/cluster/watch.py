@@ -21,8 +21,12 @@ T = TypeVar("T")
 
 
 def run_watched(what: str, job: Callable[[], T], status: Callable[[], ClusterStatus], poll_s: float = 2.0,
-                grace_s: float = 60.0) -> T:
-    """Return ``job()``; raise ``ClusterError`` when the cluster fails, or stays unready for ``grace_s`` seconds."""
+                grace_s: float = 60.0, rebuild: bool = False) -> T:
+    """Return ``job()``; raise ``ClusterError`` when the cluster fails, or stays unready for ``grace_s`` seconds.
+
+    :param rebuild: the task's retry rebuilds a lost cluster (``cluster.rebuild_on_loss``): the
+        error is retryable and says so.
+    """
     result: dict[str, Any] = {}
 
     def target() -> None:
@@ -43,22 +47,24 @@ def run_watched(what: str, job: Callable[[], T], status: Callable[[], ClusterSta
             unready_since = None
             continue
         if st.failed:
-            raise _lost(what, st)
+            raise _lost(what, st, rebuild=rebuild)
         unready_since = unready_since if unready_since is not None else time.monotonic()
         if time.monotonic() - unready_since >= grace_s:
-            raise _lost(what, st, f" for {grace_s:.0f}s (cluster.unobservable_grace_s)")
+            raise _lost(what, st, f" for {grace_s:.0f}s (cluster.unobservable_grace_s)", rebuild=rebuild)
     if "error" in result:
         st = _observe(status)
         if not st.ready:  # the job failed because the cloud broke: say so, keep H2O's error as the cause
-            raise _lost(what, st) from result["error"]
+            raise _lost(what, st, rebuild=rebuild) from result["error"]
         raise result["error"]
     return result["value"]
 
 
-def _lost(what: str, st: ClusterStatus, how_long: str = "") -> ClusterError:
+def _lost(what: str, st: ClusterStatus, how_long: str = "", *, rebuild: bool = False) -> ClusterError:
+    then = ("the task's retry deletes it, creates it again under the same name and redoes what lived in it "
+            "(cluster.rebuild_on_loss)" if rebuild else
+            "clear the whole DAG run to start on a new cluster (or set cluster.rebuild_on_loss: true)")
     return ClusterError(f"the H2O cloud {st.name} lost a node during {what} ({st.reason}{how_long}): {st.message}. "
-                        "An H2O cloud does not heal: clear the whole DAG run to start on a new cluster",
-                        reason=st.reason or "CloudLost")
+                        f"An H2O cloud does not heal: {then}", reason=st.reason or "CloudLost", retryable=rebuild)
 
 
 def _observe(status: Callable[[], ClusterStatus]) -> ClusterStatus:

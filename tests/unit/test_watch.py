@@ -90,7 +90,8 @@ def test_a_task_started_on_an_already_broken_cloud_fails_fast_even_if_connecting
     monkeypatch.setattr(H2OHook, "get_conn", lambda self: released.wait(15))  # the hung request
     from h2o_tasks.config import ClusterConfig
 
-    monkeypatch.setattr(H2OImportOperator, "config", lambda self, context: SimpleNamespace(cluster=ClusterConfig()))
+    monkeypatch.setattr(H2OImportOperator, "config",
+                        lambda self, context: SimpleNamespace(cluster=ClusterConfig(rebuild_on_loss=False)))
     monkeypatch.setattr(backends, "backend_for_cluster", lambda cluster, conn_id="": SimpleNamespace(
         status=lambda info, **kw: replaced, extend=lambda info, by: "", close=lambda: None))
     cluster = {"name": "c", "backend": "kubernetes", "replicas": 3, "url": "http://10.0.0.8:54321"}
@@ -107,3 +108,12 @@ def test_a_task_started_on_an_already_broken_cloud_fails_fast_even_if_connecting
         assert time.monotonic() - t0 < 10
     finally:
         released.set()
+
+
+def test_a_lost_node_is_retryable_when_the_retry_rebuilds_the_cluster():
+    with pytest.raises(ClusterError) as err:
+        run_watched("training", lambda: time.sleep(30), lambda: LOST, poll_s=0.01, rebuild=True)
+    assert err.value.retryable and "the task's retry deletes it, creates it again" in str(err.value)
+    with pytest.raises(ClusterError) as err:
+        run_watched("training", lambda: time.sleep(30), lambda: LOST, poll_s=0.01)
+    assert not err.value.retryable and "clear the whole DAG run" in str(err.value)

@@ -67,6 +67,7 @@ class H2OPipelineOperator(BaseOperator):
         self.create_task_id = create_task_id
         self.aws_conn_id = aws_conn_id
         self._cluster: Any = None
+        self._hook: Any = None
 
     def config(self, context: Any) -> Any:
         """The pipeline, with the run's params and this operator's overrides applied (validated)."""
@@ -102,9 +103,20 @@ class H2OPipelineOperator(BaseOperator):
         return backend_for_cluster(self._cluster, self.kubernetes_conn_id)
 
     def attach(self, context: Any) -> tuple[Any, H2OHook]:
-        """This run's cluster as the create task recorded it, and a hook on it sharing the task's backend."""
-        self._cluster = self.cluster_info(context)
-        return self._cluster, H2OHook(cluster=self._cluster, aws_conn_id=self.aws_conn_id, backend=self.cluster_backend)
+        """This run's cluster as the create task recorded it (its leader's address read again: a cluster
+        rebuilt since has other ports or pods), and a hook on it sharing the task's backend."""
+        import dataclasses
+
+        info = self.cluster_info(context)
+        self._cluster = info
+        if info.endpoint_mode != "port-forward":
+            try:
+                info = dataclasses.replace(info, url=self.cluster_backend.endpoint(info) or info.url)
+            except Exception as exc:  # gone: the watch rebuilds it or reports it
+                self.log.warning("Could not read the address of cluster %s: %s", info.name, exc)
+        self._cluster = info
+        self._hook = H2OHook(cluster=info, aws_conn_id=self.aws_conn_id, backend=self.cluster_backend)
+        return info, self._hook
 
     def watched(self, context: Any, cfg: Any, what: str, job: Any) -> Any:
         """``job()`` while the run's cluster is watched: a lost node fails the task at once, a cluster
@@ -115,6 +127,8 @@ class H2OPipelineOperator(BaseOperator):
 
         info = self._cluster if getattr(self, "_cluster", None) is not None else self.attach(context)[0]
         backend = self.cluster_backend
+        if cfg.cluster.rebuild_on_loss:
+            info = self._rebuild_if_lost(context, cfg, info, backend)
         by = max(ttl(cfg.cluster), self.execution_timeout or ttl(cfg.cluster))
         try:
             self.log.info("Cluster %s now expires at %s", info.name, backend.extend(info, by))
@@ -122,12 +136,33 @@ class H2OPipelineOperator(BaseOperator):
             self.log.warning("Could not extend the expiry of cluster %s: %s", info.name, exc)
         try:
             return run_watched(what, job, lambda: backend.status(info, elapsed_s=float("inf"), formation_timeout_s=0.0),
-                               grace_s=cfg.cluster.unobservable_grace_s)
+                               grace_s=cfg.cluster.unobservable_grace_s, rebuild=cfg.cluster.rebuild_on_loss)
         except BaseException as exc:  # for the run's diagnostics bundle
             context["ti"].xcom_push(key=XCOM_ERROR_KEY, value=f"{type(exc).__name__}: {exc}"[:8000])
             raise
         finally:
             backend.close()  # the task's port-forward, if it opened one
+
+    def _rebuild_if_lost(self, context: Any, cfg: Any, info: Any, backend: Any) -> Any:
+        """A cluster that lost a node (or is gone) is saved as evidence, deleted and made again under its name."""
+        from h2o_tasks.cluster.rebuild import rebuild
+
+        st = backend.status(info, elapsed_s=float("inf"), formation_timeout_s=0.0)
+        if not st.failed:
+            return info
+        self.log.warning("Cluster %s is lost (%s: %s): rebuilding it (cluster.rebuild_on_loss)", info.name, st.reason,
+                         st.message)
+        self.diagnose(context, cfg, info, backend, {self.task_id: f"cluster lost before this try: {st.reason}: "
+                                                                  f"{st.message}"})
+        s3s = H2OHook(aws_conn_id=self.aws_conn_id).s3_settings()
+        info = rebuild(backend, info, cfg.cluster, cfg.name, info.dag_id or context["dag"].dag_id,
+                       info.run_id or context["run_id"], s3_endpoint=s3s.endpoint_url)
+        self.log.info("Cluster %s made again; its leader is at %s", info.name, info.url)
+        self._cluster = info
+        if getattr(self, "_hook", None) is not None:
+            self._hook.cluster = info
+            self._hook.close()  # its next connection goes to the new cloud
+        return info
 
     def diagnose(self, context: Any, cfg: Any, info: Any, backend: Any, errors: dict[str, str]) -> str | None:
         """Save the cluster's evidence (before it is deleted) and push where it went; None if it could not be."""

@@ -33,6 +33,18 @@ class _ClusterTaskMixin:
 
         return HiveServer2Hook(hiveserver2_conn_id=self.hiveserver2_conn_id).get_conn()
 
+    def import_into(self, h2o: Any, hook: H2OHook, cfg: Any, start: Any, end: Any, purpose: str | None = None) -> dict:
+        """The import this run's tasks need: the prepared training window, or one frame per scoring day
+        (also what a task redoes on a rebuilt cluster)."""
+        from h2o_tasks import ingest
+
+        purpose = purpose or getattr(self, "purpose", "train")
+        kw = {"s3": hook.s3_settings(), "hive_conn": self.hive_conn,
+              "staging_dir": hive_staging_root() / hook.cluster.name / purpose}
+        if purpose == "score":  # one frame per day: each day is committed as its own partition
+            return ingest.import_days(h2o, cfg, start, end, **kw).to_dict()
+        return ingest.import_training(h2o, cfg, start, end, **kw)  # the window is derived from the interval
+
 
 class H2OImportOperator(_ClusterTaskMixin, H2OPipelineOperator):
     """
@@ -57,27 +69,13 @@ class H2OImportOperator(_ClusterTaskMixin, H2OPipelineOperator):
         self.hiveserver2_conn_id = hiveserver2_conn_id
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from h2o_tasks import frames, ingest
-
         cfg = self.config(context)
-        cluster, hook = self.attach(context)
+        _, hook = self.attach(context)
         start, end = self.interval(context)
 
         def job() -> dict[str, Any]:
             h2o = hook.get_conn()  # under the watch: connecting writes to the cloud (S3 credentials)
-            staging = hive_staging_root() / cluster.name / self.purpose
-            if self.purpose == "score":  # one frame per day: each day is committed as its own partition
-                return ingest.import_days(h2o, cfg, start, end, s3=hook.s3_settings(), hive_conn=self.hive_conn,
-                                          staging_dir=staging).to_dict()
-            frame, result = ingest.import_interval(
-                h2o, cfg, self.purpose, start, end, s3=hook.s3_settings(), hive_conn=self.hive_conn,
-                staging_dir=staging)
-            out = result.to_dict()
-            if self.purpose == "train":
-                prepared = frames.prepare(frame, cfg, source=f"{result.source} [{result.start}, {result.end})")
-                h2o.assign(prepared.frame, result.frame_id + "_prepared")
-                out.update(frame_id=prepared.frame.frame_id, prepared=prepared.to_dict())
-            return out
+            return self.import_into(h2o, hook, cfg, start, end)
 
         try:
             out = self.watched(context, cfg, "import", job)
@@ -88,28 +86,41 @@ class H2OImportOperator(_ClusterTaskMixin, H2OPipelineOperator):
         return out
 
 
-class H2OTrainOperator(H2OPipelineOperator):
+class H2OTrainOperator(_ClusterTaskMixin, H2OPipelineOperator):
     """
     Train the configured algorithms (and AutoML if configured) with a fixed seed.
 
+    On a cluster rebuilt after losing a node, the training window is imported again first.
+
     :param import_task_id: the task whose XCom names the prepared training frame.
+    :param hiveserver2_conn_id: connection to HiveServer2, to import again from a Hive source.
     """
 
-    def __init__(self, *, import_task_id: str = "import_data", **kwargs: Any) -> None:
+    def __init__(self, *, import_task_id: str = "import_data", hiveserver2_conn_id: str = "hiveserver2_default",
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.import_task_id = import_task_id
+        self.hiveserver2_conn_id = hiveserver2_conn_id
+
+    def training_frame(self, h2o: Any, hook: H2OHook, cfg: Any, context: Any) -> Any:
+        from h2o_tasks.cluster import rebuild
+
+        imported = context["ti"].xcom_pull(task_ids=self.import_task_id)
+        return rebuild.frame(h2o, imported["frame_id"],
+                             lambda: self.import_into(h2o, hook, cfg, *self.interval(context), purpose="train"))
 
     def execute(self, context: Any) -> dict[str, Any]:
         from h2o_tasks import train
 
         cfg = self.config(context)
         _, hook = self.attach(context)
-        imported = context["ti"].xcom_pull(task_ids=self.import_task_id)
+
+        def job() -> Any:
+            h2o = hook.get_conn()
+            return train.train(self.training_frame(h2o, hook, cfg, context), None, cfg, run_id=context["run_id"])
+
         try:
-            result = self.watched(
-                context, cfg, "training",
-                lambda: train.train(hook.get_conn().get_frame(imported["frame_id"]), None, cfg,
-                                    run_id=context["run_id"]))
+            result = self.watched(context, cfg, "training", job)
         except H2OTasksError as exc:
             raise fail_fast(exc) from exc
         out = result.to_dict()
@@ -117,23 +128,24 @@ class H2OTrainOperator(H2OPipelineOperator):
         return out
 
 
-class H2OExportModelOperator(H2OPipelineOperator):
+class H2OExportModelOperator(H2OTrainOperator):
     """
     Export the best model (MOJO, POJO, genmodel jar, metadata, report) to the registry as a new,
     write-once version of this attempt, then gate it and promote it to champion by
-    compare-and-swap (:func:`h2o_tasks.artifacts.export_and_promote`).
+    compare-and-swap (:func:`h2o_tasks.artifacts.export_and_promote`). On a cluster rebuilt after
+    losing a node, the model is trained again first (same seed, same model ids).
 
     :param train_task_id: the task whose XCom names the best model.
     :param import_task_id: the task whose XCom holds the data lineage.
     """
 
     def __init__(self, *, train_task_id: str = "train", import_task_id: str = "import_data", **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+        super().__init__(import_task_id=import_task_id, **kwargs)
         self.train_task_id = train_task_id
-        self.import_task_id = import_task_id
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from h2o_tasks import artifacts
+        from h2o_tasks import artifacts, train
+        from h2o_tasks.cluster import rebuild
 
         cfg = self.config(context)
         _, hook = self.attach(context)
@@ -143,8 +155,10 @@ class H2OExportModelOperator(H2OPipelineOperator):
 
         def job() -> Any:
             h2o = hook.get_conn()
+            model = rebuild.model(h2o, trained["best_model_id"], lambda: train.train(
+                self.training_frame(h2o, hook, cfg, context), None, cfg, run_id=context["run_id"]))
             return artifacts.export_and_promote(
-                h2o, h2o.get_model(trained["best_model_id"]), cfg, client, run_id=context["run_id"],
+                h2o, model, cfg, client, run_id=context["run_id"],
                 logical_date=context["logical_date"], interval=self.interval(context),
                 try_number=context["ti"].try_number, lineage=imported, training=trained)
 
@@ -200,7 +214,10 @@ class H2OBatchScoreOperator(_ClusterTaskMixin, H2OPipelineOperator):
 
                 def job() -> Any:
                     h2o = hook.get_conn()
-                    frames = [(date.fromisoformat(f["day"]), h2o.get_frame(f["frame_id"])) for f in imported["frames"]]
+                    days = imported["frames"]
+                    if any(h2o.get_frame(f["frame_id"]) is None for f in days):  # a rebuilt cluster
+                        days = self.import_into(h2o, hook, cfg, *self.interval(context), purpose="score")["frames"]
+                    frames = [(date.fromisoformat(f["day"]), h2o.get_frame(f["frame_id"])) for f in days]
                     return scoring.score_in_cluster(h2o, frames, cfg, hook.s3_settings().client(),
                                                     run_id=context["run_id"], loaded=loaded, hive=hive)
 
