@@ -94,9 +94,12 @@ CLUSTER_SECONDS_ENV = "H2O_TASKS_TEST_CLUSTER_SECONDS"
 def cluster_seconds() -> tuple[float | None, float | None]:
     """Test-only: a cluster's time-to-live and ceiling in seconds instead of ``cluster.ttl_minutes`` and
     ``cluster.max_run_minutes`` (which have a floor of 5 minutes), from ``H2O_TASKS_TEST_CLUSTER_SECONDS``
-    (JSON ``{"ttl": 20, "ceiling": 90}``; either may be left out)."""
+    (JSON ``{"ttl": 20, "ceiling": 90}``, either may be left out; or ``@PATH`` of a file holding it)."""
     raw = os.environ.get(CLUSTER_SECONDS_ENV, "")
-    if not raw:
+    if raw.startswith("@"):
+        path = Path(raw[1:])
+        raw = path.read_text() if path.exists() else ""
+    if not raw.strip():
         return None, None
     values = json.loads(raw)
     return values.get("ttl"), values.get("ceiling")

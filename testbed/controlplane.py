@@ -325,6 +325,7 @@ class ControlPlane:
     startup_seconds: dict[str, float] = field(default_factory=dict)  # per component + "total"
     stopped: dict[str, str] = field(default_factory=dict)  # filled by stop(): how each one ended
     _procs: dict[str, subprocess.Popen] = field(default_factory=dict, repr=False)
+    _argv: dict[str, list[str]] = field(default_factory=dict, repr=False)
 
     @property
     def ca_pem(self) -> str:
@@ -340,6 +341,18 @@ class ControlPlane:
     def log(self, name: str, lines: int = 40) -> str:
         f = self.log_dir / f"{name}.log"
         return "\n".join(f.read_text(errors="replace").splitlines()[-lines:]) if f.exists() else ""
+
+    def stop_apiserver(self, timeout: float = 15) -> str:
+        """Stop kube-apiserver alone (an outage: clients get connection refused); how it ended."""
+        return _terminate(self._procs["kube-apiserver"], timeout)
+
+    def start_apiserver(self, timeout: float = 120) -> None:
+        """Start kube-apiserver again, with the same arguments, and wait until it is ready."""
+        p = _spawn("kube-apiserver", self._argv["kube-apiserver"], self.log_dir, append=True)
+        self._procs["kube-apiserver"] = p
+        self.pids["kube-apiserver"] = p.pid
+        ctx = ssl.create_default_context(cafile=str(self.ca_file))
+        _wait_http("kube-apiserver", p, f"{self.server}/readyz", self.log_dir, timeout, ctx=ctx, token=self.admin_token)
 
     def stop(self, timeout: float = 15) -> None:
         """Stop every process by its own pid: SIGTERM, wait, SIGKILL. Idempotent."""
@@ -371,8 +384,8 @@ def _terminate(p: subprocess.Popen, timeout: float) -> str:
         return f"SIGKILL after {timeout}s"
 
 
-def _spawn(name: str, argv: list[str], log_dir: Path) -> subprocess.Popen:
-    log = open(log_dir / f"{name}.log", "wb")  # noqa: SIM115 - the child owns it
+def _spawn(name: str, argv: list[str], log_dir: Path, append: bool = False) -> subprocess.Popen:
+    log = open(log_dir / f"{name}.log", "ab" if append else "wb")  # noqa: SIM115 - the child owns it
     try:
         (log_dir / f"{name}.cmdline").write_text(" \\\n  ".join(argv) + "\n")
         return subprocess.Popen(
@@ -485,6 +498,7 @@ def start(
 
     def launch(name: str, argv: list[str]) -> subprocess.Popen:
         p = _spawn(name, argv, log_dir)
+        cp._argv[name] = argv
         cp._procs[name] = p
         cp.pids[name] = p.pid
         return p

@@ -9,6 +9,7 @@ the job only after ``grace_s`` seconds of it.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from h2o_tasks.cluster.base import ClusterStatus
 from h2o_tasks.errors import ClusterError
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def run_watched(what: str, job: Callable[[], T], status: Callable[[], ClusterStatus], poll_s: float = 2.0,
@@ -44,10 +46,15 @@ def run_watched(what: str, job: Callable[[], T], status: Callable[[], ClusterSta
             break
         st = _observe(status)
         if st.ready:
+            if unready_since is not None:
+                log.info("The H2O cloud %s is ready again after %.0fs", st.name, time.monotonic() - unready_since)
             unready_since = None
             continue
         if st.failed:
             raise _lost(what, st, rebuild=rebuild)
+        if unready_since is None:
+            log.warning("Cannot see the H2O cloud %s as ready during %s (%s: %s): waiting up to %.0fs before "
+                        "giving up on it", st.name, what, st.reason, st.message, grace_s)
         unready_since = unready_since if unready_since is not None else time.monotonic()
         if time.monotonic() - unready_since >= grace_s:
             raise _lost(what, st, f" for {grace_s:.0f}s (cluster.unobservable_grace_s)", rebuild=rebuild)

@@ -21,6 +21,8 @@ from h2o_tasks import config as pipeline_config
 from h2o_tasks.config import ALGORITHMS, PipelineConfig
 
 DEFAULT_ARGS = {"owner": "airflow", "retries": 1, "retry_delay": timedelta(seconds=30)}
+# the teardown outlasts a short API server or metadata outage before the cluster is left to the janitor
+TEARDOWN_RETRIES = 4
 
 
 def _params(cfg: PipelineConfig, training: bool) -> dict[str, Param]:
@@ -75,7 +77,7 @@ def training_dag(path: str | Path, cfg: PipelineConfig | None = None) -> DAG:
         imported = H2OImportOperator(task_id="import_data", purpose="train", **common)
         trained = H2OTrainOperator(task_id="train", **common)
         exported = H2OExportModelOperator(task_id="export_and_promote", **common)
-        delete = H2ODeleteClusterOperator(task_id="delete_cluster", **common)
+        delete = H2ODeleteClusterOperator(task_id="delete_cluster", retries=TEARDOWN_RETRIES, **common)
         create >> imported >> trained >> exported
         ends = [exported]
         if cfg.scoring.after_training:
@@ -109,7 +111,7 @@ def scoring_dag(path: str | Path, cfg: PipelineConfig | None = None) -> DAG:
             create = H2OCreateClusterOperator(task_id="create_cluster", purpose="score", **common)
             imported = H2OImportOperator(task_id="import_data", purpose="score", **common)
             scored = H2OBatchScoreOperator(task_id="score", engine="cluster", **common)
-            delete = H2ODeleteClusterOperator(task_id="delete_cluster", **common)
+            delete = H2ODeleteClusterOperator(task_id="delete_cluster", retries=TEARDOWN_RETRIES, **common)
             create >> imported >> scored >> delete.as_teardown(setups=create)
     return dag
 

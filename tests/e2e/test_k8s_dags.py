@@ -54,8 +54,15 @@ def k8s_airflow(k8s_bed, bed_s3, tmp_path_factory):
     slow = {**raw, "name": "k8s-slow", "registry_uri": "s3://h2o-demo/models/k8s-slow",
             "scoring": {**raw["scoring"], "output_uri": "s3://h2o-demo/predictions/k8s-slow"},
             "training": {**raw["training"], "algorithms": [
-                {"algo": "gbm", "params": {"ntrees": SLOW_TREES, "max_depth": 8, "learn_rate": 0.02}}]}}
+                {"algo": "gbm", "params": {"ntrees": SLOW_TREES, "max_depth": 8, "learn_rate": 0.02}}]},
+            "cluster": {**raw["cluster"], "unobservable_grace_s": 150}}
     dag_folder.write_pipeline(dags, "k8s_slow", slow)
+    # a GBM that trains about as long as the API server outage of its test (60 s on the bed)
+    patient = {**slow, "name": "k8s-patient", "registry_uri": "s3://h2o-demo/models/k8s-patient",
+               "scoring": {**raw["scoring"], "output_uri": "s3://h2o-demo/predictions/k8s-patient"},
+               "training": {**raw["training"], "algorithms": [
+                   {"algo": "gbm", "params": {"ntrees": 4 * SLOW_TREES, "max_depth": 8, "learn_rate": 0.02}}]}}
+    dag_folder.write_pipeline(dags, "k8s_patient", patient)
     # a GBM that H2O refuses in the cluster: the run fails in training (its evidence is saved)
     broken = {**raw, "name": "k8s-broken", "registry_uri": "s3://h2o-demo/models/k8s-broken",
               "scoring": {**raw["scoring"], "output_uri": "s3://h2o-demo/predictions/k8s-broken"},
@@ -220,12 +227,7 @@ def test_a_pod_killed_during_training_is_rebuilt_by_the_tasks_retry_and_the_run_
     try:
         wait_for("training to start", lambda: task_state(home, dag_id, "train") == "running", 600, proc)
 
-        def leader_ip() -> str:
-            pods = core.list_namespaced_pod(NAMESPACE, label_selector="h2o-airflow/pipeline=k8s-slow").items
-            ready = [p for p in pods if any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])]
-            return ready[0].status.pod_ip if len(pods) == 3 and len(ready) == 1 else ""
-
-        ip = wait_for("the cloud's leader", leader_ip, 120, proc)
+        ip = wait_for("the cloud's leader", lambda: _leader_ip(k8s_bed, "k8s-slow"), 120, proc)
         wait_for("H2O to build the GBM", lambda: gbm_running(f"http://{ip}:54321"), 300, proc)
         pods = core.list_namespaced_pod(NAMESPACE, label_selector="h2o-airflow/pipeline=k8s-slow").items
         victim = next(p for p in pods if p.status.pod_ip != ip)
@@ -248,6 +250,51 @@ def test_a_pod_killed_during_training_is_rebuilt_by_the_tasks_retry_and_the_run_
     assert report["export_and_promote"].result["promoted"] in (True, False)
     name = report["create_cluster"].result["name"]
     assert leftovers(k8s_bed, name) == {"pods": 0, "services": 0, "statefulsets": 0, "processes": 0, "netns": 0}
+
+
+def test_the_api_server_down_for_a_minute_during_training_does_not_fail_the_run(k8s_bed, k8s_airflow):
+    """Only positive evidence fails a task at once; a cluster that cannot be observed is waited for
+    (cluster.unobservable_grace_s). The API server stops for 60 s while H2O trains, then starts again."""
+    env, log = k8s_airflow
+    home, dag_id = Path(env["AIRFLOW_HOME"]), "h2o_train__k8s-patient"
+    day = "2013-03-04"
+    mark = log.stat().st_size
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([str(Path(sys.executable).parent / "airflow"), "dags", "test", dag_id, day],
+                                env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for("training to start", lambda: task_state(home, dag_id, "train") == "running", 600, proc)
+        ip = wait_for("the cloud's leader", lambda: _leader_ip(k8s_bed, "k8s-patient"), 120, proc)
+        wait_for("H2O to build the GBM", lambda: gbm_running(f"http://{ip}:54321"), 300, proc)
+        k8s_bed.control_plane.stop_apiserver()
+        try:
+            time.sleep(60)  # the outage itself (a scenario, not a measured time)
+            still_training = gbm_running(f"http://{ip}:54321")
+        finally:
+            k8s_bed.control_plane.start_apiserver()
+        rc = proc.wait(timeout=900)
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=60)
+    text = log.read_bytes()[mark:].decode(errors="replace")
+    print(f"API server down 60 s during training; GBM still running when it came back: {still_training}")
+    assert rc == 0, text[-3000:]
+    report = {r.task: r for r in airflow_local.run_report(dag_id, day, env)}
+    assert set(r.state for r in report.values()) == {"success"}, {t: r.state for t, r in report.items()}
+    assert report["train"].try_number == 1  # no retry, no rebuild: the same cloud trained the model
+    # the watch saw the cluster unobservable while H2O trained, and waited instead of failing the task
+    assert "as ready during training (StatusUnknown" in text
+    assert "rebuild" not in text.lower().replace("rebuild_on_loss", "")
+
+
+def _leader_ip(k8s_bed, pipeline: str) -> str:
+    from kubernetes import client
+
+    pods = client.CoreV1Api(k8s_bed.admin).list_namespaced_pod(
+        NAMESPACE, label_selector=f"h2o-airflow/pipeline={pipeline}").items
+    ready = [p for p in pods if any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])]
+    return ready[0].status.pod_ip if len(pods) == 3 and len(ready) == 1 else ""
 
 
 def backfill_runs(home: Path, dag_id: str) -> dict[str, str]:

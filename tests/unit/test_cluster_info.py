@@ -77,3 +77,40 @@ def test_seconds_for_tests_replace_the_minutes(monkeypatch):
     monkeypatch.setenv(testhooks.CLUSTER_SECONDS_ENV, '{"ttl": 20, "ceiling": 45}')
     spec = ClusterSpec.for_run("p", "d", "r", cfg)
     assert (spec.ceiling_at - spec.expires_at) == timedelta(seconds=25)
+
+
+def test_the_wait_tries_again_through_a_short_api_outage(monkeypatch):
+    """Errors observing the cluster (an API server restarting) are waited through for the grace."""
+    from h2o_airflow.triggers.cluster import H2OClusterReadyTrigger
+    from h2o_tasks.cluster import ClusterStatus
+
+    answers = iter([ConnectionError("refused"), ConnectionError("refused"),
+                    ClusterStatus("c", exists=True, ready=True, reason="Ready", message="ok", cloud_size=1)])
+
+    class Flaky:
+        async def astatus(self, api, info, *args):
+            answer = next(answers)
+            if isinstance(answer, Exception):
+                raise answer
+            return answer
+
+        def close(self):
+            pass
+
+    info = ClusterInfo("c", "local", replicas=1, endpoint_mode="local")
+    trigger = H2OClusterReadyTrigger(info.to_dict(), timeout_s=60, poll_s=0.01, grace_s=30)
+    monkeypatch.setattr(trigger, "_backend", lambda: Flaky())
+    monkeypatch.setattr("asyncio.sleep", _no_sleep)
+
+    async def first():
+        gen = trigger.run()
+        try:
+            return await gen.__anext__()
+        finally:
+            await gen.aclose()
+
+    assert asyncio.run(first()).payload["status"] == "ready"
+
+
+async def _no_sleep(_seconds):
+    return None

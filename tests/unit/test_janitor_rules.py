@@ -62,3 +62,14 @@ def test_a_run_the_execution_api_does_not_know_is_gone():
     assert "no longer exists" in op.reason(info, NOW, _ti(error=error))
     error.response = SimpleNamespace(status_code=500)
     assert op.reason(info, NOW, _ti(error=error)) is None
+
+
+def test_the_run_state_as_the_task_sdk_answers_it():
+    """get_dagrun_state returns a DagRunState enum, whose str() is "DagRunState.RUNNING": a live run."""
+    from airflow.utils.state import DagRunState
+
+    op = H2OJanitorOperator(task_id="j")
+    info = ClusterInfo("c", "local", expires_at=(NOW + timedelta(hours=1)).isoformat(), dag_id="d", run_id="r")
+    assert op.reason(info, NOW, _ti(DagRunState.RUNNING)) is None
+    assert op.reason(info, NOW, _ti(DagRunState.QUEUED)) is None
+    assert "is success" in op.reason(info, NOW, _ti(DagRunState.SUCCESS))

@@ -147,7 +147,11 @@ class H2OPipelineOperator(BaseOperator):
         """A cluster that lost a node (or is gone) is saved as evidence, deleted and made again under its name."""
         from h2o_tasks.cluster.rebuild import rebuild
 
-        st = backend.status(info, elapsed_s=float("inf"), formation_timeout_s=0.0)
+        try:
+            st = backend.status(info, elapsed_s=float("inf"), formation_timeout_s=0.0)
+        except Exception as exc:  # cannot be observed now (an API server restarting): the watch waits its grace
+            self.log.warning("Cannot observe cluster %s before this task (%s): going on", info.name, exc)
+            return info
         if not st.failed:
             return info
         self.log.warning("Cluster %s is lost (%s: %s): rebuilding it (cluster.rebuild_on_loss)", info.name, st.reason,

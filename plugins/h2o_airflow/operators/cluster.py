@@ -81,7 +81,8 @@ class H2OCreateClusterOperator(H2OPipelineOperator):
         if self.deferrable:
             self.defer(trigger=H2OClusterReadyTrigger(info.to_dict(), timeout_s=cfg.cluster.ready_timeout_s,
                                                       poll_s=self.poll_s, kubernetes_conn_id=self.kubernetes_conn_id,
-                                                      formation_timeout_s=cfg.cluster.lookup_timeout_s + 30),
+                                                      formation_timeout_s=cfg.cluster.lookup_timeout_s + 30,
+                                                      grace_s=cfg.cluster.unobservable_grace_s),
                        method_name="execute_complete")
         try:
             st = backend.wait_ready(info, cfg.cluster.ready_timeout_s, self.poll_s)
@@ -117,11 +118,18 @@ class H2OCreateClusterOperator(H2OPipelineOperator):
                 raise ClusterError(msg, retryable=True)
             raise AirflowFailException(msg)
         # the leader's address as seen from here (the client Service, or the leader pod's IP)
+        backend = backend_for_cluster(info, self.kubernetes_conn_id)
         try:
-            url = backend_for_cluster(info, self.kubernetes_conn_id).endpoint(info)
+            url = backend.endpoint(info)
         except BaseException:
             self._delete(info)
             raise
+        try:  # the time-to-live counts from now: the wait may have been long
+            from h2o_tasks.cluster.base import ttl
+
+            info = dataclasses.replace(info, expires_at=backend.extend(info, ttl(self.config(context).cluster)))
+        except Exception as exc:
+            self.log.warning("Could not extend the expiry of cluster %s: %s", info.name, exc)
         info = dataclasses.replace(info, url=url)
         context["ti"].xcom_push(key=XCOM_CLUSTER_KEY, value=info.to_dict())
         self.log.info("%s (after %ss); leader at %s", event.get("message"), event.get("elapsed_s", "?"), url)

@@ -64,10 +64,11 @@ class H2OJanitorOperator(BaseOperator):
     def _run_state(self, context: Any, dag_id: str, run_id: str) -> str | None:
         """The run's state; "gone" if it does not exist; None if it cannot be known now (kept)."""
         try:
-            return str(context["ti"].get_dagrun_state(dag_id, run_id))
+            state = context["ti"].get_dagrun_state(dag_id, run_id)
         except Exception as exc:
             status = getattr(getattr(exc, "response", None), "status_code", None)
             if status == 404 or "not found" in f"{exc} {getattr(exc, 'detail', '')}".lower():
                 return "gone"
             self.log.warning("Could not read the state of DAG run %s / %s (cluster kept): %s", dag_id, run_id, exc)
             return None
+        return str(getattr(state, "value", state)).lower()  # the task SDK answers with a DagRunState

@@ -26,13 +26,15 @@ class H2OClusterReadyTrigger(BaseTrigger):
     :param timeout_s: give up after this many seconds.
     :param poll_s: seconds between two observations.
     :param formation_timeout_s: after this, an incomplete cloud is a failure.
+    :param grace_s: how long the cluster may not be observable (API errors) before the wait fails.
     :param kubernetes_conn_id: connection for the Kubernetes backend.
     """
 
     def __init__(self, cluster: dict[str, Any], timeout_s: float = 300.0, poll_s: float = 0.1,
                  formation_timeout_s: float | None = None, started_at: float | None = None,
-                 kubernetes_conn_id: str = "kubernetes_default") -> None:
+                 kubernetes_conn_id: str = "kubernetes_default", grace_s: float = 60.0) -> None:
         super().__init__()
+        self.grace_s = grace_s
         self.cluster = cluster
         self.timeout_s = timeout_s
         self.poll_s = poll_s
@@ -45,7 +47,7 @@ class H2OClusterReadyTrigger(BaseTrigger):
             f"{self.__class__.__module__}.{self.__class__.__name__}",
             {"cluster": self.cluster, "timeout_s": self.timeout_s, "poll_s": self.poll_s,
              "formation_timeout_s": self.formation_timeout_s, "started_at": self.started_at,
-             "kubernetes_conn_id": self.kubernetes_conn_id},
+             "kubernetes_conn_id": self.kubernetes_conn_id, "grace_s": self.grace_s},
         )
 
     def _backend(self) -> Any:
@@ -88,14 +90,23 @@ class H2OClusterReadyTrigger(BaseTrigger):
         """Observe every ``poll_s`` until ready, failed or timed out; yield one event."""
         from h2o_tasks.errors import ClusterError
 
+        unobservable_since: float | None = None
         while True:
             elapsed = time.time() - self.started_at
             try:
                 st = await observe(elapsed)
+                unobservable_since = None
             except ClusterError as exc:  # e.g. a port-forward the API server forbids: waiting cannot help
                 yield TriggerEvent({"cluster": self.cluster, "status": "failed", "reason": exc.reason,
                                     "message": str(exc), "cloud_size": 0, "elapsed_s": round(elapsed, 2)})
                 return
+            except Exception as exc:  # an API server restarting: observed again, for the grace at most
+                unobservable_since = unobservable_since or time.time()
+                if time.time() - unobservable_since < self.grace_s and elapsed <= self.timeout_s:
+                    self.log.warning("Cannot observe cluster %s (%s): trying again", self.cluster.get("name"), exc)
+                    await asyncio.sleep(max(self.poll_s, 1.0))
+                    continue
+                raise
             event = {"cluster": self.cluster, "reason": st.reason, "message": st.message,
                      "cloud_size": st.cloud_size, "elapsed_s": round(elapsed, 2)}
             if st.ready:

@@ -1,0 +1,142 @@
+"""A cluster's life as Airflow's real components drive it (scheduler with the LocalExecutor, triggerer,
+PostgreSQL): it outlives its time-to-live while its run makes progress, and survives its wait moving
+to another triggerer."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from h2o_tasks import naming
+
+pytestmark = pytest.mark.integration
+DAY = "2013-02-04"
+
+
+def _pipeline(d, name: str, **changes) -> str:
+    d.add_pipeline(f"{name.replace('-', '_')}.yaml", name=name, registry_uri=f"s3://h2o-demo/models/{name}",
+                   source={"kind": "s3", "training_window_days": 7, "s3": {"uri": "s3://h2o-demo/flights"}},
+                   scoring={"output_uri": f"s3://h2o-demo/predictions/{name}", "hive_table": "", "after_training": False},
+                   **changes)
+    return f"h2o_train__{name}"
+
+
+def _state(d, name: str) -> dict | None:
+    path = Path(d.env["H2O_AIRFLOW_STATE_DIR"]) / "clusters" / name / "state.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _task_state(d, dag_id: str, run_id: str, task_id: str) -> str | None:
+    try:
+        return d.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}")["state"]
+    except RuntimeError:
+        return None
+
+
+def _trigger_owner(d) -> int | None:
+    """The triggerer job that holds the (one) trigger of the deployment, read from the metadata database."""
+    import psycopg2
+
+    with contextlib.closing(psycopg2.connect(host=d.database.host, port=d.database.port, user=d.database.user,
+                                             dbname=d.database.dbname)) as db, db.cursor() as cur:
+        cur.execute("SELECT triggerer_id FROM trigger WHERE classpath LIKE '%H2OClusterReadyTrigger'")
+        rows = cur.fetchall()
+    return rows[0][0] if len(rows) == 1 else None
+
+
+def _cancelled(d, name: str) -> bool:
+    """The trigger's on_kill said so in a log of the deployment (the task's trigger log)."""
+    needle = f"Wait for cluster {name} cancelled"
+    return any(needle in p.read_text(errors="replace") for p in Path(d.home).rglob("*.log") if p.is_file())
+
+
+def _wait(what: str, predicate, timeout: float):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def test_a_run_longer_than_its_ttl_keeps_its_cluster_while_it_makes_progress(airflow_deployment):
+    """ttl 6 s (test seconds): the janitor, run again and again during the run, never deletes the
+    cluster of a run whose tasks keep pushing its expiry; the run succeeds."""
+    d = airflow_deployment
+    dag_id = _pipeline(d, "ttl-progress", cluster={"replicas": 1, "memory": "1g", "nthreads": 1},
+                       training={"algorithms": [{"algo": "gbm", "params": {"ntrees": 120, "max_depth": 8}}], "seed": 1})
+    d.unpause("h2o_janitor")
+    with d.cluster_seconds(ttl=6, ceiling=900):
+        run_id = d.trigger(dag_id, DAY)
+        name = naming.cluster_name("ttl-progress", dag_id, run_id)
+        created = datetime.fromisoformat(_wait("the cluster", lambda: _state(d, name), 300)["created_at"])
+        sweeps = []
+        while d.run_state(dag_id, run_id) not in ("success", "failed"):
+            janitor = d.trigger("h2o_janitor", datetime.now(UTC).isoformat())
+            assert d.wait_run("h2o_janitor", janitor, timeout=300) == "success"
+            state = _state(d, name)
+            if state is None:
+                break
+            swept = d.api("GET", f"/api/v2/dags/h2o_janitor/dagRuns/{janitor}/taskInstances/delete_abandoned_local/"
+                                 "xcomEntries/return_value", query={"deserialize": "true"})["value"]
+            deleted = swept["deleted"]
+            sweeps.append((datetime.now(UTC) - created).total_seconds())
+            assert name not in deleted, swept
+            assert datetime.fromisoformat(state["expires_at"]) > created + (datetime.now(UTC) - created) / 2
+    assert d.wait_run(dag_id, run_id, timeout=600) == "success"
+    assert len([s for s in sweeps if s > 6]) >= 2, sweeps  # sweeps came after the time-to-live had passed
+    assert _state(d, name) is None  # the teardown deleted it
+
+
+def test_a_wait_moved_to_another_triggerer_keeps_the_cluster(airflow_deployment):
+    """The first triggerer stops heartbeating (SIGSTOP) while the create task waits; a second one takes
+    the trigger over; the first, resumed, cancels its copy (Airflow 3.3 calls on_kill then): the cluster
+    must survive it, and the run goes on from the second triggerer."""
+    d = airflow_deployment
+    dag_id = _pipeline(d, "moved-wait", cluster={"replicas": 1, "memory": "1g", "nthreads": 1},
+                       training={"algorithms": [{"algo": "glm", "params": {"lambda_search": False}}], "seed": 1})
+    run_id = d.trigger(dag_id, DAY)
+    name = naming.cluster_name("moved-wait", dag_id, run_id)
+    state = _wait("the cluster", lambda: _state(d, name), 300)
+    jvms = [n["pid"] for n in state["nodes"]]
+    for pid in jvms:  # the cloud stops answering: the wait goes on in the trigger
+        os.kill(pid, signal.SIGSTOP)
+    first = d.services.procs["triggerer"]
+    second = None
+    try:
+        _wait("the create task to defer", lambda: _task_state(d, dag_id, run_id, "create_cluster") == "deferred", 120)
+        owner = _wait("a triggerer to take the wait", lambda: _trigger_owner(d), 120)
+        os.kill(first.pid, signal.SIGSTOP)
+        with open(d.services.log_dir / "triggerer-2.log", "ab") as out:
+            second = subprocess.Popen([str(Path(sys.executable).parent / "airflow"), "triggerer"],
+                                      env={**os.environ, **d.services.env}, stdout=out, stderr=subprocess.STDOUT,
+                                      start_new_session=True)
+        # once the first one's heartbeat is older than [triggerer] triggerer_health_check_threshold
+        _wait("the second triggerer to take the wait over", lambda: (_trigger_owner(d) or owner) != owner, 180)
+        os.kill(first.pid, signal.SIGCONT)  # the first finds its trigger gone and cancels its copy
+        _wait("the first triggerer to cancel its copy (on_kill)", lambda: _cancelled(d, name), 120)
+        assert _state(d, name) is not None  # the cancelled wait deleted nothing
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(first.pid, signal.SIGCONT)
+        for pid in jvms:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+    try:
+        assert d.wait_run(dag_id, run_id, timeout=600) == "success"
+        report = {r.task: r for r in d.run_report(dag_id, DAY)}
+        assert report["delete_cluster"].result["deleted"] is True  # it was still there for the teardown
+    finally:
+        if second is not None:
+            os.killpg(second.pid, signal.SIGTERM)
+            second.wait(60)
