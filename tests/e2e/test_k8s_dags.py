@@ -221,14 +221,8 @@ def test_a_pod_killed_during_training_is_rebuilt_by_the_tasks_retry_and_the_run_
     env, log = k8s_airflow
     home, dag_id = Path(env["AIRFLOW_HOME"]), "h2o_train__k8s-slow"
     core = client.CoreV1Api(k8s_bed.admin)
-    with open(log, "ab") as out:
-        proc = subprocess.Popen([str(Path(sys.executable).parent / "airflow"), "dags", "test", dag_id, DAY],
-                                env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
+    proc, ip = start_until_training(k8s_bed, env, log, "k8s-slow", DAY)
     try:
-        wait_for("training to start", lambda: task_state(home, dag_id, "train") == "running", 600, proc)
-
-        ip = wait_for("the cloud's leader", lambda: _leader_ip(k8s_bed, "k8s-slow"), 120, proc)
-        wait_for("H2O to build the GBM", lambda: gbm_running(f"http://{ip}:54321"), 300, proc)
         pods = core.list_namespaced_pod(NAMESPACE, label_selector="h2o-airflow/pipeline=k8s-slow").items
         victim = next(p for p in pods if p.status.pod_ip != ip)
         core.delete_namespaced_pod(victim.metadata.name, NAMESPACE, grace_period_seconds=0)
@@ -256,16 +250,10 @@ def test_the_api_server_down_for_a_minute_during_training_does_not_fail_the_run(
     """Only positive evidence fails a task at once; a cluster that cannot be observed is waited for
     (cluster.unobservable_grace_s). The API server stops for 60 s while H2O trains, then starts again."""
     env, log = k8s_airflow
-    home, dag_id = Path(env["AIRFLOW_HOME"]), "h2o_train__k8s-patient"
-    day = "2013-03-04"
+    dag_id, day = "h2o_train__k8s-patient", "2013-03-04"
     mark = log.stat().st_size
-    with open(log, "ab") as out:
-        proc = subprocess.Popen([str(Path(sys.executable).parent / "airflow"), "dags", "test", dag_id, day],
-                                env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
+    proc, ip = start_until_training(k8s_bed, env, log, "k8s-patient", day)
     try:
-        wait_for("training to start", lambda: task_state(home, dag_id, "train") == "running", 600, proc)
-        ip = wait_for("the cloud's leader", lambda: _leader_ip(k8s_bed, "k8s-patient"), 120, proc)
-        wait_for("H2O to build the GBM", lambda: gbm_running(f"http://{ip}:54321"), 300, proc)
         k8s_bed.control_plane.stop_apiserver()
         try:
             time.sleep(60)  # the outage itself (a scenario, not a measured time)
@@ -286,6 +274,24 @@ def test_the_api_server_down_for_a_minute_during_training_does_not_fail_the_run(
     # the watch saw the cluster unobservable while H2O trained, and waited instead of failing the task
     assert "as ready during training (StatusUnknown" in text
     assert "rebuild" not in text.lower().replace("rebuild_on_loss", "")
+
+
+def start_until_training(k8s_bed, env, log, pipeline: str, day: str) -> tuple[subprocess.Popen, str]:
+    """``airflow dags test`` of the pipeline's training DAG, returned once H2O builds its GBM (seen in
+    ``/3/Jobs``), with the leader pod's address."""
+    home, dag_id = Path(env["AIRFLOW_HOME"]), f"h2o_train__{pipeline}"
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([str(Path(sys.executable).parent / "airflow"), "dags", "test", dag_id, day],
+                                env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for("training to start", lambda: task_state(home, dag_id, "train") == "running", 600, proc)
+        ip = wait_for("the cloud's leader", lambda: _leader_ip(k8s_bed, pipeline), 120, proc)
+        wait_for("H2O to build the GBM", lambda: gbm_running(f"http://{ip}:54321"), 300, proc)
+    except BaseException:
+        proc.terminate()
+        proc.wait(timeout=60)
+        raise
+    return proc, ip
 
 
 def _leader_ip(k8s_bed, pipeline: str) -> str:

@@ -13,7 +13,6 @@ import pytest
 from h2o_tasks import testhooks
 from h2o_tasks.cluster import manifests
 from h2o_tasks.cluster.base import ClusterSpec
-from h2o_tasks.cluster.kubernetes import KubernetesBackend
 from h2o_tasks.errors import ClusterError
 from tests.fixtures.k8s_bed import NAMESPACE, cluster_config
 
@@ -21,11 +20,8 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def backend(k8s_bed):
-    b = KubernetesBackend(k8s_bed.airflow, namespace=NAMESPACE, endpoint_mode="pod-ip")
-    yield b
-    for info in b.list_clusters():  # clean up even when a test failed
-        b.delete(info)
+def backend(bed_backend):
+    return bed_backend
 
 
 def objects_of(bed, name: str) -> dict[str, list[str]]:

@@ -6,6 +6,18 @@ from h2o_tasks.cluster import ClusterInfo
 from h2o_tasks.cluster.kubernetes import _differs
 
 
+def first_event(trigger):
+    """The first event a trigger yields, run as the triggerer would."""
+    async def first():
+        gen = trigger.run()
+        try:
+            return await gen.__anext__()
+        finally:
+            await gen.aclose()
+
+    return asyncio.run(first())
+
+
 def test_cluster_info_round_trips_and_reads_the_extra_of_earlier_releases():
     info = ClusterInfo("c", "kubernetes", url="http://c.h2o.svc.cluster.local:54321", namespace="h2o",
                        endpoint_mode="port-forward", kubernetes_conn_id="k8s", dag_id="d", run_id="r")
@@ -39,15 +51,7 @@ def test_an_error_of_the_trigger_itself_is_a_failed_event_not_a_raise(monkeypatc
         raise RuntimeError("the API answered 500")
 
     monkeypatch.setattr(trigger, "_backend", broken)
-
-    async def first():
-        gen = trigger.run()
-        try:
-            return await gen.__anext__()
-        finally:
-            await gen.aclose()
-
-    event = asyncio.run(first()).payload
+    event = first_event(trigger).payload
     assert (event["status"], event["reason"]) == ("failed", "TriggerError") and "500" in event["message"]
 
 
@@ -101,15 +105,7 @@ def test_the_wait_tries_again_through_a_short_api_outage(monkeypatch):
     trigger = H2OClusterReadyTrigger(info.to_dict(), timeout_s=60, poll_s=0.01, grace_s=30)
     monkeypatch.setattr(trigger, "_backend", lambda: Flaky())
     monkeypatch.setattr("asyncio.sleep", _no_sleep)
-
-    async def first():
-        gen = trigger.run()
-        try:
-            return await gen.__anext__()
-        finally:
-            await gen.aclose()
-
-    assert asyncio.run(first()).payload["status"] == "ready"
+    assert first_event(trigger).payload["status"] == "ready"
 
 
 async def _no_sleep(_seconds):
