@@ -27,6 +27,8 @@ from pathlib import Path
 ENV = "H2O_TASKS_TEST_HOOKS"
 
 STEPS = (
+    # the create task, once its cluster is ready (before the run's other tasks use it)
+    "cluster:ready",
     # the registry's champion pointer: between reading it (and gating) and the compare-and-swap
     "registry:before-cas",
     # a version's export: after the artifacts, before metadata.json (the version is incomplete)

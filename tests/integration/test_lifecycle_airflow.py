@@ -140,3 +140,27 @@ def test_a_wait_moved_to_another_triggerer_keeps_the_cluster(airflow_deployment)
         if second is not None:
             os.killpg(second.pid, signal.SIGTERM)
             second.wait(60)
+
+
+def test_a_pipeline_file_changed_mid_run_still_tears_down_the_cluster_it_created(airflow_deployment, tmp_path):
+    """Once the cluster is ready, the file is edited to another backend and namespace: the run's tasks
+    and its teardown keep to the cluster the create task recorded, and nothing is left."""
+    import yaml
+
+    d = airflow_deployment
+    dag_id = _pipeline(d, "mid-run", cluster={"replicas": 1, "memory": "1g", "nthreads": 1},
+                       training={"algorithms": [{"algo": "glm", "params": {"lambda_search": False}}], "seed": 1})
+    meet = tmp_path / "meet"
+    with d.hooks({"cluster:ready": f"barrier:{meet}:2:300"}):
+        run_id = d.trigger(dag_id, DAY)
+        _wait("the create task at its barrier", lambda: meet.exists() and any(meet.iterdir()), 300)
+        path = d.dags / "pipelines" / "mid_run.yaml"
+        raw = yaml.safe_load(path.read_text())
+        raw["cluster"] = {**raw["cluster"], "backend": "kubernetes", "namespace": "elsewhere"}
+        path.write_text(yaml.safe_dump(raw, sort_keys=False))
+        (meet / "cluster_ready-test").touch()
+        assert d.wait_run(dag_id, run_id, timeout=600) == "success"
+    report = {r.task: r for r in d.run_report(dag_id, DAY)}
+    deleted = report["delete_cluster"].result
+    assert (deleted["backend"], deleted["deleted"]) == ("local", True), deleted
+    assert _state(d, naming.cluster_name("mid-run", dag_id, run_id)) is None
