@@ -284,6 +284,15 @@ def _write_pki(d: Path) -> dict[str, Path]:
     return files
 
 
+def _write_audit_policy(path: Path) -> Path:
+    """Metadata of every request of the Airflow identity; nothing of the control plane's own."""
+    path.write_text(json.dumps({
+        "apiVersion": "audit.k8s.io/v1", "kind": "Policy", "omitStages": ["RequestReceived"],
+        "rules": [{"level": "Metadata", "users": [AIRFLOW_USER]}, {"level": "None"}],
+    }))
+    return path
+
+
 def write_kubeconfig(path: Path, server: str, ca_pem: bytes, user: str, token: str) -> Path:
     """A kubeconfig with a bearer token (JSON, which every YAML loader reads)."""
     cfg = {
@@ -341,6 +350,21 @@ class ControlPlane:
     def log(self, name: str, lines: int = 40) -> str:
         f = self.log_dir / f"{name}.log"
         return "\n".join(f.read_text(errors="replace").splitlines()[-lines:]) if f.exists() else ""
+
+    def audit_requests(self, user: str = AIRFLOW_USER, since: _dt.datetime | None = None,
+                       until: _dt.datetime | None = None) -> list[dict]:
+        """The API requests ``user`` made (one audit event each, by ``auditID``), received between
+        ``since`` and ``until`` (UTC), from the API server's audit log."""
+        path = self.work_dir / "audit.log"
+        seen: dict[str, dict] = {}
+        for line in path.read_text().splitlines() if path.exists() else []:
+            event = json.loads(line)
+            if (event.get("user") or {}).get("username") != user or event["auditID"] in seen:
+                continue
+            at = _dt.datetime.fromisoformat(event["requestReceivedTimestamp"].replace("Z", "+00:00"))
+            if (since is None or at >= since) and (until is None or at <= until):
+                seen[event["auditID"]] = event
+        return list(seen.values())
 
     def stop_apiserver(self, timeout: float = 15) -> str:
         """Stop kube-apiserver alone (an outage: clients get connection refused); how it ended."""
@@ -564,6 +588,10 @@ def start(
                 "--kubelet-preferred-address-types=InternalIP,Hostname",
                 # 127.0.0.1 is not a valid Endpoints address, so the "kubernetes" Service gets none.
                 "--endpoint-reconciler-type=none",
+                # every request of the "airflow" identity, one line per stage (the benchmarks count them)
+                f"--audit-policy-file={_write_audit_policy(work / 'audit-policy.json')}",
+                f"--audit-log-path={work / 'audit.log'}",
+                "--audit-log-maxsize=0",
                 f"--v={verbosity}",
                 *(extra_apiserver_args or []),
             ],

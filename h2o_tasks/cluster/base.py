@@ -7,6 +7,7 @@ Operators and DAGs only see this module, so the same pipeline runs on the local 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -139,6 +140,11 @@ class ClusterBackend(Protocol):
                       formation_timeout_s: float | None = None) -> ClusterStatus:
         """``status`` for the triggerer's event loop (``api``: the async Kubernetes client, or None)."""
 
+    def aobserve(self, api: Any, info: ClusterInfo, started_at: float, formation_timeout_s: float | None = None,
+                 tick_s: float = 0.5) -> AsyncIterator[ClusterStatus]:
+        """Observations every ``tick_s`` for the triggerer's wait (``started_at``: the creation's epoch
+        seconds), as cheaply as the backend can: Kubernetes watches the pods instead of polling."""
+
     def wait_ready(self, info: ClusterInfo, timeout_s: float, poll_s: float = 0.2) -> ClusterStatus:
         """Block until ready; raise ``ClusterError`` on a failure, ``ClusterNotReadyError`` on timeout."""
 
@@ -166,3 +172,14 @@ class ClusterBackend(Protocol):
 
     def close(self) -> None:
         """Release what this process holds open for the cluster (a port-forward); the cluster stays."""
+
+
+async def polled(astatus: Callable[[float], Awaitable[ClusterStatus]], started_at: float,
+                 tick_s: float) -> AsyncIterator[ClusterStatus]:
+    """``astatus(elapsed_s)`` every ``tick_s``: ``aobserve`` for a backend with nothing to watch."""
+    import asyncio
+    import time
+
+    while True:
+        yield await astatus(time.time() - started_at)
+        await asyncio.sleep(tick_s)

@@ -9,17 +9,19 @@ provider's ``KubernetesHook`` (connection ``kubernetes_default``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from h2o_tasks.cluster import manifests
+from h2o_tasks.cluster import manifests, podwatch
 from h2o_tasks.cluster.base import ClusterInfo, ClusterSpec, ClusterStatus, extended_expiry
 from h2o_tasks.cluster.pods import PodObservation, evaluate, leader
 from h2o_tasks.cluster.portforward import PortForward, PortForwardError
@@ -301,6 +303,70 @@ class KubernetesBackend:
         url = self._leader_url(info, pods)
         cloud = await asyncio.to_thread(self.fetch_cloud, url) if url and leader(pods) else None
         return _status(info, pods, cloud, url, elapsed_s, formation_timeout_s)
+
+    async def aobserve(self, api: Any, info: ClusterInfo, started_at: float, formation_timeout_s: float | None = None,
+                       tick_s: float = 0.5) -> AsyncIterator[ClusterStatus]:
+        """Observations for the triggerer's wait, every ``tick_s``, driven by a watch of the run's pods.
+
+        The API server sees one read of the StatefulSet, one list of the pods and one watch
+        (renewed each ``podwatch.WATCH_S``); the StatefulSet is read again only after a pod was
+        deleted. Ticks read the watched pods, and ask the leader's ``/3/Cloud`` only while exactly
+        one pod is Ready. A broken watch (the API server restarting) raises here; the caller
+        observes again within its grace.
+        """
+        import asyncio
+
+        from kubernetes_asyncio import client as aclient
+        from kubernetes_asyncio.client.exceptions import ApiException
+
+        ns = info.namespace or self.namespace
+        apps = aclient.AppsV1Api(api)
+
+        async def missing() -> ClusterStatus | None:
+            try:
+                await apps.read_namespaced_stateful_set(info.name, ns)
+                return None
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+                return ClusterStatus(info.name, exists=False, failed=True, reason="NotFound",
+                                     message=f"StatefulSet {ns}/{info.name} does not exist")
+
+        gone = await missing()
+        if gone:
+            yield gone
+            return
+        cache = podwatch.PodCache(ns, self._selector(info.name))
+        watcher = asyncio.create_task(cache.follow(api), name=f"pod watch {ns}/{info.name}")
+        try:
+            deleted = 0
+            while True:
+                await podwatch.first_error(watcher)
+                if cache.resource_version:  # listed
+                    if cache.deleted != deleted:
+                        deleted = cache.deleted
+                        gone = await missing()
+                        if gone:
+                            yield gone
+                            return
+                    pods = _observations(list(cache.pods.values()))
+                    cloud = None
+                    if leader(pods):
+                        try:
+                            local = await asyncio.to_thread(self._local_url, info, pods)
+                        except PortForwardError as exc:
+                            if exc.reason == "PortForwardForbidden":
+                                raise
+                            local = ""  # the kubelet hiccupped: the next tick opens a new forward
+                        cloud = await asyncio.to_thread(self.fetch_cloud, local) if local else None
+                    yield _status(info, pods, cloud, self._leader_url(info, pods), time.time() - started_at,
+                                  formation_timeout_s)
+                await asyncio.sleep(tick_s)
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await watcher
+            log.info("Wait for %s/%s: %d pod list/watch request(s)", ns, info.name, cache.requests)
 
     def wait_ready(self, info: ClusterInfo, timeout_s: float, poll_s: float = 0.5) -> ClusterStatus:
         return poll_until_ready(info.name, lambda elapsed: self.status(info, elapsed_s=elapsed), timeout_s, poll_s)

@@ -21,12 +21,13 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from h2o_tasks.cluster.base import ClusterInfo, ClusterSpec, ClusterStatus, extended_expiry
+from h2o_tasks.cluster.base import ClusterInfo, ClusterSpec, ClusterStatus, extended_expiry, polled
 from h2o_tasks.cluster.readiness import decide, fetch_cloud, poll_until_ready
 from h2o_tasks.errors import ClusterError
 
@@ -280,6 +281,11 @@ class LocalBackend:
         import asyncio
 
         return await asyncio.to_thread(self.status, info, elapsed_s, formation_timeout_s)
+
+    def aobserve(self, api: Any, info: ClusterInfo, started_at: float, formation_timeout_s: float | None = None,
+                 tick_s: float = 0.5) -> AsyncIterator[ClusterStatus]:
+        """``astatus`` every ``tick_s`` (node processes and ``/3/Cloud`` on loopback: no API server to spare)."""
+        return polled(lambda elapsed: self.astatus(api, info, elapsed, formation_timeout_s), started_at, tick_s)
 
     def wait_ready(self, info: ClusterInfo, timeout_s: float, poll_s: float = 0.1) -> ClusterStatus:
         return poll_until_ready(info.name, lambda elapsed: self.status(info, elapsed_s=elapsed), timeout_s, poll_s)

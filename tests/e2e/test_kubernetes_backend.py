@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import time
+from datetime import UTC, datetime
 
 import pytest
 
@@ -46,30 +47,89 @@ def test_statefulset_forms_one_cloud_with_a_single_ready_leader(k8s_bed, backend
     assert k8s_bed.network.leftovers() == []
 
 
-def test_the_trigger_waits_through_the_providers_async_hook(k8s_bed, backend, monkeypatch):
-    """The deferrable wait as the triggerer runs it: AsyncKubernetesHook (kubernetes_asyncio) + /3/Cloud."""
-    from h2o_airflow.backends import backend_for
-    from h2o_airflow.triggers.cluster import H2OClusterReadyTrigger
-
-    monkeypatch.setenv("AIRFLOW_CONN_KUBERNETES_DEFAULT", json.dumps(
-        {"conn_type": "kubernetes", "extra": {"kube_config_path": str(k8s_bed.control_plane.airflow_kubeconfig),
-                                              "namespace": NAMESPACE}}))
-    assert hasattr(backend_for("kubernetes", endpoint_mode="pod-ip"), "astatus")
-    info = backend.create(ClusterSpec.for_run("bed", "dag", "run-async", cluster_config(replicas=2)))
-    trigger = H2OClusterReadyTrigger(info.to_dict(), timeout_s=180, poll_s=0.2, formation_timeout_s=90)
-
-    async def first_event():
+def _first_event(trigger) -> dict:
+    async def first():
         events = trigger.run()
         try:
             return await anext(events)
         finally:
             await events.aclose()
 
-    event = asyncio.run(first_event()).payload
+    return asyncio.run(first()).payload
+
+
+def test_the_trigger_watches_the_pods_through_the_providers_async_hook(k8s_bed, backend, monkeypatch):
+    """The deferrable wait as the triggerer runs it: AsyncKubernetesHook (kubernetes_asyncio), the run's
+    pods listed once and watched, /3/Cloud asked once one pod leads. The API server's audit log shows
+    what the wait cost it: one read, one list, one watch; not a poll."""
+    from h2o_airflow.triggers.cluster import H2OClusterReadyTrigger
+
+    monkeypatch.setenv("AIRFLOW_CONN_KUBERNETES_DEFAULT", json.dumps(
+        {"conn_type": "kubernetes", "extra": {"kube_config_path": str(k8s_bed.control_plane.airflow_kubeconfig),
+                                              "namespace": NAMESPACE}}))
+    info = backend.create(ClusterSpec.for_run("bed", "dag", "run-async", cluster_config(replicas=2)))
+    since = datetime.now(UTC)
+    event = _first_event(H2OClusterReadyTrigger(info.to_dict(), timeout_s=180, formation_timeout_s=90))
+    until = datetime.now(UTC)
     assert (event["status"], event["cloud_size"]) == ("ready", 2), event
+    requests = k8s_bed.control_plane.audit_requests(since=since, until=until)
+    calls = sorted((r["verb"], r["objectRef"]["resource"]) for r in requests)
+    seconds = (until - since).total_seconds()
+    print(f"wait of {seconds:.1f}s: {len(calls)} API request(s) {calls}")
+    assert set(calls) <= {("get", "statefulsets"), ("list", "pods"), ("watch", "pods")}, calls
+    assert calls.count(("list", "pods")) == 1 and len(calls) <= 3 + seconds / 60, calls
+
     backend.delete(info)
-    missing = asyncio.run(first_event()).payload  # the cluster is gone: failed at once, not a timeout
+    missing = _first_event(H2OClusterReadyTrigger(info.to_dict(), timeout_s=180))  # gone: failed at once
     assert (missing["status"], missing["reason"]) == ("failed", "NotFound"), missing
+
+    bad = backend.create(ClusterSpec.for_run("bed", "dag", "run-async-bad", cluster_config(
+        replicas=1, image="registry.invalid/nope:1")))
+    try:
+        failed = _first_event(H2OClusterReadyTrigger(bad.to_dict(), timeout_s=180))  # a pod event, not a timeout
+        assert (failed["status"], failed["reason"]) in {("failed", "ErrImagePull"), ("failed", "ImagePullBackOff")}
+        assert failed["elapsed_s"] < 30, failed
+    finally:
+        backend.delete(bad)
+
+
+def test_the_wait_watches_again_after_the_api_server_restarts(k8s_bed, backend, monkeypatch):
+    """The API server stops for 15 s while the cloud forms: the watch breaks, the wait observes again
+    (list + watch) within its grace, and reports the cloud ready."""
+    import threading
+
+    from h2o_airflow.triggers.cluster import H2OClusterReadyTrigger
+
+    monkeypatch.setenv("AIRFLOW_CONN_KUBERNETES_DEFAULT", json.dumps(
+        {"conn_type": "kubernetes", "extra": {"kube_config_path": str(k8s_bed.control_plane.airflow_kubeconfig),
+                                              "namespace": NAMESPACE}}))
+    info = backend.create(ClusterSpec.for_run("bed", "dag", "run-outage", cluster_config(replicas=2)))
+    since = datetime.now(UTC)
+    result: dict = {}
+    waiter = threading.Thread(target=lambda: result.update(_first_event(
+        H2OClusterReadyTrigger(info.to_dict(), timeout_s=240, formation_timeout_s=120, grace_s=60))))
+    try:
+        waiter.start()
+        _until(lambda: len(k8s_bed.control_plane.audit_requests(since=since)) >= 3, 30)  # watching
+        k8s_bed.control_plane.stop_apiserver()
+        time.sleep(15)
+        k8s_bed.control_plane.start_apiserver()
+        waiter.join(240)
+        assert (result.get("status"), result.get("cloud_size")) == ("ready", 2), result
+        lists = [r for r in k8s_bed.control_plane.audit_requests(since=since) if r["verb"] == "list"]
+        assert len(lists) >= 2, lists  # listed again after the outage
+    finally:
+        if not k8s_bed.control_plane.alive()["kube-apiserver"]:
+            k8s_bed.control_plane.start_apiserver()
+        waiter.join(240)
+        backend.delete(info)
+
+
+def _until(condition, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
 
 
 def test_image_that_cannot_be_pulled_fails_fast(backend):

@@ -98,6 +98,11 @@ def test_the_wait_tries_again_through_a_short_api_outage(monkeypatch):
                 raise answer
             return answer
 
+        def aobserve(self, api, info, started_at, *args):
+            from h2o_tasks.cluster.base import polled
+
+            return polled(lambda elapsed: self.astatus(api, info, elapsed), started_at, 0.01)
+
         def close(self):
             pass
 

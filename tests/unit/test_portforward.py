@@ -5,6 +5,7 @@ backend's URL flow, the hook and the trigger."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.server
 import json
 import re
@@ -257,6 +258,11 @@ class RecordingBackend:
     async def astatus(self, api: Any, info: ClusterInfo, *args: Any) -> ClusterStatus:
         return self.status(info, *args)
 
+    def aobserve(self, api: Any, info: ClusterInfo, started_at: float, *args: Any) -> Any:
+        from h2o_tasks.cluster.base import polled
+
+        return polled(lambda elapsed: self.astatus(api, info, elapsed), started_at, 0.01)
+
     def close(self) -> None:
         self.closed += 1
 
@@ -293,6 +299,12 @@ def test_trigger_closes_its_forward(monkeypatch, outcome):
     info = ClusterInfo("c", "kubernetes", namespace="h2o", replicas=2, endpoint_mode="port-forward")
     trigger = H2OClusterReadyTrigger(info.to_dict(), timeout_s=5, poll_s=0.01)
     monkeypatch.setattr(trigger, "_backend", lambda: backend)
+
+    @contextlib.asynccontextmanager
+    async def no_api(self):  # the provider's async client is not used by this backend
+        yield None
+
+    monkeypatch.setattr("airflow.providers.cncf.kubernetes.hooks.kubernetes.AsyncKubernetesHook.get_conn", no_api)
 
     async def first_event():
         gen = trigger.run()

@@ -39,7 +39,7 @@ class H2OCreateClusterOperator(H2OPipelineOperator):
     operator_extra_links = (H2OFlowLink(),)
     ui_color = "#c6f1d6"
 
-    def __init__(self, *, purpose: str = "train", deferrable: bool = True, poll_s: float = 0.1,
+    def __init__(self, *, purpose: str = "train", deferrable: bool = True, poll_s: float = 0.5,
                  delete_on_error: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.purpose = purpose

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -24,13 +25,14 @@ class H2OClusterReadyTrigger(BaseTrigger):
 
     :param cluster: the ``ClusterInfo`` as a dict.
     :param timeout_s: give up after this many seconds.
-    :param poll_s: seconds between two observations.
+    :param poll_s: seconds between two observations (Kubernetes: of the watched pods, and of the
+        leader's ``/3/Cloud`` once one pod leads; the API server is not polled).
     :param formation_timeout_s: after this, an incomplete cloud is a failure.
     :param grace_s: how long the cluster may not be observable (API errors) before the wait fails.
     :param kubernetes_conn_id: connection for the Kubernetes backend.
     """
 
-    def __init__(self, cluster: dict[str, Any], timeout_s: float = 300.0, poll_s: float = 0.1,
+    def __init__(self, cluster: dict[str, Any], timeout_s: float = 300.0, poll_s: float = 0.5,
                  formation_timeout_s: float | None = None, started_at: float | None = None,
                  kubernetes_conn_id: str = "kubernetes_default", grace_s: float = 60.0) -> None:
         super().__init__()
@@ -72,53 +74,49 @@ class H2OClusterReadyTrigger(BaseTrigger):
         backend = self._backend()
         info = ClusterInfo.from_dict(self.cluster)
         try:
-            if info.backend == "kubernetes" and info.endpoint_mode != "port-forward":  # the provider's async hook
+            if info.backend == "kubernetes":  # the provider's async hook: the pods are watched, not polled
                 from airflow.providers.cncf.kubernetes.hooks.kubernetes import AsyncKubernetesHook
 
                 async with AsyncKubernetesHook(conn_id=self.kubernetes_conn_id).get_conn() as api:
-                    async for event in self._poll(lambda elapsed: backend.astatus(api, info, elapsed,
-                                                                                  self.formation_timeout_s)):
+                    async for event in self._follow(backend, api, info):
                         yield event
             else:
-                async for event in self._poll(lambda elapsed: backend.astatus(None, info, elapsed,
-                                                                              self.formation_timeout_s)):
+                async for event in self._follow(backend, None, info):
                     yield event
         finally:  # a port-forward opened here ends here
             await asyncio.to_thread(backend.close)
 
-    async def _poll(self, observe: Callable[[float], Awaitable[Any]]) -> AsyncIterator[TriggerEvent]:
-        """Observe every ``poll_s`` until ready, failed or timed out; yield one event."""
+    async def _follow(self, backend: Any, api: Any, info: Any) -> AsyncIterator[TriggerEvent]:
+        """The backend's observations until ready, failed or timed out; yield one event. An
+        observation that breaks (API errors) starts again, for ``grace_s`` at most."""
         from h2o_tasks.errors import ClusterError
 
         unobservable_since: float | None = None
         while True:
-            elapsed = time.time() - self.started_at
             try:
-                st = await observe(elapsed)
-                unobservable_since = None
+                observations = backend.aobserve(api, info, self.started_at, self.formation_timeout_s, self.poll_s)
+                async with contextlib.aclosing(observations):  # its watch ends with the wait
+                    async for st in observations:
+                        unobservable_since = None
+                        elapsed = time.time() - self.started_at
+                        event = {"cluster": self.cluster, "reason": st.reason, "message": st.message,
+                                 "cloud_size": st.cloud_size, "elapsed_s": round(elapsed, 2)}
+                        if st.ready or st.failed or elapsed > self.timeout_s:
+                            status = "ready" if st.ready else "failed" if st.failed else "timeout"
+                            yield TriggerEvent({**event, "status": status})
+                            return
             except ClusterError as exc:  # e.g. a port-forward the API server forbids: waiting cannot help
                 yield TriggerEvent({"cluster": self.cluster, "status": "failed", "reason": exc.reason,
-                                    "message": str(exc), "cloud_size": 0, "elapsed_s": round(elapsed, 2)})
+                                    "message": str(exc), "cloud_size": 0,
+                                    "elapsed_s": round(time.time() - self.started_at, 2)})
                 return
             except Exception as exc:  # an API server restarting: observed again, for the grace at most
                 unobservable_since = unobservable_since or time.time()
-                if time.time() - unobservable_since < self.grace_s and elapsed <= self.timeout_s:
+                if time.time() - unobservable_since < self.grace_s and time.time() - self.started_at <= self.timeout_s:
                     self.log.warning("Cannot observe cluster %s (%s): trying again", self.cluster.get("name"), exc)
                     await asyncio.sleep(max(self.poll_s, 1.0))
                     continue
                 raise
-            event = {"cluster": self.cluster, "reason": st.reason, "message": st.message,
-                     "cloud_size": st.cloud_size, "elapsed_s": round(elapsed, 2)}
-            if st.ready:
-                yield TriggerEvent({**event, "status": "ready"})
-                return
-            if st.failed:
-                yield TriggerEvent({**event, "status": "failed"})
-                return
-            if elapsed > self.timeout_s:
-                yield TriggerEvent({**event, "status": "timeout"})
-                return
-            await asyncio.sleep(self.poll_s)
 
     async def on_kill(self) -> None:
         """Cancelled: the cluster is left to the task's teardown and the janitor (see the class docstring)."""
