@@ -144,13 +144,15 @@ def janitor_targets(pipelines_dir: str | Path | None) -> list[tuple[str, str]]:
 def janitor_dag(pipelines_dir: str | Path | None = None, schedule: str = "*/30 * * * *") -> DAG:
     """Delete abandoned clusters (expired, or whose DAG run is over) of every backend and namespace the
     pipeline files in ``pipelines_dir`` use."""
-    from h2o_airflow.operators.janitor import H2OJanitorOperator
+    from h2o_airflow.operators.janitor import H2OJanitorOperator, H2ORememberedJanitorOperator
 
     with DAG(dag_id="h2o_janitor", schedule=schedule, start_date=datetime(2024, 1, 1, tzinfo=UTC),
              catchup=False, max_active_runs=1, default_args=DEFAULT_ARGS, tags=["h2o", "maintenance"],
              doc_md="Deletes ephemeral H2O clusters that are expired or whose DAG run is over, for every backend "
                     "and namespace the pipeline files use.") as dag:
-        for backend, namespace in janitor_targets(pipelines_dir):
+        targets = janitor_targets(pipelines_dir)
+        for backend, namespace in targets:
             task_id = f"delete_abandoned_{backend}" + (f"_{namespace.replace('-', '_')}" if namespace else "")
             H2OJanitorOperator(task_id=task_id, backend=backend, **({"namespace": namespace} if namespace else {}))
+        H2ORememberedJanitorOperator(task_id="delete_abandoned_remembered", current=[list(t) for t in targets])
     return dag

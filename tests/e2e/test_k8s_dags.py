@@ -151,8 +151,9 @@ def test_a_failure_in_training_leaves_a_diagnostics_bundle_without_secrets(k8s_b
 
 def test_the_shipped_janitor_dag_reaps_a_kubernetes_orphan(k8s_bed, k8s_airflow):
     """A cluster whose worker died before its teardown (its run is gone), and one in use: the janitor
-    task of the pipelines' namespace deletes the first, PodDisruptionBudget and anchor included."""
-    from datetime import date
+    task of the pipelines' namespace deletes the first, PodDisruptionBudget and anchor included. Once
+    no pipeline file names the namespace, the janitor still sweeps it from its memory."""
+    from datetime import date, timedelta
 
     from h2o_tasks.cluster.base import ClusterSpec
     from h2o_tasks.cluster.kubernetes import KubernetesBackend
@@ -170,6 +171,21 @@ def test_the_shipped_janitor_dag_reaps_a_kubernetes_orphan(k8s_bed, k8s_airflow)
         assert swept["deleted"] == [orphan.name] and "no longer exists" in swept["reasons"][orphan.name]
         left = leftovers(k8s_bed, orphan.name)
         assert (left["pods"], left["services"], left["statefulsets"], left["processes"]) == (0, 0, 0, 0), left
+        assert [c.name for c in backend.list_clusters()] == [kept.name]
+        assert "kubernetes/h2o" in results["delete_abandoned_remembered"]["targets"]
+
+        # The pipeline files stop naming the namespace (a file broken or moved while its run went on): no
+        # delete_abandoned_kubernetes_* task is left, and the janitor's memory sweeps the namespace.
+        later = backend.create(ClusterSpec.for_run("k8s-delay", "h2o_train__k8s-delay", "manual__file-broken",
+                                                   cluster_config(replicas=1)))
+        local_only = dag_folder.make(Path(env["AIRFLOW_HOME"]) / "dags-local-only")
+        dag_folder.write_pipeline(local_only, "arrival_delay", dag_folder.example())
+        (local_only / "pipelines" / "broken.yaml").write_text("name: k8s-delay\ncluster: {backend: kubernetes\n")
+        moved = {**env, "AIRFLOW__CORE__DAGS_FOLDER": str(local_only)}
+        rc, states, results = run(moved, log, "h2o_janitor", (date.today() + timedelta(days=1)).isoformat())
+        assert rc == 0 and set(states) == {"delete_abandoned_local", "delete_abandoned_remembered"}, states
+        swept = results["delete_abandoned_remembered"]["swept"]["kubernetes/h2o"]
+        assert swept["deleted"] == [later.name] and "no longer exists" in swept["reasons"][later.name], swept
         assert [c.name for c in backend.list_clusters()] == [kept.name]
     finally:
         for info in backend.list_clusters():

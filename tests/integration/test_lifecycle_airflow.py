@@ -164,3 +164,32 @@ def test_a_pipeline_file_changed_mid_run_still_tears_down_the_cluster_it_created
     deleted = report["delete_cluster"].result
     assert (deleted["backend"], deleted["deleted"]) == ("local", True), deleted
     assert _state(d, naming.cluster_name("mid-run", dag_id, run_id)) is None
+
+
+def test_a_pipeline_file_broken_mid_run_leaves_its_cluster_to_the_janitor(airflow_deployment, tmp_path):
+    """Once the cluster is ready, the file is broken (invalid YAML): the run's later tasks, teardown
+    included, cannot load their DAG and the run fails; the janitor reaps the cluster (its run is over)."""
+    d = airflow_deployment
+    dag_id = _pipeline(d, "broken-mid-run", cluster={"replicas": 1, "memory": "1g", "nthreads": 1},
+                       training={"algorithms": [{"algo": "glm", "params": {"lambda_search": False}}], "seed": 1})
+    path = d.dags / "pipelines" / "broken_mid_run.yaml"
+    good = path.read_text()
+    meet = tmp_path / "meet"
+    try:
+        with d.hooks({"cluster:ready": f"barrier:{meet}:2:300"}):
+            run_id = d.trigger(dag_id, DAY)
+            name = naming.cluster_name("broken-mid-run", dag_id, run_id)
+            _wait("the create task at its barrier", lambda: meet.exists() and any(meet.iterdir()), 300)
+            path.write_text(good.replace("cluster:", "cluster: [", 1))
+            (meet / "cluster_ready-test").touch()
+            assert d.wait_run(dag_id, run_id, timeout=600) == "failed"
+        assert _state(d, name) is not None  # nothing of the run could delete it
+        d.unpause("h2o_janitor")
+        janitor = d.trigger("h2o_janitor", datetime.now(UTC).isoformat())
+        assert d.wait_run("h2o_janitor", janitor, timeout=300) == "success"
+        swept = d.api("GET", f"/api/v2/dags/h2o_janitor/dagRuns/{janitor}/taskInstances/delete_abandoned_local/"
+                             "xcomEntries/return_value", query={"deserialize": "true"})["value"]
+        assert name in swept["deleted"] and "is failed" in swept["reasons"][name], swept
+        assert _state(d, name) is None
+    finally:
+        path.write_text(good)

@@ -73,3 +73,39 @@ def test_the_run_state_as_the_task_sdk_answers_it():
     assert op.reason(info, NOW, _ti(DagRunState.RUNNING)) is None
     assert op.reason(info, NOW, _ti(DagRunState.QUEUED)) is None
     assert "is success" in op.reason(info, NOW, _ti(DagRunState.SUCCESS))
+
+
+def test_the_janitor_remembers_targets_the_files_stop_naming(monkeypatch):
+    """Targets named today are left to their own tasks; one named earlier is swept, one whose sweep fails is
+    kept for the next run, one not named for longer than forget_after_days is forgotten."""
+    from h2o_airflow.operators.janitor import H2ORememberedJanitorOperator
+
+    now = datetime.now(UTC)
+    seen = lambda days: (now - timedelta(days=days)).isoformat()  # noqa: E731
+    previous = {"targets": {
+        "kubernetes/gone-ns": {"backend": "kubernetes", "namespace": "gone-ns", "kubernetes_conn_id": "k", "last_seen": seen(2)},
+        "kubernetes/no-access": {"backend": "kubernetes", "namespace": "no-access", "kubernetes_conn_id": "k", "last_seen": seen(3)},
+        "kubernetes/ancient": {"backend": "kubernetes", "namespace": "ancient", "kubernetes_conn_id": "k", "last_seen": seen(40)},
+        "kubernetes/h2o": {"backend": "kubernetes", "namespace": "h2o", "kubernetes_conn_id": "k", "last_seen": seen(1)},
+    }}
+    pulled = []
+    ti = SimpleNamespace(xcom_pull=lambda **kw: pulled.append(kw) or previous)
+    op = H2ORememberedJanitorOperator(task_id="remembered", current=[["local", ""], ["kubernetes", "h2o"]])
+    swept = []
+
+    def sweep(backend, namespace, conn_id, context):
+        swept.append((backend, namespace, conn_id))
+        if namespace == "no-access":
+            raise PermissionError("403 forbidden")
+        return {"deleted": ["c1"], "reasons": {"c1": "its DAG run d / r no longer exists"}}
+
+    monkeypatch.setattr(op, "sweep", sweep)
+    out = op.execute({"ti": ti})
+    assert pulled == [{"task_ids": "remembered", "include_prior_dates": True}]
+    assert swept == [("kubernetes", "gone-ns", "k"), ("kubernetes", "no-access", "k")]
+    assert set(out["swept"]) == {"kubernetes/gone-ns"}
+    assert set(out["targets"]) == {"local/", "kubernetes/h2o", "kubernetes/gone-ns", "kubernetes/no-access"}
+    assert out["targets"]["kubernetes/h2o"]["last_seen"] > previous["targets"]["kubernetes/h2o"]["last_seen"]
+    first = H2ORememberedJanitorOperator(task_id="remembered", current=[["local", ""]]).execute(
+        {"ti": SimpleNamespace(xcom_pull=lambda **kw: None)})  # the first run: nothing remembered yet
+    assert (set(first["targets"]), first["swept"]) == ({"local/"}, {})

@@ -35,7 +35,11 @@ class H2OJanitorOperator(BaseOperator):
         self.kubernetes_conn_id = kubernetes_conn_id
 
     def execute(self, context: Any) -> dict[str, Any]:
-        backend = backend_for(self.backend, kubernetes_conn_id=self.kubernetes_conn_id, namespace=self.namespace)
+        return self.sweep(self.backend, self.namespace, self.kubernetes_conn_id, context)
+
+    def sweep(self, backend_name: str, namespace: str, kubernetes_conn_id: str, context: Any) -> dict[str, Any]:
+        """Delete the abandoned clusters of one backend (and namespace); what was deleted and why."""
+        backend = backend_for(backend_name, kubernetes_conn_id=kubernetes_conn_id, namespace=namespace)
         now = datetime.now(UTC)
         deleted, reasons = [], {}
         for info in backend.list_clusters():
@@ -72,3 +76,51 @@ class H2OJanitorOperator(BaseOperator):
             self.log.warning("Could not read the state of DAG run %s / %s (cluster kept): %s", dag_id, run_id, exc)
             return None
         return str(getattr(state, "value", state)).lower()  # the task SDK answers with a DagRunState
+
+
+class H2ORememberedJanitorOperator(H2OJanitorOperator):
+    """
+    Sweep the backends and namespaces that earlier runs of this task saw in the pipeline files but
+    today's files no longer name: a file broken or changed while its run was under way leaves its
+    cluster where no ``delete_abandoned_*`` task looks any more.
+
+    The targets are remembered in this task's own XCom (pulled from its previous run) and
+    forgotten ``forget_after_days`` after a file last named them. A target that cannot be swept
+    (a namespace deleted, a connection removed) is logged and kept for the next run.
+
+    :param current: ``[backend, namespace]`` pairs the pipeline files name today (swept by the
+        other tasks of the DAG).
+    """
+
+    template_fields = ()
+
+    def __init__(self, *, current: list[list[str]], forget_after_days: float = 30.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.current = [list(t) for t in current]
+        self.forget_after_days = forget_after_days
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        now = datetime.now(UTC)
+        previous = context["ti"].xcom_pull(task_ids=self.task_id, include_prior_dates=True) or {}
+        targets: dict[str, dict[str, str]] = dict(previous.get("targets") or {})
+        for backend, namespace in self.current:
+            targets[f"{backend}/{namespace}"] = {"backend": backend, "namespace": namespace,
+                                                 "kubernetes_conn_id": self.kubernetes_conn_id,
+                                                 "last_seen": now.isoformat()}
+        swept: dict[str, Any] = {}
+        for key, target in sorted(targets.items()):
+            if [target["backend"], target["namespace"]] in self.current:
+                continue
+            age_days = (now - datetime.fromisoformat(target["last_seen"])).total_seconds() / 86400
+            if age_days > self.forget_after_days:
+                self.log.info("Forgetting %s: no pipeline file has named it for %.0f days", key, age_days)
+                targets.pop(key)
+                continue
+            self.log.info("Sweeping %s, which no pipeline file names any more (last named %s)", key,
+                          target["last_seen"])
+            try:
+                swept[key] = self.sweep(target["backend"], target["namespace"] or "h2o",
+                                        target.get("kubernetes_conn_id") or self.kubernetes_conn_id, context)
+            except Exception as exc:  # kept for the next run; the other targets are still swept
+                self.log.warning("Could not sweep %s (kept for the next run): %s", key, exc)
+        return {"targets": targets, "swept": swept}
