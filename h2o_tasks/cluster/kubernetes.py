@@ -9,7 +9,6 @@ provider's ``KubernetesHook`` (connection ``kubernetes_default``).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import threading
@@ -309,8 +308,8 @@ class KubernetesBackend:
         """Observations for the triggerer's wait, every ``tick_s``, driven by a watch of the run's pods.
 
         The API server sees one read of the StatefulSet, one list of the pods and one watch
-        (renewed each ``podwatch.WATCH_S``); the StatefulSet is read again only after a pod was
-        deleted. Ticks read the watched pods, and ask the leader's ``/3/Cloud`` only while exactly
+        (renewed each ``podwatch.WATCH_S``); the StatefulSet is read again at each renewal and
+        after a pod went. Ticks read the watched pods, and ask the leader's ``/3/Cloud`` only while exactly
         one pod is Ready. A broken watch (the API server restarting) raises here; the caller
         observes again within its grace.
         """
@@ -339,12 +338,12 @@ class KubernetesBackend:
         cache = podwatch.PodCache(ns, self._selector(info.name))
         watcher = asyncio.create_task(cache.follow(api), name=f"pod watch {ns}/{info.name}")
         try:
-            deleted = 0
+            seen = (0, 0)
             while True:
                 await podwatch.first_error(watcher)
                 if cache.resource_version:  # listed
-                    if cache.deleted != deleted:
-                        deleted = cache.deleted
+                    if (cache.deleted, cache.renewals) != seen:  # a pod went, or a minute passed
+                        seen = (cache.deleted, cache.renewals)
                         gone = await missing()
                         if gone:
                             yield gone
@@ -363,9 +362,7 @@ class KubernetesBackend:
                                   formation_timeout_s)
                 await asyncio.sleep(tick_s)
         finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await watcher
+            await podwatch.stop(watcher)
             log.info("Wait for %s/%s: %d pod list/watch request(s)", ns, info.name, cache.requests)
 
     def wait_ready(self, info: ClusterInfo, timeout_s: float, poll_s: float = 0.5) -> ClusterStatus:

@@ -115,3 +115,20 @@ def test_the_wait_tries_again_through_a_short_api_outage(monkeypatch):
 
 async def _no_sleep(_seconds):
     return None
+
+
+def test_the_pod_cache_follows_events_and_counts_pods_that_went():
+    """Watch events update the cache; a pod missing from a new list (gone while the watch was down)
+    counts as gone, like a DELETED event, so the wait checks its StatefulSet again."""
+    from h2o_tasks.cluster.podwatch import PodCache
+
+    pod = lambda name, rv: {"metadata": {"name": name, "resourceVersion": rv}}  # noqa: E731
+    cache = PodCache("h2o", "app=x")
+    cache.relist({"a": pod("a", "1"), "b": pod("b", "2")}, "5")
+    assert (sorted(cache.pods), cache.resource_version, cache.deleted) == (["a", "b"], "5", 0)
+    cache.apply("MODIFIED", pod("a", "6"))
+    cache.apply("ADDED", pod("c", "7"))
+    cache.apply("DELETED", pod("b", "8"))
+    assert (sorted(cache.pods), cache.resource_version, cache.deleted) == (["a", "c"], "8", 1)
+    cache.relist({"a": pod("a", "9")}, "12")  # c went during a 410 gap
+    assert (sorted(cache.pods), cache.resource_version, cache.deleted) == (["a"], "12", 2)

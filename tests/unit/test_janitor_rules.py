@@ -77,20 +77,25 @@ def test_the_run_state_as_the_task_sdk_answers_it():
 
 def test_the_janitor_remembers_targets_the_files_stop_naming(monkeypatch):
     """Targets named today are left to their own tasks; one named earlier is swept, one whose sweep fails is
-    kept for the next run, one not named for longer than forget_after_days is forgotten."""
-    from h2o_airflow.operators.janitor import H2ORememberedJanitorOperator
+    kept for the next run, one not named for longer than forget_after_days is forgotten, one that does
+    not read is dropped; the memory is written back for the next run, which reads it again."""
+    import json
+
+    from airflow.sdk import Variable
+
+    from h2o_airflow.operators.janitor import MEMORY_VARIABLE, H2ORememberedJanitorOperator
 
     now = datetime.now(UTC)
     seen = lambda days: (now - timedelta(days=days)).isoformat()  # noqa: E731
-    previous = {"targets": {
+    store = {MEMORY_VARIABLE: json.dumps({
         "kubernetes/gone-ns": {"backend": "kubernetes", "namespace": "gone-ns", "kubernetes_conn_id": "k", "last_seen": seen(2)},
         "kubernetes/no-access": {"backend": "kubernetes", "namespace": "no-access", "kubernetes_conn_id": "k", "last_seen": seen(3)},
         "kubernetes/ancient": {"backend": "kubernetes", "namespace": "ancient", "kubernetes_conn_id": "k", "last_seen": seen(40)},
         "kubernetes/h2o": {"backend": "kubernetes", "namespace": "h2o", "kubernetes_conn_id": "k", "last_seen": seen(1)},
-    }}
-    pulled = []
-    ti = SimpleNamespace(xcom_pull=lambda **kw: pulled.append(kw) or previous)
-    op = H2ORememberedJanitorOperator(task_id="remembered", current=[["local", ""], ["kubernetes", "h2o"]])
+        "kubernetes/garbled": {"backend": "kubernetes"},
+    })}
+    monkeypatch.setattr(Variable, "get", lambda key, default=None, **kw: store.get(key, default))
+    monkeypatch.setattr(Variable, "set", lambda key, value, **kw: store.__setitem__(key, value))
     swept = []
 
     def sweep(backend, namespace, conn_id, context):
@@ -99,13 +104,23 @@ def test_the_janitor_remembers_targets_the_files_stop_naming(monkeypatch):
             raise PermissionError("403 forbidden")
         return {"deleted": ["c1"], "reasons": {"c1": "its DAG run d / r no longer exists"}}
 
+    op = H2ORememberedJanitorOperator(task_id="remembered", current=[["local", ""], ["kubernetes", "h2o"]])
     monkeypatch.setattr(op, "sweep", sweep)
-    out = op.execute({"ti": ti})
-    assert pulled == [{"task_ids": "remembered", "include_prior_dates": True}]
+    out = op.execute({})
     assert swept == [("kubernetes", "gone-ns", "k"), ("kubernetes", "no-access", "k")]
     assert set(out["swept"]) == {"kubernetes/gone-ns"}
-    assert set(out["targets"]) == {"local/", "kubernetes/h2o", "kubernetes/gone-ns", "kubernetes/no-access"}
-    assert out["targets"]["kubernetes/h2o"]["last_seen"] > previous["targets"]["kubernetes/h2o"]["last_seen"]
-    first = H2ORememberedJanitorOperator(task_id="remembered", current=[["local", ""]]).execute(
-        {"ti": SimpleNamespace(xcom_pull=lambda **kw: None)})  # the first run: nothing remembered yet
+    remembered = {"local/", "kubernetes/h2o", "kubernetes/gone-ns", "kubernetes/no-access"}
+    assert set(out["targets"]) == set(json.loads(store[MEMORY_VARIABLE])) == remembered
+    assert out["targets"]["kubernetes/h2o"]["last_seen"] > seen(1)
+
+    # the next runs read what the last one wrote (the files now name only the local backend)
+    for _ in range(2):
+        swept.clear()
+        op = H2ORememberedJanitorOperator(task_id="remembered", current=[["local", ""]])
+        monkeypatch.setattr(op, "sweep", sweep)
+        assert set(op.execute({})["targets"]) == remembered
+        assert sorted(swept) == [("kubernetes", "gone-ns", "k"), ("kubernetes", "h2o", "kubernetes_default"),
+                                 ("kubernetes", "no-access", "k")]
+    store[MEMORY_VARIABLE] = "not json"
+    first = H2ORememberedJanitorOperator(task_id="remembered", current=[["local", ""]]).execute({})
     assert (set(first["targets"]), first["swept"]) == ({"local/"}, {})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,6 +11,7 @@ from airflow.sdk import BaseOperator
 from h2o_airflow.backends import DEFAULT_KUBERNETES_CONN_ID, backend_for
 
 LIVE_RUN_STATES = ("queued", "running")
+MEMORY_VARIABLE = "h2o_janitor_targets"
 
 
 class H2OJanitorOperator(BaseOperator):
@@ -84,9 +86,10 @@ class H2ORememberedJanitorOperator(H2OJanitorOperator):
     today's files no longer name: a file broken or changed while its run was under way leaves its
     cluster where no ``delete_abandoned_*`` task looks any more.
 
-    The targets are remembered in this task's own XCom (pulled from its previous run) and
-    forgotten ``forget_after_days`` after a file last named them. A target that cannot be swept
-    (a namespace deleted, a connection removed) is logged and kept for the next run.
+    The targets are remembered in the Airflow Variable ``memory_key`` (JSON; the janitor DAG has
+    one active run at a time, so one writer) and forgotten ``forget_after_days`` after a file last
+    named them. A target that cannot be swept (a namespace deleted, a connection removed) is
+    logged and kept for the next run; an entry that does not read is logged and dropped.
 
     :param current: ``[backend, namespace]`` pairs the pipeline files name today (swept by the
         other tasks of the DAG).
@@ -94,15 +97,18 @@ class H2ORememberedJanitorOperator(H2OJanitorOperator):
 
     template_fields = ()
 
-    def __init__(self, *, current: list[list[str]], forget_after_days: float = 30.0, **kwargs: Any) -> None:
+    def __init__(self, *, current: list[list[str]], forget_after_days: float = 30.0,
+                 memory_key: str = MEMORY_VARIABLE, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.current = [list(t) for t in current]
         self.forget_after_days = forget_after_days
+        self.memory_key = memory_key
 
     def execute(self, context: Any) -> dict[str, Any]:
+        from airflow.sdk import Variable
+
         now = datetime.now(UTC)
-        previous = context["ti"].xcom_pull(task_ids=self.task_id, include_prior_dates=True) or {}
-        targets: dict[str, dict[str, str]] = dict(previous.get("targets") or {})
+        targets = self._read(Variable.get(self.memory_key, default=None))
         for backend, namespace in self.current:
             targets[f"{backend}/{namespace}"] = {"backend": backend, "namespace": namespace,
                                                  "kubernetes_conn_id": self.kubernetes_conn_id,
@@ -123,4 +129,25 @@ class H2ORememberedJanitorOperator(H2OJanitorOperator):
                                         target.get("kubernetes_conn_id") or self.kubernetes_conn_id, context)
             except Exception as exc:  # kept for the next run; the other targets are still swept
                 self.log.warning("Could not sweep %s (kept for the next run): %s", key, exc)
+        Variable.set(self.memory_key, json.dumps(targets, sort_keys=True),
+                     description="h2o_janitor: backends and namespaces the pipeline files named (JSON)")
         return {"targets": targets, "swept": swept}
+
+    def _read(self, raw: str | None) -> dict[str, dict[str, str]]:
+        """The remembered targets; entries that do not read are logged and dropped."""
+        try:
+            stored = json.loads(raw) if raw else {}
+        except ValueError:
+            self.log.warning("Variable %s is not JSON (forgotten): %.200s", self.memory_key, raw)
+            return {}
+        targets = {}
+        for key, target in (stored.items() if isinstance(stored, dict) else []):
+            try:
+                datetime.fromisoformat(target["last_seen"])
+                if target["backend"] not in ("local", "kubernetes") or not isinstance(target["namespace"], str):
+                    raise ValueError(target)
+            except (KeyError, TypeError, ValueError) as exc:
+                self.log.warning("Remembered target %s does not read (dropped): %s", key, exc)
+                continue
+            targets[key] = target
+        return targets

@@ -77,7 +77,8 @@ class H2OClusterReadyTrigger(BaseTrigger):
             if info.backend == "kubernetes":  # the provider's async hook: the pods are watched, not polled
                 from airflow.providers.cncf.kubernetes.hooks.kubernetes import AsyncKubernetesHook
 
-                async with AsyncKubernetesHook(conn_id=self.kubernetes_conn_id).get_conn() as api:
+                conn_id = info.kubernetes_conn_id or self.kubernetes_conn_id  # the one the cluster was made with
+                async with AsyncKubernetesHook(conn_id=conn_id).get_conn() as api:
                     async for event in self._follow(backend, api, info):
                         yield event
             else:
