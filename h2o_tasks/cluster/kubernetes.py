@@ -338,7 +338,7 @@ class KubernetesBackend:
         cache = podwatch.PodCache(ns, self._selector(info.name))
         watcher = asyncio.create_task(cache.follow(api), name=f"pod watch {ns}/{info.name}")
         try:
-            seen = (0, 0)
+            seen = (0, 1)  # the StatefulSet was just read: again once a pod goes or the first watch is renewed
             while True:
                 await podwatch.first_error(watcher)
                 if cache.resource_version:  # listed

@@ -166,9 +166,13 @@ def test_a_pipeline_file_changed_mid_run_still_tears_down_the_cluster_it_created
     assert _state(d, naming.cluster_name("mid-run", dag_id, run_id)) is None
 
 
-def test_a_pipeline_file_broken_mid_run_leaves_its_cluster_to_the_janitor(airflow_deployment, tmp_path):
-    """Once the cluster is ready, the file is broken (invalid YAML): the run's later tasks, teardown
-    included, cannot load their DAG and the run fails; the janitor reaps the cluster (its run is over)."""
+def test_a_pipeline_file_broken_mid_run_pauses_the_run_and_the_janitor_reaps_its_expired_cluster(
+        airflow_deployment, tmp_path):
+    """Once the cluster is ready the file is broken (invalid YAML). Airflow 3.3 reschedules the next task
+    ("Dag not found during start up"): the run waits instead of failing, no task pushes the cluster's
+    expiry, and the janitor reaps it once expired (ttl 15 s here). The file fixed, the run goes on: its
+    next task finds the cluster gone, makes it again (cluster.rebuild_on_loss), the run succeeds, and
+    nothing is left."""
     d = airflow_deployment
     dag_id = _pipeline(d, "broken-mid-run", cluster={"replicas": 1, "memory": "1g", "nthreads": 1},
                        training={"algorithms": [{"algo": "glm", "params": {"lambda_search": False}}], "seed": 1})
@@ -176,20 +180,26 @@ def test_a_pipeline_file_broken_mid_run_leaves_its_cluster_to_the_janitor(airflo
     good = path.read_text()
     meet = tmp_path / "meet"
     try:
-        with d.hooks({"cluster:ready": f"barrier:{meet}:2:300"}):
+        with d.cluster_seconds(ttl=15, ceiling=900), d.hooks({"cluster:ready": f"barrier:{meet}:2:300"}):
             run_id = d.trigger(dag_id, DAY)
             name = naming.cluster_name("broken-mid-run", dag_id, run_id)
             _wait("the create task at its barrier", lambda: meet.exists() and any(meet.iterdir()), 300)
             path.write_text(good.replace("cluster:", "cluster: [", 1))
             (meet / "cluster_ready-test").touch()
-            assert d.wait_run(dag_id, run_id, timeout=600) == "failed"
-        assert _state(d, name) is not None  # nothing of the run could delete it
-        d.unpause("h2o_janitor")
-        janitor = d.trigger("h2o_janitor", datetime.now(UTC).isoformat())
-        assert d.wait_run("h2o_janitor", janitor, timeout=300) == "success"
+            _wait("the import task rescheduled",
+                  lambda: _task_state(d, dag_id, run_id, "import_data") == "up_for_reschedule", 180)
+            state = _state(d, name)
+            assert state is not None and d.run_state(dag_id, run_id) == "running"
+            time.sleep(max(0.0, (datetime.fromisoformat(state["expires_at"]) - datetime.now(UTC)).total_seconds() + 1))
+            d.unpause("h2o_janitor")
+            janitor = d.trigger("h2o_janitor", datetime.now(UTC).isoformat())
+            assert d.wait_run("h2o_janitor", janitor, timeout=300) == "success"
         swept = d.api("GET", f"/api/v2/dags/h2o_janitor/dagRuns/{janitor}/taskInstances/delete_abandoned_local/"
                              "xcomEntries/return_value", query={"deserialize": "true"})["value"]
-        assert name in swept["deleted"] and "is failed" in swept["reasons"][name], swept
+        assert name in swept["deleted"] and "expired at" in swept["reasons"][name], swept
         assert _state(d, name) is None
+        path.write_text(good)
+        assert d.wait_run(dag_id, run_id, timeout=600) == "success"
+        assert _state(d, name) is None  # the rebuilt cluster went with the run's teardown
     finally:
         path.write_text(good)
