@@ -30,6 +30,7 @@ BACKENDS = ("local", "kubernetes")
 ENDPOINT_MODES = ("service", "pod-ip", "port-forward")  # how Airflow reaches the leader on Kubernetes
 SCORING_ENGINES = ("cluster", "offline")
 _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_CONN_ID = re.compile(r"^[A-Za-z0-9_.-]{1,250}$")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _MEMORY = re.compile(r"^(\d+)([mMgG])$")
 
@@ -58,6 +59,8 @@ class ClusterConfig:
     rebuild_on_loss: bool = True
     # kubernetes only
     namespace: str = "h2o"
+    # the Airflow connection to the cluster's API server (every task of the pipeline, and the janitor)
+    kubernetes_conn_id: str = "kubernetes_default"
     image: str = "h2o-airflow/h2o:3.46.0.11"
     cpu: str = "1"
     cluster_domain: str = "cluster.local"
@@ -346,6 +349,7 @@ def _parse_cluster(data: Any) -> ClusterConfig:
         unobservable_grace_s=s.int_in("unobservable_grace_s", d.unobservable_grace_s, 5, 3600),
         rebuild_on_loss=s.get("rebuild_on_loss", bool, d.rebuild_on_loss),
         namespace=s.get("namespace", str, d.namespace),
+        kubernetes_conn_id=s.get("kubernetes_conn_id", str, d.kubernetes_conn_id),
         image=s.get("image", str, d.image),
         cpu=str(s.get("cpu", (str, int, float), d.cpu)),
         cluster_domain=s.get("cluster_domain", str, d.cluster_domain),
@@ -366,6 +370,9 @@ def _parse_cluster(data: Any) -> ClusterConfig:
         raise ConfigError("cluster.memory", memory, "is below H2O's minimum of 256m per node", "use at least 1g per node")
     if not _DNS_LABEL.match(cfg.namespace):
         raise ConfigError("cluster.namespace", cfg.namespace, "is not a DNS-1123 label", "use lower-case letters, digits and '-'")
+    if not _CONN_ID.match(cfg.kubernetes_conn_id):
+        raise ConfigError("cluster.kubernetes_conn_id", cfg.kubernetes_conn_id, "is not an Airflow connection id",
+                          "use letters, digits, '_', '-' and '.' (kubernetes_default unless you made another)")
     return cfg
 
 

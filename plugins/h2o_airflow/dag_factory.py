@@ -11,6 +11,7 @@ pipeline's DAGs still load.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,7 @@ def training_dag(path: str | Path, cfg: PipelineConfig | None = None) -> DAG:
     from h2o_airflow.operators.model import H2OBatchScoreOperator, H2OExportModelOperator, H2OImportOperator, H2OTrainOperator
 
     cfg = cfg or pipeline_config.load(path)
-    common: dict[str, Any] = {"pipeline": str(path)}
+    common: dict[str, Any] = {"pipeline": str(path), "kubernetes_conn_id": cfg.cluster.kubernetes_conn_id}
     with _dag(f"h2o_train__{cfg.name}", cfg, cfg.schedule.training, True,
               f"Train `{cfg.name}` on the {cfg.source.training_window_days} days before each interval's end, "
               f"export MOJO/POJO and promote if it passes the quality gate"
@@ -101,7 +102,7 @@ def scoring_dag(path: str | Path, cfg: PipelineConfig | None = None) -> DAG:
     from h2o_airflow.operators.model import H2OBatchScoreOperator, H2OImportOperator
 
     cfg = cfg or pipeline_config.load(path)
-    common: dict[str, Any] = {"pipeline": str(path)}
+    common: dict[str, Any] = {"pipeline": str(path), "kubernetes_conn_id": cfg.cluster.kubernetes_conn_id}
     with _dag(f"h2o_score__{cfg.name}", cfg, cfg.schedule.scoring, False,
               f"Score each day of `{cfg.name}` with the champion model ({cfg.scoring.engine} engine) "
               f"and commit predictions atomically. Pipeline file: `{path}`.") as dag:
@@ -128,17 +129,30 @@ def pipeline_dags(dag_file: str | Path) -> dict[str, DAG]:
     return {f"train_{cfg.name}": training_dag(path, cfg), f"score_{cfg.name}": scoring_dag(path, cfg)}
 
 
-def janitor_targets(pipelines_dir: str | Path | None) -> list[tuple[str, str]]:
-    """``(backend, namespace)`` of every cluster any pipeline file can create (``local`` always);
-    files that do not load are left out (they create nothing)."""
-    targets = {("local", "")}
+def janitor_targets(pipelines_dir: str | Path | None) -> list[tuple[str, str, str]]:
+    """``(backend, namespace, kubernetes_conn_id)`` of every cluster any pipeline file can create
+    (``local`` always); files that do not load are left out (the janitor's memory covers them)."""
+    targets = {("local", "", "")}
     for path in sorted(Path(pipelines_dir).glob("*.yaml")) if pipelines_dir else []:
         try:
             cfg = pipeline_config.load(path)
         except pipeline_config.ConfigError:
             continue
-        targets.add((cfg.cluster.backend, cfg.cluster.namespace if cfg.cluster.backend == "kubernetes" else ""))
+        if cfg.cluster.backend == "kubernetes":
+            targets.add(("kubernetes", cfg.cluster.namespace, cfg.cluster.kubernetes_conn_id))
+        else:
+            targets.add((cfg.cluster.backend, "", ""))
     return sorted(targets)
+
+
+def janitor_task_id(backend: str, namespace: str, conn_id: str) -> str:
+    """``delete_abandoned_<backend>[_<namespace>][__<connection>]`` (the connection when not the default)."""
+    from h2o_airflow.backends import DEFAULT_KUBERNETES_CONN_ID
+
+    task_id = f"delete_abandoned_{backend}" + (f"_{namespace}" if namespace else "")
+    if conn_id and conn_id != DEFAULT_KUBERNETES_CONN_ID:
+        task_id += f"__{conn_id}"
+    return re.sub(r"[^A-Za-z0-9_.]", "_", task_id)
 
 
 def janitor_dag(pipelines_dir: str | Path | None = None, schedule: str = "*/30 * * * *") -> DAG:
@@ -151,8 +165,9 @@ def janitor_dag(pipelines_dir: str | Path | None = None, schedule: str = "*/30 *
              doc_md="Deletes ephemeral H2O clusters that are expired or whose DAG run is over, for every backend "
                     "and namespace the pipeline files use.") as dag:
         targets = janitor_targets(pipelines_dir)
-        for backend, namespace in targets:
-            task_id = f"delete_abandoned_{backend}" + (f"_{namespace.replace('-', '_')}" if namespace else "")
-            H2OJanitorOperator(task_id=task_id, backend=backend, **({"namespace": namespace} if namespace else {}))
+        for backend, namespace, conn_id in targets:
+            H2OJanitorOperator(task_id=janitor_task_id(backend, namespace, conn_id), backend=backend,
+                               **({"namespace": namespace} if namespace else {}),
+                               **({"kubernetes_conn_id": conn_id} if conn_id else {}))
         H2ORememberedJanitorOperator(task_id="delete_abandoned_remembered", current=[list(t) for t in targets])
     return dag

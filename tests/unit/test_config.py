@@ -166,6 +166,8 @@ def test_a_later_file_sharing_an_output_is_refused_and_the_earlier_keeps_working
     ({"ttl_minutes": 120, "max_run_minutes": 60}, "cluster.max_run_minutes", "below ttl_minutes"),
     ({"max_run_minutes": 3}, "cluster.max_run_minutes", "between"),
     ({"unobservable_grace_s": 1}, "cluster.unobservable_grace_s", "between"),
+    ({"kubernetes_conn_id": "my k8s"}, "cluster.kubernetes_conn_id", "not an Airflow connection id"),
+    ({"kubernetes_conn_id": ""}, "cluster.kubernetes_conn_id", "not an Airflow connection id"),
 ])
 def test_lifecycle_settings_are_checked(cluster, field, needle):
     data = raw()

@@ -49,8 +49,26 @@ def test_the_janitor_covers_every_backend_and_namespace_the_pipeline_files_use(t
     dag_folder.write_pipeline(dags, "a", dag_folder.variant(cluster={"backend": "kubernetes", "namespace": "ml-a"}))
     dag_folder.write_pipeline(dags, "b", dag_folder.variant(name="b", registry_uri="s3://b/m", cluster={
         "backend": "kubernetes", "namespace": "ml-b"}, scoring={"output_uri": "s3://b/p", "hive_table": "b"}))
+    dag_folder.write_pipeline(dags, "c", dag_folder.variant(name="c", registry_uri="s3://c/m", cluster={
+        "backend": "kubernetes", "namespace": "ml-b", "kubernetes_conn_id": "k8s_prod"},
+        scoring={"output_uri": "s3://c/p", "hive_table": "c"}))
     (dags / "pipelines" / "broken.yaml").write_text("name: [")
-    assert janitor_targets(dags / "pipelines") == [("kubernetes", "ml-a"), ("kubernetes", "ml-b"), ("local", "")]
+    assert janitor_targets(dags / "pipelines") == [("kubernetes", "ml-a", "kubernetes_default"),
+                                                   ("kubernetes", "ml-b", "k8s_prod"),
+                                                   ("kubernetes", "ml-b", "kubernetes_default"), ("local", "", "")]
+    from h2o_airflow.dag_factory import janitor_dag
+
+    dag = janitor_dag(dags / "pipelines")
+    tasks = {t.task_id: t for t in dag.tasks}
+    assert set(tasks) == {"delete_abandoned_kubernetes_ml_a", "delete_abandoned_kubernetes_ml_b",
+                          "delete_abandoned_kubernetes_ml_b__k8s_prod", "delete_abandoned_local",
+                          "delete_abandoned_remembered"}
+    assert tasks["delete_abandoned_kubernetes_ml_b__k8s_prod"].kubernetes_conn_id == "k8s_prod"
+    # every task of the pipeline uses the file's connection
+    from h2o_airflow.dag_factory import pipeline_dags
+
+    for d in pipeline_dags(dags / "pipelines" / "c.py").values():
+        assert {t.kubernetes_conn_id for t in d.tasks} == {"k8s_prod"}, d.dag_id
 
 
 def test_a_run_the_execution_api_does_not_know_is_gone():

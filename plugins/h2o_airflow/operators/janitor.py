@@ -91,8 +91,8 @@ class H2ORememberedJanitorOperator(H2OJanitorOperator):
     named them. A target that cannot be swept (a namespace deleted, a connection removed) is
     logged and kept for the next run; an entry that does not read is logged and dropped.
 
-    :param current: ``[backend, namespace]`` pairs the pipeline files name today (swept by the
-        other tasks of the DAG).
+    :param current: ``[backend, namespace, kubernetes_conn_id]`` the pipeline files name today
+        (swept by the other tasks of the DAG).
     """
 
     template_fields = ()
@@ -109,13 +109,16 @@ class H2ORememberedJanitorOperator(H2OJanitorOperator):
 
         now = datetime.now(UTC)
         targets = self._read(Variable.get(self.memory_key, default=None))
-        for backend, namespace in self.current:
-            targets[f"{backend}/{namespace}"] = {"backend": backend, "namespace": namespace,
-                                                 "kubernetes_conn_id": self.kubernetes_conn_id,
-                                                 "last_seen": now.isoformat()}
+        named = set()
+        for backend, namespace, *conn in self.current:
+            conn_id = (conn[0] if conn else "") or (self.kubernetes_conn_id if backend == "kubernetes" else "")
+            key = target_key(backend, namespace, conn_id)
+            named.add(key)
+            targets[key] = {"backend": backend, "namespace": namespace, "kubernetes_conn_id": conn_id,
+                            "last_seen": now.isoformat()}
         swept: dict[str, Any] = {}
         for key, target in sorted(targets.items()):
-            if [target["backend"], target["namespace"]] in self.current:
+            if key in named:
                 continue
             age_days = (now - datetime.fromisoformat(target["last_seen"])).total_seconds() / 86400
             if age_days > self.forget_after_days:
@@ -151,3 +154,9 @@ class H2ORememberedJanitorOperator(H2OJanitorOperator):
                 continue
             targets[key] = target
         return targets
+
+
+def target_key(backend: str, namespace: str, conn_id: str) -> str:
+    """``backend/namespace``, with ``@connection`` when it is not the default one."""
+    key = f"{backend}/{namespace}"
+    return key + (f"@{conn_id}" if conn_id and conn_id != DEFAULT_KUBERNETES_CONN_ID else "")
