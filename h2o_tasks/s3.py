@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -27,6 +28,18 @@ class S3Settings:
     access_key: str = field(default="", repr=False)
     secret_key: str = field(default="", repr=False)
     region: str = "us-east-1"
+    # temporary credentials (assume-role, web identity, instance profile): their token, and when they end
+    session_token: str = field(default="", repr=False)
+    expires_at: datetime | None = None
+
+    def expires_within(self, margin: timedelta, now: datetime | None = None) -> bool:
+        """True for temporary credentials that end within ``margin`` of ``now``."""
+        return self.expires_at is not None and self.expires_at - (now or datetime.now(UTC)) <= margin
+
+    @property
+    def secrets(self) -> list[str]:
+        """What must never be logged or saved (for masking)."""
+        return [v for v in (self.secret_key, self.session_token) if v]
 
     def client(self) -> Any:
         import boto3
@@ -37,6 +50,7 @@ class S3Settings:
             endpoint_url=self.endpoint_url or None,
             aws_access_key_id=self.access_key or None,
             aws_secret_access_key=self.secret_key or None,
+            aws_session_token=self.session_token or None,
             region_name=self.region,
             config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3, "mode": "standard"}),
         )

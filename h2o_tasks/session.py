@@ -34,10 +34,16 @@ def connect(url: str, s3: S3Settings | None = None, verbose: bool = False) -> An
         conn = h2o.connect(url=url, verbose=verbose, strict_version_check=True)
     prompt_job_polling()
     if s3 is not None and s3.access_key:
-        from h2o.persist import set_s3_credentials
-
-        set_s3_credentials(s3.access_key, s3.secret_key)
+        set_credentials(s3)
     return conn
+
+
+def set_credentials(s3: S3Settings) -> None:
+    """Give the connected cloud S3 credentials (a session token with temporary ones); never printed."""
+    from h2o.persist import set_s3_credentials
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        set_s3_credentials(s3.access_key, s3.secret_key, s3.session_token or None)
 
 
 def h2o_version() -> str:

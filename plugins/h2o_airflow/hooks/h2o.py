@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 from airflow.sdk import BaseHook
 
 from h2o_tasks.cluster import ClusterInfo
 from h2o_tasks.s3 import S3Settings
+
+# temporary credentials that end within this margin are fetched again before a long step
+CREDENTIALS_MARGIN = timedelta(minutes=15)
 
 
 class H2OHook(BaseHook):
@@ -44,20 +48,48 @@ class H2OHook(BaseHook):
         self.aws_conn_id = aws_conn_id
         self.kubernetes_conn_id = kubernetes_conn_id
         self._client: Any = None
+        self._s3: S3Settings | None = None
         self._backend: Any = backend
         self._owns_backend = backend is None
 
     def s3_settings(self) -> S3Settings:
-        """S3 endpoint and credentials from the AWS connection (``extra.endpoint_url`` for S3 APIs)."""
+        """S3 endpoint and credentials from the AWS connection (``extra.endpoint_url`` for S3 APIs), whole:
+        the session token and the end of temporary credentials (assume-role ``role_arn``, web identity,
+        the environment or an instance profile) included. The secret and the token are masked in logs."""
         if not self.aws_conn_id:
             return S3Settings()
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+        from airflow.sdk.log import mask_secret
 
         hook = S3Hook(aws_conn_id=self.aws_conn_id)
-        creds = hook.get_credentials()
+        region = hook.conn_config.region_name or "us-east-1"
         endpoint = hook.conn_config.get_service_endpoint_url("s3") or ""
-        return S3Settings(endpoint_url=endpoint, access_key=creds.access_key or "", secret_key=creds.secret_key or "",
-                          region=hook.conn_config.region_name or "us-east-1")
+        creds = hook.get_session(region_name=region).get_credentials()
+        if creds is None:  # no credentials anywhere: anonymous requests (a public bucket)
+            return S3Settings(endpoint_url=endpoint, region=region)
+        frozen = creds.get_frozen_credentials()
+        for secret in (frozen.secret_key, frozen.token):
+            if secret:
+                mask_secret(secret)
+        # botocore's refreshable (temporary) credentials know when they end; static keys do not
+        expiry = getattr(creds, "_expiry_time", None)
+        return S3Settings(endpoint_url=endpoint, access_key=frozen.access_key or "", secret_key=frozen.secret_key or "",
+                          session_token=frozen.token or "", region=region,
+                          expires_at=expiry if isinstance(expiry, datetime) else None)
+
+    def fresh_s3_settings(self, margin: timedelta = CREDENTIALS_MARGIN, now: datetime | None = None) -> S3Settings:
+        """This hook's S3 settings, fetched again (a new assume-role) when they end within ``margin``
+        of ``now``; a connected cloud gets the new ones too. Call it before a long step."""
+        if self._s3 is None:
+            self._s3 = self.s3_settings()
+        if self._s3.expires_within(margin, now):
+            self.log.info("S3 credentials end at %s (within %s): fetching new ones", self._s3.expires_at, margin)
+            self._s3 = self.s3_settings()
+            if self._client is not None and self._s3.access_key:
+                from h2o_tasks.session import set_credentials
+
+                set_credentials(self._s3)
+        return self._s3
 
     def url(self) -> str:
         """The cluster's URL as this process reaches it (opens the port-forward if the cluster needs one)."""
@@ -78,7 +110,7 @@ class H2OHook(BaseHook):
         if self._client is None:
             from h2o_tasks.session import connect
 
-            connect(self.url(), self.s3_settings())
+            connect(self.url(), self.fresh_s3_settings())
             import h2o
 
             self._client = h2o

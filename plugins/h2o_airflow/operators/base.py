@@ -10,7 +10,7 @@ from typing import Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from h2o_airflow.hooks.h2o import H2OHook
+from h2o_airflow.hooks.h2o import CREDENTIALS_MARGIN, H2OHook
 from h2o_airflow.links import XCOM_DIAGNOSTICS_KEY, XCOM_ERROR_KEY
 from h2o_tasks.errors import H2OTasksError
 
@@ -50,6 +50,9 @@ class H2OPipelineOperator(BaseOperator):
     :param kubernetes_conn_id: Kubernetes connection, for ``cluster.backend: kubernetes``.
     :param last_day_only: work on the last day of the run's data interval only (the training
         DAG's scoring tasks with ``scoring.after_training``).
+    :param s3_refresh_margin: temporary S3 credentials (assume-role, web identity, instance
+        profile) that end within this margin are fetched again before each long step (import,
+        train, export, score), and handed to the cluster; default 15 minutes.
     """
 
     template_fields: Sequence[str] = ("pipeline", "overrides")
@@ -58,8 +61,9 @@ class H2OPipelineOperator(BaseOperator):
     def __init__(self, *, pipeline: str, overrides: dict[str, Any] | str | None = None,
                  create_task_id: str = CREATE_TASK_ID, aws_conn_id: str | None = "aws_default",
                  kubernetes_conn_id: str = "kubernetes_default", last_day_only: bool = False,
-                 **kwargs: Any) -> None:
+                 s3_refresh_margin: timedelta = CREDENTIALS_MARGIN, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.s3_refresh_margin = s3_refresh_margin
         self.last_day_only = last_day_only
         self.kubernetes_conn_id = kubernetes_conn_id
         self.pipeline = pipeline
@@ -130,6 +134,8 @@ class H2OPipelineOperator(BaseOperator):
         if cfg.cluster.rebuild_on_loss:
             info = self._rebuild_if_lost(context, cfg, info, backend)
         by = max(ttl(cfg.cluster), self.execution_timeout or ttl(cfg.cluster))
+        if getattr(self, "_hook", None) is not None:  # temporary credentials that would end during the step
+            self._hook.fresh_s3_settings(self.s3_refresh_margin)
         try:
             self.log.info("Cluster %s now expires at %s", info.name, backend.extend(info, by))
         except Exception as exc:  # the watch below reports a cluster that is gone
@@ -175,7 +181,7 @@ class H2OPipelineOperator(BaseOperator):
         s3s = H2OHook(aws_conn_id=self.aws_conn_id).s3_settings()
         uri = diagnostics.bundle_uri(cfg.registry_uri, cfg.name, context["dag"].dag_id, context["run_id"])
         try:
-            bundle = diagnostics.collect(backend, info, errors=errors, secrets=[s3s.access_key, s3s.secret_key],
+            bundle = diagnostics.collect(backend, info, errors=errors, secrets=[s3s.access_key, *s3s.secrets],
                                          client=s3s.client(), uri=uri)
         except Exception as exc:  # the evidence is best effort; the run's own error matters more
             self.log.error("Could not save the diagnostics of cluster %s: %s", info.name, exc)

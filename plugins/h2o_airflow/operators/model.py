@@ -39,7 +39,7 @@ class _ClusterTaskMixin:
         from h2o_tasks import ingest
 
         purpose = purpose or getattr(self, "purpose", "train")
-        kw = {"s3": hook.s3_settings(), "hive_conn": self.hive_conn,
+        kw = {"s3": hook.fresh_s3_settings(self.s3_refresh_margin), "hive_conn": self.hive_conn,
               "staging_dir": hive_staging_root() / hook.cluster.name / purpose}
         if purpose == "score":  # one frame per day: each day is committed as its own partition
             return ingest.import_days(h2o, cfg, start, end, **kw).to_dict()
@@ -151,7 +151,7 @@ class H2OExportModelOperator(H2OTrainOperator):
         _, hook = self.attach(context)
         trained = context["ti"].xcom_pull(task_ids=self.train_task_id)
         imported = context["ti"].xcom_pull(task_ids=self.import_task_id)
-        client = hook.s3_settings().client()
+        client = hook.fresh_s3_settings(self.s3_refresh_margin).client()
 
         def job() -> Any:
             h2o = hook.get_conn()
@@ -218,13 +218,13 @@ class H2OBatchScoreOperator(_ClusterTaskMixin, H2OPipelineOperator):
                     if any(h2o.get_frame(f["frame_id"]) is None for f in days):  # a rebuilt cluster
                         days = self.import_into(h2o, hook, cfg, *self.interval(context), purpose="score")["frames"]
                     frames = [(date.fromisoformat(f["day"]), h2o.get_frame(f["frame_id"])) for f in days]
-                    return scoring.score_in_cluster(h2o, frames, cfg, hook.s3_settings().client(),
+                    return scoring.score_in_cluster(h2o, frames, cfg, hook.fresh_s3_settings(self.s3_refresh_margin).client(),
                                                     run_id=context["run_id"], loaded=loaded, hive=hive)
 
                 result = self.watched(context, cfg, "scoring", job)
             else:
                 hook = H2OHook(aws_conn_id=self.aws_conn_id)
-                result = scoring.score_offline(cfg, hook.s3_settings(), start, end, run_id=context["run_id"],
+                result = scoring.score_offline(cfg, hook.fresh_s3_settings(self.s3_refresh_margin), start, end, run_id=context["run_id"],
                                                hive=hive)
         except H2OTasksError as exc:
             raise fail_fast(exc) from exc
