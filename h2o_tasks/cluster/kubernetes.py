@@ -91,9 +91,10 @@ class KubernetesBackend:
     def _selector(self, name: str) -> str:
         return f"app.kubernetes.io/instance={name},app.kubernetes.io/managed-by={MANAGED_BY}"
 
-    def _info(self, name: str, namespace: str, replicas: int, annotations: dict[str, str]) -> ClusterInfo:
+    def _info(self, name: str, namespace: str, replicas: int, annotations: dict[str, str],
+              cluster_domain: str = "") -> ClusterInfo:
         _, client_svc = manifests.service_names(name)
-        url = f"http://{client_svc}.{namespace}.svc.{self.cluster_domain}:{H2O_PORT}"
+        url = f"http://{client_svc}.{namespace}.svc.{cluster_domain or self.cluster_domain}:{H2O_PORT}"
         return ClusterInfo(name=name, backend=self.name, url=url, replicas=replicas, namespace=namespace,
                            expires_at=annotations.get(manifests.EXPIRES_ANNOTATION, ""),
                            ceiling_at=annotations.get(manifests.CEILING_ANNOTATION, ""),
@@ -146,7 +147,7 @@ class KubernetesBackend:
                                    f"{(exc.body or '')[:500]}", retryable=exc.status >= 500,
                                    reason="CreateFailed") from exc
             raise
-        return self._info(spec.name, ns, spec.config.replicas, annotations)
+        return self._info(spec.name, ns, spec.config.replicas, annotations, spec.config.cluster_domain)
 
     def _apply_all(self, spec: ClusterSpec) -> dict[str, str]:
         """Create every object (the anchor first, the others owned by it); reconcile those that exist.

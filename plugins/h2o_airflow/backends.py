@@ -10,7 +10,7 @@ DEFAULT_KUBERNETES_CONN_ID = "kubernetes_default"
 
 
 def backend_for(name: str, *, kubernetes_conn_id: str = DEFAULT_KUBERNETES_CONN_ID, namespace: str = "",
-                endpoint_mode: str = "service") -> ClusterBackend:
+                endpoint_mode: str = "service", cluster_domain: str = "") -> ClusterBackend:
     """The backend called ``name``; for Kubernetes, its API client comes from the cncf provider's hook."""
     if name != "kubernetes":
         return get_backend(name)
@@ -21,6 +21,8 @@ def backend_for(name: str, *, kubernetes_conn_id: str = DEFAULT_KUBERNETES_CONN_
                               "conn_id": kubernetes_conn_id}
     if namespace:
         kwargs["namespace"] = namespace
+    if cluster_domain:
+        kwargs["cluster_domain"] = cluster_domain
     return get_backend(name, **kwargs)
 
 

@@ -83,3 +83,25 @@ def test_no_secret_value_in_any_manifest(rendered):
     assert "secretKeyRef" in text  # credentials by reference only
     for secret in ("h2o-airflow-local-secret", "AKIA", "aws_secret_access_key"):
         assert secret not in text
+
+
+def test_the_client_url_uses_the_pipelines_cluster_domain(monkeypatch):
+    """cluster.cluster_domain reaches the client Service's URL (discovery already used it), from the
+    operator's backend and from the spec of the cluster being created."""
+    from kubernetes import client
+
+    from h2o_airflow import backends
+    from h2o_airflow.operators.base import H2OPipelineOperator
+    from h2o_tasks.cluster.kubernetes import KubernetesBackend
+    from h2o_tasks.config import ClusterConfig
+
+    backend = KubernetesBackend(client.ApiClient(), namespace="ml")
+    info = backend._info("h2o-x", "ml", 2, {}, "corp.internal")
+    assert info.url == "http://h2o-x.ml.svc.corp.internal:54321"
+    assert backend._info("h2o-x", "ml", 2, {}).url == "http://h2o-x.ml.svc.cluster.local:54321"
+
+    seen = {}
+    monkeypatch.setattr(backends, "backend_for", lambda name, **kw: seen.update(kw) or backend)
+    cfg = type("Cfg", (), {"cluster": ClusterConfig(backend="kubernetes", cluster_domain="corp.internal")})()
+    H2OPipelineOperator(task_id="t", pipeline="p.yaml").backend(cfg)
+    assert seen["cluster_domain"] == "corp.internal"

@@ -96,7 +96,8 @@ class H2OPipelineOperator(BaseOperator):
         from h2o_airflow.backends import backend_for
 
         return backend_for(cfg.cluster.backend, kubernetes_conn_id=self.kubernetes_conn_id,
-                           namespace=cfg.cluster.namespace, endpoint_mode=cfg.cluster.endpoint_mode)
+                           namespace=cfg.cluster.namespace, endpoint_mode=cfg.cluster.endpoint_mode,
+                           cluster_domain=cfg.cluster.cluster_domain)
 
     @cached_property
     def cluster_backend(self) -> Any:
