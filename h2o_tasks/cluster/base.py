@@ -76,6 +76,8 @@ class ClusterInfo:
         ``pod-ip``, ``port-forward``); ``local`` for the local backend.
     :param kubernetes_conn_id: the connection the cluster was created with.
     :param state_dir: the local backend's state directory of this cluster.
+    :param s3_from_secret: the nodes read their S3 credentials from a Secret (``cluster.s3_secret``):
+        none are sent over the REST API.
     """
 
     name: str
@@ -90,6 +92,7 @@ class ClusterInfo:
     state_dir: str = ""
     dag_id: str = ""
     run_id: str = ""
+    s3_from_secret: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -9,6 +9,7 @@ provider's ``KubernetesHook`` (connection ``kubernetes_default``).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
@@ -147,7 +148,8 @@ class KubernetesBackend:
                                    f"{(exc.body or '')[:500]}", retryable=exc.status >= 500,
                                    reason="CreateFailed") from exc
             raise
-        return self._info(spec.name, ns, spec.config.replicas, annotations, spec.config.cluster_domain)
+        info = self._info(spec.name, ns, spec.config.replicas, annotations, spec.config.cluster_domain)
+        return dataclasses.replace(info, s3_from_secret=bool(spec.config.s3_secret))
 
     def _apply_all(self, spec: ClusterSpec) -> dict[str, str]:
         """Create every object (the anchor first, the others owned by it); reconcile those that exist.

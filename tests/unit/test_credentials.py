@@ -83,3 +83,37 @@ def test_the_provider_connection_gives_token_and_expiry(monkeypatch):
         s3 = hooks.H2OHook(aws_conn_id="aws_role").s3_settings()
         assert (s3.access_key, s3.secret_key, s3.session_token, s3.expires_at) == expected
         assert (s3.endpoint_url, s3.region) == ("http://s3.local", "eu-west-1")
+
+
+def test_a_cluster_whose_pods_read_a_secret_gets_no_credentials_over_rest(monkeypatch):
+    """cluster.s3_secret: the nodes have their S3 credentials from the Secret; the hook connects
+    without sending any (the task's own boto3 still uses the connection's)."""
+    from kubernetes import client
+
+    from h2o_tasks import session
+    from h2o_tasks.cluster import ClusterInfo
+    from h2o_tasks.cluster.base import ClusterSpec
+    from h2o_tasks.cluster.kubernetes import KubernetesBackend
+    from h2o_tasks.config import ClusterConfig
+
+    connected = []
+    monkeypatch.setattr(session, "connect", lambda url, s3=None, verbose=False: connected.append(s3))
+    for from_secret, expected in ((True, None), (False, "token0")):
+        info = ClusterInfo("c", "kubernetes", url="http://10.0.0.1:54321", endpoint_mode="pod-ip",
+                           s3_from_secret=from_secret)
+        now = datetime.now(UTC)
+        hook, fetched, pushed = _hook(monkeypatch, [now + timedelta(hours=1), now + timedelta(hours=2)])
+        hook.cluster = info
+        hook.get_conn()
+        got = connected.pop()
+        assert (got.session_token if got else None) == expected
+        # 10 minutes left: fetched again, and pushed to the cloud only when it has no Secret
+        hook.fresh_s3_settings(now=now + timedelta(minutes=50))
+        assert pushed == ([] if from_secret else [fetched[-1]])
+
+    # the Kubernetes backend records it from the pipeline's cluster.s3_secret
+    backend = KubernetesBackend(client.ApiClient(), namespace="ml")
+    monkeypatch.setattr(backend, "_read_sts", lambda name, ns: None)
+    monkeypatch.setattr(backend, "_apply_all", lambda spec: {})
+    spec = ClusterSpec.for_run("p", "d", "r", ClusterConfig(backend="kubernetes", namespace="ml", s3_secret="s3-creds"))
+    assert backend.create(spec).s3_from_secret is True

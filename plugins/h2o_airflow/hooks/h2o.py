@@ -85,7 +85,7 @@ class H2OHook(BaseHook):
         if self._s3.expires_within(margin, now):
             self.log.info("S3 credentials end at %s (within %s): fetching new ones", self._s3.expires_at, margin)
             self._s3 = self.s3_settings()
-            if self._client is not None and self._s3.access_key:
+            if self._client is not None and self._s3.access_key and not (self.cluster and self.cluster.s3_from_secret):
                 from h2o_tasks.session import set_credentials
 
                 set_credentials(self._s3)
@@ -110,7 +110,8 @@ class H2OHook(BaseHook):
         if self._client is None:
             from h2o_tasks.session import connect
 
-            connect(self.url(), self.fresh_s3_settings())
+            # a cluster whose nodes read a Secret gets no credentials over its REST API
+            connect(self.url(), None if self.cluster and self.cluster.s3_from_secret else self.fresh_s3_settings())
             import h2o
 
             self._client = h2o
