@@ -28,6 +28,7 @@ from benchmarks.readiness import GUIDE_DELAY_S, GUIDE_PERIOD_S, REFERENCE_PERIOD
 from h2o_tasks.cluster import manifests
 from h2o_tasks.cluster.base import ClusterSpec
 from h2o_tasks.config import ClusterConfig
+from tests.fixtures.k8s_bed import DOMAIN, IMAGE
 
 NAMESPACE = "h2o"
 
@@ -87,7 +88,7 @@ def run(reps: int, workdir: Path) -> list[Any]:
     from h2o_tasks.cluster.kubernetes import KubernetesBackend
 
     config = ClusterConfig(backend="kubernetes", replicas=2, memory="768m", nthreads=1, namespace=NAMESPACE,
-                           cpu="500m", endpoint_mode="pod-ip", lookup_timeout_s=60, image="h2o-airflow/h2o:3.46.0.11")
+                           cpu="500m", endpoint_mode="pod-ip", lookup_timeout_s=60, image=IMAGE, cluster_domain=DOMAIN)
     obs: list[Observation] = []
     with bed(workdir) as b:
         backend = KubernetesBackend(b.airflow, namespace=NAMESPACE, endpoint_mode="pod-ip")
@@ -132,7 +133,7 @@ def _waits(b: Any, mode: str, n: int) -> Load:
 
     admin = KubernetesBackend(b.admin, namespace=NAMESPACE, endpoint_mode="pod-ip")
     config = ClusterConfig(backend="kubernetes", replicas=2, memory="512m", nthreads=1, namespace=NAMESPACE,
-                           cpu="250m", endpoint_mode="pod-ip", lookup_timeout_s=180, image="h2o-airflow/h2o:3.46.0.11")
+                           cpu="250m", endpoint_mode="pod-ip", lookup_timeout_s=180, image=IMAGE, cluster_domain=DOMAIN)
     t0 = time.monotonic()
     since = datetime.now(UTC)
     infos = [admin.create(ClusterSpec.for_run("bench", "bench", f"load-{mode}-{n}-{i}-{os.getpid()}", config))

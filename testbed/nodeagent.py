@@ -89,8 +89,11 @@ class NodeAgent:
         poll_s: float = 0.25,
         kubelet_port: int = 10250,
         kubelet_client_ca: str | None = None,
+        cluster_domain: str = "cluster.local",
     ):
         from kubernetes import client
+
+        self.cluster_domain = cluster_domain  # the kubelet's --cluster-domain: the pods' DNS search path
 
         self.api_client = api_client
         self.core = client.CoreV1Api(api_client)
@@ -248,7 +251,8 @@ class NodeAgent:
             return
         meta = pod["metadata"]
         if not run.netns:
-            search = [f"{meta['namespace']}.svc.cluster.local", "svc.cluster.local", "cluster.local"]
+            d = self.cluster_domain
+            search = [f"{meta['namespace']}.svc.{d}", f"svc.{d}", d]
             run.netns, run.ip = self.network.add_pod(run.uid, search)
         log = self.workdir / run.uid / "container.log"
         log.parent.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ import pytest
 from devtools import airflow_local, dag_folder
 from devtools.stack import s3server, seed
 from h2o_tasks import s3
-from tests.fixtures.k8s_bed import NAMESPACE
+from tests.fixtures.k8s_bed import DOMAIN, NAMESPACE
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,7 +48,7 @@ def k8s_airflow(k8s_bed, bed_s3, tmp_path_factory):
     raw["scoring"] = {**raw["scoring"], "output_uri": "s3://h2o-demo/predictions/k8s-delay", "hive_table": ""}
     raw["cluster"] = {"backend": "kubernetes", "replicas": 3, "memory": "768m", "cpu": "500m", "nthreads": 1,
                       "namespace": NAMESPACE, "endpoint_mode": "pod-ip", "lookup_timeout_s": 60,
-                      "image": "h2o-airflow/h2o:3.46.0.11"}
+                      "image": "h2o-airflow/h2o:3.46.0.11", "cluster_domain": DOMAIN}
     dag_folder.write_pipeline(dags, "k8s_delay", raw)
     # the same pipeline with a GBM that trains long enough to lose a node in the middle of it
     slow = {**raw, "name": "k8s-slow", "registry_uri": "s3://h2o-demo/models/k8s-slow",

@@ -14,7 +14,7 @@ import pytest
 
 from h2o_tasks.cluster.base import ClusterSpec
 from h2o_tasks.errors import ClusterError
-from tests.fixtures.k8s_bed import NAMESPACE, cluster_config
+from tests.fixtures.k8s_bed import DOMAIN, NAMESPACE, cluster_config
 
 pytestmark = pytest.mark.e2e
 
@@ -40,6 +40,12 @@ def test_statefulset_forms_one_cloud_with_a_single_ready_leader(k8s_bed, backend
     pods = backend._pods(info.name, NAMESPACE)
     assert len(pods) == 3 and sum(p.ready for p in pods) == 1  # only the leader passes the probe
     assert len(h2o_pids(info.name)) == 3
+    # discovery went through the bed's own cluster domain (its DNS serves only that one)
+    from kubernetes import client
+
+    sts = client.AppsV1Api(k8s_bed.admin).read_namespaced_stateful_set(info.name, NAMESPACE)
+    env = {e.name: e.value for e in sts.spec.template.spec.containers[0].env}
+    assert env["H2O_KUBERNETES_SERVICE_DNS"].endswith(f".{NAMESPACE}.svc.{DOMAIN}") and DOMAIN != "cluster.local"
     print(f"cloud of 3 ready {formed:.1f}s after create")
     assert backend.delete(info) is True
     assert backend._pods(info.name, NAMESPACE) == []

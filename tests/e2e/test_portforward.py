@@ -17,7 +17,7 @@ import pytest
 from h2o_tasks.cluster.base import ClusterInfo, ClusterSpec
 from h2o_tasks.cluster.kubernetes import KubernetesBackend
 from h2o_tasks.cluster.portforward import PortForward, PortForwardError
-from tests.fixtures.k8s_bed import NAMESPACE, ROOT
+from tests.fixtures.k8s_bed import DOMAIN, NAMESPACE, ROOT
 from tests.fixtures.k8s_bed import cluster_config as bed_config
 
 pytestmark = pytest.mark.e2e
@@ -77,7 +77,7 @@ def test_port_forward_cluster_end_to_end(k8s_bed, backend, monkeypatch):
     leader = next(p for p in backend._pods(info.name, NAMESPACE) if p.ready)
 
     # what may go to XCom is the client Service's URL, never this process's 127.0.0.1 forward
-    assert backend.endpoint(info) == info.url == f"http://{info.name}.{NAMESPACE}.svc.cluster.local:54321"
+    assert backend.endpoint(info) == info.url == f"http://{info.name}.{NAMESPACE}.svc.{DOMAIN}:54321"  # the bed's domain
     assert info.endpoint_mode == "port-forward"
     sessions = kubelet_sessions(k8s_bed)
     assert sessions > 0  # the readiness polls went API server -> kubelet
