@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: demo test test-unit test-integration test-k8s lint check-prereqs clean bench
+.PHONY: demo test test-unit test-integration test-k8s lint check-prereqs clean bench schema validate
 
 check-prereqs:
 	@$(PYTHON) -c 'import sys; v=sys.version_info; sys.exit(0 if v[:2]==(3,11) else "need Python 3.11 (found %d.%d): install it or run make PYTHON=/path/to/python3.11" % v[:2])'
@@ -28,6 +28,15 @@ demo: $(STAMP)
 # Benchmarks against the baselines, same run (not part of `make test`); BENCH_ARGS="--quick" for a short run.
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+
+# The pipeline file's JSON Schema and the README's table of fields, from the parser's declarations.
+schema: $(STAMP)
+	$(BIN)/python -m h2o_tasks schema --out dags/pipelines/pipeline.schema.json
+	$(BIN)/python scripts/readme_fields.py
+
+# Every problem of every pipeline file, H2O's parameter checks included (what the pre-commit hook runs).
+validate: $(STAMP)
+	$(BIN)/python -m h2o_tasks validate dags/pipelines
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,4 +1,4 @@
-"""Command line: ``python -m h2o_tasks render-manifests|validate|registry …``."""
+"""Command line: ``python -m h2o_tasks render-manifests|validate|schema|registry …``."""
 
 from __future__ import annotations
 
@@ -22,11 +22,48 @@ def render_manifests(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pipeline_files(paths: list[str]) -> list[Path]:
+    out: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        out.extend(sorted(p.glob("*.yaml")) if p.is_dir() else [p])
+    return out
+
+
 def validate(args: argparse.Namespace) -> int:
-    for path in args.configs:
-        cfg = config.load(path)
-        print(f"{path}: ok ({cfg.name}: {len(cfg.features)} features, {cfg.source.kind} source, "
-              f"{cfg.cluster.backend} cluster of {cfg.cluster.replicas})")
+    """Every problem of every file (a directory: its *.yaml), cheap checks then H2O's own parameter
+    checks; exit status 1 if any. Made for a repository's CI and for pre-commit."""
+    files = _pipeline_files(args.configs)
+    if not files:
+        print(f"error: no pipeline files (*.yaml) in {' '.join(args.configs)}", file=sys.stderr)
+        return 2
+    bad = 0
+    for path in files:
+        cfg, errors = config.check_file(path)
+        if cfg is not None and not args.cheap:
+            from h2o_tasks.estimator_checks import pipeline_problems
+
+            errors = pipeline_problems(cfg)
+        bad += bool(errors)
+        for error in errors:
+            print(f"{path}: {error.field} = {error.value!r}: {error.problem}. Fix: {error.fix}")
+        if not errors:
+            print(f"{path}: ok ({cfg.name}: {len(cfg.features)} features, {cfg.target.problem}, {cfg.source.kind} "
+                  f"source, {cfg.cluster.backend} cluster of {cfg.cluster.replicas})")
+    if bad:
+        print(f"{bad} of {len(files)} pipeline file(s) have problems", file=sys.stderr)
+    return 1 if bad else 0
+
+
+def schema(args: argparse.Namespace) -> int:
+    """The pipeline file's JSON Schema, or its table of fields in Markdown."""
+    import json
+
+    text = config.fields_table() if args.markdown else json.dumps(config.json_schema(), indent=2) + "\n"
+    if args.out:
+        Path(args.out).write_text(text)
+    else:
+        sys.stdout.write(text)
     return 0
 
 
@@ -87,9 +124,14 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--namespace", default="", help="override cluster.namespace")
     r.add_argument("--s3-endpoint", default="", help="S3 endpoint the nodes use (empty: AWS)")
     r.set_defaults(func=render_manifests)
-    v = sub.add_parser("validate", help="validate pipeline files")
-    v.add_argument("configs", nargs="+")
+    v = sub.add_parser("validate", help="check pipeline files: every problem of every file, exit 1 if any")
+    v.add_argument("configs", nargs="+", help="pipeline YAML files, or directories of them")
+    v.add_argument("--cheap", action="store_true", help="only the checks DAG parsing runs (no H2O import)")
     v.set_defaults(func=validate)
+    m = sub.add_parser("schema", help="print the pipeline file's JSON Schema (or its fields as Markdown)")
+    m.add_argument("--markdown", action="store_true", help="the README's table of fields instead")
+    m.add_argument("--out", default="", help="write to this file instead of standard output")
+    m.set_defaults(func=schema)
     g = sub.add_parser("registry", help="the model registry: list versions, show history, roll back the champion")
     g.add_argument("action", choices=("list", "history", "rollback"))
     g.add_argument("--registry-uri", default="", help="s3://BUCKET/PREFIX of the registry")

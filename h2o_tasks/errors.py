@@ -43,6 +43,20 @@ class ConfigError(FieldError):
     """A pipeline configuration (YAML) is invalid."""
 
 
+class ConfigErrors(ConfigError):
+    """Several problems in one pipeline file; it reads as the first, and its message lists them all."""
+
+    def __init__(self, errors: list[ConfigError], *, file: str = ""):
+        self.errors = [e.in_file(file) if file else e for e in errors]
+        first = self.errors[0]
+        super().__init__(first.field, first.value, first.problem, first.fix, file=file or first.file)
+        self.args = (f"{len(self.errors)} problems in {self.file or 'the pipeline'}:\n"
+                     + "\n".join(f"- {e.field} = {_fmt(e.value)}: {e.problem}. Fix: {e.fix}" for e in self.errors),)
+
+    def in_file(self, file: str) -> ConfigErrors:
+        return self if self.file else ConfigErrors(self.errors, file=file)
+
+
 class InputDataError(FieldError):
     """Input data breaks the pipeline's contract (missing column, empty, one class, ...)."""
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import inspect
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from h2o_tasks import naming
-from h2o_tasks.config import METRICS_HIGHER_IS_BETTER, AlgorithmConfig, PipelineConfig
+from h2o_tasks.config import METRICS_HIGHER_IS_BETTER, PROBLEM_METRICS, AlgorithmConfig, PipelineConfig
 from h2o_tasks.errors import ConfigError
+from h2o_tasks.estimator_checks import estimator_class, parameter_names, unknown_parameter
 
 
 @dataclass(frozen=True)
@@ -36,21 +36,9 @@ class TrainResult:
         return asdict(self)
 
 
-def _estimator_class(algo: str) -> Any:
-    from h2o.estimators import (
-        H2OGeneralizedLinearEstimator,
-        H2OGradientBoostingEstimator,
-        H2ORandomForestEstimator,
-        H2OXGBoostEstimator,
-    )
-
-    return {"gbm": H2OGradientBoostingEstimator, "glm": H2OGeneralizedLinearEstimator,
-            "drf": H2ORandomForestEstimator, "xgboost": H2OXGBoostEstimator}[algo]
-
-
 def build_estimator(i: int, algo: AlgorithmConfig, cfg: PipelineConfig, model_id: str) -> Any:
     """An estimator with the configured parameters; unknown parameters name their field."""
-    cls = _estimator_class(algo.algo)
+    cls = estimator_class(algo.algo)
     if algo.algo == "xgboost" and not cls.available():
         raise ConfigError(f"training.algorithms[{i}].algo", "xgboost", "XGBoost is not available in this H2O "
                           "cluster (it needs a supported OS/CPU)", "use gbm instead")
@@ -59,17 +47,16 @@ def build_estimator(i: int, algo: AlgorithmConfig, cfg: PipelineConfig, model_id
         params.update(nfolds=cfg.training.nfolds, keep_cross_validation_predictions=False)
     if algo.algo == "glm":
         params["family"] = "binomial" if cfg.target.problem == "binary" else "gaussian"
-    known = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    known = set(parameter_names(algo.algo))
     for key in algo.params:
         if key not in known:
-            raise ConfigError(f"training.algorithms[{i}].params.{key}", algo.params[key],
-                              f"is not a parameter of H2O's {algo.algo}", "remove it or check H2O's documentation")
+            raise unknown_parameter(f"training.algorithms[{i}].params.{key}", algo.algo, key, algo.params[key])
     return cls(**{**params, **algo.params})
 
 
 def metrics_of(perf: Any, problem: str) -> dict[str, float]:
     """The numbers that matter for the problem, as plain floats."""
-    names = ("auc", "aucpr", "logloss", "rmse") if problem == "binary" else ("rmse", "mae", "r2")
+    names = PROBLEM_METRICS[problem]
     out = {}
     for name in names:
         try:

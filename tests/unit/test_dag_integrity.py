@@ -96,10 +96,14 @@ def _parse_variants(tmp_path, variants: dict[str, dict[str, str]]):
 
 
 def test_a_bad_pipeline_file_is_its_own_import_error_and_the_others_still_load(tmp_path):
-    out = _parse_variants(tmp_path, {"bad": {"replicas: 2": "replicas: 0", "name: arrival-delay": "name: bad"}})
+    out = _parse_variants(tmp_path, {"bad": {"replicas: 2": "replicas: 0", "name: arrival-delay": "name: bad",
+                                             'training: "@weekly"': 'training: "every monday"'}})
     assert list(out["errors"]) == [str(tmp_path / "dags" / "pipelines" / "bad.py")]
     message = out["errors"][str(tmp_path / "dags" / "pipelines" / "bad.py")]
-    assert "bad.yaml: cluster.replicas = 0: must be between 1 and 64. Fix:" in message
+    # every problem of the file, each with its field, value and fix
+    assert "2 problems in " in message and "bad.yaml" in message
+    assert "cluster.replicas = 0: must be between 1 and 64. Fix:" in message
+    assert "schedule.training = 'every monday': is not a cron expression. Fix:" in message
     assert {"h2o_train__arrival-delay", "h2o_score__arrival-delay", "h2o_janitor"} <= set(out["dags"])
 
 

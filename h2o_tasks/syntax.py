@@ -1,0 +1,72 @@
+"""The syntax of the values a pipeline file shares with Kubernetes, container registries, cron and SQL.
+
+Each pattern is matched whole (``re.fullmatch``): ``$`` alone would let a trailing newline through.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from h2o_tasks.errors import ConfigError
+
+DNS_LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"  # RFC 1123 label, as Kubernetes checks it
+DNS_SUBDOMAIN = rf"(?=.{{1,253}}$){DNS_LABEL}(\.{DNS_LABEL})*"
+SQL_IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_]*"
+CONN_ID = r"[A-Za-z0-9_.-]{1,250}"
+JVM_SIZE = r"[0-9]+[mMgG]"
+S3_URI = r"s3://[^/\s]+(/\S*)?"  # a bucket, then a key prefix; no whitespace
+# apimachinery's resource.Quantity, without a sign (a request or a size is never negative)
+QUANTITY = r"([0-9]+(\.[0-9]*)?|\.[0-9]+)([KMGTPE]i|[numkMGTPE]|[eE][+-]?[0-9]+)?"
+_LABEL_NAME = r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)"
+LABEL_KEY = rf"((?=[^/]{{1,253}}/){DNS_LABEL}(\.{DNS_LABEL})*/)?{_LABEL_NAME}"
+LABEL_VALUE = rf"{_LABEL_NAME}?"
+# the distribution project's reference grammar: [domain[:port]/]path[:tag][@digest]
+_COMPONENT = r"[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*"
+_DOMAIN = r"([a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(\.([a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*(:[0-9]+)?"
+IMAGE = (rf"({_DOMAIN}/)?{_COMPONENT}(/{_COMPONENT})*(:[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})?"
+         r"(@[A-Za-z][A-Za-z0-9]*([-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?")
+
+# Airflow's cron presets (airflow.utils.dates.cron_presets) and its one-off schedule
+CRON_PRESETS = ("@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly")
+SCHEDULE_PRESETS = (*CRON_PRESETS, "@once")
+
+
+def quantity(path: str, value: Any) -> str:
+    """A Kubernetes quantity above zero (``500m``, ``2``, ``10Gi``), as a string."""
+    text = str(value)
+    if not re.fullmatch(QUANTITY, text) or float(re.match(r"[0-9.]*", text).group() or 0) <= 0:
+        raise ConfigError(path, value, "is not a Kubernetes quantity above zero",
+                          "write a number with an optional suffix, e.g. 500m or 2 (CPU), 10Gi or 512Mi (sizes)")
+    return text
+
+
+def labels(path: str, value: dict[str, str]) -> dict[str, str]:
+    """Kubernetes label keys and values."""
+    for key, val in value.items():
+        if not re.fullmatch(LABEL_KEY, key):
+            raise ConfigError(f"{path}.{key}", key, "is not a Kubernetes label key",
+                              "use [PREFIX/]NAME: NAME up to 63 of letters, digits, '-', '_', '.', "
+                              "alphanumeric at both ends; PREFIX a DNS subdomain")
+        if not re.fullmatch(LABEL_VALUE, val):
+            raise ConfigError(f"{path}.{key}", val, "is not a Kubernetes label value",
+                              "use up to 63 of letters, digits, '-', '_', '.', alphanumeric at both ends")
+    return value
+
+
+def schedule(path: str, value: str | None) -> str | None:
+    """An Airflow schedule: a cron preset, ``@once``, or a cron expression croniter accepts."""
+    if value is None:
+        return None
+    if value.startswith("@"):
+        if value not in SCHEDULE_PRESETS:
+            raise ConfigError(path, value, "is not an Airflow schedule preset", f"use one of: {', '.join(SCHEDULE_PRESETS)}, "
+                              "a cron expression such as '0 6 * * 1', or null for no schedule")
+        return value
+    from croniter import croniter  # Airflow's own cron parser
+
+    if len(value.split()) != 5 or not croniter.is_valid(value):
+        raise ConfigError(path, value, "is not a cron expression",
+                          "write five fields (minute hour day-of-month month day-of-week) such as '0 6 * * 1', "
+                          f"or a preset ({', '.join(SCHEDULE_PRESETS)})")
+    return value
