@@ -89,6 +89,7 @@ import json, sys
 from sqlalchemy import select
 from airflow.models import DagRun, TaskInstance
 from airflow.models.xcom import XComModel
+from airflow.sdk.serde import deserialize
 from airflow.utils.session import create_session
 dag_id, logical = sys.argv[1], sys.argv[2]
 out = []
@@ -99,7 +100,8 @@ with create_session() as s:
     for ti in sorted(tis, key=lambda t: (t.start_date is None, t.start_date or run.start_date)):
         x = s.scalars(select(XComModel).where(XComModel.dag_id == dag_id, XComModel.run_id == run.run_id,
                       XComModel.task_id == ti.task_id, XComModel.key == "return_value")).first()
-        value = XComModel.deserialize_value(x) if x is not None else None
+        # the stored form keeps tuples as {"__classname__": "builtins.tuple", ...}: read back as the task returned them
+        value = deserialize(XComModel.deserialize_value(x)) if x is not None else None
         out.append({"task": ti.task_id, "state": str(ti.state), "seconds": round(ti.duration or 0, 1),
                     "result": value, "try_number": ti.try_number})
 print(json.dumps(out, default=str))

@@ -17,7 +17,7 @@ from typing import Any
 
 from h2o_tasks import registry, report
 from h2o_tasks.config import PipelineConfig, to_dict
-from h2o_tasks.train import metrics_of
+from h2o_tasks.train import metrics_of, performance
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,8 @@ def export(h2o: Any, model: Any, cfg: PipelineConfig, client: Any, *, run_id: st
     t0 = time.monotonic()
     version = registry.version_id(logical_date, run_id, try_number)
     uri = registry.version_uri(cfg.registry_uri, version)
-    perf = model.model_performance(valid=True) if valid_frame is None else model.model_performance(valid_frame)
+    perf = model.model_performance(valid=True) if valid_frame is None else performance(model, valid_frame,
+                                                                                        cfg.target.problem)
     if perf is None:
         perf = model.model_performance(xval=True)
     metrics = metrics_of(perf, cfg.target.problem)
@@ -83,7 +84,9 @@ def export(h2o: Any, model: Any, cfg: PipelineConfig, client: Any, *, run_id: st
             "metrics": metrics, "metric": cfg.training.metric, "parameters": _params(model),
             "features": features, "target": {"column": cfg.target.column, "label": cfg.target.label,
                                              "problem": cfg.target.problem, "threshold": cfg.target.threshold,
-                                             "domain": label_domain},
+                                             "domain": label_domain,
+                                             "prediction_columns": _prediction_columns(h2o, model, frame, cfg,
+                                                                                       label_domain)},
             "lineage": {"run_id": run_id, "logical_date": logical_date.isoformat() if logical_date else None,
                         "try_number": try_number,
                         "interval_start": interval[0].isoformat() if interval else None,
@@ -109,6 +112,23 @@ def export_and_promote(h2o: Any, model: Any, cfg: PipelineConfig, client: Any, *
     candidate = registry.Candidate(exported.version, exported.metrics, interval[0].isoformat(),
                                    interval[1].isoformat(), exported.model_sha256, run_id)
     return ExportOutcome(exported, registry.promote(client, cfg.registry_uri, cfg.quality_gate, candidate))
+
+
+def _prediction_columns(h2o: Any, model: Any, frame: Any, cfg: PipelineConfig,
+                        domain: list[str] | None) -> list[dict[str, str]] | None:
+    """What each column of the model's scoring output is called in the predictions (S3 and Hive):
+    H2O's own names, from scoring one row, mapped to SQL identifiers (:func:`scoring.output_names`)."""
+    from h2o_tasks.scoring import output_names
+
+    if frame is None or frame.nrows == 0:
+        return None
+    preds = model.predict(frame[0:1, :])
+    try:
+        header = list(preds.columns)
+    finally:
+        h2o.remove(preds)
+    return [{"scorer": h, "column": c} for h, c in zip(header, output_names(header, domain, cfg.scoring.id_columns),
+                                                         strict=True)]
 
 
 def _frame_of(h2o: Any, model: Any) -> tuple[Any, str]:

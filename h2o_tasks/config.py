@@ -25,16 +25,20 @@ from h2o_tasks.settings import Problems, read_values, setting
 
 FEATURE_TYPES = ("int", "real", "enum")
 ALGORITHMS = ("gbm", "xgboost", "glm", "drf")
-PROBLEMS = ("binary", "regression")
-METRICS_HIGHER_IS_BETTER = {"auc": True, "aucpr": True, "r2": True, "logloss": False,
+PROBLEMS = ("binary", "multiclass", "regression")
+METRICS_HIGHER_IS_BETTER = {"auc": True, "aucpr": True, "r2": True, "logloss": False, "mean_per_class_error": False,
                             "rmse": False, "mae": False, "mse": False}
 # the metrics H2O computes for each problem (what training reports and the gate can use)
-PROBLEM_METRICS = {"binary": ("auc", "aucpr", "logloss", "rmse"), "regression": ("rmse", "mae", "mse", "r2")}
-DEFAULT_METRIC = {"binary": "auc", "regression": "rmse"}
+# (multiclass auc: the macro average of one-vs-rest AUCs, which H2O computes when asked: auc_type MACRO_OVR)
+PROBLEM_METRICS = {"binary": ("auc", "aucpr", "logloss", "mean_per_class_error", "rmse"),
+                   "multiclass": ("logloss", "mean_per_class_error", "auc", "rmse"),
+                   "regression": ("rmse", "mae", "mse", "r2")}
+DEFAULT_METRIC = {"binary": "auc", "multiclass": "logloss", "regression": "rmse"}
 # the values a metric can take: a gate threshold outside them can never pass (or never fail)
 METRIC_RANGES: dict[str, tuple[float | None, float | None]] = {
     "auc": (0.0, 1.0), "aucpr": (0.0, 1.0), "r2": (None, 1.0),
-    "logloss": (0.0, None), "rmse": (0.0, None), "mae": (0.0, None), "mse": (0.0, None)}
+    "logloss": (0.0, None), "mean_per_class_error": (0.0, 1.0), "rmse": (0.0, None), "mae": (0.0, None),
+    "mse": (0.0, None)}
 SOURCE_KINDS = ("s3", "hive")
 CLIENT_FETCH_LIMIT = 1 << 30  # source.s3.client_fetch_max_bytes: what an Airflow worker may hold
 FORMATS = ("parquet", "csv")
@@ -246,7 +250,8 @@ class TargetConfig:
     column: str = setting(pattern=syntax.SQL_IDENTIFIER, problem="is not a plain column name",
                           fix="use letters, digits and underscores", doc="The label's column (or the numeric "
                           "column a threshold turns into one).")
-    problem: str = setting("binary", choices=PROBLEMS, doc="What is predicted.")
+    problem: str = setting("binary", choices=PROBLEMS, doc="What is predicted: one of two classes, one of "
+                           "several, or a number.")
     name: str = setting("", pattern=f"({syntax.SQL_IDENTIFIER})?", problem="is not a plain column name",
                         fix="use letters, digits and underscores", doc="The name of the label derived with "
                         "threshold (only with threshold).")
@@ -299,8 +304,9 @@ class TrainingConfig:
     nfolds: int = setting(0, lo=0, hi=20, check=_nfolds, doc="Cross-validation folds (0: off; else 2..20), used "
                           "instead of the split for the metrics.")
     metric: str = setting("auc", choices=tuple(METRICS_HIGHER_IS_BETTER), doc="The metric that picks the best model; "
-                          "one the problem has (binary: auc, aucpr, logloss, rmse; regression: rmse, mae, mse, r2).",
-                          default_doc="auc (binary), rmse (regression)")
+                          "one the problem has (binary: auc, aucpr, logloss, mean_per_class_error, rmse; multiclass: logloss, "
+                          "mean_per_class_error, auc (macro one-vs-rest), rmse; regression: rmse, mae, mse, r2).",
+                          default_doc="auc (binary), logloss (multiclass), rmse (regression)")
     parallelism: int = setting(0, lo=0, hi=64, doc="Algorithms trained at once in the cluster (0: all of them).")
 
     @staticmethod

@@ -9,6 +9,7 @@ from h2o_tasks.config import PipelineConfig
 from h2o_tasks.errors import InputDataError
 
 H2O_TYPE = {"int": ("int", "real"), "real": ("int", "real"), "enum": ("enum",)}
+CLASSIFICATION = ("binary", "multiclass")
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ def prepare(frame: Any, cfg: PipelineConfig, source: str = "") -> PreparedFrame:
         frame[label] = (frame[target.column] > target.threshold).asfactor()
     else:
         frame = frame[~frame[target.column].isna(), :]
-        if target.problem == "binary":
+        if target.problem in CLASSIFICATION:
             frame[label] = frame[target.column].asfactor()
         else:
             frame = coerce(frame, target.column, "real", "target.column")
@@ -85,7 +86,7 @@ def prepare(frame: Any, cfg: PipelineConfig, source: str = "") -> PreparedFrame:
         raise InputDataError("target.column", target.column, f"is missing on all {rows_in} rows of {source}",
                              "check the source: no row can be used for training")
     counts: dict[str, int] = {}
-    if target.problem == "binary":
+    if target.problem in CLASSIFICATION:
         table = frame[label].table().as_data_frame(use_pandas=False, header=False)
         counts = {str(row[0]): int(float(row[1])) for row in table}
         if len(counts) < 2:
@@ -93,9 +94,14 @@ def prepare(frame: Any, cfg: PipelineConfig, source: str = "") -> PreparedFrame:
             raise InputDataError("target.column", target.column,
                                  f"has a single class ({label} = {seen} on all {rows_out} rows of {source})",
                                  "widen the window, or check target.threshold against the data")
-        if len(counts) > 2:
-            raise InputDataError("target.problem", "binary", f"the label has {len(counts)} classes",
-                                 "use a binary column or set target.threshold")
+        if len(counts) > 2 and target.problem == "binary":
+            raise InputDataError("target.problem", "binary", f"the label {label} has {len(counts)} classes in "
+                                 f"{source or 'the input'} ({', '.join(sorted(counts)[:10])}...)",
+                                 "set problem: multiclass, or derive a binary label with target.threshold")
+        if len(counts) == 2 and target.problem == "multiclass":
+            raise InputDataError("target.problem", "multiclass", f"the label {label} has only 2 classes in "
+                                 f"{source or 'the input'} ({', '.join(sorted(counts))})",
+                                 "set problem: binary (a multiclass model needs at least 3 classes), or widen the window")
     keep = [*cfg.feature_names, label]
     prepared = frame[keep]
     return PreparedFrame(prepared, rows_in, rows_in - rows_out, rows_out, counts)

@@ -1,8 +1,11 @@
-"""A small model report: ROC (or residuals) and variable importance as PNG, and an HTML page."""
+"""A small model report: ROC (or residuals) and variable importance as PNG; the confusion matrix and
+per-class figures of a classifier; an HTML page."""
 
 from __future__ import annotations
 
 import html
+import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +79,59 @@ def residuals_png(points: list[tuple[float, float]], path: Path, title: str) -> 
     return True
 
 
+@dataclass(frozen=True)
+class Confusion:
+    """A classifier's confusion matrix: ``counts[actual][predicted]``, classes in the label's order."""
+
+    classes: list[str]
+    counts: list[list[int]]
+
+    def per_class(self) -> list[dict[str, Any]]:
+        """Support, precision, recall and F1 of each class (None where undefined)."""
+        out = []
+        for i, name in enumerate(self.classes):
+            hit, actual = self.counts[i][i], sum(self.counts[i])
+            predicted = sum(row[i] for row in self.counts)
+            precision = hit / predicted if predicted else None
+            recall = hit / actual if actual else None
+            f1 = (2 * precision * recall / (precision + recall) if precision is not None and recall is not None
+                  and precision + recall else None)
+            out.append({"class": name, "support": actual, "precision": precision, "recall": recall, "f1": f1})
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"classes": self.classes, "counts": self.counts, "per_class": self.per_class()}
+
+
+def confusion(perf: Any) -> Confusion | None:
+    """The confusion matrix H2O computed (a binary model's at its max-F1 threshold), or None."""
+    try:
+        cm = perf.confusion_matrix()
+        df = getattr(cm, "table", cm).as_data_frame()
+    except Exception:
+        return None
+    classes = [str(c) for c in df.columns if str(c) not in ("", "Error", "Rate")]
+    if not classes:
+        return None
+    counts = [[round(float(df.iloc[i][c])) for c in classes] for i in range(len(classes))]
+    return Confusion(classes, counts)
+
+
+def _confusion_html(c: Confusion) -> str:
+    head = "".join(f"<th>{html.escape(k)}</th>" for k in c.classes)
+    rows = "".join(f"<tr><th>{html.escape(k)}</th>{''.join(f'<td>{n}</td>' for n in row)}</tr>"
+                   for k, row in zip(c.classes, c.counts, strict=True))
+
+    def fmt(v: float | None) -> str:
+        return "" if v is None else f"{v:.4f}"
+
+    per = "".join(f"<tr><td>{html.escape(r['class'])}</td><td>{r['support']}</td><td>{fmt(r['precision'])}</td>"
+                  f"<td>{fmt(r['recall'])}</td><td>{fmt(r['f1'])}</td></tr>" for r in c.per_class())
+    return (f'<h2>Confusion matrix</h2><table class="cm"><tr><th>actual \\ predicted</th>{head}</tr>{rows}</table>'
+            "<h2>Per class</h2><table><tr><th>class</th><th>support</th><th>precision</th><th>recall</th>"
+            f"<th>F1</th></tr>{per}</table>")
+
+
 def varimp_png(model: Any, path: Path, title: str, top: int = 15) -> bool:
     try:
         rows = model.varimp() or []
@@ -98,22 +154,28 @@ def write(out: Path, model: Any, perf: Any, cfg: PipelineConfig, metrics: dict[s
           frame: Any = None, frame_name: str = "validation") -> list[str]:
     """Write the PNGs and ``index.html`` into ``out``; returns the file names.
 
-    Binary: the ROC curve. Regression: residuals on ``frame`` (``frame_name`` says which rows).
+    Binary: the ROC curve. Classifiers: the confusion matrix and per-class figures (also in
+    ``confusion.json``). Regression: residuals on ``frame`` (``frame_name`` says which rows).
     """
     files = []
     notes = []
+    matrix = confusion(perf) if cfg.target.problem != "regression" else None
+    if matrix is not None:
+        (out / "confusion.json").write_text(json.dumps(matrix.to_dict(), indent=1))
+        files.append("confusion.json")
     if cfg.target.problem == "binary":
         if roc_png(perf, out / "roc.png", f"{cfg.name}: ROC (validation)"):
             files.append("roc.png")
-    elif frame is None:
+    elif cfg.target.problem == "regression" and frame is None:
         notes.append("No residuals plot: no frame with the label was left in the cluster.")
-    elif residuals_png(residual_points(model, frame, cfg.target.label), out / "residuals.png",
+    elif cfg.target.problem == "regression" and residuals_png(residual_points(model, frame, cfg.target.label), out / "residuals.png",
                        f"{cfg.name}: residuals ({frame_name})"):
         files.append("residuals.png")
     if varimp_png(model, out / "variable_importance.png", f"{cfg.name}: variable importance"):
         files.append("variable_importance.png")
     rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.4f}</td></tr>" for k, v in metrics.items())
-    images = "".join(f'<figure><img src="{f}" alt="{f}"><figcaption>{f}</figcaption></figure>' for f in files)
+    images = "".join(f'<figure><img src="{f}" alt="{f}"><figcaption>{f}</figcaption></figure>' for f in files
+                     if f.endswith(".png"))
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>{html.escape(cfg.name)} {html.escape(version)}</title>
 <style>body{{font-family:sans-serif;margin:2em}}td{{padding:2px 12px}}figure{{display:inline-block}}</style></head>
@@ -121,6 +183,7 @@ def write(out: Path, model: Any, perf: Any, cfg: PipelineConfig, metrics: dict[s
 <p>Model <code>{html.escape(model.model_id)}</code> ({html.escape(model.algo)}), version {html.escape(version)}.
 Label: <code>{html.escape(cfg.target.label)}</code>.</p>
 <h2>Validation metrics</h2><table>{rows}</table>
+{_confusion_html(matrix) if matrix is not None else ""}
 <h2>Plots</h2>{images}{"".join(f"<p>{html.escape(n)}</p>" for n in notes)}
 <p>Artifacts: <a href="model.zip">MOJO</a>, <a href="h2o-genmodel.jar">h2o-genmodel.jar</a>,
 POJO source (when the algorithm has one), <a href="metadata.json">metadata.json</a>.</p></body></html>

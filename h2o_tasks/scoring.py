@@ -10,15 +10,17 @@ then committed by a switch (:mod:`h2o_tasks.predictions`).
 from __future__ import annotations
 
 import csv
+import re
 import shutil
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from h2o_tasks import commit, intervals, mojo_csv, predictions, registry, s3
+from h2o_tasks import commit, intervals, mojo_csv, predictions, registry, s3, syntax
 from h2o_tasks.config import PipelineConfig
 from h2o_tasks.errors import ConfigError, InputDataError, SourceNotFoundError
 from h2o_tasks.s3 import S3Settings
@@ -89,9 +91,36 @@ def partition_root(cfg: PipelineConfig, day: date) -> str:
 
 def prediction_types(metadata: dict[str, Any], columns: list[str]) -> list[tuple[str, str]]:
     """Hive types of the model's output columns, from the model (not from one day's values), the
-    same for every engine: a class label is text, probabilities and regression values are doubles."""
+    same for every engine: the first column, a classifier's predicted class, is text; probabilities
+    and regression values are doubles."""
     classifier = (metadata.get("target") or {}).get("problem") in CLASSIFICATION
-    return [(c, "STRING" if c == "predict" and classifier else "DOUBLE") for c in columns]
+    return [(c, "STRING" if i == 0 and classifier else "DOUBLE") for i, c in enumerate(columns)]
+
+
+def output_names(header: list[str], domain: list[str] | None, taken: Iterable[str] = ()) -> list[str]:
+    """The scorer's output columns (``predict`` then one per class, in the label's order) as SQL
+    identifiers, unique regardless of case (Hive's rule) and apart from ``taken`` (the id columns).
+
+    A name that already is one is kept (``predict``, ``p0``, ``EWR``); another becomes ``p_`` and
+    its class label with every other character as ``_`` (``9E`` → ``p_9E``, ``on-time`` →
+    ``p_on_time``), numbered on a clash (``p_a_b_2``).
+    """
+    used = {t.lower() for t in taken}
+    labels = domain if domain and len(domain) == len(header) - 1 else header[1:]
+    out = []
+    for i, name in enumerate(header):
+        label = labels[i - 1] if i else name
+        candidate = name if re.fullmatch(syntax.SQL_IDENTIFIER, name) else "p_" + re.sub(r"[^A-Za-z0-9_]", "_", label)
+        base, n = candidate, 2
+        while candidate.lower() in used:
+            candidate, n = f"{base}_{n}", n + 1
+        used.add(candidate.lower())
+        out.append(candidate)
+    return out
+
+
+def _domain(metadata: dict[str, Any]) -> list[str] | None:
+    return (metadata.get("target") or {}).get("domain")
 
 
 def arrow_id_type(arrow_type: Any) -> str:
@@ -150,6 +179,7 @@ def score_in_cluster(h2o: Any, frames: list[tuple[date, Any]], cfg: PipelineConf
             for k, v in report.unseen_levels.items():
                 unseen[k] = unseen.get(k, 0) + v
             preds = model.predict(frame)
+            preds.set_names(output_names(preds.columns, _domain(champ.metadata), ids))
             out = frame[ids].cbind(preds) if ids else preds
             attempt = commit.new_attempt(partition_root(cfg, day), run_id)
             h2o.export_file(out, attempt.uri, force=True, parts=-1, write_checksum=False)
@@ -251,10 +281,12 @@ def _join_predictions(table: Any, ids: list[str], metadata: dict[str, Any], scor
     pred_types = prediction_types(metadata, header)
     preds = pcsv.read_csv(scored, convert_options=pcsv.ConvertOptions(
         column_types=predictions.arrow_schema(pred_types)))
+    names = output_names(header, _domain(metadata), ids)
     if preds.num_rows != table.num_rows:
         raise InputDataError("predictions", preds.num_rows, f"differ from the {table.num_rows} input rows",
                              "this is a bug: report it with the task log")
-    columns = [(c, arrow_id_type(table.schema.field(c).type)) for c in ids] + pred_types
+    columns = ([(c, arrow_id_type(table.schema.field(c).type)) for c in ids]
+               + [(name, t) for name, (_, t) in zip(names, pred_types, strict=True)])
     arrays = []
     for c, hive_type in columns[:len(ids)]:
         col = table.column(c)

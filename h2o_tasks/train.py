@@ -11,6 +11,8 @@ from h2o_tasks.config import METRICS_HIGHER_IS_BETTER, PROBLEM_METRICS, Algorith
 from h2o_tasks.errors import ConfigError
 from h2o_tasks.estimator_checks import estimator_class, parameter_names, unknown_parameter
 
+MULTICLASS_AUC = "MACRO_OVR"  # the macro average of one-vs-rest AUCs
+
 
 @dataclass(frozen=True)
 class ModelSummary:
@@ -42,12 +44,14 @@ def build_estimator(i: int, algo: AlgorithmConfig, cfg: PipelineConfig, model_id
     if algo.algo == "xgboost" and not cls.available():
         raise ConfigError(f"training.algorithms[{i}].algo", "xgboost", "XGBoost is not available in this H2O "
                           "cluster (it needs a supported OS/CPU)", "use gbm instead")
+    known = set(parameter_names(algo.algo))
     params: dict[str, Any] = {"model_id": model_id, "seed": cfg.training.seed}
     if cfg.training.nfolds:
         params.update(nfolds=cfg.training.nfolds, keep_cross_validation_predictions=False)
     if algo.algo == "glm":
-        params["family"] = "binomial" if cfg.target.problem == "binary" else "gaussian"
-    known = set(parameter_names(algo.algo))
+        params["family"] = {"binary": "binomial", "multiclass": "multinomial"}.get(cfg.target.problem, "gaussian")
+    if cfg.target.problem == "multiclass" and "auc_type" in known:
+        params["auc_type"] = MULTICLASS_AUC  # H2O computes no multiclass AUC unless asked
     for key in algo.params:
         if key not in known:
             raise unknown_parameter(f"training.algorithms[{i}].params.{key}", algo.algo, key, algo.params[key])
@@ -56,20 +60,36 @@ def build_estimator(i: int, algo: AlgorithmConfig, cfg: PipelineConfig, model_id
 
 def metrics_of(perf: Any, problem: str) -> dict[str, float]:
     """The numbers that matter for the problem, as plain floats."""
-    names = PROBLEM_METRICS[problem]
     out = {}
-    for name in names:
+    for name in PROBLEM_METRICS[problem]:
         try:
-            value = getattr(perf, name)()
+            value = _number(getattr(perf, name)())
         except Exception:
-            continue
-        if value is not None and value == value:
-            out[name] = round(float(value), 6)
+            value = None
+        if value is None:  # a binary model's mean_per_class_error is per threshold; the JSON has the default's
+            value = _number((getattr(perf, "_metric_json", None) or {}).get(name))
+        if value is not None:
+            out[name] = round(value, 6)
     return out
 
 
-def _performance(model: Any, valid: Any, nfolds: int) -> Any:
-    return model.model_performance(xval=True) if nfolds else model.model_performance(valid)
+def _number(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if number == number else None
+
+
+def performance(model: Any, frame: Any, problem: str) -> Any:
+    """The model's metrics on ``frame`` (a multiclass model's with its macro one-vs-rest AUC)."""
+    if problem == "multiclass":
+        return model.model_performance(frame, auc_type=MULTICLASS_AUC)
+    return model.model_performance(frame)
+
+
+def _performance(model: Any, valid: Any, nfolds: int, problem: str) -> Any:
+    return model.model_performance(xval=True) if nfolds else performance(model, valid, problem)
 
 
 def _better(a: float, b: float, metric: str) -> bool:
@@ -135,7 +155,8 @@ def train(frame: Any, valid: Any | None, cfg: PipelineConfig, run_id: str) -> Tr
                   for i, algo in enumerate(tr.algorithms)]
     fit(estimators, tr.algorithms, tr.parallelism,
         dict(x=cfg.feature_names, y=label, training_frame=train_frame, validation_frame=None if tr.nfolds else valid))
-    models = [ModelSummary(est.model_id, algo.algo, metrics_of(_performance(est, valid, tr.nfolds), cfg.target.problem),
+    models = [ModelSummary(est.model_id, algo.algo, metrics_of(_performance(est, valid, tr.nfolds, cfg.target.problem),
+                                                                   cfg.target.problem),
                            run_seconds(est))
               for est, algo in zip(estimators, tr.algorithms, strict=True)]
     if tr.automl is not None:
@@ -148,7 +169,7 @@ def train(frame: Any, valid: Any | None, cfg: PipelineConfig, run_id: str) -> Tr
         aml.train(x=cfg.feature_names, y=label, training_frame=train_frame,
                   leaderboard_frame=None if tr.nfolds else valid, validation_frame=None if tr.nfolds else valid)
         leader = aml.leader
-        metrics = metrics_of(_performance(leader, valid, tr.nfolds), cfg.target.problem)
+        metrics = metrics_of(_performance(leader, valid, tr.nfolds, cfg.target.problem), cfg.target.problem)
         models.append(ModelSummary(leader.model_id, "automl", metrics, round(time.monotonic() - t, 2)))
     scored = [m for m in models if tr.metric in m.metrics]
     if not scored:
