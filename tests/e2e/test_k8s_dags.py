@@ -331,13 +331,29 @@ def backfill_runs(home: Path, dag_id: str) -> dict[str, str]:
 
 
 def test_a_backfill_of_three_days_runs_three_clusters_at_once(k8s_bed, k8s_airflow, tmp_path):
-    """A backfill as the UI starts it: the real scheduler (LocalExecutor), triggerer and API server."""
+    """A backfill as the UI starts it: the real scheduler (LocalExecutor), triggerer and API server.
+    Each run's create task holds its ready cluster at a barrier that this test joins too: once the three
+    tasks wait there, the three clusters exist at the same time for certain; the test counts them, then
+    lets the runs go on."""
     from kubernetes import client
+
+    from h2o_tasks import testhooks
 
     env, log = k8s_airflow
     home, dag_id, days = Path(env["AIRFLOW_HOME"]), "h2o_score__k8s-delay", ["2013-02-05", "2013-02-06", "2013-02-07"]
     apps = client.AppsV1Api(k8s_bed.admin)
+    meet = tmp_path / "meet"
+    hooks = {"cluster:ready": f"barrier:{meet}:{len(days) + 1}:900"}  # the three create tasks and this test
+
+    def statefulsets() -> set[str]:
+        return {s.metadata.name for s in apps.list_namespaced_stateful_set(
+            NAMESPACE, label_selector="h2o-airflow/pipeline=k8s-delay").items}
+
+    def at_barrier() -> int:
+        return sum(1 for p in meet.iterdir() if p.name.startswith("cluster_ready-")) if meet.exists() else 0
+
     seen: set[str] = set()
+    held: set[str] = set()
     most = 0
     # the backfill is asked for before the components start: SQLite has one writer, and a CLI write
     # racing the scheduler's fails with "database is locked"
@@ -346,15 +362,18 @@ def test_a_backfill_of_three_days_runs_three_clusters_at_once(k8s_bed, k8s_airfl
     assert airflow_local.airflow(["backfill", "create", "--dag-id", dag_id, "--from-date", days[0], "--to-date", days[-1],
                                "--max-active-runs", "3"], env, log, timeout=300) == 0, log.read_text()[-2000:]
     t0 = time.monotonic()
-    services = airflow_local.AirflowServices.start(env, tmp_path / "airflow-logs")
+    services = airflow_local.AirflowServices.start({**env, testhooks.ENV: json.dumps(hooks)},
+                                                   tmp_path / "airflow-logs")
     started = time.monotonic() - t0
     try:
         deadline = time.monotonic() + 900
         while time.monotonic() < deadline:
-            names = {s.metadata.name for s in apps.list_namespaced_stateful_set(
-                NAMESPACE, label_selector="h2o-airflow/pipeline=k8s-delay").items}
+            names = statefulsets()
             seen |= names
             most = max(most, len(names))
+            if not held and at_barrier() == len(days):  # every create task holds its ready cluster
+                held = statefulsets()
+                (meet / "cluster_ready-test").touch()  # the last one in: the runs go on
             runs = backfill_runs(home, dag_id)
             if len(runs) == 3 and all(s in ("success", "failed") for s in runs.values()):
                 break
@@ -364,10 +383,11 @@ def test_a_backfill_of_three_days_runs_three_clusters_at_once(k8s_bed, k8s_airfl
     print(f"backfill of {len(days)} days: Airflow components healthy in {started:.0f}s, runs done "
           f"{time.monotonic() - t0 - started:.0f}s later; {len(seen)} clusters, at most {most} at once")
     assert sorted(runs) == days and set(runs.values()) == {"success"}, (runs, services.log_dir)
-    assert len(seen) == 3 and most == 3, (seen, most)  # three clusters, all alive at the same time
+    assert len(held) == 3 and held == seen, (held, seen)  # three clusters, all alive at the same time
+    assert most <= 3, most  # never more than the backfill's max-active-runs
     for day in days:
         report = {r.task: r for r in airflow_local.run_report(dag_id, day, env)}
         assert report["score"].result["rows_scored"] > 800, report["score"]
-        assert report["create_cluster"].result["name"] in seen
+        assert report["create_cluster"].result["name"] in held
     for name in seen:
         assert leftovers(k8s_bed, name) == {"pods": 0, "services": 0, "statefulsets": 0, "processes": 0, "netns": 0}

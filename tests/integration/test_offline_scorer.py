@@ -107,13 +107,21 @@ def test_lines_read_in_opencsv_state_score_as_predictcsv(models, tmp_path, monke
 
 
 @pytest.mark.parametrize("kind", ["binomial", "clustering"])
-def test_records_across_lines_fall_back_to_predictcsv(models, tmp_path, monkeypatch, kind):
+def test_records_across_lines_fall_back_to_predictcsv(models, tmp_path, monkeypatch, caplog, kind):
+    """A quoted cell holding a line end: no range can be cut safely, so the launcher hands the whole
+    file to PredictCsv (which it reports) instead of its 3 ranges; the bytes are PredictCsv's."""
+    import logging
+
     jar, mojos, _ = models
+    assert mojo_csv.launcher_classpath(jar) is not None  # the fallback is the launcher's (javac is here)
     body = "".join(f'{c},{i / 7},"a\nb"\n' if i % 50 == 0 else f"{c},{i / 7},a\n"
                    for i, c in zip(range(1200), ["77", "9", "AA"] * 400, strict=False))
     (tmp_path / "in.csv").write_text("code,x,k\n" + body)
     monkeypatch.setattr(mojo_csv, "MIN_ROWS_PER_THREAD", 100)
+    caplog.set_level(logging.INFO, logger="h2o_tasks.mojo_csv")
     _same_as_predictcsv(jar, mojos[kind], tmp_path / "in.csv", tmp_path)
+    ways = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Offline scorer: ")]
+    assert ways == ["Offline scorer: PredictCsv over the whole file"], ways
 
 
 def test_a_bad_number_names_row_column_and_value_and_leaves_no_output(models, tmp_path, monkeypatch):

@@ -1,24 +1,67 @@
-"""The H2O Flow extra link points at the cluster the task pushed (or nowhere once unknown)."""
+"""The H2O Flow extra link of the create task points at the cluster that task instance pushed (or nowhere
+while its address is unknown), read through Airflow's own XCom API as the task runner reads it when it
+stores the task's links."""
 
-from h2o_airflow import links
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from airflow.models.taskinstancekey import TaskInstanceKey
+from airflow.providers.common.compat.sdk import XCom
+from airflow.sdk.execution_time import task_runner
+from airflow.sdk.execution_time.comms import GetXCom, SetXCom, XComResult
+
 from h2o_airflow.links import XCOM_CLUSTER_KEY, H2OFlowLink
+from h2o_airflow.operators.cluster import H2OCreateClusterOperator
+from h2o_tasks.cluster import ClusterInfo
 
 
-def test_link_from_the_cluster_xcom(monkeypatch):
-    from airflow.providers.common.compat.sdk import XCom
+class Supervisor:
+    """The task process's channel to its supervisor, with the XCom table held in memory."""
 
-    stored = {XCOM_CLUSTER_KEY: {"name": "h2o-x-1", "url": "http://10.0.0.5:54321/"}}
-    calls = []
+    def __init__(self) -> None:
+        self.xcoms: dict[tuple, Any] = {}
 
-    def get_value(*, key, ti_key):
-        calls.append((key, ti_key))
-        return stored.get(key)
+    def send(self, msg: Any) -> Any:
+        if isinstance(msg, SetXCom):
+            self.xcoms[(msg.dag_id, msg.run_id, msg.task_id, msg.map_index, msg.key)] = msg.value
+            return None
+        if isinstance(msg, GetXCom):
+            value = self.xcoms.get((msg.dag_id, msg.run_id, msg.task_id, msg.map_index, msg.key))
+            return XComResult(key=msg.key, value=value)
+        raise AssertionError(f"the link sent {type(msg).__name__}: {msg!r}")
 
-    monkeypatch.setattr(XCom, "get_value", staticmethod(get_value))
-    link = H2OFlowLink()
+
+@pytest.fixture
+def supervisor(monkeypatch) -> Supervisor:
+    comms = Supervisor()
+    monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", comms, raising=False)
+    return comms
+
+
+def push(ti_key: TaskInstanceKey, info: ClusterInfo) -> None:
+    """What the create task's ``xcom_push(key=XCOM_CLUSTER_KEY, ...)`` stores."""
+    XCom.set(XCOM_CLUSTER_KEY, info.to_dict(), dag_id=ti_key.dag_id, task_id=ti_key.task_id, run_id=ti_key.run_id,
+             map_index=ti_key.map_index)
+
+
+def test_the_link_opens_flow_on_the_cluster_its_task_instance_pushed(supervisor):
+    op = H2OCreateClusterOperator(task_id="create_cluster", pipeline="p.yaml")
+    (link,) = [x for x in op.operator_extra_links if isinstance(x, H2OFlowLink)]
     assert link.name == "H2O Flow"
-    assert link.get_link(None, ti_key="ti-1") == "http://10.0.0.5:54321/flow/index.html"
-    assert calls == [(XCOM_CLUSTER_KEY, "ti-1")]
-    stored.clear()
-    assert link.get_link(None, ti_key="ti-2") == ""
-    assert links.XCOM_CLUSTER_KEY == "h2o_cluster"
+    run1 = TaskInstanceKey("h2o_train__x", "create_cluster", "manual__1", try_number=1, map_index=-1)
+    run2 = run1._replace(run_id="manual__2")
+
+    assert link.get_link(op, ti_key=run1) == ""  # nothing pushed yet
+    # the create task records the cluster before creating it, with no address yet
+    push(run1, ClusterInfo(name="h2o-x-1", backend="kubernetes", namespace="h2o", dag_id=run1.dag_id,
+                           run_id=run1.run_id))
+    assert link.get_link(op, ti_key=run1) == ""
+    push(run1, ClusterInfo(name="h2o-x-1", backend="kubernetes", url="http://10.0.0.5:54321/", replicas=3))
+    assert link.get_link(op, ti_key=run1) == "http://10.0.0.5:54321/flow/index.html"
+
+    assert link.get_link(op, ti_key=run2) == ""  # another run's task instance: not run 1's cluster
+    push(run2, ClusterInfo(name="h2o-x-2", backend="local", url="http://127.0.0.1:54400"))
+    assert link.get_link(op, ti_key=run2) == "http://127.0.0.1:54400/flow/index.html"
+    assert link.get_link(op, ti_key=run1) == "http://10.0.0.5:54321/flow/index.html"

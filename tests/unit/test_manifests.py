@@ -1,5 +1,6 @@
 """Rendered Kubernetes objects: valid against the real schemas, and saying what the design needs."""
 
+import json
 from pathlib import Path
 
 import kubernetes_validate
@@ -77,12 +78,33 @@ def test_services_and_policies(rendered):
     assert ingress[1]["from"][0]["podSelector"]["matchLabels"] == {"tier": "airflow"}
 
 
-def test_no_secret_value_in_any_manifest(rendered):
-    objs, _ = rendered
-    text = "".join(m.text for m in objs.values())
-    assert "secretKeyRef" in text  # credentials by reference only
-    for secret in ("h2o-airflow-local-secret", "AKIA", "aws_secret_access_key"):
-        assert secret not in text
+def test_no_secret_value_in_any_manifest(monkeypatch):
+    """The create task holds the S3 connection's keys and session token (and a worker's environment may
+    hold others); the manifests it renders from them name the Secret of cluster.s3_secret, never a value."""
+    from h2o_airflow.hooks.h2o import H2OHook
+
+    conn = {"access": "AKIAIOSFODNN7CONNKEY", "secret": "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",
+            "token": "FwoGZXIvYXdzEConnSessionToken"}
+    ambient = {"AWS_ACCESS_KEY_ID": "AKIAIOSFODNN7ENVKEY0", "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/ENVSECRET",
+               "AWS_SESSION_TOKEN": "FwoGZXIvYXdzEEnvSessionToken"}
+    for var, value in ambient.items():
+        monkeypatch.setenv(var, value)
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_MANIFEST_TEST", json.dumps({
+        "conn_type": "aws", "login": conn["access"], "password": conn["secret"],
+        "extra": {"endpoint_url": "http://minio.storage:9000", "region_name": "eu-west-1",
+                  "aws_session_token": conn["token"]}}))
+    s3 = H2OHook(aws_conn_id="aws_manifest_test").s3_settings()
+    assert (s3.access_key, s3.secret_key, s3.session_token) == (conn["access"], conn["secret"], conn["token"])
+    for s3_secret in ("h2o-s3", ""):
+        cfg = config.load(PIPELINE).with_overrides(cluster={"backend": "kubernetes", "s3_secret": s3_secret})
+        # as the create task builds it: the spec takes the endpoint from the S3 settings
+        spec = ClusterSpec.for_run(cfg.name, "h2o_train__arrival-delay", "manual__1", cfg.cluster,
+                                   s3_endpoint=s3.endpoint_url)
+        text = "".join(m.text for m in manifests.render(spec))
+        assert "-Dsys.ai.h2o.persist.s3.endPoint=http://minio.storage:9000" in text
+        assert ("secretKeyRef" in text and '"h2o-s3"' in text) == bool(s3_secret)  # by reference only
+        for value in [*conn.values(), *ambient.values()]:
+            assert value not in text, (s3_secret, value)
 
 
 def test_the_client_url_uses_the_pipelines_cluster_domain(monkeypatch):

@@ -1,10 +1,17 @@
-"""A long job on a cluster that loses a node fails at once with the reason."""
+"""A long job on a cluster that loses a node fails at once with the reason.
+
+The jobs here block until the test releases them, and the watch reads a clock that moves one second
+per observation: what is asserted is the order of events (the failure came while the job still ran,
+after so many observations), never how long the machine took.
+"""
 
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
 
+from h2o_tasks.cluster import watch
 from h2o_tasks.cluster.base import ClusterStatus
 from h2o_tasks.cluster.watch import run_watched
 from h2o_tasks.errors import ClusterError
@@ -14,18 +21,57 @@ LOST = ClusterStatus("c", exists=True, failed=True, reason="NodeExited", message
 UNHEALTHY = ClusterStatus("c", exists=True, reason="Unhealthy", message="1 bad node")
 
 
+class Job:
+    """A job that runs until released (a safety bound ends it if a test never does)."""
+
+    def __init__(self) -> None:
+        self.released, self.ended = threading.Event(), threading.Event()
+
+    def __call__(self) -> str:
+        try:
+            self.released.wait(60)
+            return "trained"
+        finally:
+            self.ended.set()
+
+
+@pytest.fixture
+def job():
+    j = Job()
+    yield j
+    j.released.set()
+
+
+class Observations:
+    """The status callable: counts its calls, and moves the watch's clock one second at each."""
+
+    def __init__(self, monkeypatch, answer) -> None:
+        self.calls, self.answer = 0, answer
+        monkeypatch.setattr(watch, "time", SimpleNamespace(monotonic=lambda: float(self.calls)))
+
+    def __call__(self) -> ClusterStatus:
+        self.calls += 1
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+
 def test_result_and_errors_of_the_job_pass_through():
     assert run_watched("x", lambda: 42, lambda: OK, poll_s=0.01) == 42
     with pytest.raises(ZeroDivisionError):
         run_watched("x", lambda: 1 / 0, lambda: OK, poll_s=0.01)
 
 
-@pytest.mark.parametrize("status", [LOST, UNHEALTHY])
-def test_a_lost_node_fails_the_job_fast(status):
-    t0 = time.monotonic()
+@pytest.mark.parametrize(("status", "observations"), [
+    (LOST, 1),  # positive evidence: the first observation fails the job
+    (UNHEALTHY, 4),  # unready: observed at 1, 2, 3 and 4 s, given up on once 2.5 s of grace passed
+], ids=["lost", "unhealthy"])
+def test_a_lost_node_fails_the_job_while_it_still_runs(monkeypatch, job, status, observations):
+    observed = Observations(monkeypatch, status)
     with pytest.raises(ClusterError) as err:
-        run_watched("training", lambda: time.sleep(30), lambda: status, poll_s=0.05, grace_s=0.2)
-    assert time.monotonic() - t0 < 5
+        run_watched("training", job, observed, poll_s=0.01, grace_s=2.5)
+    assert not job.ended.is_set()  # the failure did not wait for the job
+    assert observed.calls == observations
     assert "lost a node during training" in str(err.value) and status.reason in str(err.value)
 
 
@@ -39,16 +85,12 @@ def test_a_job_error_on_a_broken_cloud_is_reported_as_the_lost_node():
     assert isinstance(err.value.__cause__, RuntimeError)
 
 
-def test_an_observation_error_counts_as_unready_not_as_a_crash():
-    calls = []
-
-    def flaky():
-        calls.append(1)
-        raise ConnectionError("apiserver restarting")
-
+def test_an_observation_error_counts_as_unready_not_as_a_crash(monkeypatch, job):
+    observed = Observations(monkeypatch, ConnectionError("apiserver restarting"))
     with pytest.raises(ClusterError) as err:
-        run_watched("training", lambda: time.sleep(30), flaky, poll_s=0.02, grace_s=0.2)
-    assert len(calls) >= 2  # observed again and again through the grace, then given up on
+        run_watched("training", job, observed, poll_s=0.01, grace_s=3.5)
+    # observed again and again through the grace (unobservable from 1 s, last seen so at 4 s), then given up on
+    assert observed.calls == 5 and not job.ended.is_set()
     assert "StatusUnknown" in str(err.value) and "apiserver restarting" in str(err.value)
     assert "cluster.unobservable_grace_s" in str(err.value)
 
@@ -86,8 +128,13 @@ def test_a_task_started_on_an_already_broken_cloud_fails_fast_even_if_connecting
     from h2o_airflow.operators.model import H2OImportOperator
 
     replaced = ClusterStatus("c", exists=True, failed=True, reason="PodReplaced", message="2 pods answer as leader")
-    released = threading.Event()
-    monkeypatch.setattr(H2OHook, "get_conn", lambda self: released.wait(15))  # the hung request
+    released, returned = threading.Event(), threading.Event()
+
+    def hung(self):  # the request that never answers (a safety bound ends it if the test never releases it)
+        released.wait(60)
+        returned.set()
+
+    monkeypatch.setattr(H2OHook, "get_conn", hung)
     from h2o_tasks.config import ClusterConfig
 
     monkeypatch.setattr(H2OImportOperator, "config",
@@ -101,11 +148,10 @@ def test_a_task_started_on_an_already_broken_cloud_fails_fast_even_if_connecting
                "data_interval_end": day, "logical_date": day}
     op = H2OImportOperator(task_id="import_scoring_data", pipeline="p.yaml", purpose="score", last_day_only=True,
                            aws_conn_id=None)
-    t0 = time.monotonic()
     try:
         with pytest.raises(AirflowFailException, match=r"lost a node during import \(PodReplaced\)"):
             op.execute(context)
-        assert time.monotonic() - t0 < 10
+        assert not returned.is_set()  # failed while the connection still hung
     finally:
         released.set()
 
