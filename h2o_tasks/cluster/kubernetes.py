@@ -70,7 +70,7 @@ class KubernetesBackend:
         self.conn_id = conn_id
         self._forward: PortForward | None = None
         self._forward_key: tuple[str, str, str] = ("", "", "")
-        self._forward_lock = threading.Lock()
+        self._forward_lock = threading.RLock()  # close() runs under it too, also from _local_url
 
     # --------------------------------------------------------------- helpers
     def _api(self, kind: str) -> tuple[Any, Any, Any]:
@@ -253,10 +253,11 @@ class KubernetesBackend:
 
     def close(self) -> None:
         """End this process's port-forward, if any."""
-        if self._forward is not None:
-            self._forward.close()
-            self._forward = None
-            self._forward_key = ("", "", "")
+        with self._forward_lock:  # not while another thread opens or hands out a forward
+            if self._forward is not None:
+                self._forward.close()
+                self._forward = None
+                self._forward_key = ("", "", "")
 
     def __enter__(self) -> KubernetesBackend:
         return self
@@ -354,8 +355,9 @@ class KubernetesBackend:
                     pods = _observations(list(cache.pods.values()))
                     cloud = None
                     if leader(pods):
-                        try:
-                            local = await asyncio.to_thread(self._local_url, info, pods)
+                        try:  # only a port-forward does I/O here: the other modes' address is known
+                            local = (await asyncio.to_thread(self._local_url, info, pods)
+                                     if self.endpoint_mode == "port-forward" else self._leader_url(info, pods))
                         except PortForwardError as exc:
                             if exc.reason == "PortForwardForbidden":
                                 raise

@@ -11,6 +11,7 @@ pipeline's DAGs still load.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -165,8 +166,13 @@ def janitor_dag(pipelines_dir: str | Path | None = None, schedule: str = "*/30 *
              doc_md="Deletes ephemeral H2O clusters that are expired or whose DAG run is over, for every backend "
                     "and namespace the pipeline files use.") as dag:
         targets = janitor_targets(pipelines_dir)
+        used: set[str] = set()
         for backend, namespace, conn_id in targets:
-            H2OJanitorOperator(task_id=janitor_task_id(backend, namespace, conn_id), backend=backend,
+            task_id = janitor_task_id(backend, namespace, conn_id)
+            if task_id in used:  # k8s-prod and k8s_prod, say: the same characters once made task-id safe
+                task_id += "_" + hashlib.sha256(f"{backend}/{namespace}/{conn_id}".encode()).hexdigest()[:8]
+            used.add(task_id)
+            H2OJanitorOperator(task_id=task_id, backend=backend,
                                **({"namespace": namespace} if namespace else {}),
                                **({"kubernetes_conn_id": conn_id} if conn_id else {}))
         H2ORememberedJanitorOperator(task_id="delete_abandoned_remembered", current=[list(t) for t in targets])

@@ -71,6 +71,21 @@ def test_the_janitor_covers_every_backend_and_namespace_the_pipeline_files_use(t
         assert {t.kubernetes_conn_id for t in d.tasks} == {"k8s_prod"}, d.dag_id
 
 
+def test_connections_that_differ_only_in_task_id_unsafe_characters_get_tasks_of_their_own(tmp_path):
+    """k8s-prod and k8s_prod are two connections whose task ids would be the same: each gets its own task."""
+    from devtools import dag_folder
+    from h2o_airflow.dag_factory import janitor_dag
+
+    dags = dag_folder.make(tmp_path / "dags", janitor=False)
+    for stem, conn in (("a", "k8s-prod"), ("b", "k8s_prod")):
+        dag_folder.write_pipeline(dags, stem, dag_folder.variant(
+            name=stem, registry_uri=f"s3://{stem}/m", scoring={"output_uri": f"s3://{stem}/p", "hive_table": stem},
+            cluster={"backend": "kubernetes", "namespace": "ml", "kubernetes_conn_id": conn}))
+    janitors = [t for t in janitor_dag(dags / "pipelines").tasks if t.task_id.startswith("delete_abandoned_kubernetes")]
+    assert len({t.task_id for t in janitors}) == 2
+    assert sorted(t.kubernetes_conn_id for t in janitors) == ["k8s-prod", "k8s_prod"]
+
+
 def test_a_run_the_execution_api_does_not_know_is_gone():
     """What the task SDK raises for an unknown run: an HTTP error whose response is a 404."""
     op = H2OJanitorOperator(task_id="j")

@@ -123,6 +123,13 @@ class H2OPipelineOperator(BaseOperator):
         self._hook = H2OHook(cluster=info, aws_conn_id=self.aws_conn_id, backend=self.cluster_backend)
         return info, self._hook
 
+    def s3_settings(self) -> Any:
+        """S3 settings for this task: its hook's (fetched once, again only near their end), else new ones."""
+        hook = getattr(self, "_hook", None)
+        if hook is not None:
+            return hook.fresh_s3_settings(self.s3_refresh_margin)
+        return H2OHook(aws_conn_id=self.aws_conn_id).s3_settings()
+
     def watched(self, context: Any, cfg: Any, what: str, job: Any) -> Any:
         """``job()`` while the run's cluster is watched: a lost node fails the task at once, a cluster
         that cannot be observed after ``cluster.unobservable_grace_s``. First the cluster's expiry is
@@ -165,7 +172,7 @@ class H2OPipelineOperator(BaseOperator):
                          st.message)
         self.diagnose(context, cfg, info, backend, {self.task_id: f"cluster lost before this try: {st.reason}: "
                                                                   f"{st.message}"})
-        s3s = H2OHook(aws_conn_id=self.aws_conn_id).s3_settings()
+        s3s = self.s3_settings()
         info = rebuild(backend, info, cfg.cluster, cfg.name, info.dag_id or context["dag"].dag_id,
                        info.run_id or context["run_id"], s3_endpoint=s3s.endpoint_url)
         self.log.info("Cluster %s made again; its leader is at %s", info.name, info.url)
@@ -179,7 +186,7 @@ class H2OPipelineOperator(BaseOperator):
         """Save the cluster's evidence (before it is deleted) and push where it went; None if it could not be."""
         from h2o_tasks import diagnostics
 
-        s3s = H2OHook(aws_conn_id=self.aws_conn_id).s3_settings()
+        s3s = self.s3_settings()
         uri = diagnostics.bundle_uri(cfg.registry_uri, cfg.name, context["dag"].dag_id, context["run_id"])
         try:
             bundle = diagnostics.collect(backend, info, errors=errors, secrets=[s3s.access_key, *s3s.secrets],
