@@ -8,6 +8,9 @@ reads every column. The same Parquet files back the S3 partitions and the Hive t
     DATA_DIR/flights/dt=YYYY-MM-DD/part-0.parquet   (365 days)
     DATA_DIR/weather/part-0.parquet
     DATA_DIR/planes/part-0.parquet
+
+Hive also gets ``flights_by_date``: the same files as a table partitioned by ``flight_date``
+(each partition located at its ``dt=`` directory), the source of the second example pipeline.
 """
 
 from __future__ import annotations
@@ -171,9 +174,13 @@ def seed_s3(s3_settings: S3Settings, data_dir: str | Path | None = None, *, buck
     return len(files)
 
 
-def table_ddl(table: str, columns: Columns, location: Path, partitioned: bool) -> str:
+# a table over the flights' files partitioned by another column: (table, partition column)
+BY_DATE = ("flights_by_date", "flight_date")
+
+
+def table_ddl(table: str, columns: Columns, location: Path, partition: str = "") -> str:
     cols = ", ".join(f"`{name}` {hive}" for name, _, hive in columns)
-    part = " PARTITIONED BY (`dt` STRING)" if partitioned else ""
+    part = f" PARTITIONED BY (`{partition}` STRING)" if partition else ""
     return f"CREATE EXTERNAL TABLE `{table}` ({cols}){part} STORED AS PARQUET LOCATION '{location}'"
 
 
@@ -196,8 +203,8 @@ def _declared(cur: Any, table: str) -> tuple[str, list[tuple[str, str]]] | None:
     return location, columns
 
 
-def _expected(columns: Columns, partitioned: bool) -> list[tuple[str, str]]:
-    return [(name, hive.lower()) for name, _, hive in columns] + ([("dt", "string")] if partitioned else [])
+def _expected(columns: Columns, partition: str) -> list[tuple[str, str]]:
+    return [(name, hive.lower()) for name, _, hive in columns] + ([(partition, "string")] if partition else [])
 
 
 def seed_hive(conn: Any, data_dir: str | Path) -> dict[str, int]:
@@ -209,16 +216,23 @@ def seed_hive(conn: Any, data_dir: str | Path) -> dict[str, int]:
     """
     data_dir = Path(data_dir).resolve()
     cur = conn.cursor()
-    for table, columns in TABLES.items():
-        partitioned = table == "flights"
-        if _declared(cur, table) != (str(data_dir / table), _expected(columns, partitioned)):
+    by_date, date_column = BY_DATE
+    tables = [(t, c, data_dir / t, "dt" if t == "flights" else "") for t, c in TABLES.items()]
+    tables.append((by_date, FLIGHTS, data_dir / "flights", date_column))
+    for table, columns, location, partition in tables:
+        if _declared(cur, table) != (str(location), _expected(columns, partition)):
             cur.execute(f"DROP TABLE IF EXISTS `{table}`")
-            cur.execute(table_ddl(table, columns, data_dir / table, partitioned))
+            cur.execute(table_ddl(table, columns, location, partition))
+    days = flight_partitions(data_dir)
     cur.execute("SHOW PARTITIONS `flights`")
-    if len(cur.fetchall()) != len(flight_partitions(data_dir)):
+    if len(cur.fetchall()) != len(days):
         cur.execute("MSCK REPAIR TABLE `flights`")
+    cur.execute(f"SHOW PARTITIONS `{by_date}`")
+    if len(cur.fetchall()) != len(days):  # the directories say dt=: each partition is placed by hand, in one statement
+        cur.execute(f"ALTER TABLE `{by_date}` ADD IF NOT EXISTS " + " ".join(
+            f"PARTITION (`{date_column}`='{p.parent.name[3:]}') LOCATION '{p.parent}'" for p in days))
     rows = {}
-    for table in TABLES:
+    for table in [*TABLES, by_date]:
         cur.execute(f"SELECT count(*) FROM `{table}`")
         rows[table] = int(cur.fetchone()[0])
     return rows

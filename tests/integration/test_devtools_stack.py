@@ -25,10 +25,14 @@ def query(server, sql):
 
 
 def test_seeded_hive_has_the_real_row_counts(hive_server, seeded_hive):
-    assert seeded_hive == {"flights": 336_776, "weather": 26_115, "planes": 3_322}
+    assert seeded_hive == {"flights": 336_776, "weather": 26_115, "planes": 3_322, "flights_by_date": 336_776}
     assert query(hive_server, "SELECT count(*) FROM flights WHERE dt = '2013-01-01'") == [(842,)]
     partitions = query(hive_server, "SHOW PARTITIONS flights")
     assert len(partitions) == 365 and partitions[0] == ("dt=2013-01-01",)
+    # the same files, partitioned by another column (the second example pipeline's source)
+    by_date = query(hive_server, "SHOW PARTITIONS flights_by_date")
+    assert len(by_date) == 365 and by_date[-1] == ("flight_date=2013-12-31",)
+    assert query(hive_server, "SELECT count(*) FROM flights_by_date WHERE flight_date = '2013-01-01'") == [(842,)]
 
 
 def test_declared_types_and_nulls_survive(hive_server, seeded_hive):

@@ -53,7 +53,8 @@ def test_dags_import_cleanly_without_db_connections_or_h2o(tmp_path):
     assert out["errors"] == {}
     assert not out["h2o_imported"] and not out["pyspark_imported"]
     dags = out["dags"]
-    assert set(dags) == {"h2o_train__arrival-delay", "h2o_score__arrival-delay", "h2o_janitor"}
+    assert set(dags) == {"h2o_train__arrival-delay", "h2o_score__arrival-delay", "h2o_train__air-time",
+                         "h2o_score__air-time", "h2o_janitor"}
     train = dags["h2o_train__arrival-delay"]
     assert train["tasks"] == ["create_cluster", "delete_cluster", "export_and_promote", "import_data",
                               "import_scoring_data", "score", "train"]  # scoring.after_training: true
