@@ -191,11 +191,15 @@ class ClusterConfig:
 
 @dataclass(frozen=True)
 class S3SourceConfig:
-    """Date-partitioned files under ``uri``: ``{uri}/dt=YYYY-MM-DD/*.{format}``."""
+    """Date-partitioned files under ``uri``: ``{uri}/{partitions}/*.{format}``, ``dt=YYYY-MM-DD`` by default."""
 
     uri: str = setting(check=_s3_uri, pattern=syntax.S3_URI, problem="is not an s3:// URI",
                        fix="write it as s3://BUCKET/PREFIX", doc="The prefix of the partitions, s3://BUCKET/PREFIX.")
     format: str = setting("parquet", choices=FORMATS, doc="The files' format.")
+    partitions: str = setting("dt={date}", check=syntax.partition_template, doc="The layout of the partition "
+                              "directories under uri: {date} (YYYY-MM-DD), or {year} {month} {day}; an hour level "
+                              "{hour} (HH) last if the data has one (a day then reads its 24 hours), e.g. "
+                              "year={year}/month={month}/day={day} or dt={date}/hr={hour}.")
     client_fetch_max_bytes: int = setting(64 << 20, lo=0, hi=CLIENT_FETCH_LIMIT, doc="Inputs up to this many bytes "
                                           "are downloaded by the task (in threads) and uploaded as one file; bigger "
                                           "ones are read by the nodes themselves; 0: the nodes read every input.")

@@ -222,9 +222,8 @@ def _read_days(client: Any, cfg: PipelineConfig, start: date, end: date) -> dict
 
         tables = s3_source.fetch_objects(client, resolved.files, lambda _uri, body: pcsv.read_csv(pa.BufferReader(body)))
     by_day: dict[date, list[Any]] = {}
-    for uri, table in zip(resolved.files, tables, strict=True):
-        day = date.fromisoformat(uri.rsplit("/dt=", 1)[1].split("/", 1)[0])
-        by_day.setdefault(day, []).append(table)
+    for day, table in zip(resolved.file_days, tables, strict=True):
+        by_day.setdefault(date.fromisoformat(day), []).append(table)
     return {day: pa.concat_tables(ts, promote_options="default") for day, ts in sorted(by_day.items())}
 
 

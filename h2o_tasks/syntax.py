@@ -27,6 +27,30 @@ _DOMAIN = r"([a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(\.([a-zA-Z0-9]|[a-
 IMAGE = (rf"({_DOMAIN}/)?{_COMPONENT}(/{_COMPONENT})*(:[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})?"
          r"(@[A-Za-z][A-Za-z0-9]*([-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?")
 
+PLACEHOLDERS = ("date", "year", "month", "day", "hour")
+
+
+def partition_template(path: str, value: str) -> str:
+    """A layout of date partitions under a prefix: ``dt={date}``, ``year={year}/month={month}/day={day}``,
+    ``date={date}/hr={hour}``... ({date} is YYYY-MM-DD, {year} YYYY, {month} MM, {day} DD, {hour} HH)."""
+    fix = ("write the partition directories with {date}, or {year}, {month} and {day}, and optionally {hour} "
+           "in the last level, e.g. dt={date}, year={year}/month={month}/day={day} or dt={date}/hr={hour}")
+    names = re.findall(r"\{([^{}]*)\}", value)
+    unknown = [n for n in names if n not in PLACEHOLDERS]
+    if unknown or re.sub(r"\{[^{}]*\}", "", value).count("{") or re.sub(r"\{[^{}]*\}", "", value).count("}"):
+        raise ConfigError(path, value, f"has placeholders other than {{{'}, {'.join(PLACEHOLDERS)}}}", fix)
+    if "date" not in names and not {"year", "month", "day"} <= set(names):
+        raise ConfigError(path, value, "does not name the day ({date}, or {year}, {month} and {day})", fix)
+    segments = value.split("/")
+    if any(not s for s in segments) or any(c.isspace() for c in value):
+        raise ConfigError(path, value, "has an empty level or a space", fix)
+    if ("hour" in names and "{hour}" not in segments[-1]) or any("{hour}" in s for s in segments[:-1]):
+        raise ConfigError(path, value, "has {hour} outside its last level", fix)
+    if len(names) != len(set(names)):
+        raise ConfigError(path, value, "names a placeholder twice", fix)
+    return value
+
+
 # Airflow's cron presets (airflow.utils.dates.cron_presets) and its one-off schedule
 CRON_PRESETS = ("@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly")
 SCHEDULE_PRESETS = (*CRON_PRESETS, "@once")

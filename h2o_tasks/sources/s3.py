@@ -1,4 +1,5 @@
-"""S3 data source: date partitions ``{uri}/dt=YYYY-MM-DD/``.
+"""S3 data source: date partitions under ``uri``, laid out as ``source.s3.partitions`` says
+(``dt=YYYY-MM-DD/`` by default; ``year=/month=/day=``, ``date=``, an hour level...).
 
 An input of at most ``source.s3.client_fetch_max_bytes`` is downloaded by the task (threads)
 and uploaded to the cluster as one file: H2O's import and parse cost ~10 ms per object, which
@@ -10,6 +11,7 @@ credentials handed over at run time).
 from __future__ import annotations
 
 import contextlib
+import re
 import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +39,7 @@ class ResolvedInput:
     total_bytes: int
     days_found: tuple[str, ...]
     days_missing: tuple[str, ...] = field(default=())
+    file_days: tuple[str, ...] = field(default=())  # the day (YYYY-MM-DD) of each file
 
     def to_dict(self) -> dict[str, Any]:
         return {"files": len(self.files), "bytes": self.total_bytes, "days_found": len(self.days_found),
@@ -48,12 +51,86 @@ def days(start: date, end: date) -> list[date]:
     return [start + timedelta(days=i) for i in range((end - start).days)]
 
 
-def partition_uri(uri: str, day: date) -> str:
-    return s3.join(uri, f"dt={day.isoformat()}")
+DEFAULT_PARTITIONS = "dt={date}"
+
+
+def day_prefix(template: str, day: date) -> str:
+    """The directory of one day's data under the source's prefix: the template without its hour level."""
+    levels = template.split("/")
+    if "{hour}" in levels[-1]:
+        levels = levels[:-1]
+    return "/".join(levels).format(date=day.isoformat(), year=f"{day.year:04d}", month=f"{day.month:02d}",
+                                   day=f"{day.day:02d}")
+
+
+def partition_uri(uri: str, day: date, template: str = DEFAULT_PARTITIONS) -> str:
+    return s3.join(uri, day_prefix(template, day))
+
+
+def _hour_level(template: str) -> re.Pattern[str] | None:
+    """What the level under a day's directory must look like when the template has an hour level."""
+    last = template.split("/")[-1]
+    if "{hour}" not in last:
+        return None
+    before, _, after = last.partition("{hour}")
+    return re.compile(re.escape(before) + r"([01][0-9]|2[0-3])" + re.escape(after))
+
+
+def _date_level(template: str) -> str | None:
+    """``dt=`` for ``dt={date}``: a one-level layout whose names sort by day, listed in one ordered pass."""
+    if "/" not in template and template.endswith("{date}") and "{" not in template[:-len("{date}")]:
+        return template[:-len("{date}")]
+    return None
+
+
+def _keep(obj: dict[str, Any], suffix: str) -> bool:
+    return obj["Key"].endswith(suffix) and not any(m in obj["Key"] for m in _SKIP) and obj["Size"] > 0
+
+
+def _list_ordered(client: Any, bucket: str, base: str, literal: str, start: date, end: date,
+                  suffix: str) -> dict[str, list[tuple[str, int]]]:
+    found: dict[str, list[tuple[str, int]]] = {}
+    lo, hi = f"{base}{literal}{start.isoformat()}", f"{base}{literal}{end.isoformat()}"
+    paginator = client.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=bucket, Prefix=f"{base}{literal}", StartAfter=lo,
+                                   PaginationConfig={"PageSize": LIST_PAGE}):
+        objects = page.get("Contents", [])
+        for obj in objects:
+            if obj["Key"] >= hi:
+                break
+            day = obj["Key"][len(base) + len(literal):].split("/", 1)[0]
+            if _keep(obj, suffix):
+                found.setdefault(day, []).append((f"s3://{bucket}/{obj['Key']}", obj["Size"]))
+        if objects and objects[-1]["Key"] >= hi:  # past the interval: the later pages are not listed
+            break
+    return found
+
+
+def _list_by_day(client: Any, bucket: str, base: str, template: str, wanted: list[date],
+                 suffix: str) -> dict[str, list[tuple[str, int]]]:
+    """One listing per day's directory, in threads (a layout whose names do not sort by day)."""
+    hours = _hour_level(template)
+
+    def one(day: date) -> list[tuple[str, int]]:
+        prefix = f"{base}{day_prefix(template, day)}/"
+        out = []
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix,
+                                                                     PaginationConfig={"PageSize": LIST_PAGE}):
+            for obj in page.get("Contents", []):
+                rest = obj["Key"][len(prefix):]
+                if hours is not None and ("/" not in rest or not hours.fullmatch(rest.split("/", 1)[0])):
+                    continue  # not inside an hour's directory
+                if _keep(obj, suffix):
+                    out.append((f"s3://{bucket}/{obj['Key']}", obj["Size"]))
+        return sorted(out)
+
+    with ThreadPoolExecutor(max_workers=FETCH_THREADS) as pool:
+        listed = dict(zip((d.isoformat() for d in wanted), pool.map(one, wanted), strict=True))
+    return {d: files for d, files in listed.items() if files}
 
 
 def resolve(client: Any, src: S3SourceConfig, start: date, end: date, *, all_required: bool = False) -> ResolvedInput:
-    """List the data files of every partition in ``[start, end)``.
+    """List the data files of every day's partition in ``[start, end)`` (its hours' too, with an hour level).
 
     :param all_required: every day must have data (scoring); otherwise at least one (training).
     """
@@ -61,36 +138,28 @@ def resolve(client: Any, src: S3SourceConfig, start: date, end: date, *, all_req
         raise InputDataError("interval", f"[{start}, {end})", "is empty", "use an end date after the start date")
     bucket, prefix = s3.split_uri(src.uri)
     suffix = f".{src.format}"
-    found: dict[str, list[tuple[str, int]]] = {}
-    paginator = client.get_paginator("list_objects_v2")
     base = f"{prefix.rstrip('/')}/" if prefix else ""
-    lo, hi = f"{base}dt={start.isoformat()}", f"{base}dt={end.isoformat()}"
+    wanted_days = days(start, end)
+    literal = _date_level(src.partitions)
     try:
-        for page in paginator.paginate(Bucket=bucket, Prefix=f"{base}dt=", StartAfter=lo,
-                                       PaginationConfig={"PageSize": LIST_PAGE}):
-            objects = page.get("Contents", [])
-            for obj in objects:
-                key = obj["Key"]
-                if key >= hi:
-                    break
-                day = key[len(base) + 3:].split("/", 1)[0]
-                if key.endswith(suffix) and not any(m in key for m in _SKIP) and obj["Size"] > 0:
-                    found.setdefault(day, []).append((f"s3://{bucket}/{key}", obj["Size"]))
-            if objects and objects[-1]["Key"] >= hi:  # past the interval: the later pages are not listed
-                break
+        found = (_list_ordered(client, bucket, base, literal, start, end, suffix) if literal is not None
+                 else _list_by_day(client, bucket, base, src.partitions, wanted_days, suffix))
     except client.exceptions.NoSuchBucket:
         raise SourceNotFoundError("source.s3.uri", src.uri, f"bucket {bucket!r} does not exist",
                                   "create the bucket or fix the URI") from None
-    wanted = [d.isoformat() for d in days(start, end)]
+    wanted = [d.isoformat() for d in wanted_days]
     missing = tuple(d for d in wanted if d not in found)
     if len(missing) == len(wanted) or (all_required and missing):
-        where = partition_uri(src.uri, date.fromisoformat(missing[0]))
+        where = partition_uri(src.uri, date.fromisoformat(missing[0]), src.partitions)
         raise SourceNotFoundError("source.s3.uri", where,
-                                  f"no {src.format} files for {len(missing)} of {len(wanted)} day(s) in [{start}, {end})",
-                                  "check the bucket, the prefix and the interval (is the partition loaded yet?)")
-    files = [f for d in wanted if d in found for f in found[d]]
-    return ResolvedInput(files=tuple(u for u, _ in files), total_bytes=sum(n for _, n in files),
-                         days_found=tuple(d for d in wanted if d in found), days_missing=missing)
+                                  f"no {src.format} files for {len(missing)} of {len(wanted)} day(s) in [{start}, {end}) "
+                                  f"(partitions laid out as {src.partitions})",
+                                  "check the bucket, the prefix, source.s3.partitions and the interval "
+                                  "(is the partition loaded yet?)")
+    files = [(f, d) for d in wanted if d in found for f in found[d]]
+    return ResolvedInput(files=tuple(u for (u, _), _ in files), total_bytes=sum(n for (_, n), _ in files),
+                         days_found=tuple(d for d in wanted if d in found), days_missing=missing,
+                         file_days=tuple(d for _, d in files))
 
 
 def import_frame(h2o: Any, resolved: ResolvedInput, fmt: str, destination: str,
@@ -369,7 +438,7 @@ def _schema_error(h2o: Any, files: list[str], exc: Exception) -> None:
         h2o.parse_setup(raw)
     except Exception as setup_exc:
         detail = " ".join(str(setup_exc).split())
-        raise InputDataError("source.s3.uri", files[0].rsplit("/dt=", 1)[0],
+        raise InputDataError("source.s3.uri", files[0].rsplit("/", 1)[0],
                              f"has partition files whose Parquet schemas differ (first file {files[0]}; "
                              f"H2O: {detail[:400]})",
                              "rewrite the partitions with one schema (same columns, order and types)") from exc
