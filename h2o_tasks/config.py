@@ -40,6 +40,7 @@ METRIC_RANGES: dict[str, tuple[float | None, float | None]] = {
     "logloss": (0.0, None), "mean_per_class_error": (0.0, 1.0), "rmse": (0.0, None), "mae": (0.0, None),
     "mse": (0.0, None)}
 SOURCE_KINDS = ("s3", "hive")
+GRANULARITIES = ("day", "hour")
 CLIENT_FETCH_LIMIT = 1 << 30  # source.s3.client_fetch_max_bytes: what an Airflow worker may hold
 FORMATS = ("parquet", "csv")
 BACKENDS = ("local", "kubernetes")
@@ -229,6 +230,9 @@ class SourceConfig:
     training_window_days: int = setting(30, lo=1, hi=3660, doc="Train on this many days before the run's interval end.")
     s3: S3SourceConfig | None = setting(None, doc="The S3 source (kind: s3).")
     hive: HiveSourceConfig | None = setting(None, doc="The Hive source (kind: hive).")
+    granularity: str = setting("day", choices=GRANULARITIES, doc="The unit of scoring: day (each day of a run's "
+                               "interval is read and committed as dt=YYYY-MM-DD) or hour (each hour as "
+                               "dt=YYYY-MM-DD/hr=HH; needs an S3 layout with an {hour} level).")
 
     @staticmethod
     def _check(cfg: SourceConfig, where: str) -> None:
@@ -236,6 +240,10 @@ class SourceConfig:
             example = "{uri: s3://BUCKET/PREFIX}" if cfg.kind == "s3" else "{table: NAME}"
             raise ConfigError(f"{where}.{cfg.kind}", None, f"is required (kind: {cfg.kind})",
                               f"add '{where}.{cfg.kind}: {example}'")
+        if cfg.granularity == "hour" and (cfg.kind != "s3" or "{hour}" not in cfg.s3.partitions):
+            raise ConfigError(f"{where}.granularity", "hour", "needs hour partitions to read: an S3 source whose "
+                              "partitions have an {hour} level", "set source.s3.partitions: dt={date}/hr={hour} (or "
+                              "your layout with {hour} last), or granularity: day")
 
 
 @dataclass(frozen=True)

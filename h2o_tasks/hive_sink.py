@@ -15,6 +15,7 @@ so the location may be a local path both the task and HiveServer2 see, or an ``h
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -37,7 +38,7 @@ def _schema_text(columns: list[tuple[str, str]]) -> str:
     return "(" + ", ".join(f"{c} {t}" for c, t in columns) + ")"
 
 
-def table_columns(conn: Any, table: str, partition_column: str = "") -> list[tuple[str, str]] | None:
+def table_columns(conn: Any, table: str, partition_column: str | Sequence[str] = ()) -> list[tuple[str, str]] | None:
     """The table's data columns as ``(name, TYPE)`` (partition columns excluded), or None if it does not exist."""
     cur = conn.cursor()
     cur.execute(f"SHOW TABLES LIKE {_literal(table, 'scoring.hive_table')}")
@@ -58,11 +59,16 @@ def table_columns(conn: Any, table: str, partition_column: str = "") -> list[tup
             partition_columns.add(name.lower())
         else:
             columns.append((name, (row[1] or "").strip().upper()))
-    partition_columns.add(partition_column.lower())  # a server that lists partition columns only with the others
+    # a server that lists partition columns only with the others
+    partition_columns.update(c.lower() for c in _names(partition_column))
     return [(c, t) for c, t in columns if c.lower() not in partition_columns]
 
 
-def ensure_table(conn: Any, table: str, columns: list[tuple[str, str]], partition_column: str,
+def _names(columns: str | Sequence[str]) -> list[str]:
+    return [columns] if isinstance(columns, str) else list(columns)
+
+
+def ensure_table(conn: Any, table: str, columns: list[tuple[str, str]], partition_column: str | Sequence[str],
                  location: str) -> TableChange:
     """Create the table, or check its columns against ``columns`` and add the new ones.
 
@@ -77,8 +83,8 @@ def ensure_table(conn: Any, table: str, columns: list[tuple[str, str]], partitio
     cur = conn.cursor()
     if existing is None:
         cols = ", ".join(f"{_q(c, 'columns')} {hive_type}" for c, hive_type in columns)
-        cur.execute(f"CREATE EXTERNAL TABLE IF NOT EXISTS {t} ({cols}) PARTITIONED BY "
-                    f"({_q(partition_column, 'partition_column')} STRING) STORED AS PARQUET "
+        parts = ", ".join(f"{_q(c, 'partition_column')} STRING" for c in _names(partition_column))
+        cur.execute(f"CREATE EXTERNAL TABLE IF NOT EXISTS {t} ({cols}) PARTITIONED BY ({parts}) STORED AS PARQUET "
                     f"LOCATION {_literal(location, 'scoring.hive_location')}")
         existing = table_columns(conn, table, partition_column) or []  # a concurrent creator may have won with other columns
         if [(c.lower(), ty) for c, ty in existing] == [(c.lower(), ty.upper()) for c, ty in columns]:

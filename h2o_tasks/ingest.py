@@ -27,6 +27,7 @@ class ImportResult:
     input_bytes: int
     files: int
     seconds: float
+    period: str = ""  # a scoring import: the day (YYYY-MM-DD) or hour (YYYY-MM-DDTHH) it holds
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -40,13 +41,14 @@ def columns_needed(cfg: PipelineConfig, purpose: str) -> list[str]:
     return cols
 
 
-def frame_id(cfg: PipelineConfig, purpose: str, start: date, end: date) -> str:
-    return f"{cfg.name.replace('-', '_')}_{purpose}_{start:%Y%m%d}_{end:%Y%m%d}"
+def frame_id(cfg: PipelineConfig, purpose: str, start: date, end: date, hour: int | None = None) -> str:
+    return f"{cfg.name.replace('-', '_')}_{purpose}_{start:%Y%m%d}_{end:%Y%m%d}" + (
+        f"_{hour:02d}" if hour is not None else "")
 
 
 def import_interval(h2o: Any, cfg: PipelineConfig, purpose: str, start: date, end: date, *,
                     s3: S3Settings | None = None, hive_conn: Callable[[], Any] | None = None,
-                    staging_dir: str | Path | None = None) -> tuple[Any, ImportResult]:
+                    staging_dir: str | Path | None = None, hour: int | None = None) -> tuple[Any, ImportResult]:
     """Import the data ``purpose`` (``train`` or ``score``) needs for the interval ``[start, end)``.
 
     S3: an input of at most ``client_fetch_max_bytes`` is downloaded and uploaded as one file;
@@ -56,16 +58,18 @@ def import_interval(h2o: Any, cfg: PipelineConfig, purpose: str, start: date, en
     """
     t0 = time.monotonic()
     lo, hi = intervals.window(cfg, purpose, start, end)
-    dest = frame_id(cfg, purpose, lo, hi)
+    dest = frame_id(cfg, purpose, lo, hi, hour)
     cols = columns_needed(cfg, purpose)
     if cfg.source.kind == "s3":
         from h2o_tasks.sources import s3 as s3_source
 
         client = (s3 or S3Settings()).client()
-        resolved = s3_source.resolve(client, cfg.source.s3, lo, hi, all_required=purpose == "score")
+        resolved = s3_source.resolve(client, cfg.source.s3, lo, hi, all_required=purpose == "score", hour=hour)
         frame = s3_source.import_frame(h2o, resolved, cfg.source.s3.format, dest, client=client,
                                        client_fetch_max_bytes=cfg.source.s3.client_fetch_max_bytes, columns=cols)
         source, nbytes, nfiles = cfg.source.s3.uri, resolved.total_bytes, len(resolved.files)
+    elif hour is not None:
+        raise ValueError("hour partitions are read from S3 sources only (config refuses the rest)")
     else:
         from h2o_tasks.sources import hive as hive_source
 
@@ -111,20 +115,22 @@ def import_interval(h2o: Any, cfg: PipelineConfig, purpose: str, start: date, en
         h2o.assign(frame, dest)
     result = ImportResult(frame_id=dest, source=source, start=lo.isoformat(), end=hi.isoformat(), rows=frame.nrows,
                           columns=frame.ncols, input_bytes=nbytes, files=nfiles,
-                          seconds=round(time.monotonic() - t0, 2))
+                          seconds=round(time.monotonic() - t0, 2),
+                          period=intervals.Period(lo, hour).key if purpose == "score" else "")
     return frame, result
 
 
 @dataclass(frozen=True)
 class DaysImport:
-    """The scoring import: one frame per day of the interval (each day is committed as its own partition)."""
+    """The scoring import: one frame per day (or hour) of the interval, each committed as its own partition."""
 
     days: list[ImportResult]
     seconds: float
 
     def to_dict(self) -> dict[str, Any]:
         first, last = self.days[0], self.days[-1]
-        return {"frames": [{"day": r.start, "frame_id": r.frame_id, "rows": r.rows} for r in self.days],
+        return {"frames": [{"day": r.start, "period": r.period or r.start, "frame_id": r.frame_id, "rows": r.rows}
+                           for r in self.days],
                 "frame_id": first.frame_id, "source": first.source, "start": first.start, "end": last.end,
                 "rows": sum(r.rows for r in self.days), "columns": first.columns,
                 "input_bytes": sum(r.input_bytes for r in self.days), "files": sum(r.files for r in self.days),
@@ -134,12 +140,20 @@ class DaysImport:
 def import_days(h2o: Any, cfg: PipelineConfig, start: date, end: date, *, s3: S3Settings | None = None,
                 hive_conn: Callable[[], Any] | None = None, staging_dir: str | Path | None = None) -> DaysImport:
     """Import each day of ``[start, end)`` as its own frame, for scoring; a failure removes the frames made before it."""
+    return import_periods(h2o, cfg, intervals.periods("day", start, end), s3=s3, hive_conn=hive_conn,
+                          staging_dir=staging_dir)
+
+
+def import_periods(h2o: Any, cfg: PipelineConfig, periods: list[intervals.Period], *, s3: S3Settings | None = None,
+                   hive_conn: Callable[[], Any] | None = None, staging_dir: str | Path | None = None) -> DaysImport:
+    """Import each period (a day or an hour) as its own frame, for scoring; a failure removes the frames
+    made before it."""
     t0 = time.monotonic()
     done: list[tuple[Any, ImportResult]] = []
     try:
-        for day in intervals.days(start, end):
-            done.append(import_interval(h2o, cfg, "score", day, day + timedelta(days=1), s3=s3, hive_conn=hive_conn,
-                                        staging_dir=Path(staging_dir) / day.isoformat() if staging_dir else None))
+        for p in periods:
+            done.append(import_interval(h2o, cfg, "score", p.day, p.day + timedelta(days=1), s3=s3, hive_conn=hive_conn,
+                                        staging_dir=Path(staging_dir) / p.key if staging_dir else None, hour=p.hour))
     except BaseException:
         for frame, _ in done:
             h2o.remove(frame)

@@ -43,7 +43,7 @@ class HiveTarget:
     table: str
     location: str
     connect: Callable[[], Any]
-    partition_column: str = "dt"
+    partition_columns: tuple[str, ...] = ("dt",)  # ("dt", "hr") for hourly predictions
 
     def attempts(self, partition: str) -> str:
         return f"{self.location.rstrip('/')}/{partition}/{commit.ATTEMPTS}"
@@ -132,7 +132,7 @@ def publish(client: Any, attempt: commit.Attempt, *, rows_in: int, columns: list
     :raises InputDataError: rows landed differ from ``rows_in`` (nothing is switched).
     """
     testhooks.checkpoint("commit:after-staging")
-    partition = attempt.root.rstrip("/").rsplit("/", 1)[-1]
+    partition = "/".join(f"{k}={v}" for k, v in spec.items())  # dt=YYYY-MM-DD[/hr=HH]
     files = commit.landed(client, attempt)
     if uploaded is not None and (bad := _same_files(files, uploaded)):
         raise CommitError("predictions", attempt.uri, f"differ after the write from what was uploaded ({bad})",
@@ -147,7 +147,7 @@ def publish(client: Any, attempt: commit.Attempt, *, rows_in: int, columns: list
         hive_location = f"{hive.attempts(partition)}/{attempt.id}"
         conn = hive.connect()
         try:
-            hive_sink.ensure_table(conn, hive.table, columns, hive.partition_column, hive.location)
+            hive_sink.ensure_table(conn, hive.table, columns, hive.partition_columns, hive.location)
         finally:
             conn.close()
         hive_sink.write_files(table.cast(arrow_schema(columns)), hive_location)

@@ -83,7 +83,7 @@ def retention(cfg: PipelineConfig) -> predictions.Retention:
     return predictions.Retention(retain, max(retain, timedelta(minutes=2 * cfg.cluster.ttl_minutes)))
 
 
-def partition_root(cfg: PipelineConfig, day: date) -> str:
+def partition_root(cfg: PipelineConfig, day: date | intervals.Period) -> str:
     if not cfg.scoring.output_uri:
         raise ConfigError("scoring.output_uri", "", "is required to score", "set scoring.output_uri: s3://BUCKET/PREFIX")
     return s3.join(cfg.scoring.output_uri, intervals.partition_path(day))
@@ -149,7 +149,8 @@ def _result(engine: str, version: str, cfg: PipelineConfig, committed: list[pred
                        round(time.monotonic() - t0, 2), columns, [c.to_dict() for c in committed])
 
 
-def score_in_cluster(h2o: Any, frames: list[tuple[date, Any]], cfg: PipelineConfig, client: Any, *, run_id: str,
+def score_in_cluster(h2o: Any, frames: list[tuple[date | intervals.Period, Any]], cfg: PipelineConfig, client: Any, *,
+                     run_id: str,
                      loaded: dict[str, tuple[str, str]] | None = None,
                      hive: predictions.HiveTarget | None = None) -> ScoreResult:
     """Distributed predict of each day's frame; the cluster writes each day's attempt to S3, then it is committed.
@@ -208,23 +209,36 @@ def _loaded_model(h2o: Any, model_id: str | None) -> Any:
 
 def _read_days(client: Any, cfg: PipelineConfig, start: date, end: date) -> dict[date, Any]:
     """Each day's partition files as one Arrow table, by day (every day of the interval must have data)."""
+    return {p.day: t for p, t in _read_periods(client, cfg, intervals.periods("day", start, end)).items()}
+
+
+def _read_periods(client: Any, cfg: PipelineConfig, periods: list[intervals.Period]) -> dict[intervals.Period, Any]:
+    """Each period's partition files as one Arrow table (every period must have data): days in one
+    listing, hours one listing each."""
     import pyarrow as pa
 
     from h2o_tasks.sources import s3 as s3_source
 
     if cfg.source.kind != "s3":
         raise ConfigError("scoring.engine", "offline", "reads S3 partitions only", "use engine: cluster for Hive")
-    resolved = s3_source.resolve(client, cfg.source.s3, start, end, all_required=True)
+    if all(p.hour is None for p in periods):
+        found = [(s3_source.resolve(client, cfg.source.s3, periods[0].day, periods[-1].day + timedelta(days=1),
+                                    all_required=True), None)]
+    else:
+        found = [(s3_source.resolve(client, cfg.source.s3, p.day, p.day + timedelta(days=1), all_required=True,
+                                    hour=p.hour), p.hour) for p in periods]
+    files = [f for resolved, _ in found for f in resolved.files]
+    keys = [intervals.Period(date.fromisoformat(d), hour) for resolved, hour in found for d in resolved.file_days]
     if cfg.source.s3.format == "parquet":
-        tables = [t for _, t in s3_source.fetch_objects(client, resolved.files, s3_source.read_parquet)]
+        tables = [t for _, t in s3_source.fetch_objects(client, files, s3_source.read_parquet)]
     else:
         import pyarrow.csv as pcsv
 
-        tables = s3_source.fetch_objects(client, resolved.files, lambda _uri, body: pcsv.read_csv(pa.BufferReader(body)))
-    by_day: dict[date, list[Any]] = {}
-    for day, table in zip(resolved.file_days, tables, strict=True):
-        by_day.setdefault(date.fromisoformat(day), []).append(table)
-    return {day: pa.concat_tables(ts, promote_options="default") for day, ts in sorted(by_day.items())}
+        tables = s3_source.fetch_objects(client, files, lambda _uri, body: pcsv.read_csv(pa.BufferReader(body)))
+    by_period: dict[intervals.Period, list[Any]] = {}
+    for key, table in zip(keys, tables, strict=True):
+        by_period.setdefault(key, []).append(table)
+    return {p: pa.concat_tables(ts, promote_options="default") for p, ts in sorted(by_period.items())}
 
 
 def categorical_text(col: Any) -> Any:
@@ -299,11 +313,12 @@ def _join_predictions(table: Any, ids: list[str], metadata: dict[str, Any], scor
 
 def score_offline(cfg: PipelineConfig, s3s: S3Settings, start: date, end: date, *, run_id: str,
                   hive: predictions.HiveTarget | None = None, java: str = "java",
-                  workers: int | None = None) -> ScoreResult:
+                  workers: int | None = None, periods: list[intervals.Period] | None = None) -> ScoreResult:
     """Score from the champion MOJO with no cluster at all (one JVM, ``workers`` threads: :mod:`h2o_tasks.mojo_csv`),
-    each day of the interval committed as its own partition."""
+    each day of the interval (or each of ``periods``) committed as its own partition."""
     t0 = time.monotonic()
     start, end = intervals.scoring_days(start, end)
+    periods = periods or intervals.periods("day", start, end)
     client = s3s.client()
     champ = champion(client, cfg)
     committed: list[predictions.Committed] = []
@@ -313,7 +328,7 @@ def score_offline(cfg: PipelineConfig, s3s: S3Settings, start: date, end: date, 
     work = Path(tempfile.mkdtemp(prefix="h2o-score-"))
     try:
         model = fetch_model(client, champ, work)
-        for day, table in _read_days(client, cfg, start, end).items():
+        for day, table in _read_periods(client, cfg, periods).items():
             df = table.to_pandas()
             ids = _check_ids(cfg, list(df.columns))
             feats, day_unseen = scoring_input(df, champ.metadata["features"], champ.version)

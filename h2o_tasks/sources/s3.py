@@ -106,13 +106,21 @@ def _list_ordered(client: Any, bucket: str, base: str, literal: str, start: date
     return found
 
 
+def hour_dir(template: str, day: date, hour: int) -> str:
+    """The directory of one hour's data under the source's prefix."""
+    last = template.split("/")[-1].format(date=day.isoformat(), year=f"{day.year:04d}", month=f"{day.month:02d}",
+                                          day=f"{day.day:02d}", hour=f"{hour:02d}")
+    return f"{day_prefix(template, day)}/{last}"
+
+
 def _list_by_day(client: Any, bucket: str, base: str, template: str, wanted: list[date],
-                 suffix: str) -> dict[str, list[tuple[str, int]]]:
-    """One listing per day's directory, in threads (a layout whose names do not sort by day)."""
-    hours = _hour_level(template)
+                 suffix: str, hour: int | None = None) -> dict[str, list[tuple[str, int]]]:
+    """One listing per day's directory (or per hour's, given ``hour``), in threads (a layout whose
+    names do not sort by day)."""
+    hours = _hour_level(template) if hour is None else None
 
     def one(day: date) -> list[tuple[str, int]]:
-        prefix = f"{base}{day_prefix(template, day)}/"
+        prefix = f"{base}{day_prefix(template, day) if hour is None else hour_dir(template, day, hour)}/"
         out = []
         for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix,
                                                                      PaginationConfig={"PageSize": LIST_PAGE}):
@@ -129,10 +137,12 @@ def _list_by_day(client: Any, bucket: str, base: str, template: str, wanted: lis
     return {d: files for d, files in listed.items() if files}
 
 
-def resolve(client: Any, src: S3SourceConfig, start: date, end: date, *, all_required: bool = False) -> ResolvedInput:
+def resolve(client: Any, src: S3SourceConfig, start: date, end: date, *, all_required: bool = False,
+            hour: int | None = None) -> ResolvedInput:
     """List the data files of every day's partition in ``[start, end)`` (its hours' too, with an hour level).
 
     :param all_required: every day must have data (scoring); otherwise at least one (training).
+    :param hour: only this hour of each day (a layout with an ``{hour}`` level).
     """
     if end <= start:
         raise InputDataError("interval", f"[{start}, {end})", "is empty", "use an end date after the start date")
@@ -140,17 +150,19 @@ def resolve(client: Any, src: S3SourceConfig, start: date, end: date, *, all_req
     suffix = f".{src.format}"
     base = f"{prefix.rstrip('/')}/" if prefix else ""
     wanted_days = days(start, end)
-    literal = _date_level(src.partitions)
+    literal = _date_level(src.partitions) if hour is None else None
     try:
         found = (_list_ordered(client, bucket, base, literal, start, end, suffix) if literal is not None
-                 else _list_by_day(client, bucket, base, src.partitions, wanted_days, suffix))
+                 else _list_by_day(client, bucket, base, src.partitions, wanted_days, suffix, hour))
     except client.exceptions.NoSuchBucket:
         raise SourceNotFoundError("source.s3.uri", src.uri, f"bucket {bucket!r} does not exist",
                                   "create the bucket or fix the URI") from None
     wanted = [d.isoformat() for d in wanted_days]
     missing = tuple(d for d in wanted if d not in found)
     if len(missing) == len(wanted) or (all_required and missing):
-        where = partition_uri(src.uri, date.fromisoformat(missing[0]), src.partitions)
+        first = date.fromisoformat(missing[0])
+        where = (partition_uri(src.uri, first, src.partitions) if hour is None
+                 else s3.join(src.uri, hour_dir(src.partitions, first, hour)))
         raise SourceNotFoundError("source.s3.uri", where,
                                   f"no {src.format} files for {len(missing)} of {len(wanted)} day(s) in [{start}, {end}) "
                                   f"(partitions laid out as {src.partitions})",

@@ -48,3 +48,49 @@ def test_schedule_data_intervals_gives_runs_that_cover_the_cron_interval(tmp_pat
     week = ctx(datetime(2013, 3, 3, tzinfo=UTC), datetime(2013, 3, 10, tzinfo=UTC))
     days = intervals.days(*op.interval(week))
     assert [intervals.partition_path(d) for d in days] == [f"dt=2013-03-{d:02d}" for d in range(3, 10)]
+
+
+def _hourly_cfg():
+    from devtools import dag_folder
+    from h2o_tasks import config
+
+    return config.parse(dag_folder.variant(source={"kind": "s3", "granularity": "hour", "s3": {
+        "uri": "s3://h2o-demo/hourly", "partitions": "dt={date}/hr={hour}"}}))
+
+
+def test_an_hourly_pipeline_scores_each_hour_of_its_interval():
+    """source.granularity: hour: a six-hour interval is six partitions dt=/hr=; a manual run (no interval)
+    its logical hour; the training DAG's scoring (last_day_only) the 24 hours of its last day."""
+    cfg = _hourly_cfg()
+    op = H2OBatchScoreOperator(task_id="s", pipeline="p.yaml")
+    six = ctx(datetime(2013, 2, 4, 6, tzinfo=UTC), datetime(2013, 2, 4, 12, tzinfo=UTC))
+    assert [p.path() for p in op.periods(six, cfg)] == [f"dt=2013-02-04/hr={h:02d}" for h in range(6, 12)]
+    assert op.periods(six, cfg)[0].spec() == {"dt": "2013-02-04", "hr": "06"}
+    at = datetime(2013, 2, 4, 17, 30, tzinfo=UTC)
+    assert [p.key for p in op.periods(ctx(at, at), cfg)] == ["2013-02-04T17"]
+    across = ctx(datetime(2013, 2, 4, 22, tzinfo=UTC), datetime(2013, 2, 5, 2, tzinfo=UTC))
+    assert [p.key for p in op.periods(across, cfg)] == ["2013-02-04T22", "2013-02-04T23", "2013-02-05T00",
+                                                         "2013-02-05T01"]
+    last = H2OBatchScoreOperator(task_id="s", pipeline="p.yaml", last_day_only=True)
+    week = ctx(datetime(2013, 1, 28, tzinfo=UTC), datetime(2013, 2, 4, tzinfo=UTC))
+    assert [p.key for p in last.periods(week, cfg)] == [f"2013-02-03T{h:02d}" for h in range(24)]
+    daily = H2OBatchScoreOperator(task_id="s", pipeline="p.yaml")
+    from devtools import dag_folder
+    from h2o_tasks import config
+
+    assert [p.path() for p in daily.periods(week, config.parse(dag_folder.variant()))] == [
+        f"dt=2013-{m:02d}-{d:02d}" for m, d in [(1, 28), (1, 29), (1, 30), (1, 31), (2, 1), (2, 2), (2, 3)]]
+
+
+@pytest.mark.parametrize("source", [
+    {"kind": "s3", "granularity": "hour", "s3": {"uri": "s3://h2o-demo/flights"}},  # no {hour} level to read
+    {"kind": "hive", "granularity": "hour", "hive": {"table": "flights"}},
+])
+def test_hourly_runs_need_hour_partitions_to_read(source):
+    from devtools import dag_folder
+    from h2o_tasks import config
+    from h2o_tasks.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        config.parse({**dag_folder.variant(), "source": source})
+    assert err.value.field == "source.granularity" and "{hour}" in str(err.value)

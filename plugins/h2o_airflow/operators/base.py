@@ -208,6 +208,23 @@ class H2OPipelineOperator(BaseOperator):
                                        "the create task did not run in this DAG run; clear the run from its start")
         return ClusterInfo.from_dict(info)
 
+    def periods(self, context: Any, cfg: Any) -> list[Any]:
+        """The partitions this run scores: the days of its interval, or (``source.granularity: hour``)
+        its hours; a run without an interval, its logical day or hour; ``last_day_only``, the last day's."""
+        from h2o_tasks import intervals
+
+        granularity = cfg.source.granularity
+        start, end = self.interval(context)
+        if granularity == "day" or self.last_day_only:
+            return intervals.periods(granularity, start, end)
+        first: datetime | None = context.get("data_interval_start")
+        last: datetime | None = context.get("data_interval_end")
+        if first is None or last is None or last <= first:
+            first = (context.get("logical_date") or context["dag_run"].run_after).replace(minute=0, second=0,
+                                                                                           microsecond=0)
+            last = first + timedelta(hours=1)
+        return intervals.periods(granularity, first, last)
+
     def interval(self, context: Any) -> tuple[date, date]:
         """The run's data interval as dates ``[start, end)`` (a manual run: the logical day);
         with ``last_day_only`` its last day."""

@@ -9,9 +9,10 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Sequence
-from datetime import date
 from pathlib import Path
 from typing import Any
+
+from airflow.sdk.exceptions import AirflowSkipException
 
 from h2o_airflow.hooks.h2o import H2OHook
 from h2o_airflow.operators.base import H2OPipelineOperator, fail_fast
@@ -33,17 +34,17 @@ class _ClusterTaskMixin:
 
         return HiveServer2Hook(hiveserver2_conn_id=self.hiveserver2_conn_id).get_conn()
 
-    def import_into(self, h2o: Any, hook: H2OHook, cfg: Any, start: Any, end: Any, purpose: str | None = None) -> dict:
+    def import_into(self, h2o: Any, hook: H2OHook, cfg: Any, context: Any, purpose: str | None = None) -> dict:
         """The import this run's tasks need: the prepared training window, or one frame per scoring day
-        (also what a task redoes on a rebuilt cluster)."""
+        (or hour) (also what a task redoes on a rebuilt cluster)."""
         from h2o_tasks import ingest
 
         purpose = purpose or getattr(self, "purpose", "train")
         kw = {"s3": hook.fresh_s3_settings(self.s3_refresh_margin), "hive_conn": self.hive_conn,
               "staging_dir": hive_staging_root() / hook.cluster.name / purpose}
-        if purpose == "score":  # one frame per day: each day is committed as its own partition
-            return ingest.import_days(h2o, cfg, start, end, **kw).to_dict()
-        return ingest.import_training(h2o, cfg, start, end, **kw)  # the window is derived from the interval
+        if purpose == "score":  # one frame per period: each is committed as its own partition
+            return ingest.import_periods(h2o, cfg, self.periods(context, cfg), **kw).to_dict()
+        return ingest.import_training(h2o, cfg, *self.interval(context), **kw)  # the window follows the interval
 
 
 class H2OImportOperator(_ClusterTaskMixin, H2OPipelineOperator):
@@ -71,11 +72,9 @@ class H2OImportOperator(_ClusterTaskMixin, H2OPipelineOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         cfg = self.config(context)
         _, hook = self.attach(context)
-        start, end = self.interval(context)
-
         def job() -> dict[str, Any]:
             h2o = hook.get_conn()  # under the watch: connecting writes to the cloud (S3 credentials)
-            return self.import_into(h2o, hook, cfg, start, end)
+            return self.import_into(h2o, hook, cfg, context)
 
         try:
             out = self.watched(context, cfg, "import", job)
@@ -107,7 +106,7 @@ class H2OTrainOperator(_ClusterTaskMixin, H2OPipelineOperator):
 
         imported = context["ti"].xcom_pull(task_ids=self.import_task_id)
         return rebuild.frame(h2o, imported["frame_id"],
-                             lambda: self.import_into(h2o, hook, cfg, *self.interval(context), purpose="train"))
+                             lambda: self.import_into(h2o, hook, cfg, context, purpose="train"))
 
     def execute(self, context: Any) -> dict[str, Any]:
         from h2o_tasks import train
@@ -183,7 +182,9 @@ class H2OBatchScoreOperator(_ClusterTaskMixin, H2OPipelineOperator):
     :param import_task_id: with ``engine="cluster"``, the task whose XCom names the frame.
     :param export_task_id: with ``engine="cluster"`` in a training DAG, the export task: when
         the model it exported is the champion, the cluster scores with that model as trained
-        instead of importing its MOJO again.
+        instead of importing its MOJO again. When the registry has no champion at all (no model,
+        this run's included, has passed the quality gate yet) the task is skipped: the run's
+        outcome is the gate's. Without it (the scoring DAG) a missing champion fails the task.
     :param hiveserver2_conn_id: connection to HiveServer2, for ``scoring.hive_table``.
     """
 
@@ -200,10 +201,13 @@ class H2OBatchScoreOperator(_ClusterTaskMixin, H2OPipelineOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         from h2o_tasks import scoring
+        from h2o_tasks.intervals import Period
 
         cfg = self.config(context)
         start, end = self.interval(context)
         hive = self.hive_target(cfg)
+        if self.export_task_id:
+            self._skip_without_champion(context, cfg)
         try:
             if self.engine == "cluster":
                 _, hook = self.attach(context)
@@ -216,16 +220,16 @@ class H2OBatchScoreOperator(_ClusterTaskMixin, H2OPipelineOperator):
                     h2o = hook.get_conn()
                     days = imported["frames"]
                     if any(h2o.get_frame(f["frame_id"]) is None for f in days):  # a rebuilt cluster
-                        days = self.import_into(h2o, hook, cfg, *self.interval(context), purpose="score")["frames"]
-                    frames = [(date.fromisoformat(f["day"]), h2o.get_frame(f["frame_id"])) for f in days]
+                        days = self.import_into(h2o, hook, cfg, context, purpose="score")["frames"]
+                    frames = [(Period.parse(f.get("period") or f["day"]), h2o.get_frame(f["frame_id"])) for f in days]
                     return scoring.score_in_cluster(h2o, frames, cfg, hook.fresh_s3_settings(self.s3_refresh_margin).client(),
                                                     run_id=context["run_id"], loaded=loaded, hive=hive)
 
                 result = self.watched(context, cfg, "scoring", job)
             else:
                 hook = H2OHook(aws_conn_id=self.aws_conn_id)
-                result = scoring.score_offline(cfg, hook.fresh_s3_settings(self.s3_refresh_margin), start, end, run_id=context["run_id"],
-                                               hive=hive)
+                result = scoring.score_offline(cfg, hook.fresh_s3_settings(self.s3_refresh_margin), start, end,
+                                               run_id=context["run_id"], hive=hive, periods=self.periods(context, cfg))
         except H2OTasksError as exc:
             raise fail_fast(exc) from exc
         out = result.to_dict()
@@ -233,11 +237,32 @@ class H2OBatchScoreOperator(_ClusterTaskMixin, H2OPipelineOperator):
                       out["output_uri"])
         return out
 
+    def _skip_without_champion(self, context: Any, cfg: Any) -> None:
+        """Skip this task when the registry has no champion: in a training DAG that is the gate's
+        decision (nothing has passed it yet), not a failure of the run. Read from the registry, not
+        from the export's XCom, so that a champion another run promoted meanwhile is used."""
+        from h2o_tasks import registry
+
+        try:
+            pointer = registry.read_champion(self.s3_settings().client(), cfg.registry_uri)
+        except H2OTasksError as exc:
+            raise fail_fast(exc) from exc
+        if pointer is not None:
+            return
+        exported = context["ti"].xcom_pull(task_ids=self.export_task_id) or {}
+        why = f" (this run's model: {exported['reason']})" if exported.get("reason") else ""
+        msg = (f"No model has passed the quality gate yet: {cfg.registry_uri} has no champion to score with{why}; "
+               "skipping the scoring of this run")
+        self.log.info(msg)
+        raise AirflowSkipException(msg)
+
     def hive_target(self, cfg: Any) -> Any:
         """Where the predictions go in Hive (None without ``scoring.hive_table``)."""
+        from h2o_tasks.intervals import partition_columns
         from h2o_tasks.predictions import HiveTarget
 
         if not cfg.scoring.hive_table:
             return None
         location = cfg.scoring.hive_location or str(hive_staging_root() / "tables" / cfg.scoring.hive_table)
-        return HiveTarget(cfg.scoring.hive_table, location, self.hive_conn)
+        return HiveTarget(cfg.scoring.hive_table, location, self.hive_conn,
+                          partition_columns(cfg.source.granularity))
