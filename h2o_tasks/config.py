@@ -41,6 +41,7 @@ METRIC_RANGES: dict[str, tuple[float | None, float | None]] = {
     "mse": (0.0, None)}
 SOURCE_KINDS = ("s3", "hive")
 GRANULARITIES = ("day", "hour")
+HIVE_DATE_FORMATS = ("date", "datetime")
 CLIENT_FETCH_LIMIT = 1 << 30  # source.s3.client_fetch_max_bytes: what an Airflow worker may hold
 FORMATS = ("parquet", "csv")
 BACKENDS = ("local", "kubernetes")
@@ -208,13 +209,18 @@ class S3SourceConfig:
 
 @dataclass(frozen=True)
 class HiveSourceConfig:
-    """A Hive table partitioned by a date column."""
+    """A Hive table with a date column (a partition column of YYYY-MM-DD values, by default) or a date-time column."""
 
     table: str = setting(pattern=syntax.SQL_IDENTIFIER, problem="is not a plain SQL identifier",
                          fix="use letters, digits and underscores only", doc="The source table.")
     partition_column: str = setting("dt", pattern=syntax.SQL_IDENTIFIER, problem="is not a plain SQL identifier",
                                     fix="use letters, digits and underscores only",
-                                    doc="The table's date partition column (YYYY-MM-DD).")
+                                    doc="The column that dates each row: a partition column of YYYY-MM-DD values "
+                                    "(partition_format: date), or a date-time (partition_format: datetime).")
+    partition_format: str = setting("date", choices=HIVE_DATE_FORMATS, doc="date: the column holds YYYY-MM-DD "
+                                    "(compared as text: each day one partition); datetime: a timestamp or its ISO "
+                                    "text (2013-02-04T10:00:00Z), compared as an instant, so hourly runs read it by "
+                                    "the hour (text without a zone is read in HiveServer2's session time zone).")
     database: str = setting("default", pattern=syntax.SQL_IDENTIFIER, problem="is not a plain SQL identifier",
                             fix="use letters, digits and underscores only", doc="The table's database.")
     client_fetch_max_rows: int = setting(100_000, lo=0, doc="Results up to this many rows come through the client "
@@ -240,10 +246,13 @@ class SourceConfig:
             example = "{uri: s3://BUCKET/PREFIX}" if cfg.kind == "s3" else "{table: NAME}"
             raise ConfigError(f"{where}.{cfg.kind}", None, f"is required (kind: {cfg.kind})",
                               f"add '{where}.{cfg.kind}: {example}'")
-        if cfg.granularity == "hour" and (cfg.kind != "s3" or "{hour}" not in cfg.s3.partitions):
-            raise ConfigError(f"{where}.granularity", "hour", "needs hour partitions to read: an S3 source whose "
-                              "partitions have an {hour} level", "set source.s3.partitions: dt={date}/hr={hour} (or "
-                              "your layout with {hour} last), or granularity: day")
+        hourly = (cfg.kind == "s3" and "{hour}" in cfg.s3.partitions) or (
+            cfg.kind == "hive" and cfg.hive.partition_format == "datetime")
+        if cfg.granularity == "hour" and not hourly:
+            raise ConfigError(f"{where}.granularity", "hour", "needs data it can read by the hour: an S3 source whose "
+                              "partitions have an {hour} level, or a Hive source with partition_format: datetime",
+                              "set source.s3.partitions: dt={date}/hr={hour} (or your layout with {hour} last), "
+                              "source.hive.partition_format: datetime, or granularity: day")
 
 
 @dataclass(frozen=True)

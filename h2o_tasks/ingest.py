@@ -68,14 +68,12 @@ def import_interval(h2o: Any, cfg: PipelineConfig, purpose: str, start: date, en
         frame = s3_source.import_frame(h2o, resolved, cfg.source.s3.format, dest, client=client,
                                        client_fetch_max_bytes=cfg.source.s3.client_fetch_max_bytes, columns=cols)
         source, nbytes, nfiles = cfg.source.s3.uri, resolved.total_bytes, len(resolved.files)
-    elif hour is not None:
-        raise ValueError("hour partitions are read from S3 sources only (config refuses the rest)")
     else:
         from h2o_tasks.sources import hive as hive_source
 
         if hive_conn is None or staging_dir is None:
             raise ValueError("a Hive source needs hive_conn and staging_dir")
-        sql = hive_source.build_query(cfg.source.hive, cols, lo, hi)
+        sql = hive_source.build_query(cfg.source.hive, cols, lo, hi, hour)
         max_rows = cfg.source.hive.client_fetch_max_rows
         conn = hive_conn()
         try:

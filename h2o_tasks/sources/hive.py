@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import shutil
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,8 @@ from h2o_tasks.errors import InputDataError, SourceNotFoundError
 from h2o_tasks.hive_sql import identifier as _q
 from h2o_tasks.hive_sql import literal as _literal
 
-_QUERY = re.compile(r"FROM (?P<table>\S+) WHERE `(?P<col>\w+)` >= '(?P<lo>[^']*)' AND `\w+` < '(?P<hi>[^']*)'")
+_QUERY = re.compile(r"FROM (?P<table>\S+) WHERE (?:CAST\()?`(?P<col>\w+)`(?: AS TIMESTAMP\))? >= (?:TIMESTAMP )?"
+                    r"'(?P<lo>[^']*)' AND (?:CAST\()?`\w+`(?: AS TIMESTAMP\))? < (?:TIMESTAMP )?'(?P<hi>[^']*)'")
 
 
 @dataclass(frozen=True)
@@ -42,8 +43,9 @@ def table_ref(cfg: HiveSourceConfig) -> str:
     return f"{_q(cfg.database, 'source.hive.database')}.{_q(cfg.table, 'source.hive.table')}"
 
 
-def build_query(cfg: HiveSourceConfig, columns: list[str], start: date, end: date) -> str:
-    """``SELECT`` the columns of the partitions in ``[start, end)`` (partition values are ISO dates)."""
+def build_query(cfg: HiveSourceConfig, columns: list[str], start: date, end: date, hour: int | None = None) -> str:
+    """``SELECT`` the columns of the rows dated in ``[start, end)`` (or in that hour of ``start``): partition
+    values compared as ISO dates, or (``partition_format: datetime``) the column as an instant in UTC."""
     if not columns:
         raise InputDataError("features", columns, "is empty", "list at least one column")
     if end <= start:
@@ -51,8 +53,16 @@ def build_query(cfg: HiveSourceConfig, columns: list[str], start: date, end: dat
                              "pass an end date after the start date")
     cols = ", ".join(_q(c, "features") for c in columns)
     part = _q(cfg.partition_column, "source.hive.partition_column")
-    return (f"SELECT {cols} FROM {table_ref(cfg)} "
-            f"WHERE {part} >= '{start.isoformat()}' AND {part} < '{end.isoformat()}'")
+    if cfg.partition_format == "date":
+        if hour is not None:
+            raise ValueError("hours are read from a date-time column only (config refuses the rest)")
+        return (f"SELECT {cols} FROM {table_ref(cfg)} "
+                f"WHERE {part} >= '{start.isoformat()}' AND {part} < '{end.isoformat()}'")
+    lo = datetime(start.year, start.month, start.day, hour or 0)
+    hi = lo + timedelta(hours=1) if hour is not None else datetime(end.year, end.month, end.day)
+    # zone in the literals: the bounds are instants whatever the server's session time zone
+    return (f"SELECT {cols} FROM {table_ref(cfg)} WHERE CAST({part} AS TIMESTAMP) >= TIMESTAMP '{lo:%Y-%m-%dT%H:%M:%S}Z' "
+            f"AND CAST({part} AS TIMESTAMP) < TIMESTAMP '{hi:%Y-%m-%dT%H:%M:%S}Z'")
 
 
 def check_table(conn: Any, cfg: HiveSourceConfig, columns: list[str]) -> dict[str, str]:

@@ -122,3 +122,34 @@ def test_client_fetch_and_staging_import_the_same_frame(hive_server, seeded_hive
     assert fetched[1] == staged[1] == over[1] > 2000
     assert fetched[0] == staged[0], (fetched[0], staged[0])
     assert fetched[3] == pytest.approx(staged[3]) and fetched[4] == staged[4] and fetched[5] == staged[5] > 0
+
+
+def test_a_date_time_column_is_read_by_the_hour_and_by_the_day(hive_server, seeded_hive, h2o_cloud, tmp_path,
+                                                               flights_parquet_dir):
+    """source.hive.partition_format: datetime on flights.time_hour (ISO text in UTC, not the table's dt
+    partitions): each hour of a scoring run holds that UTC hour's flights, and a training window its days'."""
+    import pyarrow.parquet as pq
+
+    from h2o_tasks import ingest, intervals
+    from h2o_tasks.config import load, parse, to_dict
+
+    raw = to_dict(load(PIPELINE))
+    raw["source"] = {"kind": "hive", "training_window_days": 2, "granularity": "hour",
+                     "hive": {"table": "flights", "partition_column": "time_hour", "partition_format": "datetime"}}
+    cfg = parse(raw)
+    stamps = pq.read_table(flights_parquet_dir / "flights", columns=["time_hour"]).column("time_hour").to_pylist()
+    hours = [intervals.Period(date(2013, 2, 4), h) for h in (10, 11, 23)]
+    imported = ingest.import_periods(h2o_cloud, cfg, hours, hive_conn=hive_server.connect, staging_dir=tmp_path)
+    try:
+        got = {r.period: r.rows for r in imported.days}
+        assert got == {p.key: sum(1 for s in stamps if s.startswith(f"{p.key}:")) for p in hours}, got
+        assert all(n > 0 for n in got.values())
+    finally:
+        for r in imported.days:
+            h2o_cloud.remove(r.frame_id)
+    frame, result = ingest.import_interval(h2o_cloud, cfg, "train", date(2013, 2, 4), date(2013, 2, 5),
+                                           hive_conn=hive_server.connect, staging_dir=tmp_path / "train")
+    try:  # the two UTC days before the interval's end, whatever dt partition their flights are in
+        assert frame.nrows == sum(1 for s in stamps if s[:10] in ("2013-02-03", "2013-02-04")), result
+    finally:
+        h2o_cloud.remove(frame)
