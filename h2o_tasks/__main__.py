@@ -1,4 +1,4 @@
-"""Command line: ``python -m h2o_tasks render-manifests|validate|schema|registry …``."""
+"""Command line: ``python -m h2o_tasks render-manifests|validate|schema|hive-udf|registry …``."""
 
 from __future__ import annotations
 
@@ -67,6 +67,21 @@ def schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def hive_udf_command(args: argparse.Namespace) -> int:
+    """Build the Hive UDF jar into ``--out``, and print how to register it."""
+    from h2o_tasks import hive_udf
+
+    if args.maven:
+        jar = hive_udf.build_with_maven(args.out)
+    else:
+        jar = hive_udf.build(args.out, [Path(p) for p in args.classpath.split(":")] if args.classpath else None)
+    print(jar)
+    print("-- in Beeline (the champion's model.zip and h2o-genmodel.jar from its registry version):", file=sys.stderr)
+    for sql in hive_udf.register_sql(jar, "/path/to/h2o-genmodel.jar"):
+        print(f"{sql};", file=sys.stderr)
+    return 0
+
+
 def _registry_uri(args: argparse.Namespace) -> str:
     if args.registry_uri:
         return args.registry_uri.rstrip("/")
@@ -132,6 +147,14 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--markdown", action="store_true", help="the README's table of fields instead")
     m.add_argument("--out", default="", help="write to this file instead of standard output")
     m.set_defaults(func=schema)
+    u = sub.add_parser("hive-udf", help="build the Hive UDF h2o_predict (any MOJO, by path)")
+    u.add_argument("action", choices=("build",))
+    u.add_argument("--out", required=True, help="directory to write h2o-hive-udf.jar into")
+    u.add_argument("--maven", action="store_true", help="build with Maven from pom.xml (Maven Central's hive-exec "
+                                                        "and h2o-genmodel) instead of javac")
+    u.add_argument("--classpath", default="", help="javac: the Hive, Hadoop and h2o-genmodel jars (':'-separated; "
+                                                   "default: pyspark's and the h2o package's)")
+    u.set_defaults(func=hive_udf_command)
     g = sub.add_parser("registry", help="the model registry: list versions, show history, roll back the champion")
     g.add_argument("action", choices=("list", "history", "rollback"))
     g.add_argument("--registry-uri", default="", help="s3://BUCKET/PREFIX of the registry")
