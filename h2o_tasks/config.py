@@ -46,7 +46,7 @@ CLIENT_FETCH_LIMIT = 1 << 30  # source.s3.client_fetch_max_bytes: what an Airflo
 FORMATS = ("parquet", "csv")
 BACKENDS = ("local", "kubernetes")
 ENDPOINT_MODES = ("service", "pod-ip", "port-forward")  # how Airflow reaches the leader on Kubernetes
-SCORING_ENGINES = ("cluster", "offline")
+SCORING_ENGINES = ("cluster", "offline", "hive")
 # estimator arguments the pipeline sets itself (from features, target and the run)
 PIPELINE_PARAMS = ("model_id", "training_frame", "validation_frame", "x", "y", "response_column", "ignored_columns")
 _PARAM_NAME = r"[a-z_][a-z0-9_]*"
@@ -359,7 +359,8 @@ class ScoringConfig:
     interval with the champion, in the cluster it trained in (one cluster for the whole run)."""
 
     engine: str = setting("cluster", choices=SCORING_ENGINES, doc="cluster: distributed predict; offline: the MOJO "
-                          "in the task, no cluster.")
+                          "in the task, no cluster (S3 sources); hive: the MOJO inside HiveServer2 through the "
+                          "h2o_predict UDF, no cluster (Hive sources).")
     output_uri: str = setting("", check=_s3_uri, pattern=f"({syntax.S3_URI})?", problem="is not an s3:// URI",
                               fix="write it as s3://BUCKET/PREFIX", doc="Where predictions go, s3://BUCKET/PREFIX (one partition per day).")
     hive_table: str = setting("", pattern=f"({syntax.SQL_IDENTIFIER})?", problem="is not a plain SQL identifier",
@@ -542,7 +543,20 @@ def _check_outputs(values: dict[str, Any]) -> None:
                           "name another table for the predictions")
 
 
-_CROSS_CHECKS = (_check_label, _check_metrics, _check_threshold, _check_outputs)
+def _check_engine(values: dict[str, Any]) -> None:
+    scoring, source = values.get("scoring"), values.get("source")
+    if scoring is None or source is None:
+        return
+    needs = {"offline": "s3", "hive": "hive"}.get(scoring.engine)
+    if needs and source.kind != needs:
+        why = ("reads the S3 partitions itself" if needs == "s3"
+               else "scores the Hive source table inside HiveServer2 (whose Spark has no S3 file system here)")
+        raise ConfigError("scoring.engine", scoring.engine, f"{why}, and source.kind is {source.kind}",
+                          f"use engine: {'hive' if source.kind == 'hive' else 'offline'} or cluster for a "
+                          f"{source.kind} source")
+
+
+_CROSS_CHECKS = (_check_label, _check_metrics, _check_threshold, _check_outputs, _check_engine)
 
 
 def problems_of(raw: Any, path: str = "") -> tuple[PipelineConfig | None, list[ConfigError]]:

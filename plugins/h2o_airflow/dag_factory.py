@@ -107,8 +107,8 @@ def scoring_dag(path: str | Path, cfg: PipelineConfig | None = None) -> DAG:
     with _dag(f"h2o_score__{cfg.name}", cfg, cfg.schedule.scoring, False,
               f"Score each day of `{cfg.name}` with the champion model ({cfg.scoring.engine} engine) "
               f"and commit predictions atomically. Pipeline file: `{path}`.") as dag:
-        if cfg.scoring.engine == "offline":
-            H2OBatchScoreOperator(task_id="score", engine="offline", **common)
+        if cfg.scoring.engine in ("offline", "hive"):  # no cluster: the MOJO in the task, or in HiveServer2
+            H2OBatchScoreOperator(task_id="score", engine=cfg.scoring.engine, **common)
         else:
             create = H2OCreateClusterOperator(task_id="create_cluster", purpose="score", **common)
             imported = H2OImportOperator(task_id="import_data", purpose="score", **common)

@@ -226,6 +226,12 @@ class H2OBatchScoreOperator(_ClusterTaskMixin, H2OPipelineOperator):
                                                     run_id=context["run_id"], loaded=loaded, hive=hive)
 
                 result = self.watched(context, cfg, "scoring", job)
+            elif self.engine == "hive":
+                udf_jar = os.environ.get("H2O_AIRFLOW_HIVE_UDF_JAR")
+                result = scoring.score_in_hive(cfg, self.s3_settings(), self.periods(context, cfg),
+                                               run_id=context["run_id"], hive_conn=self.hive_conn,
+                                               stage_root=hive_staging_root(), hive=hive,
+                                               udf_jar=Path(udf_jar) if udf_jar else None)
             else:
                 hook = H2OHook(aws_conn_id=self.aws_conn_id)
                 result = scoring.score_offline(cfg, hook.fresh_s3_settings(self.s3_refresh_margin), start, end,

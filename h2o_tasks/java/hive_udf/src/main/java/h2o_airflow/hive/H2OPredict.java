@@ -42,15 +42,16 @@ import org.apache.hadoop.hive.serde2.objectinspector.primitive.PrimitiveObjectIn
  * new path, never a new jar. The second is a struct whose field names are the model's feature
  * names ({@code struct(...)} names them after the columns; {@code named_struct} renames).
  *
- * <p>The result is {@code struct<predict, probabilities: array<double>, unseen_levels: int>}:
- * the predicted class (text) or value (double), each class's probability in the label's order (empty
- * for a regression), and how many of the row's categorical values the model never saw. The row is
+ * <p>The result is {@code struct<predict, probabilities: array<double>, unseen_levels: int,
+ * unseen_features: array<string>>}: the predicted class (text) or value (double), each class's
+ * probability in the label's order (empty for a regression), how many of the row's categorical values
+ * the model never saw, and the features that held them. The row is
  * given to the model as PredictCsv gives a CSV row: each present value as its text, missing values
  * left out, unseen levels scored as missing; so the numbers are PredictCsv's.
  */
 @Description(name = "h2o_predict",
     value = "_FUNC_(mojo_path, struct(features...)) - the H2O MOJO's prediction of the row: "
-        + "struct<predict, probabilities array<double>, unseen_levels int>")
+        + "struct<predict, probabilities array<double>, unseen_levels int, unseen_features array<string>>")
 public class H2OPredict extends GenericUDF {
   private static final Map<String, GenModel> MODELS = new ConcurrentHashMap<>();
 
@@ -112,13 +113,14 @@ public class H2OPredict extends GenericUDF {
     }
     wrapper = new EasyPredictModelWrapper(new EasyPredictModelWrapper.Config()
         .setModel(model).setConvertUnknownCategoricalLevelsToNa(true).setConvertInvalidNumbersToNa(false));
-    List<String> names = Arrays.asList("predict", "probabilities", "unseen_levels");
+    List<String> names = Arrays.asList("predict", "probabilities", "unseen_levels", "unseen_features");
     List<ObjectInspector> types = Arrays.asList(
         category == ModelCategory.Regression
             ? PrimitiveObjectInspectorFactory.javaDoubleObjectInspector
             : PrimitiveObjectInspectorFactory.javaStringObjectInspector,
         ObjectInspectorFactory.getStandardListObjectInspector(PrimitiveObjectInspectorFactory.javaDoubleObjectInspector),
-        PrimitiveObjectInspectorFactory.javaIntObjectInspector);
+        PrimitiveObjectInspectorFactory.javaIntObjectInspector,
+        ObjectInspectorFactory.getStandardListObjectInspector(PrimitiveObjectInspectorFactory.javaStringObjectInspector));
     return ObjectInspectorFactory.getStandardStructObjectInspector(names, types);
   }
 
@@ -177,7 +179,7 @@ public class H2OPredict extends GenericUDF {
   public Object evaluate(DeferredObject[] arguments) throws HiveException {
     Object struct = arguments[1].get();
     RowData row = new RowData();
-    int unseen = 0;
+    List<String> unseen = new ArrayList<>();
     for (int i = 0; i < features.length; i++) {
       Object raw = struct == null ? null : input.getStructFieldData(struct, fields[i]);
       Object value = raw == null ? null
@@ -187,13 +189,14 @@ public class H2OPredict extends GenericUDF {
       }
       String cell = text(value);
       if (categorical[i] && !domains.get(i).contains(cell)) {
-        unseen++;
+        unseen.add(features[i]);
       }
       row.put(features[i], cell);
     }
     try {
-      Object[] out = new Object[3];
-      out[2] = unseen;
+      Object[] out = new Object[4];
+      out[2] = unseen.size();
+      out[3] = unseen;
       if (category == ModelCategory.Regression) {
         RegressionModelPrediction p = wrapper.predictRegression(row);
         out[0] = p.value;
