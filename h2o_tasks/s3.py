@@ -7,6 +7,7 @@ Credentials live in :class:`S3Settings` only in memory: they are handed to H2O a
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import time
 from collections.abc import Callable
@@ -14,10 +15,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 from h2o_tasks.errors import PreconditionError, SourceNotFoundError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,23 @@ def join(uri: str, *parts: str) -> str:
     return "/".join([uri.rstrip("/"), *(p.strip("/") for p in parts)])
 
 
+def _bucket_named(fn: Callable[..., T]) -> Callable[..., T]:
+    """A missing bucket as the engine's SourceNotFoundError naming it (not retried: no retry creates it)."""
+
+    @functools.wraps(fn)
+    def wrapper(client: Any, *args: Any, **kwargs: Any) -> T:
+        try:
+            return fn(client, *args, **kwargs)
+        except Exception as exc:
+            if _code(exc) != "NoSuchBucket":
+                raise
+            uri = next((a for a in (*args, *kwargs.values()) if isinstance(a, str) and a.startswith("s3://")), "")
+            raise SourceNotFoundError("bucket", split_uri(uri)[0] if uri else "", "does not exist",
+                                      "create the bucket or fix the URI") from None
+
+    return wrapper
+
+
 def list_keys(client: Any, uri: str) -> list[str]:
     """Every key under a prefix (paginated), as full ``s3://`` URIs, sorted."""
     bucket, prefix = split_uri(uri)
@@ -89,6 +109,7 @@ def list_keys(client: Any, uri: str) -> list[str]:
     return sorted(keys)
 
 
+@_bucket_named
 def delete_prefix(client: Any, uri: str) -> int:
     keys = list_keys(client, uri)
     for start in range(0, len(keys), 1000):
@@ -105,6 +126,7 @@ def delete_prefix(client: Any, uri: str) -> int:
 COPY_PART_BYTES = 64 * 1024 * 1024
 
 
+@_bucket_named
 def copy(client: Any, src_uri: str, dest_uri: str) -> None:
     """Server-side copy of one object of any size.
 
@@ -120,6 +142,7 @@ def copy(client: Any, src_uri: str, dest_uri: str) -> None:
                 Config=TransferConfig(multipart_threshold=part_bytes, multipart_chunksize=part_bytes, max_concurrency=4))
 
 
+@_bucket_named
 def read_bytes(client: Any, uri: str) -> bytes | None:
     """The object's bytes, or None when it does not exist."""
     bucket, key = split_uri(uri)
@@ -129,6 +152,7 @@ def read_bytes(client: Any, uri: str) -> bytes | None:
         return None
 
 
+@_bucket_named
 def write_bytes(client: Any, uri: str, data: bytes, content_type: str = "application/octet-stream") -> None:
     """One PUT: the object appears whole or not at all."""
     bucket, key = split_uri(uri)
@@ -173,6 +197,7 @@ def _conditional(put: Callable[[], dict[str, Any]], uri: str, condition: str) ->
     raise AssertionError("unreachable")
 
 
+@_bucket_named
 def read_with_etag(client: Any, uri: str) -> tuple[bytes, str] | None:
     """The object's bytes and ETag (for a later ``If-Match``), or None when it does not exist."""
     bucket, key = split_uri(uri)
@@ -183,6 +208,7 @@ def read_with_etag(client: Any, uri: str) -> tuple[bytes, str] | None:
     return resp["Body"].read(), resp["ETag"]
 
 
+@_bucket_named
 def create_bytes(client: Any, uri: str, data: bytes, content_type: str = "application/octet-stream") -> str:
     """Create the object only if no object has that key (``If-None-Match: *``); its ETag.
 
@@ -199,6 +225,7 @@ def create_bytes(client: Any, uri: str, data: bytes, content_type: str = "applic
         raise
 
 
+@_bucket_named
 def swap_bytes(client: Any, uri: str, data: bytes, etag: str | None,
                content_type: str = "application/json") -> str:
     """Replace the object only if it still has ``etag`` (None: only if it does not exist yet); the new ETag.
@@ -219,6 +246,7 @@ def _multipart_etag(part_etags: list[str]) -> str:
     return f'"{digest.hexdigest()}-{len(part_etags)}"'
 
 
+@_bucket_named
 def create_file(client: Any, path: Path, uri: str, content_type: str = "application/octet-stream") -> str:
     """Upload a local file only if no object has that key; its ETag.
 
@@ -258,6 +286,7 @@ def create_file(client: Any, path: Path, uri: str, content_type: str = "applicat
         raise
 
 
+@_bucket_named
 def head(client: Any, uri: str) -> dict[str, Any] | None:
     """The object's size and ETag, or None when it does not exist."""
     bucket, key = split_uri(uri)

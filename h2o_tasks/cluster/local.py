@@ -220,9 +220,9 @@ class LocalBackend:
             raise ClusterError(f"h2o.jar not found at {jar}: install h2o==3.46.0.11 or set H2O_JAR", reason="NoJar")
         if shutil.which(self.java) is None:
             raise ClusterError(f"java executable {self.java!r} not found: install Java 17", reason="NoJava")
+        ports = _pick_ports(spec.config.replicas)  # before anything is written: NoPorts leaves nothing behind
         workdir = self._dir(spec.name)
         workdir.mkdir(parents=True, exist_ok=True)
-        ports = _pick_ports(spec.config.replicas)
         flatfile = workdir / "flatfile.txt"
         flatfile.write_text("".join(f"{HOST}:{p}\n" for p in ports))
         nodes: list[NodeState] = []
@@ -337,12 +337,18 @@ class LocalBackend:
         pids = [n.pid for n in state.nodes] if state else []
         ours = [p for p in pids if _is_ours(p, name)]
         if state and state.watchdog_pid and _is_watchdog(state.watchdog_pid, name) and state.watchdog_pid != os.getpid():
-            with contextlib.suppress(ProcessLookupError):
+            with contextlib.suppress(ProcessLookupError, PermissionError):  # the JVMs' own signal says which
                 os.kill(state.watchdog_pid, signal.SIGTERM)
         for sig, grace in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 10.0)):
             for pid in ours:
-                with contextlib.suppress(ProcessLookupError):
+                try:
                     os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+                except PermissionError as exc:  # another user's JVMs: nothing stopped, nothing forgotten
+                    raise ClusterError(f"could not stop H2O JVMs {ours} of {name}: not permitted to signal pid {pid} "
+                                       f"({exc.strerror}; the cluster was started by another user)", retryable=True,
+                                       reason="StopFailed") from None
             deadline = time.monotonic() + grace
             while time.monotonic() < deadline:
                 for pid in ours:

@@ -97,9 +97,6 @@ def test_no_free_ports_is_a_retryable_error_and_starts_nothing(tmp_path, every_p
     assert subprocess.run(["pgrep", "-f", str(tmp_path / "bin" / "java")], capture_output=True).returncode == 1
 
 
-@pytest.mark.xfail(strict=True, reason="product bug: LocalBackend.create makes the cluster's state directory before "
-                   "it picks ports, and a NoPorts failure leaves that empty directory behind (the janitor does not "
-                   "list it: it has no state.json)")
 def test_no_free_ports_leaves_no_state_directory(tmp_path, every_port_taken):
     backend = LocalBackend(state_dir=tmp_path / "state", java=str(sleeping_java(tmp_path / "bin")))
     with pytest.raises(ClusterError):
@@ -167,9 +164,6 @@ def test_a_delete_that_cannot_stop_the_jvms_fails_and_keeps_the_cluster(cluster_
     assert [c.name for c in backend.list_clusters()] == [info.name]
 
 
-@pytest.mark.xfail(strict=True, reason="product bug: LocalBackend.delete lets os.kill's PermissionError escape "
-                   "(\"[Errno 1] Operation not permitted\", no pid, no cluster) instead of the ClusterError "
-                   "StopFailed naming the JVMs it could not stop")
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root, to run the delete as another user")
 def test_a_delete_that_cannot_stop_the_jvms_says_which_with_stop_failed(cluster_of_another_user):
     backend, info = cluster_of_another_user

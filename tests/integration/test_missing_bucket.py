@@ -43,9 +43,6 @@ def test_listing_a_registry_in_a_missing_bucket_names_it(s3_settings, missing):
     assert (err.value.field, err.value.value) == ("bucket", missing) and "does not exist" in str(err.value)
 
 
-@pytest.mark.xfail(strict=True, reason="product bug: the registry's reads and writes (s3.read_bytes, read_with_etag, "
-                   "create_bytes/create_file) let botocore's NoSuchBucket ClientError through: no bucket or field "
-                   "named, and not an engine error, so the task is retried instead of failing at once")
 @pytest.mark.parametrize("step", ["score-with-champion", "export-a-version"])
 def test_a_registry_in_a_missing_bucket_is_named(s3_settings, tmp_path, missing, step):
     cfg = pipeline(tmp_path, missing)
