@@ -391,7 +391,8 @@ class KubernetesBackend:
         return expires
 
     def delete(self, info: ClusterInfo | str, timeout_s: float = 120.0) -> bool:
-        """Delete every object of the cluster (foreground), then wait until its pods are gone."""
+        """Delete every object of the cluster (foreground), then wait until every one, pods included, is gone
+        (a foreground delete leaves an object listed until the garbage collector is done with it)."""
         from kubernetes import client
 
         self.close()
@@ -418,13 +419,14 @@ class KubernetesBackend:
         deadline = time.monotonic() + timeout_s
         while True:
             pods = self.core.list_namespaced_pod(ns, label_selector=selector).items
-            sts = self._read_sts(name, ns)
-            if not pods and sts is None:
-                return found or bool(pods)
+            left = [f"{o.kind or lister.__name__.removeprefix('list_namespaced_')}/{o.metadata.name}"
+                    for lister, _ in listers for o in lister(ns, label_selector=selector).items]
+            if not pods and not left and self._read_sts(name, ns) is None:
+                return found
             found = True
             if time.monotonic() > deadline:
-                raise ClusterError(f"cluster {ns}/{name} still has {len(pods)} pod(s) after {timeout_s:.0f}s",
-                                   retryable=True, reason="DeleteTimeout")
+                raise ClusterError(f"cluster {ns}/{name} still has {len(pods)} pod(s) and {left or 'no other objects'} "
+                                   f"after {timeout_s:.0f}s", retryable=True, reason="DeleteTimeout")
             time.sleep(0.5)
 
     def list_clusters(self) -> list[ClusterInfo]:
