@@ -72,11 +72,16 @@ def start(name: str, argv: Sequence[str], log_path: Path, *, ready: Callable[[],
                                 env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True)
     server = ServerProcess(name, proc, log_path)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not server.alive():
-            raise RuntimeError(f"{name} exited with code {proc.returncode} before answering; log {log_path}:\n{server.log_tail()}")
-        if ready():
-            return server
-        time.sleep(0.1)
+    try:
+        while time.monotonic() < deadline:
+            if not server.alive():
+                raise RuntimeError(f"{name} exited with code {proc.returncode} before answering; log {log_path}:\n"
+                                   f"{server.log_tail()}")
+            if ready():
+                return server
+            time.sleep(0.1)
+    except BaseException:  # an interrupted wait (Ctrl-C, a test timeout) must not leave the server running
+        server.stop()
+        raise
     server.stop()
     raise RuntimeError(f"{name} did not answer within {timeout:.0f}s; log {log_path}:\n{server.log_tail()}")
