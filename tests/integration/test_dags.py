@@ -3,31 +3,15 @@
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 
 from h2o_tasks import commit, s3
+from tests.fixtures.reports import jvms_of, results, states
 
 pytestmark = pytest.mark.integration
 
 DAY = "2013-02-04"
-
-
-def states(report):
-    return {r.task: r.state for r in report}
-
-
-def results(report):
-    return {r.task: r.result for r in report}
-
-
-def jvms_of(cluster: str) -> list[str]:
-    """The pids of the H2O JVMs of ``cluster`` (started with ``-name CLUSTER``)."""
-    found = subprocess.run(["pgrep", "-f", "--", f" -name {cluster} "], capture_output=True, text=True)
-    if found.returncode not in (0, 1):  # 1: no process matched; anything else: pgrep itself failed
-        raise RuntimeError(f"pgrep failed (exit {found.returncode}): {found.stderr.strip()}")
-    return found.stdout.split()
 
 
 def test_train_then_score_end_to_end(airflow_runner, s3_settings, hive_server):

@@ -17,7 +17,6 @@ Then the score task's decision alone, without Airflow's run.
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +31,7 @@ from h2o_airflow.operators.model import H2OBatchScoreOperator
 from h2o_tasks import registry, s3, testhooks
 from h2o_tasks.cluster.local import LocalBackend
 from h2o_tasks.config import QualityGateConfig
+from tests.fixtures.reports import jvms_of, results, states
 
 pytestmark = pytest.mark.integration
 
@@ -39,21 +39,6 @@ NAME = "gate-check"
 DAY = "2013-02-04"
 REGISTRY = f"s3://h2o-demo/models/{NAME}"
 OUTPUT = f"s3://h2o-demo/predictions/{NAME}"
-
-
-def states(report):
-    return {r.task: r.state for r in report}
-
-
-def results(report):
-    return {r.task: r.result for r in report}
-
-
-def jvms_of(cluster: str) -> list[str]:
-    found = subprocess.run(["pgrep", "-f", "--", f" -name {cluster} "], capture_output=True, text=True)
-    if found.returncode not in (0, 1):
-        raise RuntimeError(f"pgrep failed (exit {found.returncode}): {found.stderr.strip()}")
-    return found.stdout.split()
 
 
 def day_rows() -> int:
