@@ -40,10 +40,12 @@ def validate(args: argparse.Namespace) -> int:
     bad = 0
     for path in files:
         cfg, errors = config.check_file(path)
-        if cfg is not None and not args.cheap:
-            from h2o_tasks.estimator_checks import pipeline_problems
+        if not args.cheap:  # H2O's checks too, even where the cheap ones found problems: every problem at once
+            from h2o_tasks.estimator_checks import pipeline_problems, raw_problems
 
-            errors = pipeline_problems(cfg)
+            deep = pipeline_problems(cfg) if cfg is not None else raw_problems(str(path))
+            seen = {e.field for e in errors}
+            errors = [*errors, *(e for e in deep if e.field not in seen)]
         bad += bool(errors)
         for error in errors:
             print(f"{path}: {error.field} = {error.value!r}: {error.problem}. Fix: {error.fix}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+from pathlib import Path
 from typing import Any
 
 from h2o_tasks.config import PIPELINE_PARAMS, AlgorithmConfig, PipelineConfig
@@ -66,3 +67,24 @@ def pipeline_problems(cfg: PipelineConfig) -> list[ConfigError]:
     """Every algorithm parameter problem of a pipeline that passed the cheap checks, naming its file."""
     return [e.in_file(cfg.path) if cfg.path else e
             for i, algo in enumerate(cfg.training.algorithms) for e in algorithm_problems(i, algo)]
+
+
+def raw_problems(path: str) -> list[ConfigError]:
+    """H2O's checks on the algorithms of a file that has other problems (so every problem is listed at
+    once): each ``training.algorithms`` item with a known ``algo`` and a mapping of ``params``."""
+    import yaml
+
+    from h2o_tasks.config import ALGORITHMS
+
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError):
+        return []
+    training = raw.get("training") if isinstance(raw, dict) else None
+    items = training.get("algorithms") if isinstance(training, dict) else None
+    out = []
+    for i, item in enumerate(items if isinstance(items, list) else []):
+        if isinstance(item, dict) and item.get("algo") in ALGORITHMS and isinstance(item.get("params") or {}, dict):
+            params = {str(k): v for k, v in (item.get("params") or {}).items()}
+            out.extend(e.in_file(path) for e in algorithm_problems(i, AlgorithmConfig(item["algo"], params)))
+    return out

@@ -140,7 +140,9 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 def test_validate_lists_every_bad_file_and_exits_non_zero(tmp_path):
     good = raw()
     files = {
-        "a_cron.yaml": {**good, "name": "a", "schedule": {**good["schedule"], "training": "every day"}},
+        # a parse-time problem and one only H2O finds, in one file: both listed
+        "a_cron.yaml": {**good, "name": "a", "schedule": {**good["schedule"], "training": "every day"},
+                        "training": {**good["training"], "algorithms": [{"algo": "glm", "params": {"alpah": 0.5}}]}},
         # passes the parse-time checks; H2O's own estimator refuses both parameters
         "b_params.yaml": {**good, "name": "b", "training": {**good["training"], "algorithms": [
             {"algo": "gbm", "params": {"n_trees": 10, "max_depth": "deep"}}]}},
@@ -154,6 +156,8 @@ def test_validate_lists_every_bad_file_and_exits_non_zero(tmp_path):
     assert res.returncode == 1, res.stdout + res.stderr
     lines = res.stdout.splitlines()
     assert any("a_cron.yaml: schedule.training = 'every day': is not a cron expression" in ln for ln in lines), lines
+    assert any("a_cron.yaml: training.algorithms[0].params.alpah = 0.5: is not a parameter of H2O's glm. "
+               "Fix: did you mean alpha?" in ln for ln in lines), lines
     assert any("b_params.yaml: training.algorithms[0].params.n_trees = 10: is not a parameter of H2O's gbm. "
                "Fix: did you mean ntrees?" in ln for ln in lines), lines
     assert any("b_params.yaml: training.algorithms[0].params.max_depth = 'deep': is refused by H2O's gbm" in ln
