@@ -25,6 +25,7 @@ from h2o_tasks import commit, intervals, mojo_csv, predictions, registry, s3, sy
 from h2o_tasks.config import PipelineConfig
 from h2o_tasks.errors import ConfigError, InputDataError, SourceNotFoundError
 from h2o_tasks.s3 import S3Settings
+from h2o_tasks.sources import hive as hive_source
 
 HIVE_TYPES = {"int": "BIGINT", "real": "DOUBLE", "enum": "STRING", "string": "STRING", "time": "BIGINT"}
 CLASSIFICATION = ("binary", "multiclass")
@@ -353,6 +354,7 @@ def score_offline(cfg: PipelineConfig, s3s: S3Settings, start: date, end: date, 
     return _result("offline", champ.version, cfg, committed, rows_in, unseen, t0, columns)
 
 
+HIVE_STAGING_PREFIX = "hive-score-"  # the hive engine's work directories (the janitor sweeps leftovers)
 UNSEEN_COLUMN = "h2o_unseen_features"  # the hive engine's staged column of unseen features (counted, then dropped)
 
 
@@ -366,46 +368,57 @@ def _column_map(metadata: dict[str, Any], ids: list[str]) -> list[str]:
     return output_names(["predict", *(domain or [])] if classifier else ["predict"], domain, ids)
 
 
-def hive_query(cfg: PipelineConfig, metadata: dict[str, Any], model_path: str, period: intervals.Period) -> str:
-    """The one query that scores a period of the source table in HiveServer2 with ``h2o_predict``:
-    the id columns, the prediction columns, and (for the task to count, then drop) the features
-    whose values the model never saw."""
+def hive_query(cfg: PipelineConfig, metadata: dict[str, Any], model_path: str,
+               periods: hive_source.PeriodsQuery) -> str:
+    """The one query that scores every period of ``periods`` in HiveServer2 with ``h2o_predict``: the id
+    columns, the prediction columns, the features whose values the model never saw (for the task to
+    count, then drop) and each row's period index."""
     from h2o_tasks import hive_udf
     from h2o_tasks.hive_sql import identifier, literal
-    from h2o_tasks.sources import hive as hive_source
 
     ids = list(cfg.scoring.id_columns)
     names = _column_map(metadata, ids)
     features = [f["name"] for f in metadata["features"]]
-    source = hive_source.build_query(cfg.source.hive, [*dict.fromkeys([*ids, *features])], period.day,
-                                     period.day + timedelta(days=1), period.hour)
     outputs = [f"p.predict AS {identifier(names[0], 'predict')}"] + [
         f"p.probabilities[{i}] AS {identifier(n, 'prediction column')}" for i, n in enumerate(names[1:])]
     call = f"{hive_udf.FUNCTION}({literal(model_path, 'model')}, struct({', '.join(identifier(f, 'features') for f in features)}))"
-    keep = ", ".join(identifier(c, "scoring.id_columns") for c in ids)
-    inner = source.replace("SELECT ", f"SELECT {call} AS p{', ' if ids else ''}", 1)
-    return (f"SELECT {keep}{', ' if ids else ''}{', '.join(outputs)}, p.unseen_features AS {UNSEEN_COLUMN} "
-            f"FROM ({inner}) t")
+    keep = [identifier(c, "scoring.id_columns") for c in ids]
+    inner = periods.select(", ".join([f"{call} AS p", *keep]))
+    return (f"SELECT {''.join(k + ', ' for k in keep)}{', '.join(outputs)}, p.unseen_features AS {UNSEEN_COLUMN}, "
+            f"{hive_source.PERIOD_COLUMN} FROM ({inner}) t")
 
+
+def _by_period(table: Any, query: hive_source.PeriodsQuery) -> dict[intervals.Period, Any]:
+    """The staged rows split by their period index (one sort, then slices), the index dropped."""
+    import numpy as np
+
+    table = table.sort_by(hive_source.PERIOD_COLUMN)
+    index = table.column(hive_source.PERIOD_COLUMN).to_numpy()
+    table = table.drop_columns([hive_source.PERIOD_COLUMN])
+    out = {}
+    for i, period in sorted(query.periods.items()):
+        lo, hi = np.searchsorted(index, i, "left"), np.searchsorted(index, i, "right")
+        out[period] = table.slice(int(lo), int(hi - lo))
+    return out
 
 
 def score_in_hive(cfg: PipelineConfig, s3s: S3Settings, periods: list[intervals.Period], *, run_id: str,
                   hive_conn: Any, stage_root: Path, hive: predictions.HiveTarget | None = None,
                   udf_jar: Path | None = None) -> ScoreResult:
-    """Score each period inside HiveServer2 with the ``h2o_predict`` UDF and the champion's MOJO (digest
-    checked), one query per period written to a staging directory, then committed like the other
-    engines' predictions. No H2O cluster."""
+    """Score every period inside HiveServer2 with the ``h2o_predict`` UDF and the champion's MOJO (digest
+    checked): one query counts the source's rows per period, one query scores the whole span into a
+    staging directory; each period is then committed like the other engines' predictions. No H2O cluster."""
     import pyarrow.csv as pcsv
     import pyarrow.parquet as pq
 
     from h2o_tasks import hive_udf
-    from h2o_tasks.sources import hive as hive_source
 
     t0 = time.monotonic()
     client = s3s.client()
     champ = champion(client, cfg)
     ids = list(cfg.scoring.id_columns)
-    work = Path(stage_root).resolve() / f"hive-score-{run_id.replace(':', '_').replace('+', '_')}-{uuid.uuid4().hex[:8]}"
+    query = hive_source.periods_query(cfg.source.hive, periods)
+    work = Path(stage_root).resolve() / f"{HIVE_STAGING_PREFIX}{run_id.replace(':', '_').replace('+', '_')}-{uuid.uuid4().hex[:8]}"
     work.mkdir(parents=True)
     committed: list[predictions.Committed] = []
     unseen: dict[str, int] = {}
@@ -420,40 +433,39 @@ def score_in_hive(cfg: PipelineConfig, s3s: S3Settings, periods: list[intervals.
         conn = hive_conn()
         try:
             hive_source.check_table(conn, cfg.source.hive, [*dict.fromkeys([*ids, *(f["name"] for f in
-                                                                               champ.metadata["features"])])])
+                                                                                champ.metadata["features"])])])
             cur = conn.cursor()
             for sql in hive_udf.register_sql(jar, genmodel):
                 cur.execute(sql)
-            for period in periods:
-                count_sql = hive_source.build_query(cfg.source.hive, ids[:1] or [champ.metadata["features"][0]["name"]],
-                                                    period.day, period.day + timedelta(days=1), period.hour)
-                cur.execute(f"SELECT count(*) FROM ({count_sql}) t")
-                (period_rows,) = cur.fetchone()
-                if not period_rows:
-                    raise SourceNotFoundError("source.hive.table", cfg.source.hive.table,
-                                              f"has no rows for {period.key}", "check that the partition is loaded")
-                staged = hive_source.stage_query(conn, hive_query(cfg, champ.metadata, str(model), period),
-                                                 str(work / f"staged-{period.key}"))
-                table = pq.read_table(list(staged.files))
-                for features in table.column(UNSEEN_COLUMN).to_pylist():
-                    for f in features or ():
-                        unseen[f] = unseen.get(f, 0) + 1
-                table = table.drop_columns([UNSEEN_COLUMN])
-                id_types = [(c, arrow_id_type(table.schema.field(c).type)) for c in ids]
-                columns = id_types + prediction_types(champ.metadata, table.column_names[len(ids):])
-                table = table.cast(predictions.arrow_schema(columns))
-                part = work / "part-00000.csv"
-                pcsv.write_csv(table, part)
-                attempt = commit.new_attempt(partition_root(cfg, period), run_id)
-                uploaded = predictions.upload_parts(client, attempt, [part])
-                rows_in += period_rows
-                committed.append(predictions.publish(client, attempt, rows_in=period_rows, columns=columns,
-                                                     retention=retention(cfg), model_version=champ.version,
-                                                     run_id=run_id, spec=intervals.partition_spec(period),
-                                                     table=table, uploaded=uploaded, hive=hive))
-                hive_source.cleanup(staged.path)
+            counts = hive_source.count_periods(conn, query)
+            empty = [p for p, n in counts.items() if not n]
+            if empty:
+                raise SourceNotFoundError("source.hive.table", cfg.source.hive.table,
+                                          f"has no rows for {', '.join(p.key for p in empty[:5])}"
+                                          f"{f' (and {len(empty) - 5} more periods)' if len(empty) > 5 else ''}",
+                                          "check that the partitions are loaded")
+            staged = hive_source.stage_query(conn, hive_query(cfg, champ.metadata, str(model), query),
+                                              str(work / "staged"))
         finally:
             conn.close()
+        table = pq.read_table(list(staged.files))
+        for features in table.column(UNSEEN_COLUMN).to_pylist():
+            for f in features or ():
+                unseen[f] = unseen.get(f, 0) + 1
+        table = table.drop_columns([UNSEEN_COLUMN])
+        for period, rows in _by_period(table, query).items():
+            id_types = [(c, arrow_id_type(rows.schema.field(c).type)) for c in ids]
+            columns = id_types + prediction_types(champ.metadata, rows.column_names[len(ids):])
+            rows = rows.cast(predictions.arrow_schema(columns))
+            part = work / "part-00000.csv"
+            pcsv.write_csv(rows, part)
+            attempt = commit.new_attempt(partition_root(cfg, period), run_id)
+            uploaded = predictions.upload_parts(client, attempt, [part])
+            rows_in += counts[period]
+            committed.append(predictions.publish(client, attempt, rows_in=counts[period], columns=columns,
+                                                 retention=retention(cfg), model_version=champ.version,
+                                                 run_id=run_id, spec=intervals.partition_spec(period),
+                                                 table=rows, uploaded=uploaded, hive=hive))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return _result("hive", champ.version, cfg, committed, rows_in, unseen, t0, columns)

@@ -14,6 +14,7 @@ a server without SASL).
 
 from __future__ import annotations
 
+import calendar
 import re
 import shutil
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from h2o_tasks.config import HiveSourceConfig
 from h2o_tasks.errors import InputDataError, SourceNotFoundError
 from h2o_tasks.hive_sql import identifier as _q
 from h2o_tasks.hive_sql import literal as _literal
+from h2o_tasks.intervals import Period
 
 _QUERY = re.compile(r"FROM (?P<table>\S+) WHERE (?:CAST\()?`(?P<col>\w+)`(?: AS TIMESTAMP\))? >= (?:TIMESTAMP )?"
                     r"'(?P<lo>[^']*)' AND (?:CAST\()?`\w+`(?: AS TIMESTAMP\))? < (?:TIMESTAMP )?'(?P<hi>[^']*)'")
@@ -51,18 +53,80 @@ def build_query(cfg: HiveSourceConfig, columns: list[str], start: date, end: dat
     if end <= start:
         raise InputDataError("interval", f"[{start.isoformat()}, {end.isoformat()})", "is empty (end is not after start)",
                              "pass an end date after the start date")
-    cols = ", ".join(_q(c, "features") for c in columns)
-    part = _q(cfg.partition_column, "source.hive.partition_column")
-    if cfg.partition_format == "date":
-        if hour is not None:
-            raise ValueError("hours are read from a date-time column only (config refuses the rest)")
-        return (f"SELECT {cols} FROM {table_ref(cfg)} "
-                f"WHERE {part} >= '{start.isoformat()}' AND {part} < '{end.isoformat()}'")
+    if cfg.partition_format == "date" and hour is not None:
+        raise ValueError("hours are read from a date-time column only (config refuses the rest)")
     lo = datetime(start.year, start.month, start.day, hour or 0)
     hi = lo + timedelta(hours=1) if hour is not None else datetime(end.year, end.month, end.day)
+    cols = ", ".join(_q(c, "features") for c in columns)
+    return f"SELECT {cols} FROM {table_ref(cfg)} WHERE {_span(cfg, lo, hi)}"
+
+
+def _span(cfg: HiveSourceConfig, lo: datetime, hi: datetime) -> str:
+    """The rows dated in ``[lo, hi)``: ISO partition values, or the date-time column as an instant in UTC."""
+    part = _q(cfg.partition_column, "source.hive.partition_column")
+    if cfg.partition_format == "date":
+        return f"{part} >= '{lo.date().isoformat()}' AND {part} < '{hi.date().isoformat()}'"
     # zone in the literals: the bounds are instants whatever the server's session time zone
-    return (f"SELECT {cols} FROM {table_ref(cfg)} WHERE CAST({part} AS TIMESTAMP) >= TIMESTAMP '{lo:%Y-%m-%dT%H:%M:%S}Z' "
+    return (f"CAST({part} AS TIMESTAMP) >= TIMESTAMP '{lo:%Y-%m-%dT%H:%M:%S}Z' "
             f"AND CAST({part} AS TIMESTAMP) < TIMESTAMP '{hi:%Y-%m-%dT%H:%M:%S}Z'")
+
+
+PERIOD_COLUMN = "h2o_period"  # the index of a row's period in a query over several periods
+
+
+@dataclass(frozen=True)
+class PeriodsQuery:
+    """One scan over the whole span of several days or hours, each row tagged with the index of its
+    period (``h2o_period``), so that a long interval costs one query, not one per period."""
+
+    source: str  # FROM ... WHERE ...
+    index: str  # the SQL expression of a row's period index
+    periods: dict[int, Period]
+    column: str  # the partition column the index is read from
+
+    def select(self, columns: str) -> str:
+        return f"SELECT {columns}, {self.index} AS {PERIOD_COLUMN} {self.source}"
+
+    def count_sql(self) -> str:
+        """Rows per period, counted by the server from the source table alone."""
+        return (f"SELECT {PERIOD_COLUMN}, count(*) FROM (SELECT {self.index} AS {PERIOD_COLUMN} {self.source}) t "
+                f"GROUP BY {PERIOD_COLUMN}")
+
+
+def periods_query(cfg: HiveSourceConfig, periods: list[Period]) -> PeriodsQuery:
+    """The span of ``periods`` (days, or hours of a date-time column) as one :class:`PeriodsQuery`."""
+    if not periods:
+        raise InputDataError("interval", periods, "has no period", "pass at least one day or hour")
+    hourly = periods[0].hour is not None
+    if cfg.partition_format == "date" and hourly:
+        raise ValueError("hours are read from a date-time column only (config refuses the rest)")
+    step = timedelta(hours=1) if hourly else timedelta(days=1)
+    starts = sorted(datetime(p.day.year, p.day.month, p.day.day, p.hour or 0) for p in periods)
+    lo, hi = starts[0], starts[-1] + step
+    part = _q(cfg.partition_column, "source.hive.partition_column")
+    if cfg.partition_format == "date":
+        index = f"datediff(CAST({part} AS DATE), DATE '{lo.date().isoformat()}')"
+    else:  # seconds since the span's start, as an instant: no session time zone in it
+        index = (f"CAST(floor((unix_timestamp(CAST({part} AS TIMESTAMP)) - {calendar.timegm(lo.timetuple())}) / "
+                 f"{int(step.total_seconds())}) AS BIGINT)")
+    by_index = {int((s - lo) / step): Period(s.date(), s.hour if hourly else None) for s in starts}
+    return PeriodsQuery(f"FROM {table_ref(cfg)} WHERE {_span(cfg, lo, hi)}", index, by_index, cfg.partition_column)
+
+
+def count_periods(conn: Any, query: PeriodsQuery) -> dict[Period, int]:
+    """Rows of each period of ``query`` in the source table (0 for a period with none)."""
+    cur = conn.cursor()
+    try:
+        cur.execute(query.count_sql())
+        found = {None if i is None else int(i): int(n) for i, n in cur.fetchall()}
+    finally:
+        cur.close()
+    if found.get(None):
+        raise InputDataError("source.hive.partition_column", query.column,
+                             f"has {found[None]} rows in the interval whose value is not a "
+                             f"{'date' if 'datediff' in query.index else 'date-time'}",
+                             "correct those partition values, or set source.hive.partition_format to match them")
+    return {p: found.get(i, 0) for i, p in sorted(query.periods.items())}
 
 
 def check_table(conn: Any, cfg: HiveSourceConfig, columns: list[str]) -> dict[str, str]:
