@@ -141,3 +141,33 @@ def test_one_jar_scores_every_model_each_by_its_path(session, mojos):
         session.execute(f"SELECT h2o_predict('{mojo}', struct({cols})).predict FROM flights WHERE dt = '{DAY}' LIMIT 5")
         outs[kind] = [r[0] for r in session.fetchall()]
     assert all(isinstance(v, str) for v in outs["binomial"]) and all(isinstance(v, float) for v in outs["regression"])
+
+
+PROBE = """package h2o_airflow.hive;
+public class CacheProbe {
+  public static void main(String[] a) throws Exception {
+    Object first = H2OPredict.load(a[0]);
+    H2OPredict.load(a[1]);
+    System.out.println(H2OPredict.cachedModels() + " " + (H2OPredict.load(a[0]) == first));
+  }
+}
+"""
+
+
+@pytest.mark.parametrize(("bound", "expected"), [(None, "2 true"), ("1", "1 false")])
+def test_the_udf_keeps_at_most_its_bound_of_models_least_recently_used_first(mojos, tmp_path, bound, expected):
+    """A long-lived HiveServer2 sees a new champion every retrain: the UDF's model cache is an LRU."""
+    import subprocess
+
+    from h2o_tasks import hive_udf
+
+    src = tmp_path / "h2o_airflow" / "hive" / "CacheProbe.java"
+    src.parent.mkdir(parents=True)
+    src.write_text(PROBE)
+    cp = ":".join(str(p) for p in [hive_udf.build(), *hive_udf.dev_classpath()])
+    subprocess.run(["javac", "-cp", cp, "-d", str(tmp_path), str(src)], check=True, capture_output=True)
+    a, b = (str(mojos[0][kind][0]) for kind in ("binomial", "regression"))
+    props = [f"-Dh2o.predict.models={bound}"] if bound else []
+    out = subprocess.run(["java", *props, "-cp", f"{tmp_path}:{cp}", "h2o_airflow.hive.CacheProbe", a, b],
+                         check=True, capture_output=True, text=True)
+    assert out.stdout.split("\n")[-2].strip() == expected, out.stderr[-2000:]

@@ -16,12 +16,13 @@ import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.Collections;
 import java.util.HashMap;
 import java.util.HashSet;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
-import java.util.concurrent.ConcurrentHashMap;
 import org.apache.hadoop.hive.ql.exec.Description;
 import org.apache.hadoop.hive.ql.exec.UDFArgumentException;
 import org.apache.hadoop.hive.ql.metadata.HiveException;
@@ -53,7 +54,16 @@ import org.apache.hadoop.hive.serde2.objectinspector.primitive.PrimitiveObjectIn
     value = "_FUNC_(mojo_path, struct(features...)) - the H2O MOJO's prediction of the row: "
         + "struct<predict, probabilities array<double>, unseen_levels int, unseen_features array<string>>")
 public class H2OPredict extends GenericUDF {
-  private static final Map<String, GenModel> MODELS = new ConcurrentHashMap<>();
+  /** Models kept per JVM (system property {@code h2o.predict.models}, default 8): a long-lived server sees a new
+   * champion every retrain, so the least recently used model goes; a query in flight keeps its own reference. */
+  static final int MAX_MODELS = Integer.getInteger("h2o.predict.models", 8);
+  private static final Map<String, GenModel> MODELS = Collections.synchronizedMap(
+      new LinkedHashMap<String, GenModel>(16, 0.75f, true) {
+        @Override
+        protected boolean removeEldestEntry(Map.Entry<String, GenModel> eldest) {
+          return size() > Math.max(1, MAX_MODELS);
+        }
+      });
 
   private transient EasyPredictModelWrapper wrapper;
   private transient ModelCategory category;
@@ -141,9 +151,15 @@ public class H2OPredict extends GenericUDF {
       } catch (IOException e) {
         throw new UDFArgumentException("h2o_predict: " + path + " is not a MOJO: " + e);
       }
-      MODELS.putIfAbsent(digest, model);
+      GenModel raced = MODELS.putIfAbsent(digest, model);
+      model = raced != null ? raced : model;
     }
-    return MODELS.get(digest);
+    return model;
+  }
+
+  /** How many models this JVM holds (for tests). */
+  static int cachedModels() {
+    return MODELS.size();
   }
 
   private static String sha256(File file) throws UDFArgumentException {
