@@ -21,7 +21,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from h2o_tasks import commit, intervals, mojo_csv, predictions, registry, s3, syntax
+from h2o_tasks import commit, intervals, mojo_csv, predictions, registry, s3, staging, syntax
 from h2o_tasks.config import PipelineConfig
 from h2o_tasks.errors import ConfigError, InputDataError, SourceNotFoundError
 from h2o_tasks.s3 import S3Settings
@@ -354,7 +354,6 @@ def score_offline(cfg: PipelineConfig, s3s: S3Settings, start: date, end: date, 
     return _result("offline", champ.version, cfg, committed, rows_in, unseen, t0, columns)
 
 
-HIVE_STAGING_PREFIX = "hive-score-"  # the hive engine's work directories (the janitor sweeps leftovers)
 UNSEEN_COLUMN = "h2o_unseen_features"  # the hive engine's staged column of unseen features (counted, then dropped)
 
 
@@ -418,7 +417,7 @@ def score_in_hive(cfg: PipelineConfig, s3s: S3Settings, periods: list[intervals.
     champ = champion(client, cfg)
     ids = list(cfg.scoring.id_columns)
     query = hive_source.periods_query(cfg.source.hive, periods)
-    work = Path(stage_root).resolve() / f"{HIVE_STAGING_PREFIX}{run_id.replace(':', '_').replace('+', '_')}-{uuid.uuid4().hex[:8]}"
+    work = Path(stage_root).resolve() / f"{staging.HIVE_SCORE_PREFIX}{run_id.replace(':', '_').replace('+', '_')}-{uuid.uuid4().hex[:8]}"
     work.mkdir(parents=True)
     committed: list[predictions.Committed] = []
     unseen: dict[str, int] = {}

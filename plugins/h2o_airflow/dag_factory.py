@@ -159,7 +159,11 @@ def janitor_task_id(backend: str, namespace: str, conn_id: str) -> str:
 def janitor_dag(pipelines_dir: str | Path | None = None, schedule: str = "*/30 * * * *") -> DAG:
     """Delete abandoned clusters (expired, or whose DAG run is over) of every backend and namespace the
     pipeline files in ``pipelines_dir`` use."""
-    from h2o_airflow.operators.janitor import H2OJanitorOperator, H2ORememberedJanitorOperator
+    from h2o_airflow.operators.janitor import (
+        H2OJanitorOperator,
+        H2ORememberedJanitorOperator,
+        H2OStagingSweepOperator,
+    )
 
     with DAG(dag_id="h2o_janitor", schedule=schedule, start_date=datetime(2024, 1, 1, tzinfo=UTC),
              catchup=False, max_active_runs=1, default_args=DEFAULT_ARGS, tags=["h2o", "maintenance"],
@@ -176,4 +180,16 @@ def janitor_dag(pipelines_dir: str | Path | None = None, schedule: str = "*/30 *
                                **({"namespace": namespace} if namespace else {}),
                                **({"kubernetes_conn_id": conn_id} if conn_id else {}))
         H2ORememberedJanitorOperator(task_id="delete_abandoned_remembered", current=[list(t) for t in targets])
+        H2OStagingSweepOperator(task_id="sweep_hive_staging", older_than_minutes=longest_run_minutes(pipelines_dir))
     return dag
+
+
+def longest_run_minutes(pipelines_dir: str | Path | None) -> int:
+    """The longest any run may last (``cluster.max_run_minutes``) over the pipeline files, at least its default."""
+    longest = pipeline_config.ClusterConfig().max_run_minutes
+    for path in sorted(Path(pipelines_dir).glob("*.yaml")) if pipelines_dir else []:
+        try:
+            longest = max(longest, pipeline_config.load(path).cluster.max_run_minutes)
+        except pipeline_config.ConfigError:
+            continue
+    return longest

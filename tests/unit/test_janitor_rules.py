@@ -62,7 +62,7 @@ def test_the_janitor_covers_every_backend_and_namespace_the_pipeline_files_use(t
     tasks = {t.task_id: t for t in dag.tasks}
     assert set(tasks) == {"delete_abandoned_kubernetes_ml_a", "delete_abandoned_kubernetes_ml_b",
                           "delete_abandoned_kubernetes_ml_b__k8s_prod", "delete_abandoned_local",
-                          "delete_abandoned_remembered"}
+                          "delete_abandoned_remembered", "sweep_hive_staging"}
     assert tasks["delete_abandoned_kubernetes_ml_b__k8s_prod"].kubernetes_conn_id == "k8s_prod"
     # every task of the pipeline uses the file's connection
     from h2o_airflow.dag_factory import pipeline_dags

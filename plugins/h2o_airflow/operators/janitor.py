@@ -160,3 +160,33 @@ def target_key(backend: str, namespace: str, conn_id: str) -> str:
     """``backend/namespace``, with ``@connection`` when it is not the default one."""
     key = f"{backend}/{namespace}"
     return key + (f"@{conn_id}" if conn_id and conn_id != DEFAULT_KUBERNETES_CONN_ID else "")
+
+
+class H2OStagingSweepOperator(BaseOperator):
+    """
+    Remove what killed tasks left under the Hive staging root (``$H2O_AIRFLOW_HIVE_STAGING_DIR``): a
+    cluster's import staging and the hive engine's work directories, once nothing in them has
+    changed for ``older_than_minutes`` (longer than any run may last). The Hive sink's tables and
+    anything else there are never touched (:mod:`h2o_tasks.staging`).
+
+    :param older_than_minutes: the age, from the newest change inside an entry, at which it goes.
+    """
+
+    template_fields = ()
+
+    def __init__(self, *, older_than_minutes: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.older_than_minutes = older_than_minutes
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from h2o_airflow.operators.model import hive_staging_root
+        from h2o_tasks import staging
+
+        root = hive_staging_root()
+        removed = staging.sweep(root, self.older_than_minutes * 60)
+        for name in removed:
+            self.log.warning("Removed leftover staging %s (unchanged for %d minutes)", root / name,
+                             self.older_than_minutes)
+        self.log.info("%d leftover staging entr%s removed under %s", len(removed), "y" if len(removed) == 1 else "ies",
+                      root)
+        return {"root": str(root), "removed": removed}
