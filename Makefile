@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: demo test test-unit test-integration test-k8s lint check-prereqs clean bench schema validate
+.PHONY: demo airflow test test-unit test-integration test-k8s lint check-prereqs clean bench schema validate
 
 check-prereqs:
 	@$(PYTHON) -c 'import sys; v=sys.version_info; sys.exit(0 if v[:2]==(3,11) else "need Python 3.11 (found %d.%d): install it or run make PYTHON=/path/to/python3.11" % v[:2])'
@@ -24,6 +24,11 @@ venv: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
+
+# Optional: the DAGs in a local Airflow deployment (UI, scheduler, DAG processor, triggerer on PostgreSQL) with
+# the local S3 and HiveServer2; prints the URL and login; Ctrl-C stops it all. AIRFLOW_ARGS="--port 0" for any port.
+airflow: $(STAMP)
+	$(BIN)/python scripts/airflow.py $(AIRFLOW_ARGS)
 
 # Benchmarks against the baselines, same run (not part of `make test`); BENCH_ARGS="--quick" for a short run.
 bench: $(STAMP)

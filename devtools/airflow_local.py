@@ -145,8 +145,11 @@ class AirflowServices:
         return f"http://127.0.0.1:{self.port}"
 
     @classmethod
-    def start(cls, env: dict[str, str], log_dir: Path, parallelism: int = 16, timeout: float = 240) -> AirflowServices:
-        port = _free_port()
+    def start(cls, env: dict[str, str], log_dir: Path, parallelism: int = 16, timeout: float = 240, *,
+              port: int = 0, scheduled: bool = False) -> AirflowServices:
+        """Start the components; ``scheduled``: the scheduler also creates runs from the DAGs' schedules
+        (a deployment), not only the runs that are asked for (the tests)."""
+        port = port or _free_port()
         env = {**env,
                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
                "AIRFLOW__CORE__PARALLELISM": str(parallelism),
@@ -156,7 +159,7 @@ class AirflowServices:
                "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
                "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
-               "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+               "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": str(scheduled),
                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5"}
         log_dir.mkdir(parents=True, exist_ok=True)
         services = cls(env, log_dir, port)
@@ -171,6 +174,11 @@ class AirflowServices:
             services.stop()
             raise
         return services
+
+    def admin_login(self) -> tuple[str, str]:
+        """The simple auth manager's admin and the password the API server generated into AIRFLOW_HOME."""
+        users = json.loads((Path(self.env["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated").read_text())
+        return "admin", users["admin"]
 
     def health(self) -> dict:
         with urllib.request.urlopen(f"{self.url}/api/v2/monitor/health", timeout=5) as resp:
