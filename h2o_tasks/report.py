@@ -3,6 +3,7 @@ per-class figures of a classifier; an HTML page."""
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 from dataclasses import dataclass
@@ -152,7 +153,7 @@ def varimp_png(model: Any, path: Path, title: str, top: int = 15) -> bool:
 
 def write(out: Path, model: Any, perf: Any, cfg: PipelineConfig, metrics: dict[str, float], version: str,
           frame: Any = None, frame_name: str = "validation") -> list[str]:
-    """Write the PNGs and ``index.html`` into ``out``; returns the file names.
+    """Write the PNGs and ``index.html`` (self-contained: the PNGs are inside it) into ``out``; returns the file names.
 
     Binary: the ROC curve. Classifiers: the confusion matrix and per-class figures (also in
     ``confusion.json``). Regression: residuals on ``frame`` (``frame_name`` says which rows).
@@ -174,8 +175,9 @@ def write(out: Path, model: Any, perf: Any, cfg: PipelineConfig, metrics: dict[s
     if varimp_png(model, out / "variable_importance.png", f"{cfg.name}: variable importance"):
         files.append("variable_importance.png")
     rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.4f}</td></tr>" for k, v in metrics.items())
-    images = "".join(f'<figure><img src="{f}" alt="{f}"><figcaption>{f}</figcaption></figure>' for f in files
-                     if f.endswith(".png"))
+    # the images are inside the page: one object to open, through a pre-signed URL or from a download
+    images = "".join(f'<figure><img src="data:image/png;base64,{base64.b64encode((out / f).read_bytes()).decode()}" '
+                     f'alt="{f}"><figcaption>{f}</figcaption></figure>' for f in files if f.endswith(".png"))
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>{html.escape(cfg.name)} {html.escape(version)}</title>
 <style>body{{font-family:sans-serif;margin:2em}}td{{padding:2px 12px}}figure{{display:inline-block}}</style></head>

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -50,6 +51,26 @@ def summarize(task: str, result: dict | None) -> str:
     keys["import_scoring_data"] = keys["import_data"]
     fmt = keys.get(task)
     return fmt(result) if fmt else json.dumps(result)[:200]
+
+
+def download_report(settings, out: Path) -> Path | None:
+    """The champion's report (one self-contained page, and its PNGs beside it) from the registry into ``out``."""
+    from h2o_tasks import config, registry
+    from h2o_tasks import s3 as s3_uri
+
+    cfg = config.load(ROOT / "dags" / "pipelines" / "arrival_delay.yaml")
+    client = settings.client()
+    pointer = registry.read_champion(client, cfg.registry_uri)
+    if pointer is None:
+        return None
+    version = registry.version_uri(cfg.registry_uri, pointer.version)
+    meta = registry.load_metadata(client, cfg.registry_uri, pointer.version)
+    shutil.rmtree(out, ignore_errors=True)  # nothing of an earlier demo's champion
+    out.mkdir(parents=True)
+    for name in meta.get("report") or []:
+        if name.endswith((".html", ".png")):
+            (out / name).write_bytes(s3_uri.read_bytes(client, s3_uri.join(version, name)))
+    return out / "index.html" if (out / "index.html").exists() else None
 
 
 def main() -> int:
@@ -94,6 +115,9 @@ def main() -> int:
             ok = ok and rc == 0
         if not ok:
             print(f"\nA run failed: the Airflow log is {log}")
+        else:
+            page = download_report(s3.settings, state / "report")
+            print(f"\nthe champion's report: {page}" if page else "\nno champion: no report")
     finally:
         for server in reversed(servers):
             server.stop()

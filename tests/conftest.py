@@ -16,4 +16,5 @@ pytest_plugins = [
     "tests.fixtures.airflow_deployment",
     "tests.fixtures.k8s",
     "tests.fixtures.k8s_bed",
+    "tests.fixtures.xcom",
 ]

@@ -15,6 +15,7 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowSkipException
 
 from h2o_airflow.hooks.h2o import H2OHook
+from h2o_airflow.links import XCOM_REPORT_KEY, H2OModelReportLink
 from h2o_airflow.operators.base import H2OPipelineOperator, fail_fast
 from h2o_tasks.errors import H2OTasksError
 
@@ -138,6 +139,8 @@ class H2OExportModelOperator(H2OTrainOperator):
     :param import_task_id: the task whose XCom holds the data lineage.
     """
 
+    operator_extra_links = (H2OModelReportLink(),)
+
     def __init__(self, *, train_task_id: str = "train", import_task_id: str = "import_data", **kwargs: Any) -> None:
         super().__init__(import_task_id=import_task_id, **kwargs)
         self.train_task_id = train_task_id
@@ -167,6 +170,9 @@ class H2OExportModelOperator(H2OTrainOperator):
             raise fail_fast(exc) from exc
         out = outcome.to_dict()
         self.log.info("Exported %s; promoted=%s (%s)", out["uri"], out["promoted"], out["reason"])
+        if "index.html" in out.get("files", ()):
+            context["ti"].xcom_push(key=XCOM_REPORT_KEY, value={"uri": f"{out['uri']}/index.html",
+                                                                 "aws_conn_id": self.aws_conn_id})
         return {**out, "model_id": trained["best_model_id"]}
 
 
