@@ -408,6 +408,42 @@ class ScheduleConfig:
                                   "use a cron expression or preset, or data_intervals: false")
 
 
+NOTIFIERS = ("smtp", "http")
+
+
+@dataclass(frozen=True)
+class NotifierConfig:
+    """One Airflow notifier of a provider: ``smtp`` (the smtp provider's SmtpNotifier, an e-mail) or ``http``
+    (the http provider's HttpNotifier: a JSON POST to a webhook)."""
+
+    kind: str = setting(choices=NOTIFIERS, doc="smtp: an e-mail; http: a JSON POST to a webhook.")
+    conn_id: str = setting("", pattern=f"({syntax.CONN_ID})?", problem="is not an Airflow connection id",
+                           fix="use letters, digits, '_', '.' and '-'",
+                           doc="The Airflow connection (empty: the provider's default, smtp_default or http_default).")
+    to: tuple[str, ...] = setting((), pattern=r"[^@\s,]+@[^@\s,]+", problem="is not an e-mail address",
+                                  fix="write one address per item, name@example.com", doc="smtp: the recipients.")
+    endpoint: str = setting("", doc="http: the path on the connection's host that is POSTed to.")
+
+    @staticmethod
+    def _check(n: NotifierConfig, where: str) -> None:
+        if n.kind == "smtp" and not n.to:
+            raise ConfigError(f"{where}.to", list(n.to), "is empty: an e-mail needs a recipient",
+                              "list the addresses, to: [ml-oncall@example.com]")
+        if n.kind == "http" and n.to:
+            raise ConfigError(f"{where}.to", list(n.to), "is for kind: smtp (a webhook has no recipients)",
+                              "remove 'to', or use kind: smtp")
+
+
+@dataclass(frozen=True)
+class NotifyConfig:
+    """Who is told what, through Airflow's notifiers."""
+
+    on_failure: tuple[NotifierConfig, ...] = setting((), doc="Told when a task of a run fails (its DAG, run, task, "
+                                                     "try and error).")
+    on_gate_refused: tuple[NotifierConfig, ...] = setting((), doc="Told when a trained model does not become the "
+                                                          "champion (the gate's reason and both models' metrics).")
+
+
 @dataclass(frozen=True)
 class PipelineConfig:
     """A model pipeline: where data comes from, what is trained, where models and scores go."""
@@ -429,6 +465,7 @@ class PipelineConfig:
     quality_gate: QualityGateConfig = setting(QualityGateConfig(), doc="The promotion gate.")
     scoring: ScoringConfig = setting(ScoringConfig(), doc="Batch scoring.")
     schedule: ScheduleConfig = setting(ScheduleConfig(), doc="Schedules.")
+    notify: NotifyConfig = setting(NotifyConfig(), doc="Notifications.")
     path: str = ""
 
     @property

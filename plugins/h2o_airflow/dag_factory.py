@@ -19,6 +19,7 @@ from typing import Any
 
 from airflow.sdk import DAG, CronDataIntervalTimetable, Param
 
+from h2o_airflow.notify import OnTaskFailure
 from h2o_tasks import config as pipeline_config
 from h2o_tasks.config import ALGORITHMS, PipelineConfig
 
@@ -56,7 +57,9 @@ def _dag(dag_id: str, cfg: PipelineConfig, schedule: str | None, training: bool,
         max_active_runs=cfg.schedule.max_active_runs,
         # a task still running when its cluster expires cannot succeed any more (the janitor deletes
         # the cluster): the cluster's time-to-live bounds every task, a hung H2O call included
-        default_args={**DEFAULT_ARGS, "owner": cfg.owner, "execution_timeout": timedelta(minutes=cfg.cluster.ttl_minutes)},
+        default_args={**DEFAULT_ARGS, "owner": cfg.owner, "execution_timeout": timedelta(minutes=cfg.cluster.ttl_minutes),
+                      **({"on_failure_callback": OnTaskFailure(cfg.name, cfg.notify.on_failure)}
+                         if cfg.notify.on_failure else {})},
         params=_params(cfg, training), tags=["h2o", cfg.name], doc_md=doc,
         description=cfg.description[:200] or None,
     )

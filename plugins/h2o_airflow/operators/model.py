@@ -170,6 +170,10 @@ class H2OExportModelOperator(H2OTrainOperator):
             raise fail_fast(exc) from exc
         out = outcome.to_dict()
         self.log.info("Exported %s; promoted=%s (%s)", out["uri"], out["promoted"], out["reason"])
+        if not out["promoted"] and cfg.notify.on_gate_refused:
+            from h2o_airflow.notify import gate_refused
+
+            gate_refused(cfg.name, cfg.notify.on_gate_refused, out, context)
         if "index.html" in out.get("files", ()):
             context["ti"].xcom_push(key=XCOM_REPORT_KEY, value={"uri": f"{out['uri']}/index.html",
                                                                  "aws_conn_id": self.aws_conn_id})
