@@ -284,11 +284,8 @@ def scoring_input(df: Any, features: list[dict[str, Any]], version: str) -> tupl
     return pd.DataFrame(out, index=df.index), unseen
 
 
-def _join_predictions(table: Any, ids: list[str], metadata: dict[str, Any], scored: Path,
-                      out: Path) -> tuple[Any, list[tuple[str, str]]]:
-    """The id columns of the input beside the scorer's output, row by row, written as one CSV; the
-    joined table (what the CSV holds) and its columns' Hive types."""
-    import pyarrow as pa
+def _read_scored(metadata: dict[str, Any], scored: Path) -> tuple[list[str], list[tuple[str, str]], Any]:
+    """The scorer's CSV: its header, the prediction columns' Hive types, and the rows typed as those."""
     import pyarrow.csv as pcsv
 
     with scored.open(newline="") as f:
@@ -296,6 +293,17 @@ def _join_predictions(table: Any, ids: list[str], metadata: dict[str, Any], scor
     pred_types = prediction_types(metadata, header)
     preds = pcsv.read_csv(scored, convert_options=pcsv.ConvertOptions(
         column_types=predictions.arrow_schema(pred_types)))
+    return header, pred_types, preds
+
+
+def _join_predictions(table: Any, ids: list[str], metadata: dict[str, Any], scored: tuple[list[str], list[tuple[str, str]], Any],
+                      out: Path) -> tuple[Any, list[tuple[str, str]]]:
+    """The id columns of the input beside the scorer's output for those rows (:func:`_read_scored`), row by
+    row, written as one CSV; the joined table (what the CSV holds) and its columns' Hive types."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    header, pred_types, preds = scored
     names = output_names(header, _domain(metadata), ids)
     if preds.num_rows != table.num_rows:
         raise InputDataError("predictions", preds.num_rows, f"differ from the {table.num_rows} input rows",
@@ -330,22 +338,35 @@ def score_offline(cfg: PipelineConfig, s3s: S3Settings, start: date, end: date, 
     work = Path(tempfile.mkdtemp(prefix="h2o-score-"))
     try:
         model = fetch_model(client, champ, work)
-        for day, table in _read_periods(client, cfg, periods).items():
-            df = table.to_pandas()
-            ids = _check_ids(cfg, list(df.columns))
-            feats, day_unseen = scoring_input(df, champ.metadata["features"], champ.version)
-            for k, v in day_unseen.items():
-                unseen[k] = unseen.get(k, 0) + v
-            feats.to_csv(work / "input.csv", index=False, na_rep="")
-            mojo_csv.predict_csv(mojo_csv.genmodel_jar(), model, work / "input.csv", work / "output.csv",
-                                 workers=workers, java=java)
+        # every period's rows in one input, one scorer JVM for the interval (its start-up, ~0.5 s, once
+        # and not per day), then the output cut back into periods by their row counts
+        days = list(_read_periods(client, cfg, periods).items())
+        ids: list[str] = []
+        with (work / "input.csv").open("w", newline="") as f:
+            for i, (_, table) in enumerate(days):
+                df = table.to_pandas()
+                ids = _check_ids(cfg, list(df.columns))
+                feats, day_unseen = scoring_input(df, champ.metadata["features"], champ.version)
+                for k, v in day_unseen.items():
+                    unseen[k] = unseen.get(k, 0) + v
+                feats.to_csv(f, index=False, header=i == 0, na_rep="")
+        mojo_csv.predict_csv(mojo_csv.genmodel_jar(), model, work / "input.csv", work / "output.csv",
+                             workers=workers, java=java)
+        header, pred_types, preds = _read_scored(champ.metadata, work / "output.csv")
+        if preds.num_rows != sum(t.num_rows for _, t in days):
+            raise InputDataError("predictions", preds.num_rows, f"differ from the {sum(t.num_rows for _, t in days)} "
+                                 "input rows", "this is a bug: report it with the task log")
+        offset = 0
+        for day, table in days:
             part = work / "part-00000.csv"
             # the table the CSV was written from; the store's ETags then show those bytes landed
-            landed, columns = _join_predictions(table, ids, champ.metadata, work / "output.csv", part)
+            landed, columns = _join_predictions(table, ids, champ.metadata,
+                                                (header, pred_types, preds.slice(offset, table.num_rows)), part)
+            offset += table.num_rows
             attempt = commit.new_attempt(partition_root(cfg, day), run_id)
             uploaded = predictions.upload_parts(client, attempt, [part])
-            rows_in += len(df)
-            committed.append(predictions.publish(client, attempt, rows_in=len(df), columns=columns,
+            rows_in += table.num_rows
+            committed.append(predictions.publish(client, attempt, rows_in=table.num_rows, columns=columns,
                                                  retention=retention(cfg), model_version=champ.version, run_id=run_id,
                                                  spec=intervals.partition_spec(day), table=landed, uploaded=uploaded,
                                                  hive=hive))

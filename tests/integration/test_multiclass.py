@@ -8,7 +8,7 @@ import filecmp
 import io
 import json
 import re
-from datetime import date
+from datetime import date, timedelta
 
 import pandas as pd
 import pytest
@@ -104,6 +104,12 @@ def test_multiclass_pipeline_end_to_end(airflow_runner, s3_settings, hive_server
     offline_df = _partition(client, offline.partitions[0])
     assert (offline_df["predict"] == cluster_df["predict"]).all()
     assert float((offline_df[probabilities.columns] - probabilities).abs().max().max()) < 1e-6
+    # three days through one scorer JVM, cut back into days by row counts: the middle day is the same
+    # rows, classes and probabilities as scoring that day alone
+    span = scoring.score_offline(cfg, s3_settings, day - timedelta(days=1), day + timedelta(days=2), run_id="offline-span")
+    assert [p["partition"] for p in span.partitions] == [f"dt={day + timedelta(days=i)}" for i in (-1, 0, 1)]
+    assert span.rows_in == span.rows_scored == sum(p["rows"] for p in span.partitions)
+    pd.testing.assert_frame_equal(_partition(client, span.partitions[1]), offline_df)
 
     # the offline scorer is byte-identical to H2O's PredictCsv on this model and day
     champ = scoring.champion(client, cfg)
