@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import signal
-import sys
 import time
 from types import SimpleNamespace
 
@@ -28,6 +27,7 @@ from h2o_tasks.cluster.base import ClusterSpec
 from h2o_tasks.cluster.local import LocalBackend, _is_ours
 from h2o_tasks.config import ClusterConfig
 from h2o_tasks.errors import ClusterError
+from tests.fixtures.h2o import sleeping_java
 
 pytestmark = pytest.mark.integration
 PIPELINE = "outcomes"
@@ -67,11 +67,7 @@ def pipeline_file(tmp_path, s3_bucket):
 def silent_cluster(tmp_path):
     """A local-backend cluster of 2 nodes that never answer on their REST port: the backend starts
     ``java`` as it always does, and this ``java`` only sleeps."""
-    java = tmp_path / "bin" / "java"
-    java.parent.mkdir()
-    java.write_text(f"#!{sys.executable}\nimport time\ntime.sleep(300)\n")
-    java.chmod(0o755)
-    backend = LocalBackend(state_dir=tmp_path / "state", java=str(java))
+    backend = LocalBackend(state_dir=tmp_path / "state", java=str(sleeping_java(tmp_path / "bin")))
     info = backend.create(ClusterSpec.for_run(PIPELINE, DAG_ID, RUN_ID, ClusterConfig(replicas=2, memory="256m",
                                                                                       nthreads=1)))
     pids = [n.pid for n in backend._load(info.name).nodes]
@@ -195,10 +191,7 @@ def test_the_teardown_without_a_recorded_cluster_deletes_the_one_the_run_ids_nam
     ids and the pipeline file, and deletes that cluster (or reports there was none)."""
     state = tmp_path / "state"
     monkeypatch.setenv("H2O_AIRFLOW_STATE_DIR", str(state))
-    java = tmp_path / "java"
-    java.write_text(f"#!{sys.executable}\nimport time\ntime.sleep(300)\n")
-    java.chmod(0o755)
-    info = LocalBackend(state_dir=state, java=str(java)).create(
+    info = LocalBackend(state_dir=state, java=str(sleeping_java(tmp_path))).create(
         ClusterSpec.for_run(PIPELINE, DAG_ID, RUN_ID, ClusterConfig(replicas=1, memory="256m")))
     assert info.name == naming.cluster_name(PIPELINE, DAG_ID, RUN_ID)
     pid = LocalBackend(state_dir=state)._load(info.name).nodes[0].pid

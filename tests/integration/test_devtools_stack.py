@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import io
-import subprocess
 
 import pyarrow.parquet as pq
 import pytest
 
 from devtools.stack import hiveserver, procs, seed
 from h2o_tasks import s3
+from tests.fixtures.processes import pgrep
 
 pytestmark = pytest.mark.integration
 
@@ -84,8 +84,7 @@ def test_a_restarted_server_keeps_its_tables_and_stop_leaves_no_process(tmp_path
     finally:
         server.stop()
     assert not server.alive() and not procs.port_open(server.host, server.port)
-    out = subprocess.run(["pgrep", "-f", f"hive.server2.thrift.port={server.port}"], capture_output=True, text=True)
-    assert out.stdout.strip() == ""
+    assert pgrep(f"hive.server2.thrift.port={server.port}") == []
     again = hiveserver.start(workdir)
     try:
         assert sorted(query(again, "SELECT a FROM kept")) == [(1,), (2,)]

@@ -3,28 +3,24 @@
 from __future__ import annotations
 
 import json
+import os
+import warnings
 from datetime import UTC, date, datetime
-from pathlib import Path
 
 import pytest
 
 from h2o_tasks import artifacts, commit, frames, ingest, registry, s3, scoring, train
-from h2o_tasks.config import load
 from h2o_tasks.errors import ConfigError, InputDataError
+from tests.fixtures.pipelines import variant, whole
 
 pytestmark = pytest.mark.integration
-PIPELINE = Path(__file__).resolve().parents[2] / "dags" / "pipelines" / "arrival_delay.yaml"
 DAY = date(2013, 2, 4)
 
 
 @pytest.fixture(scope="module")
 def engine_cfg():
-    from h2o_tasks.config import parse, to_dict
-
-    raw = to_dict(load(PIPELINE))
-    raw["registry_uri"] = "s3://h2o-demo/models/engine-test"
-    raw["scoring"]["output_uri"] = "s3://h2o-demo/predictions/engine-test"
-    return parse(raw)
+    return variant(registry_uri="s3://h2o-demo/models/engine-test",
+                   scoring={"output_uri": "s3://h2o-demo/predictions/engine-test"})
 
 
 @pytest.fixture(scope="module")
@@ -69,20 +65,16 @@ def test_import_prepare_and_train(trained):
 
 def test_models_trained_at_once_equal_models_trained_one_by_one(h2o_cloud, engine_cfg, trained):
     """training.parallelism 0 (the default: all algorithms at once) and 1 build the same models."""
-    from h2o_tasks.config import parse, to_dict
-
     _, prepared, together = trained
-    raw = to_dict(engine_cfg)
-    raw["training"]["parallelism"] = 1
-    alone = train.train(prepared.frame, None, parse(raw), run_id="engine-test-serial")
+    alone = train.train(prepared.frame, None, variant(engine_cfg, training={"parallelism": 1}),
+                        run_id="engine-test-serial")
     assert [(m.algo, m.metrics) for m in alone.models] == [(m.algo, m.metrics) for m in together.models]
     assert all(m.seconds > 0 for m in together.models)
     # a parameter H2O rejects names its algorithm, even when the other one was started beside it
-    raw["training"]["parallelism"] = 0
-    raw["training"]["algorithms"] = [{"algo": "glm", "params": {"alpha": 0.5}},
-                                     {"algo": "gbm", "params": {"ntrees": 5, "max_depth": -3}}]
+    rejected = variant(engine_cfg, training={"parallelism": 0, "algorithms": [
+        {"algo": "glm", "params": {"alpha": 0.5}}, {"algo": "gbm", "params": {"ntrees": 5, "max_depth": -3}}]})
     with pytest.raises(ConfigError) as err:
-        train.train(prepared.frame, None, parse(raw), run_id="engine-test-bad")
+        train.train(prepared.frame, None, rejected, run_id="engine-test-bad")
     assert err.value.field == "training.algorithms[1].params" and "max_depth" in str(err.value)
 
 
@@ -156,13 +148,11 @@ def test_export_gate_promote_and_score_both_engines_agree(h2o_cloud, engine_cfg,
 
 
 def test_bad_inputs_name_the_problem(h2o_cloud, engine_cfg, s3_settings, seeded_s3):
-    from h2o_tasks.config import parse, to_dict
-
     frame, _ = ingest.import_interval(h2o_cloud, engine_cfg, "train", DAY, DAY, s3=s3_settings)
-    raw = to_dict(engine_cfg)
-    raw["target"] = {"column": "arr_delay", "threshold": 100000, "name": "never", "problem": "binary"}
+    never = variant(engine_cfg, target=whole({"column": "arr_delay", "threshold": 100000, "name": "never",
+                                              "problem": "binary"}))
     with pytest.raises(InputDataError) as err:
-        frames.prepare(frame, parse(raw), source="window")
+        frames.prepare(frame, never, source="window")
     assert "single class" in str(err.value)
     # levels the model never saw are counted, not an error
     known = [lvl for lvl in frame["carrier"].asfactor().levels()[0] if lvl != "UA"]
@@ -173,30 +163,38 @@ def test_bad_inputs_name_the_problem(h2o_cloud, engine_cfg, s3_settings, seeded_
     with pytest.raises(InputDataError) as err:
         frames.check_scoring_input(no_dest, [{"name": "dest", "type": "enum", "domain": ["IAH"]}], "v1")
     assert "dest" in str(err.value) and "missing" in str(err.value)
-    raw = to_dict(engine_cfg)
-    raw["training"]["algorithms"] = [{"algo": "gbm", "params": {"n_trees": 5}}]
+    misspelt = variant(engine_cfg, training={"algorithms": [{"algo": "gbm", "params": {"n_trees": 5}}]})
     prepared = frames.prepare(frame, engine_cfg, source="w")
     with pytest.raises(ConfigError) as err:
-        train.train(prepared.frame, None, parse(raw), run_id="x")
+        train.train(prepared.frame, None, misspelt, run_id="x")
     assert err.value.field == "training.algorithms[0].params.n_trees"
 
 
 def test_xgboost_and_automl_options(h2o_cloud, engine_cfg, s3_settings, seeded_s3):
+    """XGBoost listed as an algorithm, and AutoML beside it. An H2O without XGBoost (it needs a supported
+    OS and CPU) refuses the listed xgboost naming the field, and AutoML is still trained and checked,
+    without it; under CI=true such an H2O fails the test, as the option would go untested."""
     from h2o.estimators import H2OXGBoostEstimator
-
-    from h2o_tasks.config import parse, to_dict
 
     frame, _ = ingest.import_interval(h2o_cloud, engine_cfg, "train", DAY, DAY, s3=s3_settings)
     prepared = frames.prepare(frame, engine_cfg, source="w")
-    raw = to_dict(engine_cfg)
-    raw["training"]["algorithms"] = [{"algo": "xgboost", "params": {"ntrees": 10, "max_depth": 4}}]
-    raw["training"]["automl"] = {"max_models": 2, "max_runtime_secs": 60}
-    cfg = parse(raw)
-    if not H2OXGBoostEstimator.available():
+    automl = {"max_models": 2, "max_runtime_secs": 60}
+    cfg = variant(engine_cfg, training={"algorithms": [{"algo": "xgboost", "params": {"ntrees": 10, "max_depth": 4}}],
+                                        "automl": automl})
+    xgboost = H2OXGBoostEstimator.available()
+    if not xgboost:
+        if os.environ.get("CI") == "true":
+            pytest.fail("XGBoost is not available in the tests' H2O cluster (H2OXGBoostEstimator.available() is "
+                        "False): under CI=true the xgboost option must be trained; run CI on an OS/CPU H2O's "
+                        "XGBoost supports", pytrace=False)
         with pytest.raises(ConfigError) as err:
             train.train(prepared.frame, None, cfg, run_id="xgb")
-        assert err.value.field == "training.algorithms[0].algo"
-        return
+        assert err.value.field == "training.algorithms[0].algo" and "not available" in str(err.value)
+        warnings.warn("XGBoost is not available in this H2O cluster: its refusal was checked, and AutoML was "
+                      "trained without it", stacklevel=1)
+        cfg = variant(engine_cfg, training={"algorithms": [], "automl": automl})
     result = train.train(prepared.frame, None, cfg, run_id="xgb")
-    assert [m.algo for m in result.models] == ["xgboost", "automl"]
+    assert [m.algo for m in result.models] == (["xgboost", "automl"] if xgboost else ["automl"])
     assert all(m.metrics["auc"] > 0.7 for m in result.models)
+    if not xgboost:  # AutoML's best model is one it could train here
+        assert h2o_cloud.get_model(result.models[-1].model_id).algo != "xgboost"

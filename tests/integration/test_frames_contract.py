@@ -1,33 +1,27 @@
 """The training input's contract on a real H2O cloud (h2o_tasks.frames.prepare): a declared numeric
 column whose values are not numbers, a target missing on every row, and a label with a number of
-classes its problem cannot have, each refused with the field, the value and the fix."""
+classes its problem cannot have, each refused with the field, the value and the fix. And what the
+prepared frame reports of itself."""
 
 from __future__ import annotations
 
+import gc
 import random
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from h2o_tasks import frames
-from h2o_tasks.config import PipelineConfig, load, parse, to_dict
+from h2o_tasks.config import PipelineConfig
 from h2o_tasks.errors import InputDataError
+from tests.fixtures.synthetic import FEATURES, linear_frame, linear_pipeline
 
 pytestmark = pytest.mark.integration
-PIPELINE = Path(__file__).resolve().parents[2] / "dags" / "pipelines" / "arrival_delay.yaml"
 ROWS = 200
 
 
 def cfg(features: list[dict[str, str]], target: dict[str, Any]) -> PipelineConfig:
-    raw = to_dict(load(PIPELINE))
-    raw["name"] = "contract"
-    raw["features"] = features
-    raw["target"] = target
-    metric = {"binary": "auc", "multiclass": "logloss", "regression": "rmse"}[target["problem"]]
-    raw["training"]["metric"] = metric
-    raw["quality_gate"] = {"metric": metric, "threshold": 0.0, "max_regression": 0.0}
-    return parse(raw)
+    return linear_pipeline(target, name="contract", features=features)
 
 
 def frame(h2o, columns: dict[str, tuple[str, list]]):
@@ -73,24 +67,44 @@ def test_a_target_missing_on_every_row_is_refused(h2o_cloud, values, target):
     assert f"is missing on all {ROWS} rows of the window 2013-01-28..2013-02-04" in str(err.value)
 
 
-def test_three_classes_for_a_binary_target_suggest_multiclass(h2o_cloud, values):
-    fr = frame(h2o_cloud, {"x": ("real", values["x"]), "c": ("enum", values["three"])})
+def _refused_labels(h2o, x: list, labels: list, problem: str) -> tuple[Any, InputDataError]:
+    """A frame of x and a label c, refused as the training input of a ``problem`` on c: it and the error."""
+    fr = frame(h2o, {"x": ("real", x), "c": ("enum", labels)})
     with pytest.raises(InputDataError) as err:
-        frames.prepare(fr, cfg([{"name": "x", "type": "real"}], {"column": "c", "problem": "binary"}), "window")
-    assert (err.value.field, err.value.value) == ("target.problem", "binary")
-    assert "the label c has 3 classes in window (a, b, c...)" in str(err.value)
-    assert "set problem: multiclass" in err.value.fix
+        frames.prepare(fr, cfg([{"name": "x", "type": "real"}], {"column": "c", "problem": problem}), "window")
+    assert (err.value.field, err.value.value) == ("target.problem", problem)
+    return fr, err.value
+
+
+def test_three_classes_for_a_binary_target_suggest_multiclass(h2o_cloud, values):
+    _, err = _refused_labels(h2o_cloud, values["x"], values["three"], "binary")
+    assert "the label c has 3 classes in window (a, b, c...)" in str(err)
+    assert "set problem: multiclass" in err.fix
 
 
 def test_two_classes_for_a_multiclass_target_suggest_binary(h2o_cloud, values):
-    fr = frame(h2o_cloud, {"x": ("real", values["x"]), "c": ("enum", values["two"])})
-    with pytest.raises(InputDataError) as err:
-        frames.prepare(fr, cfg([{"name": "x", "type": "real"}], {"column": "c", "problem": "multiclass"}), "window")
-    assert (err.value.field, err.value.value) == ("target.problem", "multiclass")
-    assert "the label c has only 2 classes in window (p, q)" in str(err.value)
-    assert "set problem: binary" in err.value.fix
+    fr, err = _refused_labels(h2o_cloud, values["x"], values["two"], "multiclass")
+    assert "the label c has only 2 classes in window (p, q)" in str(err)
+    assert "set problem: binary" in err.fix
     # the same frame is a valid binary input, and three classes a valid multiclass one
     assert frames.prepare(fr, cfg([{"name": "x", "type": "real"}], {"column": "c", "problem": "binary"})).class_counts
     three = frame(h2o_cloud, {"x": ("real", values["x"]), "c": ("enum", values["three"])})
     counts = frames.prepare(three, cfg([{"name": "x", "type": "real"}], {"column": "c", "problem": "multiclass"}))
     assert sorted(counts.class_counts) == ["a", "b", "c"] and sum(counts.class_counts.values()) == ROWS
+
+
+@pytest.fixture(scope="module")
+def synthetic(h2o_cloud):
+    """2,000 rows: y = 3x + k/10 + (2 when c = 'b') + noise, some y missing."""
+    return linear_frame(h2o_cloud, 2000, seed=7, label_missing_every=50, key="contract_synthetic")
+
+
+def test_prepared_frame_to_dict_leaves_the_frame_in_the_cluster(h2o_cloud, synthetic):
+    """``dataclasses.asdict`` deep-copied the H2OFrame: a TypeError for a frame still defined by an expression."""
+    high = {"column": "y", "problem": "binary", "threshold": 1.5, "name": "high"}
+    prepared = frames.prepare(synthetic, cfg(FEATURES, high), source="synthetic")
+    frame_id = prepared.frame.frame_id
+    assert prepared.to_dict() == {"rows_in": 2000, "rows_dropped_no_label": 40, "rows_out": 1960,
+                                  "class_counts": prepared.class_counts}
+    gc.collect()  # no copy of the frame's handle was made, so none can remove the cluster key when collected
+    assert h2o_cloud.get_frame(frame_id).nrows == 1960

@@ -17,7 +17,6 @@ Then the score task's decision alone, without Airflow's run.
 from __future__ import annotations
 
 import json
-import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -32,6 +31,7 @@ from h2o_tasks import registry, s3, testhooks
 from h2o_tasks.cluster.local import LocalBackend
 from h2o_tasks.config import QualityGateConfig
 from tests.fixtures.reports import jvms_of, results, states
+from tests.fixtures.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -61,11 +61,8 @@ class LogSince:
 
 def at_the_barrier(runner, barrier: Path, running) -> dict:
     """Wait until the create task holds at ``cluster:ready``; what its cluster's JVM runs with."""
-    deadline = time.monotonic() + 600
-    while not any(barrier.glob("cluster_ready-*")):
-        assert not running.done(), "the run ended before its cluster was ready"
-        assert time.monotonic() < deadline, "the create task never reached cluster:ready"
-        time.sleep(0.2)
+    wait_for("the create task at cluster:ready", lambda: any(barrier.glob("cluster_ready-*")), 600, poll=0.2,
+             give_up=lambda: running.done() and "the run ended before its cluster was ready")
     backend = LocalBackend(state_dir=runner.env["H2O_AIRFLOW_STATE_DIR"])
     (info,) = backend.list_clusters()
     (node,) = backend._load(info.name).nodes

@@ -1,7 +1,6 @@
 """The Hive source against a real HiveServer2 with the seeded flights."""
 
 from datetime import date
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -10,10 +9,10 @@ import pytest
 from h2o_tasks.config import HiveSourceConfig
 from h2o_tasks.errors import InputDataError, SourceNotFoundError
 from h2o_tasks.sources import hive
+from tests.fixtures.pipelines import variant, whole
 
 pytestmark = pytest.mark.integration
 CFG = HiveSourceConfig(table="flights")
-PIPELINE = Path(__file__).resolve().parents[2] / "dags" / "pipelines" / "arrival_delay.yaml"
 
 
 @pytest.fixture
@@ -102,15 +101,12 @@ def test_fetch_small_returns_a_table_or_none_above_the_limit(conn):
 def test_client_fetch_and_staging_import_the_same_frame(hive_server, seeded_hive, h2o_cloud, tmp_path):
     """Below client_fetch_max_rows the result is fetched and uploaded, above it staged: same frame."""
     from h2o_tasks import ingest
-    from h2o_tasks.config import load, parse, to_dict
 
-    raw = to_dict(load(PIPELINE))
-    raw["source"] = {"kind": "hive", "training_window_days": 3, "hive": {"table": "flights"}}
     lo, hi = date(2013, 1, 1), date(2013, 1, 4)
     frames = {}
     for label, max_rows in (("fetched", 100_000), ("staged", 0), ("over_the_limit", 100)):
-        raw["source"]["hive"]["client_fetch_max_rows"] = max_rows
-        cfg = parse(raw)
+        cfg = variant(source=whole({"kind": "hive", "training_window_days": 3,
+                                    "hive": {"table": "flights", "client_fetch_max_rows": max_rows}}))
         frame, result = ingest.import_interval(h2o_cloud, cfg, "train", lo, hi, hive_conn=hive_server.connect,
                                                staging_dir=tmp_path / label)
         frames[label] = (frame.types, frame.nrows, result.files, frame["arr_delay"].mean()[0],
@@ -131,12 +127,10 @@ def test_a_date_time_column_is_read_by_the_hour_and_by_the_day(hive_server, seed
     import pyarrow.parquet as pq
 
     from h2o_tasks import ingest, intervals
-    from h2o_tasks.config import load, parse, to_dict
 
-    raw = to_dict(load(PIPELINE))
-    raw["source"] = {"kind": "hive", "training_window_days": 2, "granularity": "hour",
-                     "hive": {"table": "flights", "partition_column": "time_hour", "partition_format": "datetime"}}
-    cfg = parse(raw)
+    cfg = variant(source=whole({"kind": "hive", "training_window_days": 2, "granularity": "hour",
+                                "hive": {"table": "flights", "partition_column": "time_hour",
+                                         "partition_format": "datetime"}}))
     stamps = pq.read_table(flights_parquet_dir / "flights", columns=["time_hour"]).column("time_hour").to_pylist()
     hours = [intervals.Period(date(2013, 2, 4), h) for h in (10, 11, 23)]
     imported = ingest.import_periods(h2o_cloud, cfg, hours, hive_conn=hive_server.connect, staging_dir=tmp_path)

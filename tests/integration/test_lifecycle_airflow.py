@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from h2o_tasks import naming
+from tests.fixtures.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 DAY = "2013-02-04"
@@ -59,16 +60,6 @@ def _cancelled(d, name: str) -> bool:
     return any(needle in p.read_text(errors="replace") for p in Path(d.home).rglob("*.log") if p.is_file())
 
 
-def _wait(what: str, predicate, timeout: float):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
 def test_a_run_longer_than_its_ttl_keeps_its_cluster_while_it_makes_progress(airflow_deployment, tmp_path):
     """ttl 6 s (test seconds): the janitor, run again and again during the run, never deletes the
     cluster of a run whose tasks keep pushing its expiry; the run succeeds. The export is held at a
@@ -81,7 +72,7 @@ def test_a_run_longer_than_its_ttl_keeps_its_cluster_while_it_makes_progress(air
     with d.cluster_seconds(ttl=6, ceiling=900), d.hooks({"export:before-metadata": f"barrier:{meet}:2:600"}):
         run_id = d.trigger(dag_id, DAY)
         name = naming.cluster_name("ttl-progress", dag_id, run_id)
-        created = datetime.fromisoformat(_wait("the cluster", lambda: _state(d, name), 300)["created_at"])
+        created = datetime.fromisoformat(wait_for("the cluster", lambda: _state(d, name), 300, poll=0.5)["created_at"])
         sweeps: list[float] = []
         while d.run_state(dag_id, run_id) not in ("success", "failed"):
             janitor = d.trigger("h2o_janitor", datetime.now(UTC).isoformat())
@@ -111,24 +102,24 @@ def test_a_wait_moved_to_another_triggerer_keeps_the_cluster(airflow_deployment)
                        training={"algorithms": [{"algo": "glm", "params": {"lambda_search": False}}], "seed": 1})
     run_id = d.trigger(dag_id, DAY)
     name = naming.cluster_name("moved-wait", dag_id, run_id)
-    state = _wait("the cluster", lambda: _state(d, name), 300)
+    state = wait_for("the cluster", lambda: _state(d, name), 300, poll=0.5)
     jvms = [n["pid"] for n in state["nodes"]]
     for pid in jvms:  # the cloud stops answering: the wait goes on in the trigger
         os.kill(pid, signal.SIGSTOP)
     first = d.services.procs["triggerer"]
     second = None
     try:
-        _wait("the create task to defer", lambda: _task_state(d, dag_id, run_id, "create_cluster") == "deferred", 120)
-        owner = _wait("a triggerer to take the wait", lambda: _trigger_owner(d), 120)
+        wait_for("the create task to defer", lambda: _task_state(d, dag_id, run_id, "create_cluster") == "deferred", 120, poll=0.5)
+        owner = wait_for("a triggerer to take the wait", lambda: _trigger_owner(d), 120, poll=0.5)
         os.kill(first.pid, signal.SIGSTOP)
         with open(d.services.log_dir / "triggerer-2.log", "ab") as out:
             second = subprocess.Popen([str(Path(sys.executable).parent / "airflow"), "triggerer"],
                                       env={**os.environ, **d.services.env}, stdout=out, stderr=subprocess.STDOUT,
                                       start_new_session=True)
         # once the first one's heartbeat is older than [triggerer] triggerer_health_check_threshold
-        _wait("the second triggerer to take the wait over", lambda: (_trigger_owner(d) or owner) != owner, 180)
+        wait_for("the second triggerer to take the wait over", lambda: (_trigger_owner(d) or owner) != owner, 180, poll=0.5)
         os.kill(first.pid, signal.SIGCONT)  # the first finds its trigger gone and cancels its copy
-        _wait("the first triggerer to cancel its copy (on_kill)", lambda: _cancelled(d, name), 120)
+        wait_for("the first triggerer to cancel its copy (on_kill)", lambda: _cancelled(d, name), 120, poll=0.5)
         assert _state(d, name) is not None  # the cancelled wait deleted nothing
     finally:
         with contextlib.suppress(ProcessLookupError):
@@ -160,7 +151,7 @@ def test_a_pipeline_file_changed_mid_run_still_tears_down_the_cluster_it_created
     try:
         with d.hooks({"cluster:ready": f"barrier:{meet}:2:300"}):
             run_id = d.trigger(dag_id, DAY)
-            _wait("the create task at its barrier", lambda: meet.exists() and any(meet.iterdir()), 300)
+            wait_for("the create task at its barrier", lambda: meet.exists() and any(meet.iterdir()), 300, poll=0.5)
             raw = yaml.safe_load(good)
             raw["cluster"] = {**raw["cluster"], "backend": "kubernetes", "namespace": "elsewhere"}
             path.write_text(yaml.safe_dump(raw, sort_keys=False))
@@ -191,11 +182,11 @@ def test_a_pipeline_file_broken_mid_run_pauses_the_run_and_the_janitor_reaps_its
         with d.cluster_seconds(ttl=15, ceiling=900), d.hooks({"cluster:ready": f"barrier:{meet}:2:300"}):
             run_id = d.trigger(dag_id, DAY)
             name = naming.cluster_name("broken-mid-run", dag_id, run_id)
-            _wait("the create task at its barrier", lambda: meet.exists() and any(meet.iterdir()), 300)
+            wait_for("the create task at its barrier", lambda: meet.exists() and any(meet.iterdir()), 300, poll=0.5)
             path.write_text(good.replace("cluster:", "cluster: [", 1))
             (meet / "cluster_ready-test").touch()
-            _wait("the import task rescheduled",
-                  lambda: _task_state(d, dag_id, run_id, "import_data") == "up_for_reschedule", 180)
+            wait_for("the import task rescheduled",
+                  lambda: _task_state(d, dag_id, run_id, "import_data") == "up_for_reschedule", 180, poll=0.5)
             state = _state(d, name)
             assert state is not None and d.run_state(dag_id, run_id) == "running"
             time.sleep(max(0.0, (datetime.fromisoformat(state["expires_at"]) - datetime.now(UTC)).total_seconds() + 1))

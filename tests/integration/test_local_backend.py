@@ -14,6 +14,8 @@ from h2o_tasks.cluster.local import LocalBackend, _proc_state
 from h2o_tasks.cluster.readiness import fetch_cloud
 from h2o_tasks.config import ClusterConfig
 from h2o_tasks.errors import ClusterError
+from tests.fixtures.h2o import delete_clusters
+from tests.fixtures.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -22,8 +24,7 @@ pytestmark = pytest.mark.integration
 def backend(tmp_path):
     b = LocalBackend(state_dir=tmp_path)
     yield b
-    for info in b.list_clusters():  # clean up even when a test failed
-        b.delete(info)
+    delete_clusters(b)  # clean up even when a test failed
 
 
 def spec(run_id, **kw):
@@ -87,13 +88,9 @@ def test_the_nodes_stop_themselves_at_the_ceiling(backend, monkeypatch):
     state = backend._load(info.name)
     pids = [n.pid for n in state.nodes] + [state.watchdog_pid]
     assert all(_proc_state(p) not in ("", "Z") for p in pids)
-    deadline = time.monotonic() + 60
-    while backend._load(info.name) is not None and time.monotonic() < deadline:
-        time.sleep(0.5)
+    wait_for("the watchdog to remove the cluster's state", lambda: backend._load(info.name) is None, 60, poll=0.5)
     assert backend.list_clusters() == []
-    deadline = time.monotonic() + 20
-    while any(_proc_state(p) not in ("", "Z") for p in pids) and time.monotonic() < deadline:
-        time.sleep(0.2)
+    wait_for("the JVM and the watchdog to end", lambda: all(_proc_state(p) in ("", "Z") for p in pids), 20, poll=0.2)
     assert all(_proc_state(p) in ("", "Z") for p in pids)  # the JVM and the watchdog itself are gone
 
 
@@ -101,7 +98,5 @@ def test_deleting_a_cluster_stops_its_watchdog(backend):
     info = backend.create(spec("r6", replicas=1))
     watchdog = backend._load(info.name).watchdog_pid
     assert backend.delete(info) is True
-    deadline = time.monotonic() + 10
-    while _proc_state(watchdog) not in ("", "Z") and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_for("the watchdog to end", lambda: _proc_state(watchdog) in ("", "Z"), 10, poll=0.1)
     assert _proc_state(watchdog) in ("", "Z")

@@ -20,18 +20,12 @@ from h2o_tasks.cluster.base import ClusterSpec
 from h2o_tasks.cluster.local import LocalBackend, _is_ours
 from h2o_tasks.config import ClusterConfig
 from h2o_tasks.errors import ClusterError
+from tests.fixtures.h2o import sleeping_java
+from tests.fixtures.processes import pgrep
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = ClusterConfig(replicas=2, memory="256m", nthreads=1)
-
-
-def sleeping_java(directory: Path) -> Path:
-    java = directory / "java"
-    java.parent.mkdir(parents=True, exist_ok=True)
-    java.write_text(f"#!{sys.executable}\nimport time\ntime.sleep(300)\n")
-    java.chmod(0o755)
-    return java
 
 
 def spec(run: str = "manual__1") -> ClusterSpec:
@@ -94,7 +88,7 @@ def test_no_free_ports_is_a_retryable_error_and_starts_nothing(tmp_path, every_p
     assert err.value.reason == "NoPorts" and err.value.retryable
     assert "no 2 free port pairs on 127.0.0.1" in str(err.value)
     assert backend.list_clusters() == []
-    assert subprocess.run(["pgrep", "-f", str(tmp_path / "bin" / "java")], capture_output=True).returncode == 1
+    assert pgrep(str(tmp_path / "bin" / "java")) == []
 
 
 def test_no_free_ports_leaves_no_state_directory(tmp_path, every_port_taken):

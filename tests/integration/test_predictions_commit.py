@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -18,9 +17,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from devtools import dag_folder
 from h2o_tasks import artifacts, commit, config, frames, hive_sink, ingest, predictions, s3, scoring, testhooks, train
 from h2o_tasks.errors import InputDataError
+from tests.fixtures.pipelines import variant
+from tests.fixtures.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,14 +38,13 @@ def flights_on(day: date) -> int:
 
 @pytest.fixture(scope="module")
 def commit_cfg(tmp_path_factory):
-    raw = dag_folder.variant(
+    return variant(
         name="commit-test", registry_uri="s3://h2o-demo/models/commit-test",
         training={"algorithms": [{"algo": "glm", "params": {"lambda_search": False}}], "seed": 1,
                   "validation_split": 0.2},
         scoring={"output_uri": "s3://h2o-demo/predictions/commit-test", "hive_table": TABLE, "engine": "offline",
                  "hive_location": str(tmp_path_factory.mktemp("hive-tables") / TABLE)},
         source={"kind": "s3", "training_window_days": 7, "s3": {"uri": "s3://h2o-demo/flights"}})
-    return config.parse(raw)
 
 
 @pytest.fixture(scope="module")
@@ -246,10 +245,8 @@ def test_a_zombie_whose_attempt_was_removed_as_abandoned_switches_back(s3_settin
     proc = subprocess.Popen([sys.executable, "-c", ZOMBIE, json.dumps(spec)], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
-        for _ in range(600):  # until the zombie waits at its switch
-            if meet.exists() and any(meet.iterdir()):
-                break
-            time.sleep(0.1)
+        wait_for("the zombie at its switch", lambda: meet.exists() and any(meet.iterdir()), 60, poll=0.1,
+                 give_up=lambda: proc.poll() is not None and f"the zombie ended (rc={proc.returncode})")
         retry = _write_attempt(client, root, "retry")
         hours_later = datetime.now(UTC) + timedelta(hours=5)  # past the orphan age of the zombie's attempt
         done = predictions.publish(client, retry, rows_in=2, columns=COLS, model_version="m", run_id="retry",

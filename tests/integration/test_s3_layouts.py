@@ -3,17 +3,16 @@ each day; listed on a real S3 API server (moto) and imported by a real H2O cloud
 
 from __future__ import annotations
 
-import io
 from datetime import date
 
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from devtools import dag_folder
-from h2o_tasks import config, ingest, scoring
+from h2o_tasks import config, ingest, s3, scoring
 from h2o_tasks.errors import SourceNotFoundError
 from h2o_tasks.sources import s3 as s3_source
+from tests.fixtures.pipelines import variant
+from tests.fixtures.s3 import file_bytes, write_day, write_hours
 
 pytestmark = pytest.mark.integration
 
@@ -34,32 +33,19 @@ def layouts(s3_settings, flights_parquet_dir):
         table = pq.read_table(flights_parquet_dir / "flights" / f"dt={day.isoformat()}" / "part-0.parquet")
         rows[day] = table.num_rows
         for name in ("ymd", "date"):
-            key = s3_source.day_prefix(LAYOUTS[name], day)
-            client.put_object(Bucket=bucket, Key=f"{name}/{key}/part-0.parquet", Body=_parquet(table))
-        present = sorted(set(table.column("hour").to_pylist()))
-        hours[day] = len(present)
-        for hour in present:
-            part = table.filter(pc.equal(table.column("hour"), hour))
-            client.put_object(Bucket=bucket, Key=f"hourly/dt={day.isoformat()}/hr={hour:02d}/part-0.parquet",
-                              Body=_parquet(part))
-        client.put_object(Bucket=bucket, Key=f"hourly/dt={day.isoformat()}/_SUCCESS", Body=b"")
-        client.put_object(Bucket=bucket, Key=f"hourly/dt={day.isoformat()}/notes/old.parquet",
-                          Body=_parquet(table.slice(0, 5)))  # not inside an hour's directory
+            write_day(client, f"s3://{bucket}/{name}", day, table, partitions=LAYOUTS[name])
+        hours[day] = len(write_hours(client, f"s3://{bucket}/hourly", day, table))
+        s3.write_bytes(client, f"s3://{bucket}/hourly/dt={day.isoformat()}/_SUCCESS", b"")
+        s3.write_bytes(client, f"s3://{bucket}/hourly/dt={day.isoformat()}/notes/old.parquet",
+                       file_bytes(table.slice(0, 5)))  # not inside an hour's directory
     return bucket, rows, hours
 
 
-def _parquet(table) -> bytes:
-    buf = io.BytesIO()
-    pq.write_table(table, buf)
-    return buf.getvalue()
-
-
 def _cfg(bucket: str, layout: str) -> config.PipelineConfig:
-    raw = dag_folder.variant(name=f"layout-{layout}", registry_uri=f"s3://{bucket}/models/{layout}",
-                             source={"kind": "s3", "training_window_days": 3,
-                                     "s3": {"uri": f"s3://{bucket}/{layout}", "partitions": LAYOUTS[layout]}},
-                             scoring={"output_uri": f"s3://{bucket}/predictions/{layout}", "hive_table": ""})
-    return config.parse(raw)
+    return variant(name=f"layout-{layout}", registry_uri=f"s3://{bucket}/models/{layout}",
+                   source={"kind": "s3", "training_window_days": 3,
+                           "s3": {"uri": f"s3://{bucket}/{layout}", "partitions": LAYOUTS[layout]}},
+                   scoring={"output_uri": f"s3://{bucket}/predictions/{layout}", "hive_table": ""})
 
 
 @pytest.mark.parametrize("layout", list(LAYOUTS))

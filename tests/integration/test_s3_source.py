@@ -1,28 +1,23 @@
-"""S3 Parquet partitions parsed with a setup from the first file: same frame as H2O's full setup, clear schema errors."""
+"""S3 Parquet partitions parsed with a setup from the first file: same frame as H2O's full setup, clear schema errors;
+and what the import of a pipeline's S3 source makes of missing values."""
 
 from __future__ import annotations
 
 import io
-from datetime import date
+from datetime import date, datetime
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from h2o_tasks import s3
+from h2o_tasks import frames, ingest, s3
 from h2o_tasks.config import S3SourceConfig
 from h2o_tasks.errors import InputDataError, SourceNotFoundError
 from h2o_tasks.sources import s3 as s3_source
+from tests.fixtures.s3 import write_day, write_days
+from tests.fixtures.synthetic import linear_pipeline
 
 pytestmark = pytest.mark.integration
-
-
-def _write_days(client, bucket: str, tables: list[pa.Table]) -> list[str]:
-    for i, table in enumerate(tables):
-        buf = io.BytesIO()
-        pq.write_table(table, buf)
-        s3.write_bytes(client, f"s3://{bucket}/data/dt=2013-02-0{i + 1}/part-0.parquet", buf.getvalue())
-    return [f"2013-02-0{i + 1}" for i in range(len(tables))]
 
 
 def _assert_same_frame(h2o, ours, other, rows: int) -> None:
@@ -47,7 +42,7 @@ def test_first_file_setup_gives_the_frame_of_a_full_setup(h2o_cloud, s3_settings
               pa.table({"x": pa.array([1.5, 2.5]), "s": pa.array(["a", "b"]), "f": pa.array([3.5, 4.5])}),
               pa.table({"x": pa.array([7, None], pa.int32()), "s": pa.array(["c", None]),
                         "f": pa.array([None, 4.5], pa.float32())})]
-    _write_days(s3_settings.client(), s3_bucket, tables)
+    write_days(s3_settings.client(), f"s3://{s3_bucket}/data", tables)
     resolved = _resolve(s3_settings, s3_bucket, 3)
     ours = s3_source.import_frame(h2o_cloud, resolved, "parquet", "t_first_file_setup")
     full = h2o_cloud.import_file(path=list(resolved.files), destination_frame="t_full_setup")
@@ -59,7 +54,7 @@ def test_first_file_setup_gives_the_frame_of_a_full_setup(h2o_cloud, s3_settings
                          ids=["missing-column", "extra-column", "other-order"])
 def test_files_with_other_columns_are_named_before_the_cluster_parses(h2o_cloud, s3_settings, s3_bucket, other):
     client = s3_settings.client()
-    _write_days(client, s3_bucket, [pa.table({"x": [1.0, 2.0], "s": ["a", "b"]}), other])
+    write_days(client, f"s3://{s3_bucket}/data", [pa.table({"x": [1.0, 2.0], "s": ["a", "b"]}), other])
     with pytest.raises(InputDataError) as err:
         s3_source.import_frame(h2o_cloud, _resolve(s3_settings, s3_bucket, 2), "parquet", "t_columns_differ",
                                client=client)
@@ -69,8 +64,8 @@ def test_files_with_other_columns_are_named_before_the_cluster_parses(h2o_cloud,
 
 
 def test_a_parse_failing_on_another_schema_reports_h2o_reason_and_leaves_no_frame(h2o_cloud, s3_settings, s3_bucket):
-    _write_days(s3_settings.client(), s3_bucket, [pa.table({"x": [1.0, 2.0], "s": ["a", "b"]}),
-                                                  pa.table({"x": [8.0], "s": ["g"], "z": [1]})])
+    write_days(s3_settings.client(), f"s3://{s3_bucket}/data", [pa.table({"x": [1.0, 2.0], "s": ["a", "b"]}),
+                                                                 pa.table({"x": [8.0], "s": ["g"], "z": [1]})])
     with pytest.raises(InputDataError) as err:  # no client: no footer check, the parse itself fails
         s3_source.import_frame(h2o_cloud, _resolve(s3_settings, s3_bucket, 2), "parquet", "t_schema_differs")
     assert err.value.field == "source.s3.uri" and "schemas differ" in str(err.value)
@@ -91,11 +86,6 @@ def test_parquet_columns_reads_the_footer_and_rejects_other_files(s3_settings, s
     s3.write_bytes(client, f"s3://{s3_bucket}/broken.parquet", b"garbage" * 20 + (12).to_bytes(4, "little") + b"PAR1")
     with pytest.raises(InputDataError, match="unreadable Parquet footer"):
         s3_source.parquet_columns(client, f"s3://{s3_bucket}/broken.parquet")
-
-
-def _write_csv_days(client, bucket: str, bodies: list[bytes]) -> None:
-    for i, body in enumerate(bodies):
-        s3.write_bytes(client, f"s3://{bucket}/data/dt=2013-02-0{i + 1}/part-0.csv", body)
 
 
 def _keys(h2o) -> set[str]:
@@ -130,7 +120,7 @@ PARQUET_DAYS = [pa.concat_tables([day] * 10) for day in (  # repeated values: H2
 def test_client_fetch_gives_the_frame_the_cluster_parses_from_parquet(h2o_cloud, s3_settings, s3_bucket,
                                                                      monkeypatch):
     """Widened numbers, an all-null first string column, booleans, times, dates, dictionaries, NAs."""
-    _write_days(s3_settings.client(), s3_bucket, PARQUET_DAYS)
+    write_days(s3_settings.client(), f"s3://{s3_bucket}/data", PARQUET_DAYS)
     resolved = _resolve(s3_settings, s3_bucket, 3)
     before = _keys(h2o_cloud)
     ours = _fetched(h2o_cloud, s3_settings, resolved, "parquet", "t_fetched_parquet", monkeypatch)
@@ -149,8 +139,8 @@ def test_client_fetch_gives_the_frame_the_cluster_parses_from_parquet(h2o_cloud,
 
 def test_client_fetch_gives_the_frame_the_cluster_parses_from_csv(h2o_cloud, s3_settings, s3_bucket, monkeypatch):
     """Headers once, CRLF, a file without a final newline, NA spellings, declared column types."""
-    _write_csv_days(s3_settings.client(), s3_bucket, [b"id,x,s\n1,1.5,a\n2,NA,b\n", b"id,x,s\r\n3,,c\r\n4,2,\r\n",
-                                                      b"id,x,s\n5,7,a"])
+    write_days(s3_settings.client(), f"s3://{s3_bucket}/data", [b"id,x,s\n1,1.5,a\n2,NA,b\n",
+                                                                 b"id,x,s\r\n3,,c\r\n4,2,\r\n", b"id,x,s\n5,7,a"], "csv")
     resolved = _resolve(s3_settings, s3_bucket, 3, "csv")
     types = {"id": "string", "s": "enum"}
     ours = _fetched(h2o_cloud, s3_settings, resolved, "csv", "t_fetched_csv", monkeypatch, types)
@@ -168,12 +158,7 @@ def test_client_fetch_gives_the_frame_the_cluster_parses_from_csv(h2o_cloud, s3_
 ], ids=["missing-column", "types-do-not-combine", "not-parquet", "csv-header"])
 def test_client_fetch_names_the_file_and_leaves_nothing(h2o_cloud, s3_settings, s3_bucket, fmt, days, value, needle):
     client = s3_settings.client()
-    for i, day in enumerate(days):
-        if isinstance(day, pa.Table):
-            buf = io.BytesIO()
-            pq.write_table(day, buf)
-            day = buf.getvalue()
-        s3.write_bytes(client, f"s3://{s3_bucket}/data/dt=2013-02-0{i + 1}/part-0.{fmt}", day)
+    write_days(client, f"s3://{s3_bucket}/data", days, fmt)
     resolved = s3_source.resolve(client, S3SourceConfig(uri=f"s3://{s3_bucket}/data", format=fmt),
                                  date(2013, 2, 1), date(2013, 2, 1 + len(days)))
     before = _keys(h2o_cloud)
@@ -189,7 +174,7 @@ def test_resolve_lists_only_up_to_the_interval_end(s3_settings, s3_bucket, monke
     client = s3_settings.client()
     for day in range(1, 10):
         for part in range(2):
-            s3.write_bytes(client, f"s3://{s3_bucket}/data/dt=2013-02-0{day}/part-{part}.parquet", b"x")
+            write_day(client, f"s3://{s3_bucket}/data", date(2013, 2, day), b"x", part=part)
     s3.write_bytes(client, f"s3://{s3_bucket}/data/dt=2013-02-03/_SUCCESS", b"")
     calls = []
     client.meta.events.register("before-call.s3.ListObjectsV2", lambda **kw: calls.append(kw["params"]))
@@ -211,7 +196,7 @@ def _fetch_dirs() -> set[str]:
 
 
 def test_client_fetch_uploads_only_the_columns_asked_for(h2o_cloud, s3_settings, s3_bucket, monkeypatch):
-    _write_days(s3_settings.client(), s3_bucket, PARQUET_DAYS[:2])
+    write_days(s3_settings.client(), f"s3://{s3_bucket}/data", PARQUET_DAYS[:2])
     frame = s3_source.import_frame(h2o_cloud, _resolve(s3_settings, s3_bucket, 2), "parquet", "t_projected",
                                    client=s3_settings.client(), client_fetch_max_bytes=1 << 20, columns=["f", "x"])
     try:
@@ -231,7 +216,7 @@ def test_nanosecond_timestamps_are_left_to_the_nodes(h2o_cloud, s3_settings, s3_
             pa.table({"t": pa.array([1_357_084_800_000_000_000, 1_357_171_200_000_000_000], pa.timestamp("ns")),
                       "x": [3.0, 4.0]})]
     assert not s3_source.uploadable(days[0].schema) and s3_source.uploadable(PARQUET_DAYS[0].schema)
-    _write_days(s3_settings.client(), s3_bucket, days)
+    write_days(s3_settings.client(), f"s3://{s3_bucket}/data", days)
     resolved = _resolve(s3_settings, s3_bucket, 2)
     ours = _fetched(h2o_cloud, s3_settings, resolved, "parquet", "t_ns_fetched", monkeypatch)
     nodes = s3_source.import_frame(h2o_cloud, resolved, "parquet", "t_ns_nodes")
@@ -240,7 +225,7 @@ def test_nanosecond_timestamps_are_left_to_the_nodes(h2o_cloud, s3_settings, s3_
 
 def test_a_failed_upload_parse_leaves_no_key_and_no_file(h2o_cloud, s3_settings, s3_bucket, monkeypatch):
     """The parse is made to fail (injected): the raw upload and the temporary file are gone."""
-    _write_days(s3_settings.client(), s3_bucket, PARQUET_DAYS[:1])
+    write_days(s3_settings.client(), f"s3://{s3_bucket}/data", PARQUET_DAYS[:1])
     before, dirs = _keys(h2o_cloud), _fetch_dirs()
 
     def failing_parse(*args, **kwargs):
@@ -255,7 +240,7 @@ def test_a_failed_upload_parse_leaves_no_key_and_no_file(h2o_cloud, s3_settings,
 
 def test_an_object_gone_since_the_listing_is_named(h2o_cloud, s3_settings, s3_bucket):
     client = s3_settings.client()
-    _write_days(client, s3_bucket, PARQUET_DAYS[:2])
+    write_days(client, f"s3://{s3_bucket}/data", PARQUET_DAYS[:2])
     resolved = _resolve(s3_settings, s3_bucket, 2)
     client.delete_object(Bucket=s3_bucket, Key="data/dt=2013-02-02/part-0.parquet")
     dirs = _fetch_dirs()
@@ -269,14 +254,33 @@ def test_an_object_gone_since_the_listing_is_named(h2o_cloud, s3_settings, s3_bu
 def test_files_without_rows_are_an_error_naming_the_interval(h2o_cloud, s3_settings, s3_bucket, fmt):
     client = s3_settings.client()
     empty = pa.table({"x": pa.array([], pa.float64())})
-    for i in range(2):
-        buf = io.BytesIO()
-        pq.write_table(empty, buf)
-        body = buf.getvalue() if fmt == "parquet" else b"x\n"
-        s3.write_bytes(client, f"s3://{s3_bucket}/data/dt=2013-02-0{i + 1}/part-0.{fmt}", body)
+    write_days(client, f"s3://{s3_bucket}/data", [empty if fmt == "parquet" else b"x\n"] * 2, fmt)
     before = _keys(h2o_cloud)
     with pytest.raises(InputDataError) as err:
         s3_source.import_frame(h2o_cloud, _resolve(s3_settings, s3_bucket, 2, fmt), fmt, "t_empty", client=client,
                                client_fetch_max_bytes=1 << 20)
     assert err.value.field == "interval" and "hold no rows" in str(err.value)
     assert _keys(h2o_cloud) == before
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+@pytest.mark.parametrize("max_fetch", [1 << 20, 0], ids=["fetched", "nodes-read"])
+def test_missing_strings_stay_missing_on_import(h2o_cloud, s3_settings, s3_bucket, fmt, max_fetch):
+    """No pandas DataFrame is ever turned into an H2OFrame (pandas 3 writes missing strings as "nan"):
+    the cluster parses the files (downloaded and uploaded, or read by the nodes), and a missing
+    category stays NA, not a level."""
+    table = pa.table({"x": [0.5, 1.5, None, 2.5], "k": [1, 2, 3, None], "c": ["a", None, "b", None],
+                      "y": [1.0, 2.0, 3.0, 4.0]})
+    write_day(s3_settings.client(), f"s3://{s3_bucket}/data", date(2013, 2, 3), table, fmt)
+    cfg = linear_pipeline({"column": "y", "problem": "regression"}, name="missing-strings",
+                          registry_uri=f"s3://{s3_bucket}/models/missing-strings",
+                          training={"seed": 7, "validation_split": 0.25, "nfolds": 0, "algorithms": [{"algo": "glm"}]},
+                          source={"kind": "s3", "training_window_days": 2,
+                                  "s3": {"uri": f"s3://{s3_bucket}/data", "format": fmt, "client_fetch_max_bytes": max_fetch}})
+    day = datetime(2013, 2, 4).date()
+    frame, _ = ingest.import_interval(h2o_cloud, cfg, "train", day, day, s3=s3_settings)
+    prepared = frames.prepare(frame, cfg, source=fmt)
+    c = prepared.frame["c"]
+    assert c.isfactor()[0] and sorted(c.levels()[0]) == ["a", "b"]
+    assert int(c.isna().sum()) == 2
+    assert int(prepared.frame["x"].isna().sum()) == 1 and int(prepared.frame["k"].isna().sum()) == 1

@@ -3,27 +3,19 @@ weaker model is trained first, so neither "the first" nor "the highest" is the r
 
 from __future__ import annotations
 
-import random
-from pathlib import Path
-
 import pytest
 
 from h2o_tasks import frames, train
-from h2o_tasks.config import METRICS_HIGHER_IS_BETTER, load, parse, to_dict
+from h2o_tasks.config import METRICS_HIGHER_IS_BETTER
+from tests.fixtures.synthetic import linear_frame, linear_pipeline
 
 pytestmark = pytest.mark.integration
-PIPELINE = Path(__file__).resolve().parents[2] / "dags" / "pipelines" / "arrival_delay.yaml"
 
 
 @pytest.fixture(scope="module")
 def synthetic(h2o_cloud):
     """1,500 rows: y = 3x + k/10 + (2 when c = 'b') + noise; linear, so a GLM fits it well."""
-    rng = random.Random(11)
-    rows = []
-    for _ in range(1500):
-        x, k, c = rng.random(), rng.randint(0, 9), rng.choice("abc")
-        rows.append([x, k, c, 3 * x + k / 10 + (2 if c == "b" else 0) + rng.gauss(0, 0.3)])
-    return h2o_cloud.H2OFrame(rows, column_names=["x", "k", "c", "y"], column_types=["real", "int", "enum", "real"])
+    return linear_frame(h2o_cloud, 1500, seed=11)
 
 
 @pytest.mark.parametrize(("problem", "metric", "target", "weak", "strong"), [
@@ -35,12 +27,8 @@ def synthetic(h2o_cloud):
 def test_the_best_model_has_the_lowest_value_of_a_lower_is_better_metric(h2o_cloud, synthetic, problem, metric,
                                                                         target, weak, strong):
     assert METRICS_HIGHER_IS_BETTER[metric] is False
-    raw = to_dict(load(PIPELINE))
-    raw.update(name=f"best-{problem}", target=target,
-               features=[{"name": "x", "type": "real"}, {"name": "k", "type": "int"}, {"name": "c", "type": "enum"}])
-    raw["training"] = {"seed": 7, "validation_split": 0.25, "metric": metric, "algorithms": [weak, strong]}
-    raw["quality_gate"] = {"metric": metric, "threshold": 0.0, "max_regression": 0.0}
-    cfg = parse(raw)
+    cfg = linear_pipeline(target, metric, name=f"best-{problem}",
+                          training={"seed": 7, "validation_split": 0.25, "algorithms": [weak, strong]})
     prepared = frames.prepare(synthetic, cfg, "synthetic")
     result = train.train(prepared.frame, None, cfg, run_id=f"best-{problem}")
     values = {m.algo: m.metrics[metric] for m in result.models}

@@ -12,9 +12,9 @@ import pytest
 import yaml
 
 from devtools import dag_folder
+from tests.fixtures.pipelines import EXAMPLE
 
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = ROOT / "dags" / "pipelines" / "arrival_delay.yaml"
 
 
 def render(*args: str) -> subprocess.CompletedProcess:

@@ -1,22 +1,15 @@
 """Pipeline configuration: the shipped pipeline loads; bad input names field, value and fix."""
 
-from pathlib import Path
-
 import pytest
 import yaml
 
 from h2o_tasks import config
 from h2o_tasks.errors import ConfigError
-
-PIPELINE = Path(__file__).resolve().parents[2] / "dags" / "pipelines" / "arrival_delay.yaml"
-
-
-def raw() -> dict:
-    return yaml.safe_load(PIPELINE.read_text())
+from tests.fixtures.pipelines import EXAMPLE, example, variant, whole
 
 
 def test_shipped_pipeline_loads():
-    cfg = config.load(PIPELINE)
+    cfg = config.load(EXAMPLE)
     assert cfg.name == "arrival-delay"
     assert cfg.target.label == "delayed" and cfg.target.threshold == 15.0
     assert "dep_delay" in cfg.feature_names
@@ -26,7 +19,7 @@ def test_shipped_pipeline_loads():
 
 
 def test_round_trip_and_overrides():
-    cfg = config.load(PIPELINE)
+    cfg = config.load(EXAMPLE)
     assert config.parse(config.to_dict(cfg), path=cfg.path) == cfg
     bigger = cfg.with_overrides(cluster={"replicas": 3}, source={"training_window_days": 7})
     assert bigger.cluster.replicas == 3 and bigger.source.training_window_days == 7
@@ -68,7 +61,7 @@ def test_round_trip_and_overrides():
     ],
 )
 def test_bad_values_name_field_value_and_fix(mutate, field, needle):
-    data = raw()
+    data = example()
     mutate(data)
     with pytest.raises(ConfigError) as err:
         config.parse(data)
@@ -87,7 +80,7 @@ def test_invalid_yaml_names_position(tmp_path):
 
 def test_duplicate_pipeline_names(tmp_path):
     for n in ("a.yaml", "b.yaml"):
-        (tmp_path / n).write_text(PIPELINE.read_text())
+        (tmp_path / n).write_text(EXAMPLE.read_text())
     with pytest.raises(ConfigError) as err:
         config.load_dir(tmp_path)
     assert err.value.field == "name" and err.value.file == str(tmp_path / "b.yaml")
@@ -96,7 +89,7 @@ def test_duplicate_pipeline_names(tmp_path):
 
 
 def test_after_training_needs_an_output_uri():
-    raw = config.to_dict(config.load(PIPELINE))
+    raw = config.to_dict(config.load(EXAMPLE))
     assert raw["scoring"]["after_training"] is True
     raw["scoring"]["output_uri"] = ""
     with pytest.raises(ConfigError) as err:
@@ -128,25 +121,21 @@ def test_after_training_needs_an_output_uri():
     ],
 )
 def test_outputs_that_overlap_inputs_are_refused_naming_the_field(changes, field, needle):
-    data = raw()
-    for section, values in changes.items():
-        data[section] = {**data[section], **values} if isinstance(values, dict) and section != "source" else values
-    if "source" in changes:
-        data["source"] = {**changes["source"], "training_window_days": 28}
+    if "source" in changes:  # a source of another kind, in place of the example's
+        changes = {**changes, "source": whole({**changes["source"], "training_window_days": 28})}
     with pytest.raises(ConfigError) as err:
-        config.parse(data)
+        variant(**changes)
     assert err.value.field == field and needle in str(err.value), str(err.value)
 
 
 def test_prefixes_that_only_share_a_beginning_do_not_overlap():
-    data = raw()
-    data["scoring"]["output_uri"] = "s3://h2o-demo/flights-predictions"  # not inside s3://h2o-demo/flights
-    assert config.parse(data).scoring.output_uri == "s3://h2o-demo/flights-predictions"
+    cfg = variant(scoring={"output_uri": "s3://h2o-demo/flights-predictions"})  # not inside s3://h2o-demo/flights
+    assert cfg.scoring.output_uri == "s3://h2o-demo/flights-predictions"
 
 
 @pytest.mark.parametrize("shared", ["registry_uri", "scoring.output_uri", "scoring.hive_table"])
 def test_a_later_file_sharing_an_output_is_refused_and_the_earlier_keeps_working(tmp_path, shared):
-    first, second = raw(), raw()
+    first, second = example(), example()
     second["name"] = "second"
     second["registry_uri"] = "s3://h2o-demo/models/second"
     second["scoring"] = {**second["scoring"], "output_uri": "s3://h2o-demo/predictions/second", "hive_table": "second"}
@@ -170,8 +159,6 @@ def test_a_later_file_sharing_an_output_is_refused_and_the_earlier_keeps_working
     ({"kubernetes_conn_id": ""}, "cluster.kubernetes_conn_id", "not an Airflow connection id"),
 ])
 def test_lifecycle_settings_are_checked(cluster, field, needle):
-    data = raw()
-    data["cluster"] = {**data["cluster"], **cluster}
     with pytest.raises(ConfigError) as err:
-        config.parse(data)
+        variant(cluster=cluster)
     assert err.value.field == field and needle in str(err.value)

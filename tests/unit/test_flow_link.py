@@ -1,43 +1,15 @@
 """The H2O Flow extra link of the create task points at the cluster that task instance pushed (or nowhere
 while its address is unknown), read through Airflow's own XCom API as the task runner reads it when it
-stores the task's links."""
+stores the task's links (the supervisor channel held in memory: tests/fixtures/xcom.py)."""
 
 from __future__ import annotations
 
-from typing import Any
-
-import pytest
 from airflow.models.taskinstancekey import TaskInstanceKey
 from airflow.providers.common.compat.sdk import XCom
-from airflow.sdk.execution_time import task_runner
-from airflow.sdk.execution_time.comms import GetXCom, SetXCom, XComResult
 
 from h2o_airflow.links import XCOM_CLUSTER_KEY, H2OFlowLink
 from h2o_airflow.operators.cluster import H2OCreateClusterOperator
 from h2o_tasks.cluster import ClusterInfo
-
-
-class Supervisor:
-    """The task process's channel to its supervisor, with the XCom table held in memory."""
-
-    def __init__(self) -> None:
-        self.xcoms: dict[tuple, Any] = {}
-
-    def send(self, msg: Any) -> Any:
-        if isinstance(msg, SetXCom):
-            self.xcoms[(msg.dag_id, msg.run_id, msg.task_id, msg.map_index, msg.key)] = msg.value
-            return None
-        if isinstance(msg, GetXCom):
-            value = self.xcoms.get((msg.dag_id, msg.run_id, msg.task_id, msg.map_index, msg.key))
-            return XComResult(key=msg.key, value=value)
-        raise AssertionError(f"the link sent {type(msg).__name__}: {msg!r}")
-
-
-@pytest.fixture
-def supervisor(monkeypatch) -> Supervisor:
-    comms = Supervisor()
-    monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", comms, raising=False)
-    return comms
 
 
 def push(ti_key: TaskInstanceKey, info: ClusterInfo) -> None:

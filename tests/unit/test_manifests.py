@@ -1,7 +1,6 @@
 """Rendered Kubernetes objects: valid against the real schemas, and saying what the design needs."""
 
 import json
-from pathlib import Path
 
 import kubernetes_validate
 import pytest
@@ -9,15 +8,15 @@ import pytest
 from h2o_tasks import config
 from h2o_tasks.cluster import manifests
 from h2o_tasks.cluster.base import ClusterSpec
+from tests.fixtures.pipelines import EXAMPLE
 
-PIPELINE = Path(__file__).resolve().parents[2] / "dags" / "pipelines" / "arrival_delay.yaml"
 SUPPORTED = ("1.33.0", "1.34.0", "1.35.0", "1.36.0", "1.37.0")
 
 
 @pytest.fixture(scope="module")
 def rendered():
-    cfg = config.load(PIPELINE).with_overrides(cluster={"backend": "kubernetes", "replicas": 3, "memory": "3g",
-                                                        "s3_secret": "h2o-s3"})
+    cfg = config.load(EXAMPLE).with_overrides(cluster={"backend": "kubernetes", "replicas": 3, "memory": "3g",
+                                                       "s3_secret": "h2o-s3"})
     spec = ClusterSpec.for_run(cfg.name, "h2o_train__arrival-delay", "scheduled__2013-02-04T00:00:00+00:00",
                                cfg.cluster, s3_endpoint="http://minio.storage:9000")
     return {m.kind + ("-headless" if m.name.endswith("-nodes") else ""): m for m in manifests.render(spec)}, spec
@@ -96,7 +95,7 @@ def test_no_secret_value_in_any_manifest(monkeypatch):
     s3 = H2OHook(aws_conn_id="aws_manifest_test").s3_settings()
     assert (s3.access_key, s3.secret_key, s3.session_token) == (conn["access"], conn["secret"], conn["token"])
     for s3_secret in ("h2o-s3", ""):
-        cfg = config.load(PIPELINE).with_overrides(cluster={"backend": "kubernetes", "s3_secret": s3_secret})
+        cfg = config.load(EXAMPLE).with_overrides(cluster={"backend": "kubernetes", "s3_secret": s3_secret})
         # as the create task builds it: the spec takes the endpoint from the S3 settings
         spec = ClusterSpec.for_run(cfg.name, "h2o_train__arrival-delay", "manual__1", cfg.cluster,
                                    s3_endpoint=s3.endpoint_url)

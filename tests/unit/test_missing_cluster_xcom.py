@@ -4,15 +4,15 @@ run alone) fails at once, without retries, saying what is missing and what to do
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
 from h2o_airflow.operators.model import H2OBatchScoreOperator, H2OExportModelOperator, H2OImportOperator, H2OTrainOperator
+from tests.fixtures.pipelines import EXAMPLE
 
 DAY = datetime(2013, 2, 4, tzinfo=UTC)
-PIPELINE = str(Path(__file__).resolve().parents[2] / "dags" / "pipelines" / "arrival_delay.yaml")
+PIPELINE = str(EXAMPLE)
 
 
 class NoXComTI:

@@ -5,6 +5,7 @@ from datetime import UTC, date, datetime
 import pytest
 
 from h2o_airflow.operators.model import H2OBatchScoreOperator, H2OImportOperator
+from tests.fixtures.pipelines import variant, whole
 
 
 def ctx(start, end, logical=None):
@@ -51,11 +52,8 @@ def test_schedule_data_intervals_gives_runs_that_cover_the_cron_interval(tmp_pat
 
 
 def _hourly_cfg():
-    from devtools import dag_folder
-    from h2o_tasks import config
-
-    return config.parse(dag_folder.variant(source={"kind": "s3", "granularity": "hour", "s3": {
-        "uri": "s3://h2o-demo/hourly", "partitions": "dt={date}/hr={hour}"}}))
+    return variant(source={"kind": "s3", "granularity": "hour", "s3": {
+        "uri": "s3://h2o-demo/hourly", "partitions": "dt={date}/hr={hour}"}})
 
 
 def test_an_hourly_pipeline_scores_each_hour_of_its_interval():
@@ -75,10 +73,7 @@ def test_an_hourly_pipeline_scores_each_hour_of_its_interval():
     week = ctx(datetime(2013, 1, 28, tzinfo=UTC), datetime(2013, 2, 4, tzinfo=UTC))
     assert [p.key for p in last.periods(week, cfg)] == [f"2013-02-03T{h:02d}" for h in range(24)]
     daily = H2OBatchScoreOperator(task_id="s", pipeline="p.yaml")
-    from devtools import dag_folder
-    from h2o_tasks import config
-
-    assert [p.path() for p in daily.periods(week, config.parse(dag_folder.variant()))] == [
+    assert [p.path() for p in daily.periods(week, variant())] == [
         f"dt=2013-{m:02d}-{d:02d}" for m, d in [(1, 28), (1, 29), (1, 30), (1, 31), (2, 1), (2, 2), (2, 3)]]
 
 
@@ -87,10 +82,8 @@ def test_an_hourly_pipeline_scores_each_hour_of_its_interval():
     {"kind": "hive", "granularity": "hour", "hive": {"table": "flights"}},
 ])
 def test_hourly_runs_need_hour_partitions_to_read(source):
-    from devtools import dag_folder
-    from h2o_tasks import config
     from h2o_tasks.errors import ConfigError
 
     with pytest.raises(ConfigError) as err:
-        config.parse({**dag_folder.variant(), "source": source})
+        variant(source=whole(source))
     assert err.value.field == "source.granularity" and "{hour}" in str(err.value)

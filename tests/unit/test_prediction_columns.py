@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import pytest
-import yaml
 
 from h2o_tasks import config
 from h2o_tasks.errors import ConfigError
 from h2o_tasks.report import Confusion
 from h2o_tasks.scoring import output_names, prediction_types
-from tests.unit.test_validation import EXAMPLE
+from tests.fixtures.pipelines import DROP, data, example, whole
 
 
 @pytest.mark.parametrize(("header", "domain", "taken", "expected"), [
@@ -55,12 +54,9 @@ def test_per_class_figures_from_the_confusion_matrix():
 
 
 def _multiclass(**training) -> dict:
-    raw = yaml.safe_load(EXAMPLE.read_text())
-    raw["target"] = {"column": "carrier", "problem": "multiclass"}
-    raw["features"] = [f for f in raw["features"] if f["name"] != "carrier"]
-    raw["training"] = {k: v for k, v in raw["training"].items() if k != "metric"} | training
-    raw.pop("quality_gate")
-    return raw
+    return data(target=whole({"column": "carrier", "problem": "multiclass"}),
+                features=[f for f in example()["features"] if f["name"] != "carrier"],
+                training={"metric": DROP, **training}, quality_gate=DROP)
 
 
 def test_multiclass_defaults_to_logloss_and_refuses_binary_only_settings():

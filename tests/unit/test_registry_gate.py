@@ -1,4 +1,7 @@
-"""The quality gate: threshold, direction of the metric, margin against the champion."""
+"""The quality gate: threshold, direction of the metric, margin against the champion, and metrics that
+are not numbers."""
+
+import math
 
 import pytest
 
@@ -27,6 +30,29 @@ def test_gate(cfg, metrics, champion, promote):
     decision = gate(cfg, metrics, champion)
     assert decision.promote is promote, decision.reason
     assert cfg.metric in decision.reason
+
+
+@pytest.mark.parametrize("bad", [math.nan, None, math.inf, -math.inf, "0.9"])
+@pytest.mark.parametrize(("metric", "threshold"), [("auc", 0.7), ("auc", 0.0), ("rmse", 0.0), ("rmse", 10.0)])
+def test_gate_never_promotes_a_metric_that_is_not_a_number(bad, metric, threshold):
+    cfg = QualityGateConfig(metric, threshold, 0.01)
+    for champion in (None, champ(0.8, metric)):
+        decision = gate(cfg, {metric: bad}, champion)
+        assert decision.promote is False, decision.reason
+        assert metric in decision.reason and "not a number" in decision.reason
+
+
+@pytest.mark.parametrize("bad", [math.nan, None])
+@pytest.mark.parametrize(("metric", "value"), [("auc", 0.9), ("rmse", 1.0)])
+def test_gate_never_promotes_against_a_champion_without_a_value(bad, metric, value):
+    decision = gate(QualityGateConfig(metric, 0.0, 0.01), {metric: value}, champ(bad, metric))
+    assert decision.promote is False, decision.reason
+    assert "champion v1" in decision.reason and "registry rollback" in decision.reason
+
+
+def test_gate_still_promotes_a_valid_metric():
+    assert gate(QualityGateConfig("rmse", 0.0, 0.0), {"rmse": 3.0}, None).promote
+    assert gate(QualityGateConfig("auc", 0.7, 0.01), {"auc": 0.8}, champ(0.8)).promote
 
 
 def _candidate(end, auc=0.8, version="v2"):
@@ -65,6 +91,15 @@ def test_the_interval_policy_comes_before_the_metric_and_the_metric_still_gates(
     cfg = QualityGateConfig("auc", 0.7, 0.01)
     assert not decide(cfg, _candidate("2013-02-18", auc=0.70), _pointer("2013-02-11", 0.8)).promote  # worse by 0.1
     assert not decide(cfg, _candidate("2013-02-18", version="v1"), _pointer("2013-02-11")).promote  # already champion
+
+
+@pytest.mark.parametrize("bad", [math.nan, None])
+def test_promotion_refuses_a_value_that_is_not_a_number(bad):
+    from h2o_tasks.registry import Candidate, decide
+
+    decision = decide(QualityGateConfig("auc", 0.0, 0.0), Candidate("v2", {"auc": bad}, "2013-02-01", "2013-02-08", ""),
+                      None)
+    assert decision.promote is False and "not a number" in decision.reason
 
 
 def test_champion_pointer_reads_old_and_future_fields():

@@ -16,14 +16,10 @@ import yaml
 
 from h2o_tasks import config
 from h2o_tasks.errors import ConfigError, ConfigErrors
+from tests.fixtures.pipelines import DROP, EXAMPLE, example, variant, whole
 
 ROOT = Path(__file__).resolve().parents[2]
-PIPELINES = ROOT / "dags" / "pipelines"
-EXAMPLE = PIPELINES / "arrival_delay.yaml"
-
-
-def raw() -> dict:
-    return yaml.safe_load(EXAMPLE.read_text())
+PIPELINES = EXAMPLE.parent
 
 
 def _set(data: dict, dotted: str, value) -> dict:
@@ -31,14 +27,11 @@ def _set(data: dict, dotted: str, value) -> dict:
     node = data
     for p in parents:
         node = node.setdefault(p, {})
-    if value is _DROP:
+    if value is DROP:
         node.pop(key, None)
     else:
         node[key] = value
     return data
-
-
-_DROP = object()
 
 
 @pytest.mark.parametrize(("changes", "field", "needle"), [
@@ -85,7 +78,7 @@ _DROP = object()
     ({"source.kind": "hive"}, "source.hive", "kind: hive"),
 ])
 def test_refused_at_parse_time_naming_the_field(changes, field, needle):
-    data = raw()
+    data = example()
     for dotted, value in changes.items():
         _set(data, dotted, value)
     with pytest.raises(ConfigError) as err:
@@ -95,7 +88,7 @@ def test_refused_at_parse_time_naming_the_field(changes, field, needle):
 
 
 def test_accepted_values_of_the_same_fields():
-    data = raw()
+    data = example()
     for dotted, value in {"schedule.training": "0 6 * * 1", "schedule.scoring": "@hourly", "cluster.cpu": "500m",
                           "cluster.scratch_size": "512Mi", "cluster.image": "registry.local:5000/ml/h2o:3.46.0.11",
                           "cluster.client_pod_labels": {"app.kubernetes.io/part-of": "airflow", "tier": ""},
@@ -103,20 +96,17 @@ def test_accepted_values_of_the_same_fields():
         _set(data, dotted, value)
     cfg = config.parse(data)
     assert (cfg.cluster.cpu, cfg.schedule.training) == ("500m", "0 6 * * 1")
-    assert config.parse({**raw(), "cluster": {**raw()["cluster"], "cpu": 2}}).cluster.cpu == "2"
+    assert config.parse({**example(), "cluster": {**example()["cluster"], "cpu": 2}}).cluster.cpu == "2"
 
 
 def test_regression_gets_a_regression_metric_by_default():
-    data = raw()
-    data["target"] = {"column": "arr_delay", "problem": "regression"}
-    data["training"].pop("metric")
-    data["quality_gate"] = {"threshold": 30.0}
-    cfg = config.parse(data)
+    cfg = variant(target=whole({"column": "arr_delay", "problem": "regression"}), training={"metric": DROP},
+                  quality_gate=whole({"threshold": 30.0}))
     assert cfg.training.metric == "rmse" and cfg.quality_gate.metric == "rmse"
 
 
 def test_every_problem_of_a_file_at_once(tmp_path):
-    data = raw()
+    data = example()
     data["cluster"]["replicas"] = 0
     data["schedule"]["training"] = "every day"
     data["features"][0]["type"] = "text"
@@ -138,7 +128,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_validate_lists_every_bad_file_and_exits_non_zero(tmp_path):
-    good = raw()
+    good = example()
     files = {
         # a parse-time problem and one only H2O finds, in one file: both listed
         "a_cron.yaml": {**good, "name": "a", "schedule": {**good["schedule"], "training": "every day"},
@@ -195,7 +185,7 @@ def test_the_schema_accepts_the_examples_and_refuses_what_the_parser_refuses():
     for changes in ({"colour": "blue"}, {"cluster.replicas": 0}, {"cluster.backend": "yarn"},
                     {"name": "Arrival_Delay"}, {"cluster.cpu": "lots"}, {"features": "month"},
                     {"training.algorithms": [{"algo": "deepforest"}]}, {"scoring.hive_table": "a b"}):
-        data = json.loads(json.dumps(raw(), default=str))
+        data = json.loads(json.dumps(example(), default=str))
         for dotted, value in changes.items():
             _set(data, dotted, value)
         assert list(validator.iter_errors(data)), changes
