@@ -77,7 +77,8 @@ def export(h2o: Any, model: Any, cfg: PipelineConfig, client: Any, *, run_id: st
         pojo, pojo_reason = _download_pojo(h2o, model, work)
         features, label_domain = feature_schema(model, cfg)
         frame, frame_name = (valid_frame, "validation") if valid_frame is not None else _frame_of(h2o, model)
-        report_files = report.write(work, model, perf, cfg, metrics, version, frame, frame_name)
+        report_files = report.write(work, model, perf, cfg, metrics, version, frame, frame_name,
+                                    review=_review(client, cfg, version, metrics, interval, run_id, lineage, training))
         metadata = {
             "pipeline": cfg.name, "version": version, "model_id": model.model_id, "algo": model.algo,
             "created_at": datetime.now(UTC).isoformat(), "h2o_version": h2o.__version__,
@@ -101,6 +102,20 @@ def export(h2o: Any, model: Any, cfg: PipelineConfig, client: Any, *, run_id: st
         shutil.rmtree(work, ignore_errors=True)
     return ExportResult(version=version, uri=uri, files=files, metrics=metrics,
                         seconds=round(time.monotonic() - t0, 2), model_sha256=model_sha256)
+
+
+def _review(client: Any, cfg: PipelineConfig, version: str, metrics: dict[str, float], interval: tuple[date, date] | None,
+            run_id: str, lineage: dict[str, Any] | None, training: dict[str, Any] | None) -> report.Review:
+    """The report's view of the gate: the policy and the gate against the champion as it is at export."""
+    champion = registry.read_champion(client, cfg.registry_uri)
+    decision = None
+    if interval is not None:
+        decision = registry.decide(cfg.quality_gate, registry.Candidate(
+            version, metrics, interval[0].isoformat(), interval[1].isoformat(), "", run_id), champion)
+    training = training or {}
+    return report.Review(decision=decision, champion=champion, metric=cfg.quality_gate.metric,
+                         leaderboard=training.get("leaderboard"), training_metric=cfg.training.metric,
+                         lineage=lineage, train_rows=training.get("train_rows"), valid_rows=training.get("valid_rows"))
 
 
 def export_and_promote(h2o: Any, model: Any, cfg: PipelineConfig, client: Any, *, run_id: str,

@@ -1,5 +1,7 @@
-"""A small model report: ROC (or residuals) and variable importance as PNG; the confusion matrix and
-per-class figures of a classifier; an HTML page."""
+"""The model report, one self-contained HTML page: the validation metrics; the quality gate's decision
+with the champion beside; every algorithm of the run; the data window, its rows and class balance;
+ROC, precision-recall and gains/lift (binary) or residuals (regression), variable importance; the
+confusion matrix and per-class figures of a classifier."""
 
 from __future__ import annotations
 
@@ -33,6 +35,47 @@ def roc_png(perf: Any, path: Path, title: str) -> bool:
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey")
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title=title)
     ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True
+
+
+def pr_png(perf: Any, path: Path, title: str) -> bool:
+    """Precision against recall over the thresholds H2O scored (a binary classifier)."""
+    try:
+        df = perf.thresholds_and_metric_scores().as_data_frame()
+        recall, precision = df["recall"].astype(float), df["precision"].astype(float)
+    except Exception:
+        return False
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
+    ax.plot(recall, precision)
+    ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02), title=title)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True
+
+
+def gains_lift_png(perf: Any, path: Path, title: str) -> bool:
+    """Cumulative lift and capture rate by the fraction of rows taken in score order (a binary classifier)."""
+    try:
+        df = perf.gains_lift().as_data_frame()
+        frac = df["cumulative_data_fraction"].astype(float)
+        lift, capture = df["cumulative_lift"].astype(float), df["cumulative_capture_rate"].astype(float)
+    except Exception:
+        return False
+    plt = _plt()
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 4), dpi=100)
+    a1.plot(frac, capture, label="model")
+    a1.plot([0, 1], [0, 1], linestyle="--", color="grey", label="random")
+    a1.set(xlabel="fraction of rows (highest scores first)", ylabel="cumulative capture rate", title="gains")
+    a1.legend(loc="lower right")
+    a2.plot(frac, lift)
+    a2.axhline(1, linestyle="--", color="grey")
+    a2.set(xlabel="fraction of rows (highest scores first)", ylabel="cumulative lift", title="lift")
+    fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -133,6 +176,68 @@ def _confusion_html(c: Confusion) -> str:
             f"<th>F1</th></tr>{per}</table>")
 
 
+@dataclass(frozen=True)
+class Review:
+    """What a reviewer needs beside the model's own figures to approve it."""
+
+    decision: Any = None  # registry.GateDecision, as the gate decided at export
+    champion: Any = None  # registry.ChampionPointer then, or None
+    metric: str = ""
+    leaderboard: dict[str, float] | None = None  # every algorithm of the run, by the training metric
+    training_metric: str = ""
+    lineage: dict[str, Any] | None = None  # the import task's: source, start, end, rows
+    train_rows: int | None = None
+    valid_rows: int | None = None
+
+
+def class_balance(frame: Any, label: str) -> dict[str, int]:
+    """Rows per class of ``label`` in an H2O frame (empty when it cannot be counted)."""
+    try:
+        df = frame[label].table().as_data_frame()
+    except Exception:
+        return {}
+    return {str(row.iloc[0]): int(row.iloc[1]) for _, row in df.iterrows()}
+
+
+def _review_html(r: Review, metrics: dict[str, float], balance: dict[str, int], frame_name: str) -> str:
+    def num(v: Any) -> str:
+        return f"{v:.4f}" if isinstance(v, float) else html.escape(str(v))
+
+    parts = []
+    if r.decision is not None:
+        verdict = "passes" if r.decision.promote else "does not pass"
+        champ = (f"<tr><td>champion {html.escape(r.champion.version)}</td><td>{num(r.champion.value)}</td>"
+                 f"<td>{html.escape(r.champion.interval_start or '?')} to {html.escape(r.champion.interval_end or '?')}"
+                 "</td></tr>" if r.champion is not None else "<tr><td>champion</td><td colspan=2>none yet</td></tr>")
+        parts.append(f"<h2>Quality gate</h2><p>At export this model <b>{verdict}</b> the gate: "
+                     f"{html.escape(r.decision.reason)}. (The promotion itself is a compare-and-swap on "
+                     "<code>champion.json</code> right after; that pointer and <code>history/</code> are the record.)</p>"
+                     f"<table><tr><th></th><th>{html.escape(r.metric)}</th><th>data interval</th></tr>"
+                     f"<tr><td>this model</td><td>{num(metrics.get(r.metric))}</td><td>"
+                     f"{html.escape(str((r.lineage or {}).get('start', '?')))} to "
+                     f"{html.escape(str((r.lineage or {}).get('end', '?')))}</td></tr>{champ}</table>")
+    if r.leaderboard:
+        rows = "".join(f"<tr><td>{html.escape(a)}</td><td>{num(v)}</td></tr>" for a, v in r.leaderboard.items())
+        parts.append(f"<h2>Models trained in this run</h2><table><tr><th>algorithm</th>"
+                     f"<th>{html.escape(r.training_metric)}</th></tr>{rows}</table>")
+    data = []
+    if r.lineage:
+        data.append(f"<tr><td>source</td><td>{html.escape(str(r.lineage.get('source', '')))}</td></tr>"
+                    f"<tr><td>window</td><td>{html.escape(str(r.lineage.get('start')))} to "
+                    f"{html.escape(str(r.lineage.get('end')))} (end excluded)</td></tr>"
+                    f"<tr><td>rows imported</td><td>{html.escape(str(r.lineage.get('rows')))}</td></tr>")
+    if r.train_rows is not None:
+        data.append(f"<tr><td>training rows</td><td>{r.train_rows}</td></tr>"
+                    f"<tr><td>validation rows</td><td>{r.valid_rows or 'none (cross-validation)'}</td></tr>")
+    if balance:
+        total = sum(balance.values()) or 1
+        data.append("".join(f"<tr><td>class {html.escape(k)} ({html.escape(frame_name)})</td><td>{n} "
+                            f"({100 * n / total:.1f}%)</td></tr>" for k, n in balance.items()))
+    if data:
+        parts.append(f"<h2>Data</h2><table>{''.join(data)}</table>")
+    return "".join(parts)
+
+
 def varimp_png(model: Any, path: Path, title: str, top: int = 15) -> bool:
     try:
         rows = model.varimp() or []
@@ -152,7 +257,7 @@ def varimp_png(model: Any, path: Path, title: str, top: int = 15) -> bool:
 
 
 def write(out: Path, model: Any, perf: Any, cfg: PipelineConfig, metrics: dict[str, float], version: str,
-          frame: Any = None, frame_name: str = "validation") -> list[str]:
+          frame: Any = None, frame_name: str = "validation", review: Review | None = None) -> list[str]:
     """Write the PNGs and ``index.html`` (self-contained: the PNGs are inside it) into ``out``; returns the file names.
 
     Binary: the ROC curve. Classifiers: the confusion matrix and per-class figures (also in
@@ -167,6 +272,10 @@ def write(out: Path, model: Any, perf: Any, cfg: PipelineConfig, metrics: dict[s
     if cfg.target.problem == "binary":
         if roc_png(perf, out / "roc.png", f"{cfg.name}: ROC (validation)"):
             files.append("roc.png")
+        if pr_png(perf, out / "precision_recall.png", f"{cfg.name}: precision-recall (validation)"):
+            files.append("precision_recall.png")
+        if gains_lift_png(perf, out / "gains_lift.png", f"{cfg.name}: gains and lift (validation)"):
+            files.append("gains_lift.png")
     elif cfg.target.problem == "regression" and frame is None:
         notes.append("No residuals plot: no frame with the label was left in the cluster.")
     elif cfg.target.problem == "regression" and residuals_png(residual_points(model, frame, cfg.target.label), out / "residuals.png",
@@ -175,6 +284,7 @@ def write(out: Path, model: Any, perf: Any, cfg: PipelineConfig, metrics: dict[s
     if varimp_png(model, out / "variable_importance.png", f"{cfg.name}: variable importance"):
         files.append("variable_importance.png")
     rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.4f}</td></tr>" for k, v in metrics.items())
+    balance = class_balance(frame, cfg.target.label) if frame is not None and cfg.target.problem != "regression" else {}
     # the images are inside the page: one object to open, through a pre-signed URL or from a download
     images = "".join(f'<figure><img src="data:image/png;base64,{base64.b64encode((out / f).read_bytes()).decode()}" '
                      f'alt="{f}"><figcaption>{f}</figcaption></figure>' for f in files if f.endswith(".png"))
@@ -185,6 +295,7 @@ def write(out: Path, model: Any, perf: Any, cfg: PipelineConfig, metrics: dict[s
 <p>Model <code>{html.escape(model.model_id)}</code> ({html.escape(model.algo)}), version {html.escape(version)}.
 Label: <code>{html.escape(cfg.target.label)}</code>.</p>
 <h2>Validation metrics</h2><table>{rows}</table>
+{_review_html(review, metrics, balance, frame_name) if review is not None else ""}
 {_confusion_html(matrix) if matrix is not None else ""}
 <h2>Plots</h2>{images}{"".join(f"<p>{html.escape(n)}</p>" for n in notes)}
 <p>Artifacts: <a href="model.zip">MOJO</a>, <a href="h2o-genmodel.jar">h2o-genmodel.jar</a>,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -34,6 +35,15 @@ def test_train_then_score_end_to_end(airflow_runner, s3_settings, hive_server):
         assert any(k.endswith(suffix) for k in keys), (suffix, keys)
     champion = json.loads(s3.read_bytes(client, "s3://h2o-demo/models/e2e-delay/champion.json"))
     assert champion["version"] == exported["version"]
+    # the report: one page a reviewer approves from (the gate, every model of the run, the data, the curves)
+    page = s3.read_bytes(client, s3.join(exported["uri"], "index.html")).decode()
+    assert "<h2>Quality gate</h2>" in page and "<b>passes</b>" in page and "none yet" in page
+    for algo, value in res["train"]["leaderboard"].items():
+        assert f"<td>{algo}</td><td>{value:.4f}</td>" in page
+    assert f"<td>rows imported</td><td>{res['import_data']['rows']}</td>" in page
+    assert re.search(r"<td>class 1 \(validation\)</td><td>\d+ \(\d+\.\d%\)</td>", page), page[-3000:]
+    for plot in ("roc.png", "precision_recall.png", "gains_lift.png", "variable_importance.png"):
+        assert f'alt="{plot}"' in page and any(k.endswith(plot) for k in keys)
     # the teardown deleted the cluster: no state, no JVM
     assert airflow_runner.clusters_left() == []
     assert jvms_of(cluster["name"]) == []
