@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import time
+from pathlib import Path
 
 import pytest
 
@@ -175,6 +178,15 @@ def test_janitor_deletes_expired_and_abandoned_clusters_only(airflow_runner):
                                              now=datetime.now(UTC) - timedelta(hours=5)))
     gone = backend.create(ClusterSpec.for_run("gone", "h2o_train__gone", "manual__deleted-run", config))
     fresh = backend.create(ClusterSpec.for_run("live", "", "", config))  # no run recorded: its expiry decides
+    # what a SIGKILLed hive-engine task left in the staging root, a day ago; the sink's table beside it
+    staging = Path(airflow_runner.env["H2O_AIRFLOW_HIVE_STAGING_DIR"])
+    left, table = staging / "hive-score-scheduled__2013-02-04-0badf00d", staging / "tables" / "t"
+    for d in (left / "staged", table):
+        d.mkdir(parents=True)
+        (d / "part-0.parquet").write_bytes(b"x")
+    day_ago = time.time() - 86400
+    for path in (left / "staged" / "part-0.parquet", left / "staged", left, table / "part-0.parquet", table):
+        os.utime(path, (day_ago, day_ago))
     rc, report = airflow_runner.test("h2o_janitor", date.today().isoformat())
     assert rc == 0, airflow_runner.log_tail()
     swept = results(report)["delete_abandoned_local"]
@@ -182,6 +194,8 @@ def test_janitor_deletes_expired_and_abandoned_clusters_only(airflow_runner):
     assert swept["reasons"][old.name].startswith("expired at")
     assert "no longer exists" in swept["reasons"][gone.name]
     assert airflow_runner.clusters_left() == [fresh.name]
+    assert results(report)["sweep_hive_staging"]["removed"] == [left.name]
+    assert not left.exists() and (table / "part-0.parquet").exists()
     # the kept cluster's JVM is seen: the "no JVM left" checks would pass with a helper that sees nothing
     assert len(jvms_of(fresh.name)) == 1 and jvms_of(old.name) == jvms_of(gone.name) == []
     backend.delete(fresh)
