@@ -24,21 +24,31 @@ def _plt() -> Any:
     return plt
 
 
+def _saved(plt: Any, fig: Any, path: Path) -> bool:
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True
+
+
+def _square(title: str, xlabel: str, ylabel: str) -> tuple[Any, Any, Any]:
+    """A 5x5 inch figure with its labels: the ROC and precision-recall plots."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    return plt, fig, ax
+
+
 def roc_png(perf: Any, path: Path, title: str) -> bool:
     try:
         fpr, tpr = perf.roc()
     except Exception:
         return False
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
+    plt, fig, ax = _square(title, "false positive rate", "true positive rate")
     ax.plot(fpr, tpr, label=f"AUC = {perf.auc():.3f}")
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey")
-    ax.set(xlabel="false positive rate", ylabel="true positive rate", title=title)
     ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return True
+    return _saved(plt, fig, path)
 
 
 def pr_png(perf: Any, path: Path, title: str) -> bool:
@@ -48,14 +58,10 @@ def pr_png(perf: Any, path: Path, title: str) -> bool:
         recall, precision = df["recall"].astype(float), df["precision"].astype(float)
     except Exception:
         return False
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
+    plt, fig, ax = _square(title, "recall", "precision")
     ax.plot(recall, precision)
-    ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02), title=title)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return True
+    ax.set(xlim=(0, 1), ylim=(0, 1.02))
+    return _saved(plt, fig, path)
 
 
 def gains_lift_png(perf: Any, path: Path, title: str) -> bool:
@@ -76,10 +82,7 @@ def gains_lift_png(perf: Any, path: Path, title: str) -> bool:
     a2.axhline(1, linestyle="--", color="grey")
     a2.set(xlabel="fraction of rows (highest scores first)", ylabel="cumulative lift", title="lift")
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return True
+    return _saved(plt, fig, path)
 
 
 RESIDUAL_ROWS = 50_000
@@ -117,10 +120,7 @@ def residuals_png(points: list[tuple[float, float]], path: Path, title: str) -> 
     right.hist([a - p for a, p in points], bins=50)
     right.set(xlabel="residual (actual - predicted)", ylabel="rows", title="residuals")
     fig.suptitle(f"{title} ({len(points)} rows)")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return True
+    return _saved(plt, fig, path)
 
 
 @dataclass(frozen=True)
@@ -250,10 +250,7 @@ def varimp_png(model: Any, path: Path, title: str, top: int = 15) -> bool:
     fig, ax = plt.subplots(figsize=(6, 0.35 * len(rows) + 1.2), dpi=100)
     ax.barh([r[0] for r in rows], [r[2] for r in rows])
     ax.set(xlabel="scaled importance", title=title)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return True
+    return _saved(plt, fig, path)
 
 
 def write(out: Path, model: Any, perf: Any, cfg: PipelineConfig, metrics: dict[str, float], version: str,
