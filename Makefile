@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: demo airflow test test-unit test-integration test-k8s lint check-prereqs clean bench schema validate
+.PHONY: demo airflow test test-unit test-integration test-k8s lint check-prereqs clean bench schema validate screenshots
 
 check-prereqs:
 	@$(PYTHON) -c 'import sys; v=sys.version_info; sys.exit(0 if v[:2]==(3,11) else "need Python 3.11 (found %d.%d): install it or run make PYTHON=/path/to/python3.11" % v[:2])'
@@ -54,6 +54,10 @@ test-integration: $(STAMP)
 
 test-k8s: $(STAMP)
 	$(BIN)/python -m pytest tests/e2e -q
+
+# The README's screenshots of the Airflow UI (docs/ui-*.png, small PNGs), taken again by its browser tests.
+screenshots: $(STAMP)
+	H2O_AIRFLOW_SCREENSHOTS=$(CURDIR)/docs $(BIN)/python -m pytest tests/integration/test_ui_browser.py -q
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q

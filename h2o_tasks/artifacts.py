@@ -115,6 +115,7 @@ def _review(client: Any, cfg: PipelineConfig, version: str, metrics: dict[str, f
     training = training or {}
     return report.Review(decision=decision, champion=champion, metric=cfg.quality_gate.metric,
                          leaderboard=training.get("leaderboard"), training_metric=cfg.training.metric,
+                         interval=(interval[0].isoformat(), interval[1].isoformat()) if interval else None,
                          lineage=lineage, train_rows=training.get("train_rows"), valid_rows=training.get("valid_rows"))
 
 

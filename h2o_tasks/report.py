@@ -185,6 +185,7 @@ class Review:
     metric: str = ""
     leaderboard: dict[str, float] | None = None  # every algorithm of the run, by the training metric
     training_metric: str = ""
+    interval: tuple[str, str] | None = None  # the run's data interval, as the promotion policy compares it
     lineage: dict[str, Any] | None = None  # the import task's: source, start, end, rows
     train_rows: int | None = None
     valid_rows: int | None = None
@@ -212,10 +213,10 @@ def _review_html(r: Review, metrics: dict[str, float], balance: dict[str, int], 
         parts.append(f"<h2>Quality gate</h2><p>At export this model <b>{verdict}</b> the gate: "
                      f"{html.escape(r.decision.reason)}. (The promotion itself is a compare-and-swap on "
                      "<code>champion.json</code> right after; that pointer and <code>history/</code> are the record.)</p>"
-                     f"<table><tr><th></th><th>{html.escape(r.metric)}</th><th>data interval</th></tr>"
+                     f"<table><tr><th></th><th>{html.escape(r.metric)}</th><th>run's data interval</th></tr>"
                      f"<tr><td>this model</td><td>{num(metrics.get(r.metric))}</td><td>"
-                     f"{html.escape(str((r.lineage or {}).get('start', '?')))} to "
-                     f"{html.escape(str((r.lineage or {}).get('end', '?')))}</td></tr>{champ}</table>")
+                     f"{' to '.join(html.escape(d) for d in r.interval) if r.interval else '?'}</td></tr>"
+                     f"{champ}</table>")
     if r.leaderboard:
         rows = "".join(f"<tr><td>{html.escape(a)}</td><td>{num(v)}</td></tr>" for a, v in r.leaderboard.items())
         parts.append(f"<h2>Models trained in this run</h2><table><tr><th>algorithm</th>"

@@ -38,8 +38,10 @@ def _params(cfg: PipelineConfig, training: bool) -> dict[str, Param]:
     if training:
         params["window_days"] = Param(cfg.source.training_window_days, type="integer", minimum=1, maximum=3660,
                                       description="days of data before the interval's end to train on")
-        params["algorithm"] = Param("", type="string", enum=["", *ALGORITHMS],
-                                    description="train only this algorithm ('' = as configured)")
+        # nullable, or the UI's trigger and backfill forms count the empty default as a missing
+        # required value and keep their buttons disabled
+        params["algorithm"] = Param(None, type=["null", "string"], enum=[None, *ALGORITHMS],
+                                    description="train only this algorithm (empty: as configured)")
     return params
 
 

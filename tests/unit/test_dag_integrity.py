@@ -119,3 +119,16 @@ def test_a_later_pipeline_file_sharing_an_output_is_refused_naming_both_files(tm
     assert "arrival_delay.yaml" in out["errors"][bad]
     assert {"h2o_train__arrival-delay", "h2o_score__arrival-delay"} <= set(out["dags"])
     assert "h2o_train__copy" not in out["dags"]
+
+
+def test_the_trigger_form_defaults_validate_so_the_ui_can_submit_them():
+    """The UI's trigger and backfill forms treat an empty value of a non-nullable type as missing: every
+    default must validate as it is, and an empty algorithm means the configured ones."""
+    from h2o_airflow.dag_factory import pipeline_dags
+    from tests.fixtures.pipelines import EXAMPLE
+
+    dag = pipeline_dags(EXAMPLE.with_suffix(".py"))["train_arrival-delay"]
+    resolved = dag.params.validate()
+    assert resolved["algorithm"] is None
+    schema = dag.params.get_param("algorithm").schema
+    assert "null" in schema["type"] and None in schema["enum"] and "glm" in schema["enum"]
