@@ -183,7 +183,8 @@ def test_the_shipped_janitor_dag_reaps_a_kubernetes_orphan(k8s_bed, k8s_airflow)
         (local_only / "pipelines" / "broken.yaml").write_text("name: k8s-delay\ncluster: {backend: kubernetes\n")
         moved = {**env, "AIRFLOW__CORE__DAGS_FOLDER": str(local_only)}
         rc, states, results = run(moved, log, "h2o_janitor", (date.today() + timedelta(days=1)).isoformat())
-        assert rc == 0 and set(states) == {"delete_abandoned_local", "delete_abandoned_remembered"}, states
+        assert rc == 0 and set(states) == {"delete_abandoned_local", "delete_abandoned_remembered",
+                                             "sweep_hive_staging"}, states
         swept = results["delete_abandoned_remembered"]["swept"]["kubernetes/h2o"]
         assert swept["deleted"] == [later.name] and "no longer exists" in swept["reasons"][later.name], swept
         assert [c.name for c in backend.list_clusters()] == [kept.name]
