@@ -283,7 +283,7 @@ def write(out: Path, model: Any, perf: Any, cfg: PipelineConfig, metrics: dict[s
         files.append("variable_importance.png")
     rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.4f}</td></tr>" for k, v in metrics.items())
     balance = class_balance(frame, cfg.target.label) if frame is not None and cfg.target.problem != "regression" else {}
-    # the images are inside the page: one object to open, through a pre-signed URL or from a download
+    # the images are inside the page: one object to open, from the S3 console or from a download
     images = "".join(f'<figure><img src="data:image/png;base64,{base64.b64encode((out / f).read_bytes()).decode()}" '
                      f'alt="{f}"><figcaption>{f}</figcaption></figure>' for f in files if f.endswith(".png"))
     page = f"""<!doctype html>

@@ -10,7 +10,6 @@ XCOM_CLUSTER_KEY = "h2o_cluster"
 XCOM_DIAGNOSTICS_KEY = "h2o_diagnostics"
 XCOM_ERROR_KEY = "h2o_error"
 XCOM_REPORT_KEY = "h2o_report"
-REPORT_LINK_SECONDS = 3600  # how long a report link stays valid after the page that shows it was drawn
 
 
 class H2OFlowLink(BaseOperatorLink):
@@ -47,22 +46,24 @@ class H2ODiagnosticsLink(BaseOperatorLink):
         return s3_browser_url(uri, getattr(operator, "s3_browser_endpoint", "")) if uri else ""
 
 
+def s3_object_url(uri: str, endpoint_url: str = "") -> str:
+    """Where a browser opens one S3 object: the AWS console's page of it, or the S3-compatible endpoint's path."""
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    if endpoint_url:
+        return f"{endpoint_url.rstrip('/')}/{bucket}/{key}"
+    return f"https://s3.console.aws.amazon.com/s3/object/{bucket}?prefix={key}"
+
+
 class H2OModelReportLink(BaseOperatorLink):
-    """Opens the exported version's report (one self-contained HTML page) through a pre-signed S3 URL,
-    signed with the export task's AWS connection when the link is drawn: a browser needs no S3
-    credentials, and the link expires after :data:`REPORT_LINK_SECONDS`."""
+    """Opens the exported version's report (one self-contained HTML page): the S3 console's page of the
+    object, or its path on an S3-compatible endpoint. No pre-signed URL: Airflow 3's task runner stores a
+    task's links in its XCom when the task ends, so a signed URL (a bearer grant, with the connection's
+    session token in it) would sit in the metadata database and expire an hour after the run."""
 
     name = "Model report"
 
     def get_link(self, operator: Any, *, ti_key: Any) -> str:
-        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
         from airflow.providers.common.compat.sdk import XCom
 
         pushed = XCom.get_value(key=XCOM_REPORT_KEY, ti_key=ti_key)
-        if not pushed or not pushed.get("uri"):
-            return ""
-        bucket, _, key = pushed["uri"].removeprefix("s3://").partition("/")
-        # SigV4: botocore presigns S3 with SigV2 by default, which regions opened since 2014 refuse
-        hook = S3Hook(aws_conn_id=pushed.get("aws_conn_id") or "aws_default", config={"signature_version": "s3v4"})
-        return hook.generate_presigned_url("get_object", params={"Bucket": bucket, "Key": key},
-                                           expires_in=REPORT_LINK_SECONDS) or ""
+        return pushed.get("url", "") if pushed else ""

@@ -15,7 +15,7 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowSkipException
 
 from h2o_airflow.hooks.h2o import H2OHook
-from h2o_airflow.links import XCOM_REPORT_KEY, H2OModelReportLink
+from h2o_airflow.links import XCOM_REPORT_KEY, H2OModelReportLink, s3_object_url
 from h2o_airflow.operators.base import H2OPipelineOperator, fail_fast
 from h2o_tasks.errors import H2OTasksError
 
@@ -153,7 +153,8 @@ class H2OExportModelOperator(H2OTrainOperator):
         _, hook = self.attach(context)
         trained = context["ti"].xcom_pull(task_ids=self.train_task_id)
         imported = context["ti"].xcom_pull(task_ids=self.import_task_id)
-        client = hook.fresh_s3_settings(self.s3_refresh_margin).client()
+        s3s = hook.fresh_s3_settings(self.s3_refresh_margin)
+        client = s3s.client()
 
         def job() -> Any:
             h2o = hook.get_conn()
@@ -175,8 +176,9 @@ class H2OExportModelOperator(H2OTrainOperator):
 
             gate_refused(cfg.name, cfg.notify.on_gate_refused, out, context)
         if "index.html" in out.get("files", ()):
-            context["ti"].xcom_push(key=XCOM_REPORT_KEY, value={"uri": f"{out['uri']}/index.html",
-                                                                 "aws_conn_id": self.aws_conn_id})
+            page = f"{out['uri']}/index.html"
+            context["ti"].xcom_push(key=XCOM_REPORT_KEY, value={"uri": page,
+                                                                 "url": s3_object_url(page, s3s.endpoint_url)})
         return {**out, "model_id": trained["best_model_id"]}
 
 
