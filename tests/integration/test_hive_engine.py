@@ -98,6 +98,7 @@ def test_one_query_scores_a_span_by_period_and_a_retrained_champion_needs_no_new
         source={"kind": "hive", "training_window_days": 7, "hive": {"table": "flights"}},
         quality_gate={"max_regression": 1.0},  # every later retrain promotes
         scoring={"engine": "hive", "output_uri": f"s3://h2o-demo/predictions/{name}", "after_training": False,
+                 "hive_table": "",
                  "id_columns": ["flight", "carrier"]})
     cfg = load(airflow_runner.dags / "pipelines" / "hive_engine_retrain.yaml")
     client = s3_settings.client()
