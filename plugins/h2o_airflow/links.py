@@ -26,12 +26,15 @@ class H2OFlowLink(BaseOperatorLink):
         return f"{info['url'].rstrip('/')}/flow/index.html"
 
 
-def s3_browser_url(uri: str, endpoint_url: str = "") -> str:
-    """Where a browser shows an S3 prefix: the AWS console, or the S3-compatible endpoint's path."""
+def s3_browser_url(uri: str, endpoint_url: str = "", *, prefix: bool = True) -> str:
+    """Where a browser shows an S3 prefix (or, ``prefix=False``, one object): the AWS console, or the
+    S3-compatible endpoint's path."""
     bucket, _, key = uri.removeprefix("s3://").partition("/")
+    slash = "/" if prefix else ""
     if endpoint_url:
-        return f"{endpoint_url.rstrip('/')}/{bucket}/{key}/"
-    return f"https://s3.console.aws.amazon.com/s3/buckets/{bucket}?prefix={key}/"
+        return f"{endpoint_url.rstrip('/')}/{bucket}/{key}{slash}"
+    page = "buckets" if prefix else "object"
+    return f"https://s3.console.aws.amazon.com/s3/{page}/{bucket}?prefix={key}{slash}"
 
 
 class H2ODiagnosticsLink(BaseOperatorLink):
@@ -44,14 +47,6 @@ class H2ODiagnosticsLink(BaseOperatorLink):
 
         uri = XCom.get_value(key=XCOM_DIAGNOSTICS_KEY, ti_key=ti_key)
         return s3_browser_url(uri, getattr(operator, "s3_browser_endpoint", "")) if uri else ""
-
-
-def s3_object_url(uri: str, endpoint_url: str = "") -> str:
-    """Where a browser opens one S3 object: the AWS console's page of it, or the S3-compatible endpoint's path."""
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
-    if endpoint_url:
-        return f"{endpoint_url.rstrip('/')}/{bucket}/{key}"
-    return f"https://s3.console.aws.amazon.com/s3/object/{bucket}?prefix={key}"
 
 
 class H2OModelReportLink(BaseOperatorLink):

@@ -11,7 +11,7 @@ import pytest
 from airflow.models.taskinstancekey import TaskInstanceKey
 from airflow.providers.common.compat.sdk import XCom
 
-from h2o_airflow.links import XCOM_REPORT_KEY, H2OModelReportLink, s3_object_url
+from h2o_airflow.links import XCOM_REPORT_KEY, H2OModelReportLink, s3_browser_url
 from h2o_airflow.operators.model import H2OExportModelOperator
 
 pytestmark = pytest.mark.integration
@@ -28,7 +28,7 @@ def test_the_report_link_opens_the_exported_page_and_carries_no_credentials(supe
     assert link.name == "Model report"
     ti = TaskInstanceKey("h2o_train__x", "export_and_promote", "manual__1", try_number=1, map_index=-1)
     assert link.get_link(op, ti_key=ti) == ""  # nothing exported yet
-    XCom.set(XCOM_REPORT_KEY, {"uri": uri, "url": s3_object_url(uri, s3_settings.endpoint_url)},
+    XCom.set(XCOM_REPORT_KEY, {"uri": uri, "url": s3_browser_url(uri, s3_settings.endpoint_url, prefix=False)},
              dag_id=ti.dag_id, task_id=ti.task_id, run_id=ti.run_id, map_index=ti.map_index)
 
     url = link.get_link(op, ti_key=ti)
@@ -42,4 +42,4 @@ def test_the_report_link_opens_the_exported_page_and_carries_no_credentials(supe
     assert refused.value.code == 403  # nothing in the link grants access by itself
     other = ti._replace(run_id="manual__2")
     assert link.get_link(op, ti_key=other) == ""  # another run's export: not this one's report
-    assert s3_object_url(uri) == f"https://s3.console.aws.amazon.com/s3/object/{s3_bucket}?prefix={key}"
+    assert s3_browser_url(uri, prefix=False) == f"https://s3.console.aws.amazon.com/s3/object/{s3_bucket}?prefix={key}"

@@ -15,7 +15,7 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowSkipException
 
 from h2o_airflow.hooks.h2o import H2OHook
-from h2o_airflow.links import XCOM_REPORT_KEY, H2OModelReportLink, s3_object_url
+from h2o_airflow.links import XCOM_REPORT_KEY, H2OModelReportLink, s3_browser_url
 from h2o_airflow.operators.base import H2OPipelineOperator, fail_fast
 from h2o_tasks.errors import H2OTasksError
 
@@ -178,7 +178,7 @@ class H2OExportModelOperator(H2OTrainOperator):
         if "index.html" in out.get("files", ()):
             page = f"{out['uri']}/index.html"
             context["ti"].xcom_push(key=XCOM_REPORT_KEY, value={"uri": page,
-                                                                 "url": s3_object_url(page, s3s.endpoint_url)})
+                                                                 "url": s3_browser_url(page, s3s.endpoint_url, prefix=False)})
         return {**out, "model_id": trained["best_model_id"]}
 
 
