@@ -104,7 +104,7 @@ def local_cloud(state_dir: Path, run_id: str, config: Any, s3: Any) -> Iterator[
     info = backend.create(ClusterSpec.for_run("bench", "bench", run_id, config, s3_endpoint=s3.endpoint_url))
     try:
         backend.wait_ready(info, 180)
-        connect(info.url, s3)
+        connect(info.url, s3, login=backend.login(info))
         import h2o
 
         yield h2o

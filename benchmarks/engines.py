@@ -283,7 +283,7 @@ class Bench:
                 with steps.step("cluster: wait until ready"):
                     backend.wait_ready(info, cfg.cluster.ready_timeout_s, POLL_S)
                 with steps.step("cluster: connect"):
-                    connect(backend.endpoint(info), self.st.s3)
+                    connect(backend.endpoint(info), self.st.s3, login=backend.login(info))
                     import h2o
                 with steps.step("import days"):
                     imported = ingest.import_periods(h2o, cfg, self.periods, s3=self.st.s3)

@@ -72,7 +72,8 @@ def _one(backend: Any, run_id: str, config: ClusterConfig, guide: bool) -> tuple
         def urls() -> list[str]:
             return [f"http://{p.ip}:{H2O_PORT}" for p in backend._pods(info.name, NAMESPACE) if p.ip]
 
-        ref = None if guide else Prober(cloud_ready(urls, config.replicas), t0, 0.0, REFERENCE_PERIOD_S)
+        ref = None if guide else Prober(cloud_ready(urls, config.replicas, backend.login(info)), t0, 0.0,
+                                        REFERENCE_PERIOD_S)
         if ref:
             ref.start()
         backend.wait_ready(info, timeout_s=240, poll_s=0.1)
@@ -141,7 +142,7 @@ def _waits(b: Any, mode: str, n: int) -> Load:
     refs = []
     for info in infos:
         urls = (lambda name: lambda: [f"http://{p.ip}:{H2O_PORT}" for p in admin._pods(name, NAMESPACE) if p.ip])(info.name)
-        refs.append(Prober(cloud_ready(urls, config.replicas), t0, 0.0, REFERENCE_PERIOD_S))
+        refs.append(Prober(cloud_ready(urls, config.replicas, admin.login(info)), t0, 0.0, REFERENCE_PERIOD_S))
         refs[-1].start()
 
     async def one(info: Any) -> float:

@@ -19,6 +19,7 @@ from pathlib import Path
 from benchmarks.common import Result, log, median, skipped
 from h2o_tasks.cluster.base import ClusterInfo, ClusterSpec
 from h2o_tasks.cluster.local import LocalBackend
+from h2o_tasks.cluster.login import Login
 from h2o_tasks.cluster.readiness import decide, fetch_cloud
 from h2o_tasks.config import ClusterConfig
 
@@ -58,9 +59,10 @@ class Prober(threading.Thread):
             tick += self.period
 
 
-def cloud_ready(urls: Callable[[], list[str]], expected: int) -> Callable[[], bool]:
+def cloud_ready(urls: Callable[[], list[str]], expected: int, login: Login | None = None) -> Callable[[], bool]:
+    """A probe of the reference pollers: does any of ``urls`` answer with the whole cloud (asked with ``login``)?"""
     def ready() -> bool:
-        return any(decide(fetch_cloud(u, timeout=1.0), expected).ready for u in urls())
+        return any(decide(fetch_cloud(u, login, timeout=1.0), expected).ready for u in urls())
     return ready
 
 
@@ -81,7 +83,7 @@ def observe_local(backend: LocalBackend, run_id: str, config: ClusterConfig) -> 
     t0 = time.monotonic()
     info = backend.create(spec)
     try:
-        ready = cloud_ready(lambda: [info.url], config.replicas)
+        ready = cloud_ready(lambda: [info.url], config.replicas, backend.login(info))
         ref = Prober(ready, t0, 0.0, REFERENCE_PERIOD_S)
         guide = Prober(ready, t0, GUIDE_DELAY_S, GUIDE_PERIOD_S)
         ref.start()

@@ -21,6 +21,7 @@ from typing import Any
 
 from h2o_tasks import naming, s3
 from h2o_tasks.cluster.base import ClusterBackend, ClusterInfo
+from h2o_tasks.cluster.login import Login, request
 
 MASK = b"***"
 LOG_DOWNLOAD_TIMEOUT_S = 30.0
@@ -64,9 +65,9 @@ def _scrub_file(path: Path, secrets: list[bytes]) -> None:
     path.write_bytes(_scrub_zip(data, secrets) if path.suffix == ".zip" else _scrub(data, secrets))
 
 
-def _get(url: str, timeout: float) -> bytes | None:
+def _get(url: str, timeout: float, login: Login | None) -> bytes | None:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
+        with urllib.request.urlopen(request(url, login), timeout=timeout) as resp:
             return resp.read()
     except Exception:  # a node that is gone or hung: the other evidence still counts
         return None
@@ -90,11 +91,17 @@ def collect(backend: ClusterBackend, info: ClusterInfo, *, errors: dict[str, str
         except Exception as exc:
             url = ""
             problems["leader"] = f"{type(exc).__name__}: {exc}"
+        login = None
         if url:
-            cloud = _get(f"{url}/3/Cloud", 10.0)
+            try:
+                login = backend.login(info)
+            except Exception as exc:
+                login = None
+                problems["login"] = f"{type(exc).__name__}: {exc}"
+            cloud = _get(f"{url}/3/Cloud", 10.0, login)
             if cloud is not None:
                 (work / "cloud.json").write_bytes(cloud)
-            logs = _get(f"{url}/3/Logs/download", LOG_DOWNLOAD_TIMEOUT_S)
+            logs = _get(f"{url}/3/Logs/download", LOG_DOWNLOAD_TIMEOUT_S, login)
             if logs is not None:
                 (work / "h2o-logs.zip").write_bytes(logs)
             else:
@@ -106,7 +113,8 @@ def collect(backend: ClusterBackend, info: ClusterInfo, *, errors: dict[str, str
         (work / "status.json").write_text(json.dumps({
             "collected_at": datetime.now(UTC).isoformat(), "cluster": info.to_dict(), "status": status,
             "errors": errors, "not_collected": problems}, indent=2, default=str))
-        masks = sorted({s.encode() for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+        kept = [*secrets, login.password if login else ""]  # the nodes' logs may echo a request's header
+        masks = sorted({s.encode() for s in kept if s and len(s) >= 4}, key=len, reverse=True)
         files = sorted(p for p in work.rglob("*") if p.is_file())
         for path in files:
             _scrub_file(path, masks)

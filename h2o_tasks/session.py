@@ -6,6 +6,7 @@ import contextlib
 import io
 from typing import Any
 
+from h2o_tasks.cluster.login import Login
 from h2o_tasks.s3 import S3Settings
 
 # h2o-py's job poller (its progress bar) asks for a job's status every 0.5-1.5 s and returns
@@ -25,13 +26,15 @@ def prompt_job_polling() -> None:
     ProgressBar.FINISH_DELAY = JOB_FINISH_DELAY_S
 
 
-def connect(url: str, s3: S3Settings | None = None, verbose: bool = False) -> Any:
-    """Connect the H2O client to ``url`` and give the cloud the S3 credentials (never logged)."""
+def connect(url: str, s3: S3Settings | None = None, verbose: bool = False, login: Login | None = None) -> Any:
+    """Connect the H2O client to ``url`` with the cluster's ``login`` and give the cloud the S3 credentials
+    (never logged)."""
     import h2o
 
     quiet = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
     with quiet:
-        conn = h2o.connect(url=url, verbose=verbose, strict_version_check=True)
+        conn = h2o.connect(url=url, verbose=verbose, strict_version_check=True,
+                           auth=login.pair if login is not None else None)
     prompt_job_polling()
     if s3 is not None and s3.access_key:
         set_credentials(s3)

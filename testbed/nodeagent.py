@@ -13,6 +13,9 @@ process (by its pid), removes the namespace and confirms the deletion.
 It also serves the kubelet's port-forward endpoint (``testbed.kubelet``) on the Node's
 InternalIP, so ``pods/portforward`` through the API server reaches the pods.
 
+Volumes are directories of the pod's own: ``emptyDir`` empty, ``secret`` with the Secret's keys
+written as files (``items`` and ``defaultMode`` honoured).
+
 What it does not emulate: image contents, cgroups (beyond the JVM's MaxRAM), securityContext.
 """
 
@@ -219,11 +222,28 @@ class NodeAgent:
                         raise
         return env
 
+    def _secret_volume(self, source: dict[str, Any], namespace: str, host: Path) -> None:
+        """Write a ``secret`` volume's files (its ``items``, or every key) with their ``defaultMode``, as the
+        kubelet does; a missing Secret raises (the kubelet's FailedMount: the pod does not start)."""
+        import base64
+
+        secret = self.core.read_namespaced_secret(source["secretName"], namespace)
+        data = {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
+        items = source.get("items") or [{"key": k, "path": k} for k in sorted(data)]
+        for item in items:
+            path = host / item["path"]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data[item["key"]])
+            path.chmod(int(item.get("mode", source.get("defaultMode", 0o644))))
+
     def _argv(self, pod: dict[str, Any], container: dict[str, Any], run: PodRun) -> list[str]:
         mounts = {}
+        volumes = {v["name"]: v for v in pod["spec"].get("volumes") or []}
         for m in container.get("volumeMounts") or []:
             host = self.workdir / run.uid / "volumes" / m["name"]
             host.mkdir(parents=True, exist_ok=True)
+            if "secret" in volumes.get(m["name"], {}):
+                self._secret_volume(volumes[m["name"]]["secret"], pod["metadata"]["namespace"], host)
             mounts[m["mountPath"].rstrip("/")] = str(host)
         argv = [*(container.get("command") or []), *(container.get("args") or [])]
         out = []
@@ -256,9 +276,14 @@ class NodeAgent:
             run.netns, run.ip = self.network.add_pod(run.uid, search)
         log = self.workdir / run.uid / "container.log"
         log.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            argv = self._argv(pod, container, run)
+        except Exception as exc:
+            self.event(pod, "FailedMount", f"MountVolume.SetUp failed: {exc}", "Warning")
+            return
         with open(log, "ab") as out:
             run.proc = subprocess.Popen(
-                ["ip", "netns", "exec", run.netns, *self._argv(pod, container, run)],
+                ["ip", "netns", "exec", run.netns, *argv],
                 env=self._env(pod, container, run),
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -368,6 +393,8 @@ class NodeAgent:
             self._start(pod, run)
         elif run.image_error == "ErrImagePull":
             self._start(pod, run)  # second "pull" fails too: ImagePullBackOff
+        elif run.proc is None and not run.image_error:
+            self._start(pod, run)  # a volume could not be mounted (FailedMount): try again
         elif run.proc is not None and run.proc.poll() is not None and not run.backoff_until:
             code = run.proc.returncode
             run.last_exit = {

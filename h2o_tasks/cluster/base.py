@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from h2o_tasks import naming, testhooks
+from h2o_tasks.cluster.login import Login
 from h2o_tasks.config import ClusterConfig
 
 
@@ -156,6 +157,10 @@ class ClusterBackend(Protocol):
 
     def local_endpoint(self, info: ClusterInfo) -> str:
         """The leader's URL for this process (a port-forward of its own where the cluster needs one)."""
+
+    def login(self, info: ClusterInfo) -> Login | None:
+        """The cluster's REST login (made at create, kept by the backend, never in ``info``), or None
+        for a cluster made without one."""
 
     def extend(self, info: ClusterInfo, by: timedelta) -> str:
         """Push the cluster's expiry to ``now + by`` (never past its ceiling); the new expiry."""

@@ -23,6 +23,7 @@ from kubernetes.client.exceptions import ApiException
 
 from h2o_tasks.cluster import manifests, podwatch
 from h2o_tasks.cluster.base import ClusterInfo, ClusterSpec, ClusterStatus, extended_expiry
+from h2o_tasks.cluster.login import PASSWORD_FILE, REALM_FILE, USER, Login
 from h2o_tasks.cluster.pods import PodObservation, evaluate, leader
 from h2o_tasks.cluster.portforward import PortForward, PortForwardError
 from h2o_tasks.cluster.readiness import fetch_cloud, poll_until_ready
@@ -71,6 +72,7 @@ class KubernetesBackend:
         self._forward: PortForward | None = None
         self._forward_key: tuple[str, str, str] = ("", "", "")
         self._forward_lock = threading.RLock()  # close() runs under it too, also from _local_url
+        self._logins: dict[tuple[str, str], Login | None] = {}
 
     # --------------------------------------------------------------- helpers
     def _api(self, kind: str) -> tuple[Any, Any, Any]:
@@ -170,9 +172,52 @@ class KubernetesBackend:
             if m.kind == "Job":
                 owner = {"apiVersion": "batch/v1", "kind": "Job", "name": live["metadata"]["name"],
                          "uid": live["metadata"]["uid"], "controller": False, "blockOwnerDeletion": False}
+                self._logins[(ns, spec.name)] = self._ensure_login(spec, owner)
             if m.kind == "StatefulSet":
                 annotations = live["metadata"].get("annotations") or {}
         return annotations
+
+    def _ensure_login(self, spec: ClusterSpec, owner: dict[str, Any]) -> Login:
+        """Create the run's login Secret (owned by the anchor, labelled as the run's), or read the one a
+        first try or a concurrent creator of the same run made: its nodes may be using it already."""
+        import base64
+
+        ns, name = spec.config.namespace, manifests.login_secret_name(spec.name)
+        login = Login.generate()
+        body = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                "metadata": {"name": name, "namespace": ns, "labels": spec.labels, "ownerReferences": [owner]},
+                "stringData": {PASSWORD_FILE: login.password, REALM_FILE: login.realm}}
+        try:
+            self.core.create_namespaced_secret(ns, body)
+            return login
+        except ApiException as exc:
+            if exc.status != 409:
+                raise ClusterError(f"creating Secret {ns}/{name} failed: {exc.status} {exc.reason}: "
+                                   f"{(exc.body or '')[:500]}", retryable=exc.status >= 500,
+                                   reason="CreateFailed") from exc
+        data = self.core.read_namespaced_secret(name, ns).data or {}
+        return Login(USER, base64.b64decode(data[PASSWORD_FILE]).decode())
+
+    def login(self, info: ClusterInfo) -> Login | None:
+        """The cluster's REST login, read once from its Secret (None when the cluster has none)."""
+        import base64
+
+        ns = info.namespace or self.namespace
+        key = (ns, info.name)
+        if key not in self._logins:
+            try:
+                data = self.core.read_namespaced_secret(manifests.login_secret_name(info.name), ns).data or {}
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+                return None  # not cached: a cluster being created makes its Secret first
+            self._logins[key] = Login(USER, base64.b64decode(data[PASSWORD_FILE]).decode()) \
+                if PASSWORD_FILE in data else None
+        return self._logins[key]
+
+    def _cloud(self, info: ClusterInfo, url: str) -> Any:
+        """The leader's ``/3/Cloud`` at ``url``, asked with the cluster's login (blocking: run it in a thread)."""
+        return self.fetch_cloud(url, self.login(info))
 
     def _apply(self, ns: str, kind: str, body: dict[str, Any]) -> dict[str, Any]:
         """Create the object, or check the existing one against it: a differing Service, PDB or
@@ -278,7 +323,7 @@ class KubernetesBackend:
             if exc.reason == "PortForwardForbidden":
                 raise
             local = ""  # the API server or kubelet hiccupped: the next poll opens a new forward
-        cloud = self.fetch_cloud(local) if local else None
+        cloud = self._cloud(info, local) if local else None
         return _status(info, pods, cloud, url, elapsed_s, formation_timeout_s)
 
     async def astatus(self, api: Any, info: ClusterInfo, elapsed_s: float = 0.0,
@@ -304,7 +349,7 @@ class KubernetesBackend:
         listed = await aclient.CoreV1Api(api).list_namespaced_pod(ns, label_selector=self._selector(info.name))
         pods = _observations(api.sanitize_for_serialization(p) for p in listed.items)
         url = self._leader_url(info, pods)
-        cloud = await asyncio.to_thread(self.fetch_cloud, url) if url and leader(pods) else None
+        cloud = await asyncio.to_thread(self._cloud, info, url) if url and leader(pods) else None
         return _status(info, pods, cloud, url, elapsed_s, formation_timeout_s)
 
     async def aobserve(self, api: Any, info: ClusterInfo, started_at: float, formation_timeout_s: float | None = None,
@@ -362,7 +407,7 @@ class KubernetesBackend:
                             if exc.reason == "PortForwardForbidden":
                                 raise
                             local = ""  # the kubelet hiccupped: the next tick opens a new forward
-                        cloud = await asyncio.to_thread(self.fetch_cloud, local) if local else None
+                        cloud = await asyncio.to_thread(self._cloud, info, local) if local else None
                     yield _status(info, pods, cloud, self._leader_url(info, pods), time.time() - started_at,
                                   formation_timeout_s)
                 await asyncio.sleep(tick_s)
@@ -398,6 +443,7 @@ class KubernetesBackend:
         self.close()
         name = info if isinstance(info, str) else info.name
         ns = (None if isinstance(info, str) else info.namespace) or self.namespace
+        self._logins.pop((ns, name), None)
         selector = self._selector(name)
         body = client.V1DeleteOptions(propagation_policy="Foreground")
         found = False
@@ -407,6 +453,7 @@ class KubernetesBackend:
             (self.core.list_namespaced_service, self.core.delete_namespaced_service),
             (self.policy.list_namespaced_pod_disruption_budget, self.policy.delete_namespaced_pod_disruption_budget),
             (self.networking.list_namespaced_network_policy, self.networking.delete_namespaced_network_policy),
+            (self.core.list_namespaced_secret, self.core.delete_namespaced_secret),  # the login, never others
         ]
         for lister, deleter in listers:
             for obj in lister(ns, label_selector=selector).items:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from h2o_tasks.cluster.base import ClusterInfo, ClusterSpec, ClusterStatus, extended_expiry, polled
+from h2o_tasks.cluster.login import Login, read_private, write_private
 from h2o_tasks.cluster.readiness import decide, fetch_cloud, poll_until_ready
 from h2o_tasks.errors import ClusterError
 
@@ -193,7 +194,8 @@ class LocalBackend:
                            expires_at=state.expires_at, ceiling_at=state.ceiling_at, endpoint_mode="local",
                            state_dir=str(self.state_dir), dag_id=state.dag_id, run_id=state.run_id)
 
-    def _command(self, spec: ClusterSpec, port: int, flatfile: Path, workdir: Path, index: int) -> list[str]:
+    def _command(self, spec: ClusterSpec, port: int, flatfile: Path, workdir: Path, index: int,
+                 login_conf: Path) -> list[str]:
         cfg = spec.config
         props = []
         endpoint = spec.s3_endpoint or self.s3_endpoint
@@ -201,7 +203,8 @@ class LocalBackend:
             props = [f"-Dsys.ai.h2o.persist.s3.endPoint={endpoint}", "-Dsys.ai.h2o.persist.s3.enable.path.style=true"]
         argv = [self.java, f"-Xmx{cfg.memory_mb}m", f"-Xms{min(cfg.memory_mb, 256)}m", *cfg.jvm_options, *props,
                 "-jar", str(h2o_jar()), "-name", spec.name, "-flatfile", str(flatfile),
-                "-ip", HOST, "-port", str(port), "-ice_root", str(workdir / f"ice-{index}"),
+                "-ip", HOST, "-web_ip", HOST, "-port", str(port), "-hash_login", "-login_conf", str(login_conf),
+                "-ice_root", str(workdir / f"ice-{index}"),
                 "-log_dir", str(workdir / f"logs-{index}"), "-log_level", "WARN", "-allow_unsupported_java"]
         if cfg.nthreads:
             argv += ["-nthreads", str(cfg.nthreads)]
@@ -222,7 +225,8 @@ class LocalBackend:
             raise ClusterError(f"java executable {self.java!r} not found: install Java 17", reason="NoJava")
         ports = _pick_ports(spec.config.replicas)  # before anything is written: NoPorts leaves nothing behind
         workdir = self._dir(spec.name)
-        workdir.mkdir(parents=True, exist_ok=True)
+        workdir.parent.mkdir(parents=True, exist_ok=True)
+        workdir.mkdir(mode=0o700, exist_ok=True)  # node logs, ice and the login: this user's only
         flatfile = workdir / "flatfile.txt"
         flatfile.write_text("".join(f"{HOST}:{p}\n" for p in ports))
         nodes: list[NodeState] = []
@@ -232,10 +236,11 @@ class LocalBackend:
                            labels=spec.labels, ceiling_at=spec.ceiling_at.isoformat() if spec.ceiling_at else "",
                            dag_id=spec.dag_id, run_id=spec.run_id)
         try:
+            login_conf = write_private(workdir / "login", Login.generate())
             for i, port in enumerate(ports):
                 log = workdir / f"node-{i}.out"
                 with open(log, "ab") as out:
-                    proc = subprocess.Popen(self._command(spec, port, flatfile, workdir, i), stdout=out,
+                    proc = subprocess.Popen(self._command(spec, port, flatfile, workdir, i, login_conf), stdout=out,
                                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                             start_new_session=True, cwd=workdir)
                 nodes.append(NodeState(pid=proc.pid, port=port, log=str(log)))
@@ -269,7 +274,7 @@ class LocalBackend:
                 return ClusterStatus(info.name, exists=True, failed=True, reason="NodeExited",
                                      message=f"H2O node {i} (pid {node.pid}) of {info.name} exited; last log lines:\n{tail}",
                                      expected_size=state.replicas, url=state.url)
-        cloud = fetch_cloud(state.url)
+        cloud = fetch_cloud(state.url, self.login(info))
         d = decide(cloud, state.replicas, elapsed_s=elapsed_s, formation_timeout_s=formation_timeout_s)
         return ClusterStatus(info.name, exists=True, ready=d.ready, failed=d.failed, reason=d.reason,
                              message=d.message, cloud_size=cloud.cloud_size if cloud else 0,
@@ -298,6 +303,10 @@ class LocalBackend:
 
     def local_endpoint(self, info: ClusterInfo) -> str:
         return self.endpoint(info)
+
+    def login(self, info: ClusterInfo) -> Login | None:
+        """The cluster's REST login, from its state directory (None for a cluster made without one)."""
+        return read_private(self._dir(info.name) / "login")
 
     def extend(self, info: ClusterInfo, by: timedelta) -> str:
         state = self._load(info.name)

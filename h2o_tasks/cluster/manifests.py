@@ -2,7 +2,8 @@
 
 The templates are the single source of truth: this module only computes the values (names,
 DNS, sizes, the JVM command) and renders them. Secrets never enter a manifest: S3
-credentials reach the cluster at run time, or from a Kubernetes Secret by reference.
+credentials reach the cluster at run time, or from a Kubernetes Secret by reference, and the
+REST login's Secret is made by the backend at create time (the pods mount it by name).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from h2o_tasks.cluster import login
 from h2o_tasks.cluster.base import ClusterSpec
 
 TEMPLATES = ("job-anchor", "statefulset", "service-headless", "service-client", "poddisruptionbudget",
@@ -27,6 +29,7 @@ DAG_ID_ANNOTATION = "h2o-airflow/dag-id"  # the exact ids (labels hold sanitised
 RUN_ID_ANNOTATION = "h2o-airflow/run-id"
 HEAP_PERCENT = 75  # -XX:MaxRAMPercentage: the rest of the container is for the JVM's native memory
 H2O_JAR_IN_IMAGE = "/opt/h2o/h2o.jar"
+LOGIN_DIR = "/etc/h2o-login"  # the login Secret's hash file, mounted read-only
 
 
 def templates_dir() -> Path:
@@ -69,6 +72,11 @@ def service_names(name: str) -> tuple[str, str]:
     return f"{name}-nodes", name
 
 
+def login_secret_name(name: str) -> str:
+    """The Secret that holds the cluster's REST login (made by the backend at create, never rendered)."""
+    return f"{name}-login"
+
+
 def anchor_name(name: str) -> str:
     """The Job that owns every other object of the cluster (its cluster-side time-to-live)."""
     return f"{name}-anchor"
@@ -93,7 +101,7 @@ def values(spec: ClusterSpec) -> dict[str, Any]:
     if spec.s3_endpoint:
         command += [f"-Dsys.ai.h2o.persist.s3.endPoint={spec.s3_endpoint}", "-Dsys.ai.h2o.persist.s3.enable.path.style=true"]
     command += ["-jar", H2O_JAR_IN_IMAGE, "-name", spec.name, "-ice_root", "/data/ice", "-log_dir", "/data/logs",
-                "-log_level", "INFO"]
+                "-log_level", "INFO", "-hash_login", "-login_conf", f"{LOGIN_DIR}/{login.REALM_FILE}"]
     if cfg.nthreads:
         command += ["-nthreads", str(cfg.nthreads)]
     return {
@@ -118,6 +126,9 @@ def values(spec: ClusterSpec) -> dict[str, Any]:
         "container_memory": f"{container_memory_mi(cfg.memory_mb)}Mi",
         "scratch_size": cfg.scratch_size,
         "s3_secret": cfg.s3_secret,
+        "login_secret": login_secret_name(spec.name),
+        "login_dir": LOGIN_DIR,
+        "login_file": login.REALM_FILE,
         "client_selector": cfg.client_pod_labels,
         "client_namespace": cfg.client_namespace,
     }

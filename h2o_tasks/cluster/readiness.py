@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from h2o_tasks.cluster.login import Login, request
+
 
 @dataclass(frozen=True)
 class CloudState:
@@ -81,11 +83,20 @@ def decide(cloud: CloudState | None, expected: int, *, elapsed_s: float = 0.0,
     return Decision(True, reason="Ready", message=f"cloud {cloud.cloud_name!r} of {expected} nodes is ready")
 
 
-def fetch_cloud(url: str, timeout: float = 2.0) -> CloudState | None:
-    """The node's ``/3/Cloud``, or None when it does not answer (yet)."""
+def fetch_cloud(url: str, login: Login | None = None, timeout: float = 2.0) -> CloudState | None:
+    """The node's ``/3/Cloud`` (asked with the cluster's ``login``), or None when it does not answer (yet)."""
     try:
-        with urllib.request.urlopen(f"{url}/3/Cloud?skip_ticks=true", timeout=timeout) as resp:
+        with urllib.request.urlopen(request(f"{url}/3/Cloud?skip_ticks=true", login), timeout=timeout) as resp:
             return CloudState.from_json(json.load(resp))
+    except urllib.error.HTTPError as exc:
+        if exc.code in (401, 403):  # waiting would not help: the wrong login, or none
+            from h2o_tasks.errors import ClusterError
+
+            what = "the cluster's login" if login else "a request without a login"
+            raise ClusterError(f"the H2O node at {url} refused {what} ({exc.code}): the password the backend keeps "
+                               "for this cluster is not the one its nodes were started with",
+                               reason="Unauthorized") from None
+        return None
     except (urllib.error.URLError, OSError, ValueError):
         return None
 

@@ -13,6 +13,8 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,7 @@ import pytest
 from devtools import airflow_local, dag_folder
 from devtools.stack import s3server, seed
 from h2o_tasks import s3
+from h2o_tasks.cluster.login import Login, request
 from tests.fixtures.k8s_bed import DOMAIN, NAMESPACE
 
 pytestmark = pytest.mark.e2e
@@ -95,6 +98,7 @@ def leftovers(k8s_bed, name: str) -> dict:
     return {"pods": len(core.list_namespaced_pod(NAMESPACE, label_selector=sel).items),
             "services": len(core.list_namespaced_service(NAMESPACE, label_selector=sel).items),
             "statefulsets": len(apps.list_namespaced_stateful_set(NAMESPACE, label_selector=sel).items),
+            "secrets": len(core.list_namespaced_secret(NAMESPACE, label_selector=sel).items),
             "processes": len(procs), "netns": len(k8s_bed.network.leftovers())}
 
 
@@ -107,8 +111,8 @@ def test_training_and_scoring_dags_on_kubernetes(k8s_bed, k8s_airflow):
     assert cluster["backend"] == "kubernetes" and cluster["replicas"] == 3
     assert results["train"]["best_metric_value"] > 0.7
     assert results["export_and_promote"]["promoted"] is True
-    assert leftovers(k8s_bed, cluster["name"]) == {"pods": 0, "services": 0, "statefulsets": 0, "processes": 0,
-                                                    "netns": 0}
+    assert leftovers(k8s_bed, cluster["name"]) == {"pods": 0, "services": 0, "statefulsets": 0, "secrets": 0,
+                                                    "processes": 0, "netns": 0}
 
     rc, states, results = run(env, log, "h2o_score__k8s-delay")
     assert rc == 0 and set(states.values()) == {"success"}, states
@@ -170,7 +174,8 @@ def test_the_shipped_janitor_dag_reaps_a_kubernetes_orphan(k8s_bed, k8s_airflow)
         swept = results[f"delete_abandoned_kubernetes_{NAMESPACE}"]
         assert swept["deleted"] == [orphan.name] and "no longer exists" in swept["reasons"][orphan.name]
         left = leftovers(k8s_bed, orphan.name)
-        assert (left["pods"], left["services"], left["statefulsets"], left["processes"]) == (0, 0, 0, 0), left
+        assert (left["pods"], left["services"], left["statefulsets"], left["secrets"], left["processes"]) == \
+            (0, 0, 0, 0, 0), left
         assert [c.name for c in backend.list_clusters()] == [kept.name]
         assert "kubernetes/h2o" in results["delete_abandoned_remembered"]["targets"]
 
@@ -217,12 +222,21 @@ def wait_for(what: str, predicate, timeout: float, proc: subprocess.Popen | None
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-def gbm_running(url: str) -> bool:
-    """H2O's own jobs list shows a model being built (the training has really started)."""
-    import urllib.request
+def cluster_login(k8s_bed, pipeline: str) -> Login:
+    """The run's REST login, read from its Secret as a user with the Role would (one run of ``pipeline``)."""
+    import base64
 
+    from kubernetes import client
+
+    (secret,) = client.CoreV1Api(k8s_bed.admin).list_namespaced_secret(
+        NAMESPACE, label_selector=f"h2o-airflow/pipeline={pipeline}").items
+    return Login("h2o", base64.b64decode(secret.data["password"]).decode())
+
+
+def gbm_running(ip: str, login: Login) -> bool:
+    """H2O's own jobs list shows a model being built (the training has really started)."""
     try:
-        with urllib.request.urlopen(f"{url}/3/Jobs", timeout=5) as resp:
+        with urllib.request.urlopen(request(f"http://{ip}:54321/3/Jobs", login), timeout=5) as resp:
             jobs = json.load(resp)["jobs"]
     except Exception:
         return False
@@ -238,7 +252,7 @@ def test_a_pod_killed_during_training_is_rebuilt_by_the_tasks_retry_and_the_run_
     env, log = k8s_airflow
     home, dag_id = Path(env["AIRFLOW_HOME"]), "h2o_train__k8s-slow"
     core = client.CoreV1Api(k8s_bed.admin)
-    proc, ip = start_until_training(k8s_bed, env, log, "k8s-slow", DAY)
+    proc, ip, _ = start_until_training(k8s_bed, env, log, "k8s-slow", DAY)
     try:
         pods = core.list_namespaced_pod(NAMESPACE, label_selector="h2o-airflow/pipeline=k8s-slow").items
         victim = next(p for p in pods if p.status.pod_ip != ip)
@@ -260,7 +274,8 @@ def test_a_pod_killed_during_training_is_rebuilt_by_the_tasks_retry_and_the_run_
     assert "rebuilding it (cluster.rebuild_on_loss)" in text and "made again; its leader is at" in text
     assert report["export_and_promote"].result["promoted"] in (True, False)
     name = report["create_cluster"].result["name"]
-    assert leftovers(k8s_bed, name) == {"pods": 0, "services": 0, "statefulsets": 0, "processes": 0, "netns": 0}
+    assert leftovers(k8s_bed, name) == {"pods": 0, "services": 0, "statefulsets": 0, "secrets": 0, "processes": 0,
+                                        "netns": 0}
 
 
 def test_the_api_server_down_for_a_minute_during_training_does_not_fail_the_run(k8s_bed, k8s_airflow):
@@ -269,12 +284,12 @@ def test_the_api_server_down_for_a_minute_during_training_does_not_fail_the_run(
     env, log = k8s_airflow
     dag_id, day = "h2o_train__k8s-patient", "2013-03-04"
     mark = log.stat().st_size
-    proc, ip = start_until_training(k8s_bed, env, log, "k8s-patient", day)
+    proc, ip, login = start_until_training(k8s_bed, env, log, "k8s-patient", day)
     try:
         k8s_bed.control_plane.stop_apiserver()
         try:
             time.sleep(60)  # the outage itself (a scenario, not a measured time)
-            still_training = gbm_running(f"http://{ip}:54321")
+            still_training = gbm_running(ip, login)
         finally:
             k8s_bed.control_plane.start_apiserver()
         rc = proc.wait(timeout=900)
@@ -293,9 +308,9 @@ def test_the_api_server_down_for_a_minute_during_training_does_not_fail_the_run(
     assert "rebuild" not in text.lower().replace("rebuild_on_loss", "")
 
 
-def start_until_training(k8s_bed, env, log, pipeline: str, day: str) -> tuple[subprocess.Popen, str]:
+def start_until_training(k8s_bed, env, log, pipeline: str, day: str) -> tuple[subprocess.Popen, str, Login]:
     """``airflow dags test`` of the pipeline's training DAG, returned once H2O builds its GBM (seen in
-    ``/3/Jobs``), with the leader pod's address."""
+    ``/3/Jobs``), with the leader pod's address and the cluster's login (an unauthenticated call: 401)."""
     home, dag_id = Path(env["AIRFLOW_HOME"]), f"h2o_train__{pipeline}"
     with open(log, "ab") as out:
         proc = subprocess.Popen([str(Path(sys.executable).parent / "airflow"), "dags", "test", dag_id, day],
@@ -303,12 +318,16 @@ def start_until_training(k8s_bed, env, log, pipeline: str, day: str) -> tuple[su
     try:
         wait_for("training to start", lambda: task_state(home, dag_id, "train") == "running", 600, proc)
         ip = wait_for("the cloud's leader", lambda: _leader_ip(k8s_bed, pipeline), 120, proc)
-        wait_for("H2O to build the GBM", lambda: gbm_running(f"http://{ip}:54321"), 300, proc)
+        login = cluster_login(k8s_bed, pipeline)
+        wait_for("H2O to build the GBM", lambda: gbm_running(ip, login), 300, proc)
+        with pytest.raises(urllib.error.HTTPError) as refused:  # only the run's login opens its REST API
+            urllib.request.urlopen(f"http://{ip}:54321/3/Jobs", timeout=10)
+        assert refused.value.code == 401
     except BaseException:
         proc.terminate()
         proc.wait(timeout=60)
         raise
-    return proc, ip
+    return proc, ip, login
 
 
 def _leader_ip(k8s_bed, pipeline: str) -> str:
@@ -391,4 +410,5 @@ def test_a_backfill_of_three_days_runs_three_clusters_at_once(k8s_bed, k8s_airfl
         assert report["score"].result["rows_scored"] > 800, report["score"]
         assert report["create_cluster"].result["name"] in held
     for name in seen:
-        assert leftovers(k8s_bed, name) == {"pods": 0, "services": 0, "statefulsets": 0, "processes": 0, "netns": 0}
+        assert leftovers(k8s_bed, name) == {"pods": 0, "services": 0, "statefulsets": 0, "secrets": 0, "processes": 0,
+                                        "netns": 0}

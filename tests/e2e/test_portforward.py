@@ -57,12 +57,13 @@ import json, sys, urllib.request
 from kubernetes import client, config
 from h2o_tasks.cluster.base import ClusterInfo
 from h2o_tasks.cluster.kubernetes import KubernetesBackend
+from h2o_tasks.cluster.login import request
 cfg = client.Configuration()
 config.load_kube_config(config_file=sys.argv[1], client_configuration=cfg)
 info = ClusterInfo.from_dict(json.loads(sys.argv[2]))
 with KubernetesBackend(client.ApiClient(cfg), namespace=info.namespace, endpoint_mode="port-forward") as b:
     url = b.local_endpoint(info)
-    with urllib.request.urlopen(url + "/3/Cloud?skip_ticks=true", timeout=10) as r:
+    with urllib.request.urlopen(request(url + "/3/Cloud?skip_ticks=true", b.login(info)), timeout=10) as r:
         print(json.dumps({"url": url, "cloud_size": json.load(r)["cloud_size"]}))
 """
 

@@ -29,6 +29,7 @@ from devtools import dag_folder
 from h2o_airflow.operators.model import H2OBatchScoreOperator
 from h2o_tasks import registry, s3, testhooks
 from h2o_tasks.cluster.local import LocalBackend
+from h2o_tasks.cluster.login import request
 from h2o_tasks.config import QualityGateConfig
 from tests.fixtures.reports import jvms_of, results, states
 from tests.fixtures.waiting import wait_for
@@ -67,7 +68,7 @@ def at_the_barrier(runner, barrier: Path, running) -> dict:
     (info,) = backend.list_clusters()
     (node,) = backend._load(info.name).nodes
     argv = Path(f"/proc/{node.pid}/cmdline").read_bytes().decode().split("\0")
-    with urllib.request.urlopen(f"{info.url}/3/Cloud", timeout=10) as resp:
+    with urllib.request.urlopen(request(f"{info.url}/3/Cloud", backend.login(info)), timeout=10) as resp:
         cloud = json.load(resp)
     return {"name": info.name, "argv": argv, "max_mem": [n["max_mem"] for n in cloud["nodes"]]}
 

@@ -3,7 +3,10 @@
 import json
 import os
 import signal
+import stat
 import time
+import urllib.error
+import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,6 +14,7 @@ import pytest
 
 from h2o_tasks.cluster.base import ClusterSpec
 from h2o_tasks.cluster.local import LocalBackend, _proc_state
+from h2o_tasks.cluster.login import Login, request
 from h2o_tasks.cluster.readiness import fetch_cloud
 from h2o_tasks.config import ClusterConfig
 from h2o_tasks.errors import ClusterError
@@ -38,8 +42,25 @@ def test_two_jvms_form_one_cloud_reattach_and_delete(backend):
         argv = Path(f"/proc/{node.pid}/cmdline").read_bytes().split(b"\0")
         assert b"-XX:TieredStopAtLevel=1" in argv and b"-Dh2o.test.marker=r1" in argv
     assert st.ready and st.cloud_size == 2
-    cloud = fetch_cloud(info.url)
+    login = backend.login(info)
+    cloud = fetch_cloud(info.url, login)
     assert cloud.cloud_size == 2 and cloud.consensus and cloud.cloud_name == info.name
+    # the REST API takes only this cluster's login, kept where only this user reads it
+    for node in backend._load(info.name).nodes:
+        for who in (None, Login(login.user, "not-the-password")):
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(request(f"http://127.0.0.1:{node.port}/3/Cloud", who), timeout=10)
+            assert refused.value.code == 401
+    with pytest.raises(ClusterError, match="refused a request without a login"):
+        fetch_cloud(info.url)
+    keep = backend._dir(info.name) / "login"
+    assert stat.S_IMODE(keep.stat().st_mode) == 0o700
+    assert stat.S_IMODE(backend._dir(info.name).stat().st_mode) == 0o700
+    assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in keep.iterdir()} == {"password": 0o600,
+                                                                                "realm.properties": 0o600}
+    assert login.password not in (keep / "realm.properties").read_text()  # the nodes hold its hash only
+    assert all(login.password not in p.read_text(errors="replace")
+               for p in backend._dir(info.name).rglob("*") if p.is_file() and p.name != "password")
     again = backend.create(spec("r1"))  # a retry of the same run re-attaches
     assert again.url == info.url
     pids = [n["pid"] if isinstance(n, dict) else n.pid for n in backend._load(info.name).nodes]

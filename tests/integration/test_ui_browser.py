@@ -18,6 +18,7 @@ import json
 import os
 import re
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from datetime import date, timedelta
@@ -31,7 +32,9 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from devtools import browser as chromium_browser
 from devtools import dag_folder
 from h2o_tasks import naming
+from h2o_tasks.cluster.base import ClusterInfo
 from h2o_tasks.cluster.local import LocalBackend
+from h2o_tasks.cluster.login import request
 from tests.fixtures.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -326,6 +329,16 @@ def test_trigger_form_params_reach_the_run_and_its_flow_link_shows_the_cloud(ui,
             link = page.get_by_role("link", name="H2O Flow", exact=True)
             expect(link).to_have_attribute("href", f"{cluster['url'].rstrip('/')}/flow/index.html")
             ui.shot("flow-link")
+            # Flow asks for the cluster's login (HTTP basic auth); the user reads the password where the
+            # backend keeps it (mode 0600 in the run's state directory), never from the UI
+            origin = cluster["url"].rstrip("/")
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(f"{origin}/flow/index.html", timeout=30)
+            assert refused.value.code == 401
+            login = _backend(d).login(ClusterInfo.from_dict(cluster))
+            assert login.password not in page.content()
+            page.context.route(f"{origin}/**", lambda route: route.continue_(
+                headers={**route.request.headers, "authorization": login.authorization}))
             with page.context.expect_page() as opened:
                 link.click()
             flow = opened.value
@@ -335,7 +348,7 @@ def test_trigger_form_params_reach_the_run_and_its_flow_link_shows_the_cloud(ui,
             flow.get_by_role("link", name="Admin", exact=True).click()
             flow.get_by_role("link", name="Cluster Status", exact=True).click()
             expect(flow.get_by_text("Nodes (Used / All)")).to_be_visible()
-            with urllib.request.urlopen(f"{cluster['url'].rstrip('/')}/3/Cloud", timeout=30) as resp:
+            with urllib.request.urlopen(request(f"{origin}/3/Cloud", login), timeout=30) as resp:
                 cloud = json.load(resp)
             assert cloud["cloud_name"] == name and cloud["cloud_size"] == 3
             body = flow.locator("body")

@@ -4,6 +4,7 @@ long step when they end within the margin; the clock is injected."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 from h2o_airflow.hooks.h2o import CREDENTIALS_MARGIN, H2OHook
 from h2o_tasks.s3 import S3Settings
@@ -97,13 +98,14 @@ def test_a_cluster_whose_pods_read_a_secret_gets_no_credentials_over_rest(monkey
     from h2o_tasks.config import ClusterConfig
 
     connected = []
-    monkeypatch.setattr(session, "connect", lambda url, s3=None, verbose=False: connected.append(s3))
+    monkeypatch.setattr(session, "connect", lambda url, s3=None, verbose=False, login=None: connected.append(s3))
     for from_secret, expected in ((True, None), (False, "token0")):
         info = ClusterInfo("c", "kubernetes", url="http://10.0.0.1:54321", endpoint_mode="pod-ip",
                            s3_from_secret=from_secret)
         now = datetime.now(UTC)
         hook, fetched, pushed = _hook(monkeypatch, [now + timedelta(hours=1), now + timedelta(hours=2)])
         hook.cluster = info
+        hook._backend = SimpleNamespace(login=lambda info: None)  # no API server here: a cluster without a login
         hook.get_conn()
         got = connected.pop()
         assert (got.session_token if got else None) == expected

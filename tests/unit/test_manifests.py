@@ -47,7 +47,14 @@ def test_statefulset_follows_h2o_kubernetes_rules(rendered):
     assert c["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                                     "capabilities": {"drop": ["ALL"]}}
     assert pod["securityContext"]["runAsNonRoot"] is True
-    assert {m["mountPath"] for m in c["volumeMounts"]} == {"/data", "/tmp"}
+    assert {m["mountPath"] for m in c["volumeMounts"]} == {"/data", "/tmp", "/etc/h2o-login"}
+    # the REST login: every node reads the hash from the run's Secret, mounted read-only; no password here
+    (login,) = [v for v in pod["volumes"] if "secret" in v]
+    assert login["secret"] == {"secretName": f"{spec.name}-login", "defaultMode": 0o440,
+                               "items": [{"key": "realm.properties", "path": "realm.properties"}]}
+    assert next(m for m in c["volumeMounts"] if m["name"] == "login")["readOnly"] is True
+    at = c["command"].index("-hash_login")
+    assert c["command"][at + 1 : at + 3] == ["-login_conf", "/etc/h2o-login/realm.properties"]
     assert sts["metadata"]["annotations"][manifests.EXPIRES_ANNOTATION] == spec.expires_at.isoformat()
     assert sts["metadata"]["annotations"][manifests.RUN_ID_ANNOTATION] == "scheduled__2013-02-04T00:00:00+00:00"
     # the pods carry no expiry: extending it patches the StatefulSet, never rolls the pods

@@ -183,11 +183,12 @@ def pf_backend(monkeypatch):
     monkeypatch.setattr(k8s, "PortForward", FakeForward)
     fetched: list[str] = []
     b = k8s.KubernetesBackend(api_client=object(), endpoint_mode="port-forward", conn_id="k",
-                              fetch_cloud=lambda url: fetched.append(url))
+                              fetch_cloud=lambda url, login: fetched.append(url))
     b.fetched = fetched
     state = {"pods": pods()}
     monkeypatch.setattr(b, "_pods", lambda name, ns: state["pods"])
     monkeypatch.setattr(b, "_read_sts", lambda name, ns: object())
+    monkeypatch.setattr(b, "login", lambda info: None)
     b.state = state
     return b
 

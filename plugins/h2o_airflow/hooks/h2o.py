@@ -8,6 +8,7 @@ from typing import Any
 from airflow.sdk import BaseHook
 
 from h2o_tasks.cluster import ClusterInfo
+from h2o_tasks.cluster.login import Login
 from h2o_tasks.s3 import S3Settings
 
 # temporary credentials that end within this margin are fetched again before a long step
@@ -20,8 +21,8 @@ class H2OHook(BaseHook):
 
     :param cluster: the ``ClusterInfo`` pushed by the create operator (dict), or None
         to use the URL of the ``h2o_conn_id`` connection (a long-lived cluster).
-    :param h2o_conn_id: connection to a fixed H2O cluster (host and port), used when
-        ``cluster`` is not given.
+    :param h2o_conn_id: connection to a fixed H2O cluster (host, port, and the login of its hash login
+        if it has one), used when ``cluster`` is not given.
     :param aws_conn_id: the AWS connection whose credentials and ``endpoint_url`` the cluster
         uses to read and write S3. Credentials are handed over at run time, never stored.
     :param kubernetes_conn_id: for a Kubernetes cluster in ``port-forward`` endpoint mode, the
@@ -91,16 +92,35 @@ class H2OHook(BaseHook):
                 set_credentials(self._s3)
         return self._s3
 
+    def backend(self) -> Any:
+        """The backend of this hook's cluster (built once, from the connection it was created with)."""
+        if self._backend is None:
+            from h2o_airflow.backends import backend_for_cluster
+
+            assert self.cluster is not None
+            self._backend = backend_for_cluster(self.cluster, self.kubernetes_conn_id or "")
+        return self._backend
+
+    def login(self) -> Login | None:
+        """The cluster's REST login, from where its backend keeps it (masked in logs); None for a fixed
+        cluster of ``h2o_conn_id``, whose connection's login is used instead."""
+        from airflow.sdk.log import mask_secret
+
+        if self.cluster is None:
+            conn = self.get_connection(self.h2o_conn_id or self.default_conn_name)
+            found = Login(conn.login, conn.password) if conn.login and conn.password else None
+        else:
+            found = self.backend().login(self.cluster)
+        if found is not None:
+            mask_secret(found.password)
+        return found
+
     def url(self) -> str:
         """The cluster's URL as this process reaches it (opens the port-forward if the cluster needs one)."""
         if self.cluster is not None:
             if self.cluster.endpoint_mode != "port-forward":
                 return self.cluster.url
-            if self._backend is None:
-                from h2o_airflow.backends import backend_for_cluster
-
-                self._backend = backend_for_cluster(self.cluster, self.kubernetes_conn_id or "")
-            return self._backend.local_endpoint(self.cluster)
+            return self.backend().local_endpoint(self.cluster)
         conn = self.get_connection(self.h2o_conn_id or self.default_conn_name)
         scheme = conn.schema or "http"
         return f"{scheme}://{conn.host}:{conn.port or 54321}"
@@ -111,7 +131,8 @@ class H2OHook(BaseHook):
             from h2o_tasks.session import connect
 
             # a cluster whose nodes read a Secret gets no credentials over its REST API
-            connect(self.url(), None if self.cluster and self.cluster.s3_from_secret else self.fresh_s3_settings())
+            connect(self.url(), None if self.cluster and self.cluster.s3_from_secret else self.fresh_s3_settings(),
+                    login=self.login())
             import h2o
 
             self._client = h2o
