@@ -248,11 +248,14 @@ class NodeAgent:
         argv = [*(container.get("command") or []), *(container.get("args") or [])]
         out = []
         for arg in argv:
+            # one mount per argument, the longest first: a host path may itself start with a mount path
             for path, host in sorted(mounts.items(), key=lambda kv: -len(kv[0])):
                 if arg == path or arg.startswith(path + "/"):
                     arg = host + arg[len(path) :]
-                elif f"={path}" in arg:
+                    break
+                if f"={path}" in arg:
                     arg = arg.replace(f"={path}", f"={host}")
+                    break
             # the image's files last: a host path may itself start with a mount path (/tmp/...)
             out.append(arg.replace(H2O_JAR_IN_IMAGE, str(self.h2o_jar)))
         if out and out[0] == "java":

@@ -15,6 +15,7 @@ import secrets
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 USER = "h2o"
 REALM_FILE = "realm.properties"
@@ -74,3 +75,11 @@ def read_private(directory: Path) -> Login | None:
         return Login(USER, (directory / PASSWORD_FILE).read_text())
     except OSError:
         return None
+
+
+def hint(info: Any) -> str:
+    """Where a user reads the password of the cluster ``info`` (a ``ClusterInfo``): never the password."""
+    if info.backend == "local":
+        return f"user {USER}, password: cat {Path(info.state_dir or '.') / 'clusters' / info.name / 'login' / PASSWORD_FILE}"
+    return (f"user {USER}, password: kubectl -n {info.namespace} get secret {info.name}-login "
+            f"-o jsonpath='{{.data.{PASSWORD_FILE}}}' | base64 -d")

@@ -13,7 +13,8 @@ XCOM_REPORT_KEY = "h2o_report"
 
 
 class H2OFlowLink(BaseOperatorLink):
-    """Opens H2O Flow on the cluster that the task created (while it exists)."""
+    """Opens H2O Flow on the cluster that the task created (while it exists). Flow asks for the cluster's
+    REST login; the create task's log says where to read the password (never the password itself)."""
 
     name = "H2O Flow"
 

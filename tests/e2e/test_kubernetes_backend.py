@@ -69,7 +69,7 @@ def _first_event(trigger) -> dict:
 def test_the_trigger_watches_the_pods_through_the_providers_async_hook(k8s_bed, backend, monkeypatch):
     """The deferrable wait as the triggerer runs it: AsyncKubernetesHook (kubernetes_asyncio), the run's
     pods listed once and watched, /3/Cloud asked once one pod leads. The API server's audit log shows
-    what the wait cost it: one read, one list, one watch; not a poll."""
+    what the wait cost it: one read, one list, one watch (and one read of the login Secret); not a poll."""
     from h2o_airflow.triggers.cluster import H2OClusterReadyTrigger
 
     monkeypatch.setenv("AIRFLOW_CONN_KUBERNETES_DEFAULT", json.dumps(
@@ -84,9 +84,11 @@ def test_the_trigger_watches_the_pods_through_the_providers_async_hook(k8s_bed, 
                       key=lambda r: r["requestReceivedTimestamp"])
     calls = [(r["verb"], r["objectRef"]["resource"]) for r in requests]
     print(f"wait of {(until - since).total_seconds():.1f}s: {len(calls)} API request(s) {calls}")
-    assert set(calls) <= {("get", "statefulsets"), ("list", "pods"), ("watch", "pods")}, calls
+    assert set(calls) <= {("get", "statefulsets"), ("list", "pods"), ("watch", "pods"), ("get", "secrets")}, calls
+    assert calls.count(("get", "secrets")) == 1, calls  # the cluster's login, read once for /3/Cloud
     # one read and one list, then the watch: a new watch request only once the previous one ended at its
     # timeout, from where it left off (not a poll; a slower machine only spaces them further)
+    calls.remove(("get", "secrets"))
     assert calls[:3] == [("get", "statefulsets"), ("list", "pods"), ("watch", "pods")], calls
     assert calls.count(("list", "pods")) == 1, calls
     watches = [r for r in requests if r["verb"] == "watch"]

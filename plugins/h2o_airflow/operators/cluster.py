@@ -14,7 +14,7 @@ from h2o_airflow.links import XCOM_CLUSTER_KEY, XCOM_ERROR_KEY, H2ODiagnosticsLi
 from h2o_airflow.operators.base import H2OPipelineOperator, fail_fast
 from h2o_airflow.triggers.cluster import H2OClusterReadyTrigger
 from h2o_tasks import intervals, naming, sizing, testhooks
-from h2o_tasks.cluster import ClusterInfo, ClusterSpec
+from h2o_tasks.cluster import ClusterInfo, ClusterSpec, login
 from h2o_tasks.errors import ClusterError, H2OTasksError
 from h2o_tasks.s3 import S3Settings
 
@@ -133,6 +133,7 @@ class H2OCreateClusterOperator(H2OPipelineOperator):
         info = dataclasses.replace(info, url=url)
         context["ti"].xcom_push(key=XCOM_CLUSTER_KEY, value=info.to_dict())
         self.log.info("%s (after %ss); leader at %s", event.get("message"), event.get("elapsed_s", "?"), url)
+        self.log.info("H2O Flow (the task's H2O Flow link) asks for the cluster's login: %s", login.hint(info))
         testhooks.checkpoint("cluster:ready")
         return info.to_dict()
 

@@ -1,0 +1,62 @@
+"""The per-cluster REST login: what the nodes, the clients and the logs get of it."""
+
+import hashlib
+import stat
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+
+from h2o_tasks.cluster.base import ClusterInfo
+from h2o_tasks.cluster.login import Login, hint, read_private, write_private
+from h2o_tasks.cluster.readiness import fetch_cloud
+from h2o_tasks.errors import ClusterError
+
+
+def test_a_login_is_random_and_never_shown():
+    a, b = Login.generate(), Login.generate()
+    assert a.password != b.password and len(a.password) >= 32
+    assert a.password not in repr(a) and a.password not in str(a)
+    # the nodes get the MD5 of the password (Jetty's HashLoginService format), not the password
+    assert a.realm == f"h2o: MD5:{hashlib.md5(a.password.encode()).hexdigest()}\n"
+    assert a.password not in a.realm
+
+
+def test_kept_where_only_this_user_reads_it(tmp_path):
+    login = Login.generate()
+    conf = write_private(tmp_path / "c" / "login", login)
+    assert stat.S_IMODE(conf.parent.stat().st_mode) == 0o700
+    assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in conf.parent.iterdir()} == {
+        "password": 0o600, "realm.properties": 0o600}
+    assert read_private(conf.parent) == login
+    assert read_private(tmp_path / "nowhere") is None
+
+
+def test_the_hint_says_where_the_password_is_never_what_it_is():
+    local = ClusterInfo("c1", "local", state_dir="/var/h2o")
+    assert hint(local) == "user h2o, password: cat /var/h2o/clusters/c1/login/password"
+    k8s = ClusterInfo("c2", "kubernetes", namespace="ml")
+    assert "kubectl -n ml get secret c2-login" in hint(k8s)
+
+
+class _Refusing(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(401)
+        self.send_header("WWW-Authenticate", 'Basic realm="h2o"')
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_refused_login_fails_at_once_instead_of_waiting():
+    server = HTTPServer(("127.0.0.1", 0), _Refusing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}"
+        with pytest.raises(ClusterError, match="refused the cluster's login") as err:
+            fetch_cloud(url, Login("h2o", "wrong"))
+        assert err.value.reason == "Unauthorized" and "wrong" not in str(err.value)
+        assert fetch_cloud("http://127.0.0.1:9") is None  # nothing listening: not answering yet, not an error
+    finally:
+        server.shutdown()
