@@ -89,7 +89,9 @@ def fetch_cloud(url: str, login: Login | None = None, timeout: float = 2.0) -> C
         with urllib.request.urlopen(request(f"{url}/3/Cloud?skip_ticks=true", login), timeout=timeout) as resp:
             return CloudState.from_json(json.load(resp))
     except urllib.error.HTTPError as exc:
-        if exc.code in (401, 403):  # waiting would not help: the wrong login, or none
+        # waiting would not help: the wrong login, or none (a 403 is a follower of a Kubernetes cloud:
+        # H2O answers only on its leader there, and a follower may pass for one while the cloud forms)
+        if exc.code == 401:
             from h2o_tasks.errors import ClusterError
 
             what = "the cluster's login" if login else "a request without a login"

@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import time
+from datetime import UTC, date, datetime
 from types import SimpleNamespace
 
 import pytest
@@ -28,6 +29,7 @@ from h2o_tasks.cluster.local import LocalBackend, _is_ours
 from h2o_tasks.config import ClusterConfig
 from h2o_tasks.errors import ClusterError
 from tests.fixtures.h2o import sleeping_java
+from tests.fixtures.s3 import write_day
 
 pytestmark = pytest.mark.integration
 PIPELINE = "outcomes"
@@ -202,3 +204,34 @@ def test_the_teardown_without_a_recorded_cluster_deletes_the_one_the_run_ids_nam
     assert not _is_ours(pid, info.name) and LocalBackend(state_dir=state).list_clusters() == []
     again = op.execute(context(ti))  # a retry of the teardown: nothing left, which counts as deleted
     assert again["deleted"] is False
+
+
+def test_without_deferring_a_failed_wait_deletes_the_cluster_and_keeps_the_evidence(
+        tmp_path, aws_connection, s3_settings, s3_bucket, monkeypatch):
+    """``deferrable=False``: the create task waits in the worker itself. A node that exits fails the wait;
+    the task saves the evidence, deletes what it created (every node's process, the state directory) and
+    fails without retry, exactly as the deferred path does."""
+    state = tmp_path / "state"
+    monkeypatch.setenv("H2O_AIRFLOW_STATE_DIR", str(state))
+    java = tmp_path / "bin" / "java"  # a JVM that dies at start (a bad option, a missing library)
+    java.parent.mkdir()
+    java.write_text("#!/bin/sh\necho 'Error: Could not create the Java Virtual Machine.'\nexit 1\n")
+    java.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{java.parent}{os.pathsep}{os.environ['PATH']}")
+    source = f"s3://{s3_bucket}/flights"
+    write_day(s3_settings.client(), source, date(2013, 2, 3), b"dep_delay,carrier\n1,UA\n", "csv")
+    raw = dag_folder.variant(name=PIPELINE, registry_uri=f"s3://{s3_bucket}/models/{PIPELINE}",
+                             source={"s3": {"uri": source, "format": "csv"}},
+                             scoring={"output_uri": f"s3://{s3_bucket}/predictions/{PIPELINE}", "hive_table": ""})
+    pipeline_file = dag_folder.write_pipeline(tmp_path / "dags", PIPELINE, raw)
+    op = H2OCreateClusterOperator(task_id="create_cluster", pipeline=str(pipeline_file), deferrable=False)
+    ti = FakeTI()
+    with pytest.raises(AirflowFailException) as err:
+        op.execute({**context(ti), "logical_date": datetime(2013, 2, 4, tzinfo=UTC)})
+    name = naming.cluster_name(PIPELINE, DAG_ID, RUN_ID)
+    assert f"cluster {name} failed (NodeExited)" in str(err.value) and "Could not create the Java" in str(err.value)
+    assert LocalBackend(state_dir=state).list_clusters() == [] and not (state / "clusters" / name).exists()
+    assert ti.pushed["h2o_cluster"]["name"] == name  # recorded before the create: the teardown would find it
+    files = bundle(s3_settings.client(), ti.pushed[XCOM_DIAGNOSTICS_KEY])
+    assert json.loads(files["status.json"])["status"]["reason"] == "NodeExited"
+    assert "Could not create the Java" in files["backend/node-0.out"].decode()

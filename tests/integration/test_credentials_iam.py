@@ -12,9 +12,12 @@ its S3 requests with the session token it was given."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import sqlite3
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -68,6 +71,7 @@ def test_the_dags_run_with_an_assumed_role_and_with_static_keys_where_iam_is_enf
     assert refused.value.response["Error"]["Code"] == "InvalidAccessKeyId"
 
     source = {"kind": "s3", "training_window_days": 7, "s3": {"uri": f"s3://{bucket}/flights", "format": "parquet"}}
+    passwords, running = _collect_cluster_passwords(Path(airflow_runner.env["H2O_AIRFLOW_STATE_DIR"]))
     for how, role_conn in (("role", True), ("keys", False)):
         airflow_runner.env["AIRFLOW_CONN_AWS_DEFAULT"] = _connection(ids, role_conn)
         name = airflow_runner.add_pipeline(f"iam_{how}.yaml", name=f"iam-{how}", source=source,
@@ -86,12 +90,36 @@ def test_the_dags_run_with_an_assumed_role_and_with_static_keys_where_iam_is_enf
         assert champion["version"], how
         assert airflow_runner.clusters_left() == []
 
+    running.clear()
+    assert len(passwords) == 4, len(passwords)  # one cluster per DAG run, each with its own login
+
     # nothing secret where the runs leave things: logs, the metadata database (XCom), the state directory
     with sqlite3.connect(airflow_runner.home / "airflow.db") as db:
         xcoms = json.dumps(db.execute("SELECT value FROM xcom").fetchall(), default=str)
-    assert ids.user_settings.secret_key not in xcoms and MOTO_TOKEN_PREFIX not in xcoms
+    for secret in (ids.user_settings.secret_key, MOTO_TOKEN_PREFIX, *passwords):
+        assert secret not in xcoms, secret[:6]
     roots = [airflow_runner.home / "logs", airflow_runner.log.parent, Path(airflow_runner.env["H2O_AIRFLOW_STATE_DIR"])]
-    assert _found(roots, [ids.user_settings.secret_key, MOTO_TOKEN_PREFIX]) == []
+    assert _found(roots, [ids.user_settings.secret_key, MOTO_TOKEN_PREFIX, *passwords]) == []
+
+
+def _collect_cluster_passwords(state_dir: Path) -> tuple[set[str], threading.Event]:
+    """Read each cluster's REST password while it lives (as its owner can), until the event is cleared:
+    the search above then looks for them too, once their clusters (and password files) are gone."""
+    found: set[str] = set()
+    running = threading.Event()
+    running.set()
+
+    def collect() -> None:
+        while running.is_set():
+            for path in state_dir.glob("clusters/*/login/password"):
+                with contextlib.suppress(OSError):
+                    text = path.read_text()
+                    if len(text) >= 32:  # whole (a file being written reads short)
+                        found.add(text)
+            time.sleep(0.1)
+
+    threading.Thread(target=collect, daemon=True).start()
+    return found, running
 
 
 def test_the_cloud_signs_its_s3_requests_with_the_session_token(tmp_path):
