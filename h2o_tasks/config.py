@@ -390,8 +390,9 @@ class ScheduleConfig:
 
     training: str | None = setting("@weekly", check=syntax.schedule, doc="The training DAG's schedule: a cron "
                                    "expression, a preset, or null (manual runs only).")
-    scoring: str | None = setting("@daily", check=syntax.schedule, doc="The scoring DAG's schedule (null: no "
-                                  "scoring DAG runs on its own).")
+    scoring: str | None = setting("@daily", check=syntax.scoring_schedule, doc="The scoring DAG's schedule (null: no "
+                                  "scoring DAG runs on its own; on_new_champion: each time a training run promotes a "
+                                  "new champion, scoring the last day of that run's interval).")
     start_date: date = setting(date(2013, 1, 1), doc="The first logical date.")
     end_date: date | None = setting(None, doc="The last logical date (none: open-ended).")
     max_active_runs: int = setting(3, lo=1, hi=64, doc="Runs of one DAG at once (each has its own cluster).")
@@ -402,6 +403,9 @@ class ScheduleConfig:
     def _check(s: ScheduleConfig, where: str) -> None:
         if s.end_date and s.end_date < s.start_date:
             raise ConfigError(f"{where}.end_date", str(s.end_date), "is before start_date", "set end_date after start_date")
+        if s.data_intervals and s.scoring == syntax.ON_NEW_CHAMPION:
+            raise ConfigError(f"{where}.scoring", s.scoring, "has no data interval (data_intervals: true)",
+                              "use a cron expression or preset, or data_intervals: false")
         for key in ("training", "scoring"):
             if s.data_intervals and getattr(s, key) == "@once":
                 raise ConfigError(f"{where}.{key}", "@once", "has no data interval (data_intervals: true)",

@@ -94,3 +94,11 @@ def schedule(path: str, value: str | None) -> str | None:
                           "write five fields (minute hour day-of-month month day-of-week) such as '0 6 * * 1', "
                           f"or a preset ({', '.join(SCHEDULE_PRESETS)})")
     return value
+
+
+ON_NEW_CHAMPION = "on_new_champion"
+
+
+def scoring_schedule(path: str, value: str | None) -> str | None:
+    """The scoring DAG's schedule: as :func:`schedule`, or ``on_new_champion`` (the champion's Asset)."""
+    return value if value == ON_NEW_CHAMPION else schedule(path, value)

@@ -19,6 +19,7 @@ from typing import Any
 
 from airflow.sdk import DAG, CronDataIntervalTimetable, Param
 
+from h2o_airflow import assets
 from h2o_airflow.notify import OnTaskFailure
 from h2o_tasks import config as pipeline_config
 from h2o_tasks.config import ALGORITHMS, PipelineConfig
@@ -45,12 +46,12 @@ def _params(cfg: PipelineConfig, training: bool) -> dict[str, Param]:
     return params
 
 
-def _dag(dag_id: str, cfg: PipelineConfig, schedule: str | None, training: bool, doc: str) -> DAG:
+def _dag(dag_id: str, cfg: PipelineConfig, schedule: Any, training: bool, doc: str) -> DAG:
     start = datetime.combine(cfg.schedule.start_date, datetime.min.time(), tzinfo=UTC)
     end = (datetime.combine(cfg.schedule.end_date, datetime.min.time(), tzinfo=UTC)
            if cfg.schedule.end_date else None)
     timetable: Any = schedule
-    if schedule and cfg.schedule.data_intervals:
+    if isinstance(schedule, str) and cfg.schedule.data_intervals:
         # a run covers [tick, next tick) and starts once it is over (Airflow's default cron
         # timetable gives a zero-length interval: only the logical day)
         timetable = CronDataIntervalTimetable(schedule, timezone="UTC")
@@ -81,9 +82,9 @@ def training_dag(path: str | Path, cfg: PipelineConfig | None = None) -> DAG:
               f"{', then score the last day of the interval in the same cluster' if cfg.scoring.after_training else ''}"
               f". Pipeline file: `{path}`.") as dag:
         create = H2OCreateClusterOperator(task_id="create_cluster", purpose="train", **common)
-        imported = H2OImportOperator(task_id="import_data", purpose="train", **common)
+        imported = H2OImportOperator(task_id="import_data", purpose="train", inlets=assets.source(cfg), **common)
         trained = H2OTrainOperator(task_id="train", **common)
-        exported = H2OExportModelOperator(task_id="export_and_promote", **common)
+        exported = H2OExportModelOperator(task_id="export_and_promote", outlets=[assets.champion_alias(cfg)], **common)
         delete = H2ODeleteClusterOperator(task_id="delete_cluster", retries=TEARDOWN_RETRIES, **common)
         create >> imported >> trained >> exported
         ends = [exported]
@@ -94,7 +95,8 @@ def training_dag(path: str | Path, cfg: PipelineConfig | None = None) -> DAG:
             imported_day = H2OImportOperator(task_id="import_scoring_data", purpose="score", last_day_only=True,
                                              **common)
             scored = H2OBatchScoreOperator(task_id="score", engine="cluster", import_task_id="import_scoring_data",
-                                           export_task_id="export_and_promote", last_day_only=True, **common)
+                                           export_task_id="export_and_promote", last_day_only=True,
+                                           outlets=[assets.predictions(cfg)], **common)
             trained >> imported_day
             [exported, imported_day] >> scored
             ends = [scored, imported_day]  # the cluster goes once nothing runs in it any more
@@ -109,15 +111,17 @@ def scoring_dag(path: str | Path, cfg: PipelineConfig | None = None) -> DAG:
 
     cfg = cfg or pipeline_config.load(path)
     common: dict[str, Any] = {"pipeline": str(path), "kubernetes_conn_id": cfg.cluster.kubernetes_conn_id}
-    with _dag(f"h2o_score__{cfg.name}", cfg, cfg.schedule.scoring, False,
+    lineage: dict[str, Any] = {"inlets": [*assets.source(cfg), assets.champion(cfg)],
+                               "outlets": [assets.predictions(cfg)]}
+    with _dag(f"h2o_score__{cfg.name}", cfg, assets.scoring_schedule(cfg), False,
               f"Score each day of `{cfg.name}` with the champion model ({cfg.scoring.engine} engine) "
               f"and commit predictions atomically. Pipeline file: `{path}`.") as dag:
         if cfg.scoring.engine in ("offline", "hive"):  # no cluster: the MOJO in the task, or in HiveServer2
-            H2OBatchScoreOperator(task_id="score", engine=cfg.scoring.engine, **common)
+            H2OBatchScoreOperator(task_id="score", engine=cfg.scoring.engine, **lineage, **common)
         else:
             create = H2OCreateClusterOperator(task_id="create_cluster", purpose="score", **common)
             imported = H2OImportOperator(task_id="import_data", purpose="score", **common)
-            scored = H2OBatchScoreOperator(task_id="score", engine="cluster", **common)
+            scored = H2OBatchScoreOperator(task_id="score", engine="cluster", **lineage, **common)
             delete = H2ODeleteClusterOperator(task_id="delete_cluster", retries=TEARDOWN_RETRIES, **common)
             create >> imported >> scored >> delete.as_teardown(setups=create)
     return dag

@@ -234,6 +234,8 @@ def test_airflow_identity_is_confined_to_its_namespace(k8s_bed):
     with pytest.raises(ApiException) as err:
         apps.list_namespaced_stateful_set("default")
     assert err.value.status == 403
+    # Secrets: the runs' logins in its namespace (the README's trade-off), none elsewhere
+    client.CoreV1Api(k8s_bed.airflow).list_namespaced_secret(NAMESPACE)
     with pytest.raises(ApiException) as err:
-        client.CoreV1Api(k8s_bed.airflow).list_namespaced_secret(NAMESPACE)
+        client.CoreV1Api(k8s_bed.airflow).list_namespaced_secret("default")
     assert err.value.status == 403

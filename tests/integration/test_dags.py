@@ -38,6 +38,9 @@ def test_train_then_score_end_to_end(airflow_runner, s3_settings, hive_server):
         assert any(k.endswith(suffix) for k in keys), (suffix, keys)
     champion = json.loads(s3.read_bytes(client, "s3://h2o-demo/models/e2e-delay/champion.json"))
     assert champion["version"] == exported["version"]
+    # the champion's Asset got its event (what schedule.scoring: on_new_champion runs on), naming the day
+    assert airflow_runner.asset_events("s3://h2o-demo/models/e2e-delay/champion.json", f"h2o_train__{name}") == [
+        {"version": exported["version"], "pipeline": name, "day": DAY, "run_id": res["create_cluster"]["run_id"]}]
     # the report: one page a reviewer approves from (the gate, every model of the run, the data, the curves)
     page = s3.read_bytes(client, s3.join(exported["uri"], "index.html")).decode()
     assert "<h2>Quality gate</h2>" in page and "<b>passes</b>" in page and "none yet" in page

@@ -105,6 +105,7 @@ def test_a_model_failing_the_gate_first_without_then_with_a_champion(airflow_run
     assert exported["promoted"] is False and exported["champion"] is None
     assert exported["reason"] == f"auc={auc:.4f} misses the threshold 0.99"
     assert registry.read_champion(client, REGISTRY) is None
+    assert airflow_runner.asset_events(f"{REGISTRY}/champion.json", f"h2o_train__{NAME}") == []  # nothing moved
     assert s3.list_keys(client, s3.join(REGISTRY, "history")) == []
     (written,) = registry.list_versions(client, REGISTRY)
     assert (written.version, written.complete, written.metrics["auc"]) == (exported["version"], True, auc)

@@ -226,12 +226,16 @@ class H2OPipelineOperator(BaseOperator):
         return intervals.periods(granularity, first, last)
 
     def interval(self, context: Any) -> tuple[date, date]:
-        """The run's data interval as dates ``[start, end)`` (a manual run: the logical day);
-        with ``last_day_only`` its last day."""
+        """The run's data interval as dates ``[start, end)`` (a manual run: the logical day; a run triggered by
+        a new champion: the last day of the interval it was trained for); with ``last_day_only`` its last day."""
         start: datetime | None = context.get("data_interval_start")
         end: datetime | None = context.get("data_interval_end")
         if start is None or end is None or end <= start:
-            logical = context.get("logical_date") or context["dag_run"].run_after
+            from h2o_airflow.assets import champion_event_day
+
+            promoted = champion_event_day(context)  # a run of a new champion (schedule.scoring: on_new_champion)
+            logical = (datetime.fromisoformat(promoted) if promoted else None) or context.get("logical_date") \
+                or context["dag_run"].run_after
             start, end = logical, logical + timedelta(days=1)
         first, last = start.date(), max(end.date(), start.date() + timedelta(days=1))
         return (last - timedelta(days=1), last) if self.last_day_only else (first, last)

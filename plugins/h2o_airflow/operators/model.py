@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -171,6 +172,12 @@ class H2OExportModelOperator(H2OTrainOperator):
             raise fail_fast(exc) from exc
         out = outcome.to_dict()
         self.log.info("Exported %s; promoted=%s (%s)", out["uri"], out["promoted"], out["reason"])
+        if out["promoted"]:  # the champion moved: its Asset gets an event (schedule.scoring: on_new_champion)
+            from h2o_airflow import assets
+
+            day = (self.interval(context)[1] - timedelta(days=1)).isoformat()
+            context["outlet_events"][assets.champion_alias(cfg)].add(assets.champion(cfg), extra={
+                "version": out["version"], "pipeline": cfg.name, "day": day, "run_id": context["run_id"]})
         if not out["promoted"] and cfg.notify.on_gate_refused:
             from h2o_airflow.notify import gate_refused
 

@@ -1,0 +1,52 @@
+"""The pipeline's Assets: the tasks' inlets and outlets, and the scoring DAG run by a new champion."""
+
+from types import SimpleNamespace
+
+import pytest
+from airflow.sdk import Asset, AssetAlias
+
+from h2o_airflow import assets
+from h2o_airflow.dag_factory import scoring_dag, training_dag
+from h2o_tasks.errors import ConfigError
+from tests.fixtures.pipelines import EXAMPLE, variant
+
+
+def test_the_dags_say_what_their_tasks_read_and_write():
+    cfg = variant()
+    train, score = training_dag(EXAMPLE, cfg), scoring_dag(EXAMPLE, cfg)
+    source = Asset(uri=cfg.source.s3.uri.rstrip("/"), group="h2o")
+    champion = Asset(uri=f"{cfg.registry_uri}/champion.json", name=f"h2o/{cfg.name}/champion", group="h2o")
+    predictions = Asset(uri=cfg.scoring.output_uri.rstrip("/"), name=f"h2o/{cfg.name}/predictions", group="h2o")
+    assert train.get_task("import_data").inlets == [source]
+    # the champion's event comes through an alias: added only when the export promoted
+    assert train.get_task("export_and_promote").outlets == [AssetAlias(name=f"h2o/{cfg.name}/champion-moves",
+                                                                       group="h2o")]
+    assert train.get_task("score").outlets == [predictions]  # scoring.after_training
+    task = score.get_task("score")
+    assert (task.inlets, task.outlets) == ([source, champion], [predictions])
+    assert type(score.timetable).__name__ == "CronTriggerTimetable"  # a time schedule by default
+    # a Hive source has no asset: its URI would need the server's host, which only the connection knows
+    hive = variant(source={"kind": "hive", "hive": {"table": "flights"}})
+    assert training_dag(EXAMPLE, hive).get_task("import_data").inlets == []
+
+
+def test_on_new_champion_runs_the_scoring_dag_on_the_champions_asset():
+    cfg = variant(schedule={"scoring": "on_new_champion"})
+    dag = scoring_dag(EXAMPLE, cfg)
+    assert list(dag.timetable.asset_condition.objects) == [assets.champion(cfg)]
+    assert assets.champion(cfg).uri == f"{cfg.registry_uri}/champion.json"
+    with pytest.raises(ConfigError, match=r"schedule\.scoring.*has no data interval"):
+        variant(schedule={"scoring": "on_new_champion", "data_intervals": True})
+    with pytest.raises(ConfigError, match=r"schedule\.scoring"):
+        variant(schedule={"scoring": "on_new_champions"})
+
+
+def test_a_champion_event_names_the_day_its_scoring_run_covers():
+    def event(**extra):
+        return SimpleNamespace(extra=extra)
+
+    champion = Asset(uri="s3://b/models/p/champion.json", name="h2o/p/champion")
+    assert assets.champion_event_day({}) is None  # a scheduled or manual run
+    # several promotions between two runs of the scoring DAG: the latest day
+    context = {"triggering_asset_events": {champion: [event(day="2013-02-04"), event(day="2013-02-11"), event()]}}
+    assert assets.champion_event_day(context) == "2013-02-11"
