@@ -54,3 +54,12 @@ def champion_event_day(context: Any) -> str | None:
     days = [e.extra.get("day") for asset_events in events.values() for e in asset_events
             if (e.extra or {}).get("day")]
     return max(days) if days else None
+
+
+def openlineage_dataset(uri: str) -> Any:
+    """An S3 URI as the OpenLineage dataset the amazon provider makes of the same Asset (namespace
+    ``s3://bucket``, name the key)."""
+    from airflow.providers.common.compat.openlineage.facet import Dataset
+
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return Dataset(namespace=f"s3://{bucket}", name=key.rstrip("/") or "/")

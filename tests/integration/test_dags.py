@@ -18,10 +18,13 @@ pytestmark = pytest.mark.integration
 DAY = "2013-02-04"
 
 
-def test_train_then_score_end_to_end(airflow_runner, s3_settings, hive_server):
+def test_train_then_score_end_to_end(airflow_runner, s3_settings, hive_server, tmp_path):
     name = airflow_runner.add_pipeline("e2e.yaml", name="e2e-delay", registry_uri="s3://h2o-demo/models/e2e-delay",
                                        scoring={"output_uri": "s3://h2o-demo/predictions/e2e-delay",
                                                 "hive_table": "e2e_delay_predictions"})
+    lineage = tmp_path / "openlineage.jsonl"  # the OpenLineage provider's file transport
+    airflow_runner.env["AIRFLOW__OPENLINEAGE__TRANSPORT"] = json.dumps(
+        {"type": "file", "log_file_path": str(lineage), "append": True})
     rc, report = airflow_runner.test(f"h2o_train__{name}", DAY)
     assert rc == 0, airflow_runner.log_tail()
     assert set(states(report).values()) == {"success"}, states(report)
@@ -79,6 +82,21 @@ def test_train_then_score_end_to_end(airflow_runner, s3_settings, hive_server):
     assert cur.fetchone()[0] == day_rows
     conn.close()
     assert airflow_runner.clusters_left() == []
+
+    # what OpenLineage was told each task read and wrote (the S3 datasets of the Assets)
+    done = {}
+    for line in lineage.read_text().splitlines():
+        event = json.loads(line)
+        if event["eventType"] == "COMPLETE":
+            done[event["job"]["name"]] = ({(d["namespace"], d["name"]) for d in event.get("inputs", [])},
+                                          {(d["namespace"], d["name"]) for d in event.get("outputs", [])})
+    bucket = "s3://h2o-demo"
+    assert done[f"h2o_train__{name}.import_data"][0] == {(bucket, "flights")}
+    version = exported["uri"].removeprefix(f"{bucket}/")
+    assert done[f"h2o_train__{name}.export_and_promote"][1] == {(bucket, version),
+                                                                (bucket, "models/e2e-delay/champion.json")}
+    assert done[f"h2o_score__{name}.score"] == ({(bucket, "flights"), (bucket, "models/e2e-delay/champion.json")},
+                                               {(bucket, "predictions/e2e-delay")})
 
 
 def test_failure_in_training_leaves_evidence_and_still_deletes_the_cluster(airflow_runner, s3_settings):

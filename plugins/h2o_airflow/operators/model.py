@@ -15,6 +15,7 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowSkipException
 
+from h2o_airflow import assets
 from h2o_airflow.hooks.h2o import H2OHook
 from h2o_airflow.links import XCOM_REPORT_KEY, H2OModelReportLink, s3_browser_url
 from h2o_airflow.operators.base import H2OPipelineOperator, fail_fast
@@ -172,9 +173,8 @@ class H2OExportModelOperator(H2OTrainOperator):
             raise fail_fast(exc) from exc
         out = outcome.to_dict()
         self.log.info("Exported %s; promoted=%s (%s)", out["uri"], out["promoted"], out["reason"])
+        self._written = [out["uri"], *([assets.champion(cfg).uri] if out["promoted"] else [])]
         if out["promoted"]:  # the champion moved: its Asset gets an event (schedule.scoring: on_new_champion)
-            from h2o_airflow import assets
-
             day = (self.interval(context)[1] - timedelta(days=1)).isoformat()
             context["outlet_events"][assets.champion_alias(cfg)].add(assets.champion(cfg), extra={
                 "version": out["version"], "pipeline": cfg.name, "day": day, "run_id": context["run_id"]})
@@ -187,6 +187,13 @@ class H2OExportModelOperator(H2OTrainOperator):
             context["ti"].xcom_push(key=XCOM_REPORT_KEY, value={"uri": page,
                                                                  "url": s3_browser_url(page, s3s.endpoint_url, prefix=False)})
         return {**out, "model_id": trained["best_model_id"]}
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """Lineage for the OpenLineage provider: the version written, and the champion pointer when it moved
+        (an alias outlet has no dataset of its own)."""
+        from airflow.providers.openlineage.extractors import OperatorLineage
+
+        return OperatorLineage(outputs=[assets.openlineage_dataset(u) for u in getattr(self, "_written", [])])
 
 
 class H2OBatchScoreOperator(_ClusterTaskMixin, H2OPipelineOperator):
