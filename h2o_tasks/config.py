@@ -117,6 +117,31 @@ def _features(path: str, features: tuple[Feature, ...]) -> tuple[Feature, ...]:
 
 
 @dataclass(frozen=True)
+class IngressConfig:
+    """Kubernetes: a per-run Ingress to H2O Flow, made and deleted with the cluster."""
+
+    host: str = setting(pattern=syntax.INGRESS_HOST, problem="is not a host name template",
+                        fix="write a DNS name with {cluster} in its first label, e.g. {cluster}.h2o.example.com",
+                        doc="The Ingress host; {cluster} is replaced by the cluster's name (one host per run).")
+    class_name: str = setting("", pattern=f"({syntax.DNS_SUBDOMAIN})?", problem="is not an IngressClass name",
+                              fix="use the name of an IngressClass (kubectl get ingressclass)",
+                              doc="The IngressClass (empty: the cluster's default class).")
+    tls_secret: str = setting("", pattern=f"({syntax.DNS_SUBDOMAIN})?", problem="is not a Secret name",
+                              fix="use the name of a kubernetes.io/tls Secret in the namespace (a wildcard "
+                              "certificate for the host template)",
+                              doc="A TLS Secret for the host (empty: plain HTTP at the Ingress).")
+    annotations: dict[str, str] = setting(factory=dict, check=syntax.annotations,
+                                          doc="Annotations for the Ingress controller (timeouts, auth, ...).")
+    controller_namespace: str = setting("ingress-nginx", pattern=syntax.DNS_LABEL, problem="is not a DNS-1123 label",
+                                        fix="use the namespace your Ingress controller runs in",
+                                        doc="Where the Ingress controller's pods run: the NetworkPolicy lets them "
+                                        "reach port 54321.")
+
+    def host_for(self, cluster: str) -> str:
+        return self.host.replace("{cluster}", cluster)
+
+
+@dataclass(frozen=True)
 class ClusterConfig:
     """Size and placement of the ephemeral H2O cluster of one run."""
 
@@ -174,6 +199,8 @@ class ClusterConfig:
     client_namespace: str = setting("", pattern=f"({syntax.DNS_LABEL})?", problem="is not a DNS-1123 label",
                                     fix="use lower-case letters, digits and '-'",
                                     doc="Kubernetes: the namespace of those Airflow pods (empty: the cluster's).")
+    ingress: IngressConfig | None = setting(None, doc="Kubernetes: an Ingress that opens H2O Flow from a browser "
+                                            "outside the cluster (none: Flow is reached like the REST API).")
 
     @property
     def memory_mb(self) -> int:

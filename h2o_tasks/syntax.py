@@ -12,6 +12,8 @@ from h2o_tasks.errors import ConfigError
 
 DNS_LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"  # RFC 1123 label, as Kubernetes checks it
 DNS_SUBDOMAIN = rf"(?=.{{1,253}}$){DNS_LABEL}(\.{DNS_LABEL})*"
+# an Ingress host with the run's cluster name in its first label: one host per run
+INGRESS_HOST = rf"[a-z0-9-]*\{{cluster\}}[a-z0-9-]*(\.{DNS_LABEL})+"
 SQL_IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_]*"
 CONN_ID = r"[A-Za-z0-9_.-]{1,250}"
 JVM_SIZE = r"[0-9]+[mMgG]"
@@ -75,6 +77,17 @@ def labels(path: str, value: dict[str, str]) -> dict[str, str]:
         if not re.fullmatch(LABEL_VALUE, val):
             raise ConfigError(f"{path}.{key}", val, "is not a Kubernetes label value",
                               "use up to 63 of letters, digits, '-', '_', '.', alphanumeric at both ends")
+    return value
+
+
+def annotations(path: str, value: dict[str, str]) -> dict[str, str]:
+    """Kubernetes annotation keys (as label keys) with string values."""
+    for key, val in value.items():
+        if not re.fullmatch(LABEL_KEY, key):
+            raise ConfigError(f"{path}.{key}", key, "is not a Kubernetes annotation key",
+                              "use [PREFIX/]NAME, e.g. nginx.ingress.kubernetes.io/proxy-body-size")
+        if not isinstance(val, str):
+            raise ConfigError(f"{path}.{key}", val, "is not a string", "quote the value")
     return value
 
 

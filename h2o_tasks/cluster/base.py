@@ -79,6 +79,7 @@ class ClusterInfo:
     :param state_dir: the local backend's state directory of this cluster.
     :param s3_from_secret: the nodes read their S3 credentials from a Secret (``cluster.s3_secret``):
         none are sent over the REST API.
+    :param ingress_url: Kubernetes: the run's Ingress (``cluster.ingress``), where a browser opens Flow.
     """
 
     name: str
@@ -94,6 +95,7 @@ class ClusterInfo:
     dag_id: str = ""
     run_id: str = ""
     s3_from_secret: bool = False
+    ingress_url: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -107,7 +109,9 @@ class ClusterInfo:
 
     @property
     def flow_url(self) -> str:
-        return f"{self.url.rstrip('/')}/flow/index.html" if self.url else ""
+        """H2O Flow for a browser: through the run's Ingress if it has one, else at the REST API's URL."""
+        base = self.ingress_url or self.url
+        return f"{base.rstrip('/')}/flow/index.html" if base else ""
 
 
 @dataclass(frozen=True)

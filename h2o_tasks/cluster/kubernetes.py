@@ -89,6 +89,8 @@ class KubernetesBackend:
             "NetworkPolicy": (self.networking.create_namespaced_network_policy,
                               self.networking.read_namespaced_network_policy,
                               self.networking.delete_namespaced_network_policy),
+            "Ingress": (self.networking.create_namespaced_ingress, self.networking.read_namespaced_ingress,
+                        self.networking.delete_namespaced_ingress),
         }[kind]
 
     def _selector(self, name: str) -> str:
@@ -151,7 +153,9 @@ class KubernetesBackend:
                                    reason="CreateFailed") from exc
             raise
         info = self._info(spec.name, ns, spec.config.replicas, annotations, spec.config.cluster_domain)
-        return dataclasses.replace(info, s3_from_secret=bool(spec.config.s3_secret))
+        ingress = spec.config.ingress
+        return dataclasses.replace(info, s3_from_secret=bool(spec.config.s3_secret), ingress_url=(
+            f"{'https' if ingress.tls_secret else 'http'}://{ingress.host_for(spec.name)}" if ingress else ""))
 
     def _apply_all(self, spec: ClusterSpec) -> dict[str, str]:
         """Create every object (the anchor first, the others owned by it); reconcile those that exist.
@@ -454,6 +458,7 @@ class KubernetesBackend:
             (self.policy.list_namespaced_pod_disruption_budget, self.policy.delete_namespaced_pod_disruption_budget),
             (self.networking.list_namespaced_network_policy, self.networking.delete_namespaced_network_policy),
             (self.core.list_namespaced_secret, self.core.delete_namespaced_secret),  # the login, never others
+            (self.networking.list_namespaced_ingress, self.networking.delete_namespaced_ingress),
         ]
         for lister, deleter in listers:
             for obj in lister(ns, label_selector=selector).items:

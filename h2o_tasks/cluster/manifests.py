@@ -131,6 +131,11 @@ def values(spec: ClusterSpec) -> dict[str, Any]:
         "login_file": login.REALM_FILE,
         "client_selector": cfg.client_pod_labels,
         "client_namespace": cfg.client_namespace,
+        "ingress_host": cfg.ingress.host_for(spec.name) if cfg.ingress else "",
+        "ingress_class": cfg.ingress.class_name if cfg.ingress else "",
+        "ingress_tls_secret": cfg.ingress.tls_secret if cfg.ingress else "",
+        "ingress_annotations": {**(cfg.ingress.annotations if cfg.ingress else {}), **annotations},
+        "ingress_controller_namespace": cfg.ingress.controller_namespace if cfg.ingress else "",
     }
 
 
@@ -139,7 +144,7 @@ def render(spec: ClusterSpec, directory: Path | None = None) -> list[Manifest]:
     env = _environment(str(directory or templates_dir()))
     ctx = values(spec)
     out = []
-    for template in TEMPLATES:
+    for template in TEMPLATES + (("ingress",) if spec.config.ingress else ()):
         text = env.get_template(f"{template}.yaml.j2").render(**ctx)
         body = yaml.safe_load(text)
         out.append(Manifest(kind=body["kind"], name=body["metadata"]["name"], text=text))

@@ -21,10 +21,10 @@ class H2OFlowLink(BaseOperatorLink):
     def get_link(self, operator: Any, *, ti_key: Any) -> str:
         from airflow.providers.common.compat.sdk import XCom
 
+        from h2o_tasks.cluster import ClusterInfo
+
         info = XCom.get_value(key=XCOM_CLUSTER_KEY, ti_key=ti_key)
-        if not info or not info.get("url"):
-            return ""
-        return f"{info['url'].rstrip('/')}/flow/index.html"
+        return ClusterInfo.from_dict(info).flow_url if info else ""
 
 
 def s3_browser_url(uri: str, endpoint_url: str = "", *, prefix: bool = True) -> str:

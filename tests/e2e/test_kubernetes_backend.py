@@ -9,12 +9,16 @@ import os
 import signal
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from datetime import UTC, datetime
 
 import pytest
 
 from h2o_tasks.cluster.base import ClusterSpec
+from h2o_tasks.cluster.login import request
 from h2o_tasks.cluster.podwatch import WATCH_S
+from h2o_tasks.config import IngressConfig
 from h2o_tasks.errors import ClusterError
 from tests.fixtures.k8s_bed import DOMAIN, NAMESPACE, cluster_config
 
@@ -32,7 +36,8 @@ def h2o_pids(name: str) -> list[str]:
 
 
 def test_statefulset_forms_one_cloud_with_a_single_ready_leader(k8s_bed, backend):
-    spec = ClusterSpec.for_run("bed", "dag", "run-ok", cluster_config())
+    spec = ClusterSpec.for_run("bed", "dag", "run-ok", cluster_config(
+        ingress=IngressConfig(host="{cluster}.flow.bed.test", class_name="nginx")))
     t0 = time.monotonic()
     info = backend.create(spec)
     assert backend.create(spec).name == info.name  # a retry re-attaches
@@ -49,7 +54,25 @@ def test_statefulset_forms_one_cloud_with_a_single_ready_leader(k8s_bed, backend
     env = {e.name: e.value for e in sts.spec.template.spec.containers[0].env}
     assert env["H2O_KUBERNETES_SERVICE_DNS"].endswith(f".{NAMESPACE}.svc.{DOMAIN}") and DOMAIN != "cluster.local"
     print(f"cloud of 3 ready {formed:.1f}s after create")
+    # the REST login: its Secret and the Ingress are the run's, owned by its anchor; only the login gets in
+    core, net = client.CoreV1Api(k8s_bed.admin), client.NetworkingV1Api(k8s_bed.admin)
+    secret = core.read_namespaced_secret(f"{info.name}-login", NAMESPACE)
+    ingress = net.read_namespaced_ingress(info.name, NAMESPACE)
+    anchor = client.BatchV1Api(k8s_bed.admin).read_namespaced_job(f"{info.name}-anchor", NAMESPACE)
+    for obj in (secret, ingress):
+        assert [o.uid for o in obj.metadata.owner_references] == [anchor.metadata.uid]
+    assert ingress.spec.rules[0].host == f"{info.name}.flow.bed.test"
+    assert info.ingress_url == f"http://{info.name}.flow.bed.test"
+    leader = next(p for p in pods if p.ready)
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"http://{leader.ip}:54321/3/Cloud", timeout=10)
+    assert refused.value.code == 401
+    with urllib.request.urlopen(request(f"http://{leader.ip}:54321/3/Cloud", backend.login(info)), timeout=10) as r:
+        assert json.load(r)["cloud_size"] == 3
     assert backend.delete(info) is True
+    for listed in (core.list_namespaced_secret(NAMESPACE, label_selector=f"app.kubernetes.io/instance={info.name}"),
+                   net.list_namespaced_ingress(NAMESPACE, label_selector=f"app.kubernetes.io/instance={info.name}")):
+        assert listed.items == []
     assert backend._pods(info.name, NAMESPACE) == []
     assert h2o_pids(info.name) == []
     assert k8s_bed.network.leftovers() == []

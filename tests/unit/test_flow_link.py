@@ -37,3 +37,12 @@ def test_the_link_opens_flow_on_the_cluster_its_task_instance_pushed(supervisor)
     push(run2, ClusterInfo(name="h2o-x-2", backend="local", url="http://127.0.0.1:54400"))
     assert link.get_link(op, ti_key=run2) == "http://127.0.0.1:54400/flow/index.html"
     assert link.get_link(op, ti_key=run1) == "http://10.0.0.5:54321/flow/index.html"
+
+
+def test_with_an_ingress_the_link_opens_flow_through_it(supervisor):
+    op = H2OCreateClusterOperator(task_id="create_cluster", pipeline="p.yaml")
+    (link,) = [x for x in op.operator_extra_links if isinstance(x, H2OFlowLink)]
+    key = TaskInstanceKey("h2o_train__x", "create_cluster", "manual__3", try_number=1, map_index=-1)
+    push(key, ClusterInfo(name="h2o-x-3", backend="kubernetes", url="http://h2o-x-3.h2o.svc.cluster.local:54321",
+                          ingress_url="https://h2o-x-3.ml.example.com"))
+    assert link.get_link(op, ti_key=key) == "https://h2o-x-3.ml.example.com/flow/index.html"

@@ -133,3 +133,39 @@ def test_the_client_url_uses_the_pipelines_cluster_domain(monkeypatch):
     cfg = type("Cfg", (), {"cluster": ClusterConfig(backend="kubernetes", cluster_domain="corp.internal")})()
     H2OPipelineOperator(task_id="t", pipeline="p.yaml").backend(cfg)
     assert seen["cluster_domain"] == "corp.internal"
+
+
+def _with_ingress(**ingress):
+    cfg = config.load(EXAMPLE).with_overrides(cluster={"backend": "kubernetes", "ingress": ingress})
+    spec = ClusterSpec.for_run(cfg.name, "h2o_train__arrival-delay", "manual__1", cfg.cluster)
+    return {m.kind: m.body for m in manifests.render(spec)}, spec
+
+
+@pytest.mark.parametrize("version", SUPPORTED)
+def test_an_ingress_opens_flow_from_outside_the_cluster(version):
+    objs, spec = _with_ingress(host="flow-{cluster}.ml.example.com", class_name="nginx", tls_secret="wildcard-ml",
+                               annotations={"nginx.ingress.kubernetes.io/proxy-read-timeout": "3600"})
+    ingress = objs["Ingress"]
+    kubernetes_validate.validate(ingress, version, strict=True)
+    host = f"flow-{spec.name}.ml.example.com"
+    (rule,) = ingress["spec"]["rules"]
+    assert rule["host"] == host and ingress["spec"]["ingressClassName"] == "nginx"
+    assert rule["http"]["paths"][0]["backend"]["service"] == {"name": spec.name, "port": {"number": 54321}}
+    assert ingress["spec"]["tls"] == [{"hosts": [host], "secretName": "wildcard-ml"}]
+    # the controller's settings, and the run's ids (the janitor and the delete find it by the labels)
+    assert ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-read-timeout"] == "3600"
+    assert ingress["metadata"]["labels"] == objs["StatefulSet"]["metadata"]["labels"]
+    # the NetworkPolicy lets the controller's namespace reach the API port
+    froms = [r["from"][0] for r in objs["NetworkPolicy"]["spec"]["ingress"]]
+    assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}} in froms
+    kubernetes_validate.validate(objs["NetworkPolicy"], version, strict=True)
+
+
+def test_without_an_ingress_none_is_rendered_and_a_host_must_name_the_cluster():
+    objs, _ = _with_ingress(host="{cluster}.h2o.example.com")
+    assert "tls" not in objs["Ingress"]["spec"] and "ingressClassName" not in objs["Ingress"]["spec"]
+    cfg = config.load(EXAMPLE).with_overrides(cluster={"backend": "kubernetes"})
+    spec = ClusterSpec.for_run(cfg.name, "d", "r", cfg.cluster)
+    assert "Ingress" not in {m.kind for m in manifests.render(spec)}
+    with pytest.raises(config.ConfigError, match=r"cluster\.ingress\.host.*\{cluster\}"):
+        config.load(EXAMPLE).with_overrides(cluster={"backend": "kubernetes", "ingress": {"host": "h2o.example.com"}})
