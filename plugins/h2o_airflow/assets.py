@@ -3,7 +3,8 @@
 They are the tasks' ``inlets`` and ``outlets`` (lineage, the UI's asset graph) and drive
 data-aware scheduling: ``schedule.scoring: on_new_champion`` runs the scoring DAG each time a
 training run promotes a new champion. Built from the pipeline file alone (no connection at
-parse time).
+parse time). Each Asset is named by its URI: Airflow marks an asset inactive (and fails the tasks
+naming it) when one URI is given two names, e.g. by a renamed pipeline.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ GROUP = "h2o"
 
 def champion(cfg: PipelineConfig) -> Asset:
     """The pipeline's champion pointer (``<registry_uri>/champion.json``): an event each time it moves."""
-    return Asset(uri=f"{cfg.registry_uri.rstrip('/')}/champion.json", name=f"h2o/{cfg.name}/champion", group=GROUP)
+    return Asset(uri=f"{cfg.registry_uri.rstrip('/')}/champion.json", group=GROUP)
 
 
 def champion_alias(cfg: PipelineConfig) -> AssetAlias:
@@ -31,7 +32,7 @@ def champion_alias(cfg: PipelineConfig) -> AssetAlias:
 
 def predictions(cfg: PipelineConfig) -> Asset:
     """The committed predictions (``scoring.output_uri``)."""
-    return Asset(uri=cfg.scoring.output_uri.rstrip("/"), name=f"h2o/{cfg.name}/predictions", group=GROUP)
+    return Asset(uri=cfg.scoring.output_uri.rstrip("/"), group=GROUP)
 
 
 def source(cfg: PipelineConfig) -> list[Asset]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import os
@@ -20,7 +19,7 @@ from h2o_tasks.cluster.login import request
 from h2o_tasks.cluster.podwatch import WATCH_S
 from h2o_tasks.config import IngressConfig
 from h2o_tasks.errors import ClusterError
-from tests.fixtures.k8s_bed import DOMAIN, NAMESPACE, cluster_config
+from tests.fixtures.k8s_bed import DOMAIN, NAMESPACE, airflow_connection, cluster_config, first_event
 
 pytestmark = pytest.mark.e2e
 
@@ -78,29 +77,16 @@ def test_statefulset_forms_one_cloud_with_a_single_ready_leader(k8s_bed, backend
     assert k8s_bed.network.leftovers() == []
 
 
-def _first_event(trigger) -> dict:
-    async def first():
-        events = trigger.run()
-        try:
-            return await anext(events)
-        finally:
-            await events.aclose()
-
-    return asyncio.run(first()).payload
-
-
 def test_the_trigger_watches_the_pods_through_the_providers_async_hook(k8s_bed, backend, monkeypatch):
     """The deferrable wait as the triggerer runs it: AsyncKubernetesHook (kubernetes_asyncio), the run's
     pods listed once and watched, /3/Cloud asked once one pod leads. The API server's audit log shows
     what the wait cost it: one read, one list, one watch (and one read of the login Secret); not a poll."""
     from h2o_airflow.triggers.cluster import H2OClusterReadyTrigger
 
-    monkeypatch.setenv("AIRFLOW_CONN_KUBERNETES_DEFAULT", json.dumps(
-        {"conn_type": "kubernetes", "extra": {"kube_config_path": str(k8s_bed.control_plane.airflow_kubeconfig),
-                                              "namespace": NAMESPACE}}))
+    monkeypatch.setenv("AIRFLOW_CONN_KUBERNETES_DEFAULT", airflow_connection(k8s_bed))
     info = backend.create(ClusterSpec.for_run("bed", "dag", "run-async", cluster_config(replicas=2)))
     since = datetime.now(UTC)
-    event = _first_event(H2OClusterReadyTrigger(info.to_dict(), timeout_s=180, formation_timeout_s=90))
+    event = first_event(H2OClusterReadyTrigger(info.to_dict(), timeout_s=180, formation_timeout_s=90))
     until = datetime.now(UTC)
     assert (event["status"], event["cloud_size"]) == ("ready", 2), event
     requests = sorted(k8s_bed.control_plane.audit_requests(since=since, until=until),
@@ -123,14 +109,14 @@ def test_the_trigger_watches_the_pods_through_the_providers_async_hook(k8s_bed, 
     assert calls.count(("get", "statefulsets")) <= len(watches), calls  # read again at each renewal at most
 
     backend.delete(info)
-    missing = _first_event(H2OClusterReadyTrigger(info.to_dict(), timeout_s=180))  # gone: failed at once
+    missing = first_event(H2OClusterReadyTrigger(info.to_dict(), timeout_s=180))  # gone: failed at once
     assert (missing["status"], missing["reason"]) == ("failed", "NotFound"), missing
 
     bad = backend.create(ClusterSpec.for_run("bed", "dag", "run-async-bad", cluster_config(
         replicas=1, image="registry.invalid/nope:1")))
     try:
         timeout = 600
-        failed = _first_event(H2OClusterReadyTrigger(bad.to_dict(), timeout_s=timeout))
+        failed = first_event(H2OClusterReadyTrigger(bad.to_dict(), timeout_s=timeout))
         # a pod event ended the wait, not its timeout (the margin holds on any machine)
         assert (failed["status"], failed["reason"]) in {("failed", "ErrImagePull"), ("failed", "ImagePullBackOff")}
         assert failed["elapsed_s"] < timeout / 2, failed
@@ -145,13 +131,11 @@ def test_the_wait_watches_again_after_the_api_server_restarts(k8s_bed, backend, 
 
     from h2o_airflow.triggers.cluster import H2OClusterReadyTrigger
 
-    monkeypatch.setenv("AIRFLOW_CONN_KUBERNETES_DEFAULT", json.dumps(
-        {"conn_type": "kubernetes", "extra": {"kube_config_path": str(k8s_bed.control_plane.airflow_kubeconfig),
-                                              "namespace": NAMESPACE}}))
+    monkeypatch.setenv("AIRFLOW_CONN_KUBERNETES_DEFAULT", airflow_connection(k8s_bed))
     info = backend.create(ClusterSpec.for_run("bed", "dag", "run-outage", cluster_config(replicas=2)))
     since = datetime.now(UTC)
     result: dict = {}
-    waiter = threading.Thread(target=lambda: result.update(_first_event(
+    waiter = threading.Thread(target=lambda: result.update(first_event(
         H2OClusterReadyTrigger(info.to_dict(), timeout_s=240, formation_timeout_s=120, grace_s=60))))
     try:
         waiter.start()
@@ -229,9 +213,7 @@ def test_the_janitor_deletes_an_expired_cluster_and_keeps_one_in_time(k8s_bed, b
 
     from h2o_airflow.operators.janitor import H2OJanitorOperator
 
-    monkeypatch.setenv("AIRFLOW_CONN_KUBERNETES_DEFAULT", json.dumps(
-        {"conn_type": "kubernetes", "extra": {"kube_config_path": str(k8s_bed.control_plane.airflow_kubeconfig),
-                                              "namespace": NAMESPACE}}))
+    monkeypatch.setenv("AIRFLOW_CONN_KUBERNETES_DEFAULT", airflow_connection(k8s_bed))
     small = cluster_config(replicas=1, memory="256m")
     expired = backend.create(dataclasses.replace(ClusterSpec.for_run("bed", "dag", "run-expired", small),
                                                  expires_at=datetime.now(UTC) - timedelta(minutes=5)))

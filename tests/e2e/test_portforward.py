@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from h2o_airflow.triggers.cluster import H2OClusterReadyTrigger
 from h2o_tasks.cluster.base import ClusterInfo, ClusterSpec
 from h2o_tasks.cluster.kubernetes import KubernetesBackend
 from h2o_tasks.cluster.portforward import PortForward, PortForwardError
-from tests.fixtures.k8s_bed import DOMAIN, NAMESPACE, ROOT
+from tests.fixtures.k8s_bed import DOMAIN, NAMESPACE, ROOT, airflow_connection, first_event
 from tests.fixtures.k8s_bed import cluster_config as bed_config
 
 pytestmark = pytest.mark.e2e
@@ -72,9 +73,13 @@ def test_port_forward_cluster_end_to_end(k8s_bed, backend, monkeypatch):
     spec = ClusterSpec.for_run("pf", "dag", "run-pf", cluster_config())
     t0 = time.monotonic()
     info = backend.create(spec)
-    st = backend.wait_ready(info, timeout_s=240)  # /3/Cloud asked through this process's forward
+    # the deferred wait as the triggerer runs it: the provider's async hook watches the pods, and /3/Cloud
+    # is asked (with the cluster's login) through a forward of the triggerer's own
+    monkeypatch.setenv("AIRFLOW_CONN_KUBERNETES_DEFAULT", airflow_connection(k8s_bed))
+    event = first_event(H2OClusterReadyTrigger(info.to_dict(), timeout_s=240, formation_timeout_s=120))
     formed = time.monotonic() - t0
-    assert st.ready and st.cloud_size == 3, st
+    assert (event["status"], event["cloud_size"]) == ("ready", 3), event
+    assert backend.wait_ready(info, timeout_s=60).ready  # this process's forward too
     leader = next(p for p in backend._pods(info.name, NAMESPACE) if p.ready)
 
     # what may go to XCom is the client Service's URL, never this process's 127.0.0.1 forward
@@ -86,9 +91,6 @@ def test_port_forward_cluster_end_to_end(k8s_bed, backend, monkeypatch):
     # the H2O hook, as a task would use it: its own forward, a real H2O client session
     from h2o_airflow.hooks.h2o import H2OHook
 
-    monkeypatch.setenv("AIRFLOW_CONN_KUBERNETES_DEFAULT", json.dumps(
-        {"conn_type": "kubernetes", "extra": {"kube_config_path": str(k8s_bed.control_plane.airflow_kubeconfig),
-                                              "namespace": NAMESPACE}}))
     t1 = time.monotonic()
     with H2OHook(cluster=info.to_dict(), aws_conn_id=None) as hook:
         h2o = hook.get_conn()
@@ -164,10 +166,15 @@ def role_without_portforward(k8s_bed):
         settle(True)
 
 
-def test_without_pods_portforward_the_error_is_clear(k8s_bed, backend):
+def test_without_pods_portforward_the_error_is_clear(k8s_bed, backend, monkeypatch):
     spec = ClusterSpec.for_run("pf", "dag", "run-pf-denied", cluster_config(replicas=1))
+    monkeypatch.setenv("AIRFLOW_CONN_KUBERNETES_DEFAULT", airflow_connection(k8s_bed))
     with role_without_portforward(k8s_bed):
         info = backend.create(spec)  # everything else is still allowed
+        # the triggerer's wait: a failed event at once (the task then deletes the cluster), not a timeout
+        event = first_event(H2OClusterReadyTrigger(info.to_dict(), timeout_s=600, formation_timeout_s=120))
+        assert (event["status"], event["reason"]) == ("failed", "PortForwardForbidden"), event
+        assert event["elapsed_s"] < 300 and "pods/portforward" in event["message"], event
         t0 = time.monotonic()
         with pytest.raises(PortForwardError) as err:
             backend.wait_ready(info, timeout_s=180)

@@ -15,8 +15,8 @@ def test_the_dags_say_what_their_tasks_read_and_write():
     cfg = variant()
     train, score = training_dag(EXAMPLE, cfg), scoring_dag(EXAMPLE, cfg)
     source = Asset(uri=cfg.source.s3.uri.rstrip("/"), group="h2o")
-    champion = Asset(uri=f"{cfg.registry_uri}/champion.json", name=f"h2o/{cfg.name}/champion", group="h2o")
-    predictions = Asset(uri=cfg.scoring.output_uri.rstrip("/"), name=f"h2o/{cfg.name}/predictions", group="h2o")
+    champion = Asset(uri=f"{cfg.registry_uri}/champion.json", group="h2o")
+    predictions = Asset(uri=cfg.scoring.output_uri.rstrip("/"), group="h2o")
     assert train.get_task("import_data").inlets == [source]
     # the champion's event comes through an alias: added only when the export promoted
     assert train.get_task("export_and_promote").outlets == [AssetAlias(name=f"h2o/{cfg.name}/champion-moves",
