@@ -14,9 +14,16 @@ It also serves the kubelet's port-forward endpoint (``testbed.kubelet``) on the 
 InternalIP, so ``pods/portforward`` through the API server reaches the pods.
 
 Volumes are directories of the pod's own: ``emptyDir`` empty, ``secret`` with the Secret's keys
-written as files (``items`` and ``defaultMode`` honoured).
+written as files (``items`` and ``defaultMode`` honoured), both group-owned by ``fsGroup``.
 
-What it does not emulate: image contents, cgroups (beyond the JVM's MaxRAM), securityContext.
+The pod's and container's ``securityContext`` are enforced as a container runtime would: the
+command runs as ``runAsUser``/``runAsGroup`` with ``fsGroup`` as a supplementary group
+(``setpriv``), without new privileges and with every capability dropped when the manifest says
+so, and with a read-only root file system (a private mount namespace where ``/`` is remounted
+read-only and only the writable volumes are mounted read-write). ``runAsNonRoot`` with no
+non-root user refuses to start the container (``CreateContainerConfigError``).
+
+What it does not emulate: image contents, cgroups (beyond the JVM's MaxRAM), seccomp.
 """
 
 from __future__ import annotations
@@ -45,12 +52,73 @@ def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _image_file(path: Path, image_dir: Path) -> Path:
+    """``path`` as a file of the "image", where the pods' users can read it (the repository may sit under
+    a directory only its owner enters): a hard link, or a copy across file systems."""
+    image_dir.mkdir(parents=True, exist_ok=True)
+    target = image_dir / path.name
+    if not target.exists():
+        try:
+            os.link(path, target)
+        except OSError:
+            import shutil
+
+            shutil.copyfile(path, target)
+        target.chmod(0o644)
+    return target
+
+
 def _quantity_bytes(q: str) -> int:
     units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 10**3, "M": 10**6, "G": 10**9}
     for suffix, mult in units.items():
         if q.endswith(suffix):
             return int(float(q[: -len(suffix)]) * mult)
     return int(q)
+
+
+@dataclass(frozen=True)
+class Security:
+    """The effective ``securityContext`` of a container (the container's settings over the pod's)."""
+
+    uid: int | None = None
+    gid: int | None = None
+    fs_group: int | None = None
+    non_root: bool = False
+    read_only_root: bool = False
+    no_new_privs: bool = False
+    drop_all: bool = False
+
+    @classmethod
+    def of(cls, pod: dict[str, Any], container: dict[str, Any]) -> Security:
+        p, c = pod["spec"].get("securityContext") or {}, container.get("securityContext") or {}
+
+        def pick(key: str) -> Any:
+            return c.get(key, p.get(key))
+
+        drops = [d.upper() for d in ((c.get("capabilities") or {}).get("drop") or [])]
+        return cls(uid=pick("runAsUser"), gid=pick("runAsGroup"), fs_group=p.get("fsGroup"),
+                   non_root=bool(pick("runAsNonRoot")), read_only_root=bool(c.get("readOnlyRootFilesystem")),
+                   no_new_privs=c.get("allowPrivilegeEscalation") is False, drop_all="ALL" in drops)
+
+    def refusal(self) -> str:
+        """Why a runtime would not start the container ('' when it would)."""
+        if self.non_root and not self.uid:
+            return "container has runAsNonRoot and image will run as root"
+        return ""
+
+    def wrap(self, argv: list[str], writable: list[str]) -> list[str]:
+        """``argv`` run under this context: its user and groups, privileges, and a read-only root."""
+        if self.uid is not None or self.gid is not None or self.fs_group is not None:
+            groups = sorted({g for g in (self.gid, self.fs_group) if g is not None})
+            argv = ["setpriv", "--reuid", str(self.uid or 0), "--regid", str(self.gid if self.gid is not None else 0),
+                    *(["--groups", ",".join(map(str, groups))] if groups else ["--clear-groups"]),
+                    *(["--no-new-privs"] if self.no_new_privs else []),
+                    *(["--inh-caps", "-all", "--bounding-set", "-all"] if self.drop_all else []), "--", *argv]
+        if self.read_only_root:
+            binds = "".join(f'mount --bind "{d}" "{d}" && ' for d in writable)
+            argv = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+                    f'{binds}mount -o remount,bind,ro / && exec "$@"', "sh", *argv]
+        return argv
 
 
 @dataclass
@@ -68,6 +136,7 @@ class PodRun:
     backoff_until: float = 0.0
     next_probe: float = 0.0
     image_error: str = ""
+    home: str = ""
     reported: dict[str, Any] = field(default_factory=dict)
 
 
@@ -75,8 +144,10 @@ class NodeAgent:
     """
     :param api_client: a ``kubernetes.client.ApiClient`` with rights over nodes, pods, leases.
     :param network: the pod network (created by the caller).
-    :param workdir: where pod logs and emptyDir volumes live.
+    :param workdir: the agent's logs.
     :param h2o_jar: the local ``h2o.jar`` that stands for the H2O image's.
+    :param pods_root: where pods' directories (logs, volumes) and the image's jar live; every parent
+        must be traversable by the pods' users (a kubelet's ``/var/lib/kubelet``). Default: ``workdir``.
     """
 
     def __init__(
@@ -93,6 +164,7 @@ class NodeAgent:
         kubelet_port: int = 10250,
         kubelet_client_ca: str | None = None,
         cluster_domain: str = "cluster.local",
+        pods_root: Path | None = None,
     ):
         from kubernetes import client
 
@@ -103,7 +175,8 @@ class NodeAgent:
         self.coord = client.CoordinationV1Api(api_client)
         self.network = network
         self.workdir = Path(workdir)
-        self.h2o_jar = Path(h2o_jar)
+        self.pods_root = Path(pods_root or workdir)
+        self.h2o_jar = _image_file(Path(h2o_jar), self.pods_root / "image")
         self.node = node_name
         self.cpu = cpu
         self.memory = memory
@@ -193,7 +266,7 @@ class NodeAgent:
 
     # ------------------------------------------------------------------ pods
     def _env(self, pod: dict[str, Any], container: dict[str, Any], run: PodRun) -> dict[str, str]:
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.workdir / run.uid / "home")}
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": run.home}
         meta = pod["metadata"]
         fields = {
             "metadata.name": meta["name"],
@@ -222,7 +295,10 @@ class NodeAgent:
                         raise
         return env
 
-    def _secret_volume(self, source: dict[str, Any], namespace: str, host: Path) -> None:
+    def _pod_dir(self, run: PodRun) -> Path:
+        return self.pods_root / run.uid
+
+    def _secret_volume(self, source: dict[str, Any], namespace: str, host: Path, fs_group: int | None) -> None:
         """Write a ``secret`` volume's files (its ``items``, or every key) with their ``defaultMode``, as the
         kubelet does; a missing Secret raises (the kubelet's FailedMount: the pod does not start)."""
         import base64
@@ -234,16 +310,26 @@ class NodeAgent:
             path = host / item["path"]
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data[item["key"]])
+            if fs_group is not None:
+                os.chown(path, 0, fs_group)
             path.chmod(int(item.get("mode", source.get("defaultMode", 0o644))))
 
     def _argv(self, pod: dict[str, Any], container: dict[str, Any], run: PodRun) -> list[str]:
         mounts = {}
         volumes = {v["name"]: v for v in pod["spec"].get("volumes") or []}
+        security = Security.of(pod, container)
+        writable = []
         for m in container.get("volumeMounts") or []:
-            host = self.workdir / run.uid / "volumes" / m["name"]
+            host = self._pod_dir(run) / "volumes" / m["name"]
             host.mkdir(parents=True, exist_ok=True)
+            if security.fs_group is not None:  # the volume's group is fsGroup, new files inherit it
+                os.chown(host, 0, security.fs_group)
+                host.chmod(0o2775)
             if "secret" in volumes.get(m["name"], {}):
-                self._secret_volume(volumes[m["name"]]["secret"], pod["metadata"]["namespace"], host)
+                self._secret_volume(volumes[m["name"]]["secret"], pod["metadata"]["namespace"], host,
+                                    security.fs_group)
+            elif not m.get("readOnly"):
+                writable.append(str(host))
             mounts[m["mountPath"].rstrip("/")] = str(host)
         argv = [*(container.get("command") or []), *(container.get("args") or [])]
         out = []
@@ -263,7 +349,8 @@ class NodeAgent:
             limit = ((container.get("resources") or {}).get("limits") or {}).get("memory")
             if limit:  # what the container's cgroup would tell the JVM
                 out.insert(1, f"-XX:MaxRAM={_quantity_bytes(limit)}")
-        return out
+        run.home = mounts.get("/data", str(self._pod_dir(run)))  # the image's WORKDIR and the h2o user's home
+        return security.wrap(out, writable)
 
     def _start(self, pod: dict[str, Any], run: PodRun) -> None:
         container = pod["spec"]["containers"][0]
@@ -279,6 +366,11 @@ class NodeAgent:
             run.netns, run.ip = self.network.add_pod(run.uid, search)
         log = self.workdir / run.uid / "container.log"
         log.parent.mkdir(parents=True, exist_ok=True)
+        refused = Security.of(pod, container).refusal()
+        if refused:
+            run.image_error = "CreateContainerConfigError"
+            self.event(pod, "Failed", f"Error: {refused}", "Warning")
+            return
         try:
             argv = self._argv(pod, container, run)
         except Exception as exc:
@@ -292,7 +384,7 @@ class NodeAgent:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
-                cwd=self.workdir / run.uid,
+                cwd=run.home,
             )
         run.started_at = now()
         self.event(pod, "Started", f"Started container {container['name']}")
@@ -342,7 +434,8 @@ class NodeAgent:
         phase = "Pending"
         if run.image_error:
             cs["state"] = {
-                "waiting": {"reason": run.image_error, "message": f'image "{container.get("image")}" is not available on this node'}
+                "waiting": {"reason": run.image_error, "message": f'image "{container.get("image")}" is not available on this node'
+                            if "Image" in run.image_error else Security.of(pod, container).refusal()}
             }
         elif run.proc is not None and run.proc.poll() is None:
             cs["state"] = {"running": {"startedAt": run.started_at}}

@@ -11,6 +11,7 @@ import time
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -46,6 +47,17 @@ def test_statefulset_forms_one_cloud_with_a_single_ready_leader(k8s_bed, backend
     pods = backend._pods(info.name, NAMESPACE)
     assert len(pods) == 3 and sum(p.ready for p in pods) == 1  # only the leader passes the probe
     assert len(h2o_pids(info.name)) == 3
+    # H2O runs under the manifests' own restrictions (the node agent enforces the securityContext): the
+    # non-root user with fsGroup, no new privileges, no capability, a read-only root file system
+    for pid in h2o_pids(info.name):
+        status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+        assert status["Uid"].split() == ["10001"] * 4 and status["Gid"].split() == ["10001"] * 4, status["Uid"]
+        assert status["Groups"].split() == ["10001"] and status["NoNewPrivs"].strip() == "1"
+        assert int(status["CapEff"], 16) == int(status["CapBnd"], 16) == 0
+        mounts = [line.split() for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines()]
+        assert "ro" in next(m for m in mounts if m[4] == "/")[5].split(","), "the root file system is writable"
+        writable = {m[4] for m in mounts if "rw" in m[5].split(",") and "/volumes/" in m[4]}
+        assert {w.rsplit("/", 1)[1] for w in writable} == {"h2o-data", "tmp"}, writable  # not the login
     # discovery went through the bed's own cluster domain (its DNS serves only that one)
     from kubernetes import client
 
