@@ -73,6 +73,7 @@ class KubernetesBackend:
         self._forward_key: tuple[str, str, str] = ("", "", "")
         self._forward_lock = threading.RLock()  # close() runs under it too, also from _local_url
         self._logins: dict[tuple[str, str], Login | None] = {}
+        self.login_patience_s = 60.0  # the operators set cluster.unobservable_grace_s
 
     # --------------------------------------------------------------- helpers
     def _api(self, kind: str) -> tuple[Any, Any, Any]:
@@ -203,18 +204,29 @@ class KubernetesBackend:
         return Login(USER, base64.b64decode(data[PASSWORD_FILE]).decode())
 
     def login(self, info: ClusterInfo) -> Login | None:
-        """The cluster's REST login, read once from its Secret (None when the cluster has none)."""
+        """The cluster's REST login, read once from its Secret (None when the cluster has none). An API
+        server that does not answer is asked again for ``login_patience_s``: a task starting during an
+        outage goes on with its cluster, as it does with the address it has from XCom."""
         import base64
 
         ns = info.namespace or self.namespace
         key = (ns, info.name)
         if key not in self._logins:
-            try:
-                data = self.core.read_namespaced_secret(manifests.login_secret_name(info.name), ns).data or {}
-            except ApiException as exc:
-                if exc.status != 404:
-                    raise
-                return None  # not cached: a cluster being created makes its Secret first
+            deadline = time.monotonic() + self.login_patience_s
+            while True:
+                try:
+                    data = self.core.read_namespaced_secret(manifests.login_secret_name(info.name), ns).data or {}
+                    break
+                except ApiException as exc:
+                    if exc.status == 404:
+                        return None  # not cached: a cluster being created makes its Secret first
+                    if exc.status < 500 or time.monotonic() > deadline:
+                        raise
+                except Exception as exc:  # refused or reset: the API server restarting
+                    if time.monotonic() > deadline:
+                        raise
+                    log.warning("Cannot read the login Secret of %s/%s (%s): trying again", ns, info.name, exc)
+                time.sleep(2.0)
             self._logins[key] = Login(USER, base64.b64decode(data[PASSWORD_FILE]).decode()) \
                 if PASSWORD_FILE in data else None
         return self._logins[key]

@@ -60,3 +60,36 @@ def test_a_refused_login_fails_at_once_instead_of_waiting():
         assert fetch_cloud("http://127.0.0.1:9") is None  # nothing listening: not answering yet, not an error
     finally:
         server.shutdown()
+
+
+def test_the_kubernetes_login_is_read_again_while_the_api_server_restarts(monkeypatch):
+    """A task that starts during an API server outage waits for its cluster's login (as patiently as the
+    cluster is watched) instead of failing; a Secret that is not there is no login at once."""
+    import base64
+    from types import SimpleNamespace
+
+    from kubernetes.client.exceptions import ApiException
+
+    from h2o_tasks.cluster import kubernetes as k8s
+
+    calls = []
+
+    def read(name, ns):
+        calls.append(name)
+        if len(calls) <= 2:
+            raise ConnectionRefusedError(111, "Connection refused")
+        if name == "gone-login":
+            raise ApiException(status=404)
+        return SimpleNamespace(data={"password": base64.b64encode(b"s3cr3t-password").decode()})
+
+    backend = k8s.KubernetesBackend(api_client=object(), namespace="h2o")
+    backend.core = SimpleNamespace(read_namespaced_secret=read)
+    monkeypatch.setattr(k8s.time, "sleep", lambda s: None)
+    info = ClusterInfo("c", "kubernetes", namespace="h2o")
+    assert backend.login(info) == Login("h2o", "s3cr3t-password") and calls == ["c-login"] * 3
+    assert backend.login(info) == Login("h2o", "s3cr3t-password") and len(calls) == 3  # read once
+    assert backend.login(ClusterInfo("gone", "kubernetes", namespace="h2o")) is None
+    calls.clear()
+    backend.login_patience_s = 0.0  # an outage longer than the patience: the error
+    with pytest.raises(ConnectionRefusedError):
+        backend.login(ClusterInfo("other", "kubernetes", namespace="h2o"))
