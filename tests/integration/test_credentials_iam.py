@@ -91,7 +91,7 @@ def test_the_dags_run_with_an_assumed_role_and_with_static_keys_where_iam_is_enf
         assert airflow_runner.clusters_left() == []
 
     running.clear()
-    assert len(passwords) == 4, len(passwords)  # one cluster per DAG run, each with its own login
+    assert len(passwords) == 2, len(passwords)  # one cluster per training run (offline scoring has none)
 
     # nothing secret where the runs leave things: logs, the metadata database (XCom), the state directory
     with sqlite3.connect(airflow_runner.home / "airflow.db") as db:
@@ -154,9 +154,12 @@ def test_the_cloud_signs_its_s3_requests_with_the_session_token(tmp_path):
     client = (
         "import sys, h2o\n"
         "from h2o_tasks import session\n"
+        "from h2o_tasks.cluster.local import LocalBackend\n"
+        "from h2o_tasks.cluster.base import ClusterInfo\n"
         "from h2o_tasks.s3 import S3Settings\n"
+        "login = LocalBackend(state_dir=sys.argv[3]).login(ClusterInfo(sys.argv[4], 'local'))\n"
         "session.connect(sys.argv[1], S3Settings(endpoint_url=sys.argv[2], access_key='ASIATEMPORARY',\n"
-        "                secret_key='s3cr3t', session_token='the-session-token'))\n"
+        "                secret_key='s3cr3t', session_token='the-session-token'), login=login)\n"
         "try:\n"
         "    h2o.import_file('s3://bucket/a.csv')\n"
         "except Exception:\n"
@@ -164,7 +167,8 @@ def test_the_cloud_signs_its_s3_requests_with_the_session_token(tmp_path):
     )
     try:
         backend.wait_ready(info, 180)
-        done = subprocess.run([sys.executable, "-c", client, info.url, url], capture_output=True, text=True, timeout=300)
+        done = subprocess.run([sys.executable, "-c", client, info.url, url, str(backend.state_dir), info.name],
+                              capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr[-2000:]
     finally:
         backend.delete(info)
