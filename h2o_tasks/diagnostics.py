@@ -96,7 +96,6 @@ def collect(backend: ClusterBackend, info: ClusterInfo, *, errors: dict[str, str
             try:
                 login = backend.login(info)
             except Exception as exc:
-                login = None
                 problems["login"] = f"{type(exc).__name__}: {exc}"
             cloud = _get(f"{url}/3/Cloud", 10.0, login)
             if cloud is not None:

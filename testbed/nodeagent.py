@@ -55,16 +55,20 @@ def now() -> str:
 def _image_file(path: Path, image_dir: Path) -> Path:
     """``path`` as a file of the "image", where the pods' users can read it (the repository may sit under
     a directory only its owner enters): a hard link, or a copy across file systems."""
+    import shutil
+    import stat
+
     image_dir.mkdir(parents=True, exist_ok=True)
     target = image_dir / path.name
     if not target.exists():
-        try:
-            os.link(path, target)
-        except OSError:
-            import shutil
-
-            shutil.copyfile(path, target)
-        target.chmod(0o644)
+        if path.stat().st_mode & stat.S_IROTH:  # a link shares the mode: link only what all may read already
+            try:
+                os.link(path, target)
+                return target
+            except OSError:
+                pass  # another file system
+        shutil.copyfile(path, target)
+        target.chmod(0o644)  # the copy, never the source
     return target
 
 
@@ -144,9 +148,9 @@ class NodeAgent:
     """
     :param api_client: a ``kubernetes.client.ApiClient`` with rights over nodes, pods, leases.
     :param network: the pod network (created by the caller).
-    :param workdir: the agent's logs.
+    :param workdir: the agent's logs and the containers' logs.
     :param h2o_jar: the local ``h2o.jar`` that stands for the H2O image's.
-    :param pods_root: where pods' directories (logs, volumes) and the image's jar live; every parent
+    :param pods_root: where pods' directories (volumes, working directories) and the image's jar live; every parent
         must be traversable by the pods' users (a kubelet's ``/var/lib/kubelet``). Default: ``workdir``.
     """
 

@@ -133,6 +133,9 @@ class ClusterBackend(Protocol):
     """The interface every backend implements (``local``, ``kubernetes``); callers use nothing else."""
 
     name: str
+    #: how long :meth:`login` asks again a store that does not answer (the operators set it to
+    #: ``cluster.unobservable_grace_s``, the time the watch waits for a cluster it cannot observe)
+    login_patience_s: float
 
     def create(self, spec: ClusterSpec) -> ClusterInfo:
         """Create the cluster, or re-attach to this run's existing one (idempotent, every object reconciled).

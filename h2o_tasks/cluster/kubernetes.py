@@ -73,7 +73,7 @@ class KubernetesBackend:
         self._forward_key: tuple[str, str, str] = ("", "", "")
         self._forward_lock = threading.RLock()  # close() runs under it too, also from _local_url
         self._logins: dict[tuple[str, str], Login | None] = {}
-        self.login_patience_s = 60.0  # the operators set cluster.unobservable_grace_s
+        self.login_patience_s = 60.0
 
     # --------------------------------------------------------------- helpers
     def _api(self, kind: str) -> tuple[Any, Any, Any]:
@@ -185,8 +185,6 @@ class KubernetesBackend:
     def _ensure_login(self, spec: ClusterSpec, owner: dict[str, Any]) -> Login:
         """Create the run's login Secret (owned by the anchor, labelled as the run's), or read the one a
         first try or a concurrent creator of the same run made: its nodes may be using it already."""
-        import base64
-
         ns, name = spec.config.namespace, manifests.login_secret_name(spec.name)
         login = Login.generate()
         body = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
@@ -200,35 +198,42 @@ class KubernetesBackend:
                 raise ClusterError(f"creating Secret {ns}/{name} failed: {exc.status} {exc.reason}: "
                                    f"{(exc.body or '')[:500]}", retryable=exc.status >= 500,
                                    reason="CreateFailed") from exc
-        data = self.core.read_namespaced_secret(name, ns).data or {}
-        return Login(USER, base64.b64decode(data[PASSWORD_FILE]).decode())
+        found = _login_of(self.core.read_namespaced_secret(name, ns))
+        if found is None:
+            raise ClusterError(f"Secret {ns}/{name} holds no {PASSWORD_FILE!r}: delete it (and the run's cluster) "
+                               "and retry the task", reason="CreateFailed")
+        return found
 
     def login(self, info: ClusterInfo) -> Login | None:
-        """The cluster's REST login, read once from its Secret (None when the cluster has none). An API
-        server that does not answer is asked again for ``login_patience_s``: a task starting during an
-        outage goes on with its cluster, as it does with the address it has from XCom."""
-        import base64
+        """The cluster's REST login, read once from its Secret (None when the cluster has none).
 
+        An API server that does not answer, or refuses for a while, is asked again for
+        ``login_patience_s``: a task starting during an outage goes on with its cluster, as it does
+        with the address it has from XCom. A restarted API server can answer 403 until its RBAC
+        caches fill (kubernetes/kubernetes#121635), so 403 and 429 count as transient here too; the
+        create task, which makes the Secret, has already shown that the identity may read it.
+        """
         ns = info.namespace or self.namespace
         key = (ns, info.name)
         if key not in self._logins:
             deadline = time.monotonic() + self.login_patience_s
             while True:
                 try:
-                    data = self.core.read_namespaced_secret(manifests.login_secret_name(info.name), ns).data or {}
+                    secret = self.core.read_namespaced_secret(manifests.login_secret_name(info.name), ns)
                     break
                 except ApiException as exc:
                     if exc.status == 404:
                         return None  # not cached: a cluster being created makes its Secret first
-                    if exc.status < 500 or time.monotonic() > deadline:
+                    if (exc.status < 500 and exc.status not in (403, 429)) or time.monotonic() > deadline:
                         raise
+                    log.warning("Cannot read the login Secret of %s/%s (%s %s): trying again", ns, info.name,
+                                exc.status, exc.reason)
                 except Exception as exc:  # refused or reset: the API server restarting
                     if time.monotonic() > deadline:
                         raise
                     log.warning("Cannot read the login Secret of %s/%s (%s): trying again", ns, info.name, exc)
                 time.sleep(2.0)
-            self._logins[key] = Login(USER, base64.b64decode(data[PASSWORD_FILE]).decode()) \
-                if PASSWORD_FILE in data else None
+            self._logins[key] = _login_of(secret)
         return self._logins[key]
 
     def _cloud(self, info: ClusterInfo, url: str) -> Any:
@@ -553,3 +558,11 @@ def _status(info: ClusterInfo, pods: list[PodObservation], cloud: Any, url: str,
     d = evaluate(pods, info.replicas, cloud, elapsed_s=elapsed_s, formation_timeout_s=formation_timeout_s)
     return ClusterStatus(info.name, exists=True, ready=d.ready, failed=d.failed, reason=d.reason, message=d.message,
                          cloud_size=cloud.cloud_size if cloud else 0, expected_size=info.replicas, url=url)
+
+
+def _login_of(secret: Any) -> Login | None:
+    """The login kept in a run's login Secret (None when it holds no password)."""
+    import base64
+
+    data = secret.data or {}
+    return Login(USER, base64.b64decode(data[PASSWORD_FILE]).decode()) if PASSWORD_FILE in data else None

@@ -21,7 +21,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,6 +33,7 @@ from h2o_tasks.cluster.readiness import decide, fetch_cloud, poll_until_ready
 from h2o_tasks.errors import ClusterError
 
 HOST = "127.0.0.1"
+CLAIM_TIMEOUT_S = 120.0  # a create starts processes and a delete waits 25 s at most: a longer claim is stuck
 
 
 def default_state_dir() -> Path:
@@ -166,11 +167,49 @@ class LocalBackend:
     """See the module docstring. ``state_dir`` defaults to ``$H2O_AIRFLOW_STATE_DIR``."""
 
     name = "local"
+    login_patience_s = 0.0  # a file on this machine: read at once
 
     def __init__(self, state_dir: str | Path | None = None, java: str = "java", s3_endpoint: str = ""):
         self.state_dir = Path(state_dir) if state_dir else default_state_dir()
         self.java = java
         self.s3_endpoint = s3_endpoint
+        self._held: set[tuple[str, int]] = set()  # (name, thread): the claims this object holds
+
+    @contextlib.contextmanager
+    def _claim(self, name: str, timeout_s: float = CLAIM_TIMEOUT_S) -> Iterator[None]:
+        """Hold the cluster ``name`` alone while it is created or deleted: a task's retry beside a zombie
+        of its previous try, or the janitor beside a creator, would otherwise each start JVMs and one
+        set would be forgotten. An advisory lock (``flock``) on a file that is never removed; the kernel
+        drops it with its holder, so a killed creator leaves no stale claim."""
+        import fcntl
+        import threading
+
+        me = (name, threading.get_ident())
+        if me in self._held:  # delete() inside create(): already ours
+            yield
+            return
+        locks = self.state_dir / "locks"
+        locks.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(locks / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            deadline = time.monotonic() + timeout_s
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise ClusterError(f"cluster {name} stayed claimed by another process for {timeout_s:.0f}s "
+                                           f"({locks / (name + '.lock')}): a create or delete of it still runs; "
+                                           "retry the task once it ends", retryable=True, reason="Busy") from None
+                    time.sleep(0.1)
+            self._held.add(me)
+            try:
+                yield
+            finally:
+                self._held.discard(me)
+        finally:
+            os.close(fd)  # and with it the lock
 
     # ------------------------------------------------------------------ helpers
     def _dir(self, name: str) -> Path:
@@ -212,7 +251,11 @@ class LocalBackend:
 
     # ---------------------------------------------------------------- interface
     def create(self, spec: ClusterSpec) -> ClusterInfo:
-        """Start ``replicas`` JVMs, or re-attach when this run's cluster is already up."""
+        """Start ``replicas`` JVMs, or re-attach when this run's cluster is already up (one creator at a time)."""
+        with self._claim(spec.name):
+            return self._create(spec)
+
+    def _create(self, spec: ClusterSpec) -> ClusterInfo:
         existing = self._load(spec.name)
         if existing is not None:
             if all(_is_ours(n.pid, spec.name) for n in existing.nodes):
@@ -339,6 +382,10 @@ class LocalBackend:
     def delete(self, info: ClusterInfo | str, timeout_s: float = 15.0) -> bool:
         """Stop this cluster's JVMs (only those, by pid), wait until gone, remove its state."""
         name = info if isinstance(info, str) else info.name
+        with self._claim(name):
+            return self._delete(name, timeout_s)
+
+    def _delete(self, name: str, timeout_s: float) -> bool:
         workdir = self._dir(name)
         state = self._load(name)
         if state is None and not workdir.exists():

@@ -62,10 +62,14 @@ def write_private(directory: Path, login: Login) -> Path:
     Returns the hash file's path."""
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     directory.chmod(0o700)
-    for name, text in ((PASSWORD_FILE, login.password), (REALM_FILE, login.realm)):
-        fd = os.open(directory / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # each file whole or not at all (a reader never sees half a password); the hash first, so a
+    # password that can be read always has its hash beside it
+    for name, text in ((REALM_FILE, login.realm), (PASSWORD_FILE, login.password)):
+        tmp = directory / f".{name}.{os.getpid()}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as out:
             out.write(text)
+        os.replace(tmp, directory / name)
     return directory / REALM_FILE
 
 

@@ -59,7 +59,7 @@ def run_watched(what: str, job: Callable[[], T], status: Callable[[], ClusterSta
         if time.monotonic() - unready_since >= grace_s:
             raise _lost(what, st, f" for {grace_s:.0f}s (cluster.unobservable_grace_s)", rebuild=rebuild)
     if "error" in result:
-        st = _observe(status)
+        st = _settled(status, grace_s, poll_s)
         if not st.ready:  # the job failed because the cloud broke: say so, keep H2O's error as the cause
             raise _lost(what, st, rebuild=rebuild) from result["error"]
         raise result["error"]
@@ -80,3 +80,15 @@ def _observe(status: Callable[[], ClusterStatus]) -> ClusterStatus:
         return status()
     except Exception as exc:  # any observation error is reported, never raised here
         return ClusterStatus("?", exists=True, reason="StatusUnknown", message=f"cannot observe the cluster: {exc}")
+
+
+def _settled(status: Callable[[], ClusterStatus], grace_s: float, poll_s: float) -> ClusterStatus:
+    """An observation that says ready or failed, asked again for up to ``grace_s`` while the cluster
+    cannot be observed: a job that failed while the API server was away (or refusing, as a restarted
+    one does until its caches fill) is not blamed on a cloud that is whole."""
+    deadline = time.monotonic() + grace_s
+    while True:
+        st = _observe(status)
+        if st.ready or st.failed or time.monotonic() >= deadline:
+            return st
+        time.sleep(poll_s)

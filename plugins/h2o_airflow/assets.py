@@ -62,5 +62,7 @@ def openlineage_dataset(uri: str) -> Any:
     ``s3://bucket``, name the key)."""
     from airflow.providers.common.compat.openlineage.facet import Dataset
 
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    from h2o_tasks.s3 import split_uri
+
+    bucket, key = split_uri(uri)
     return Dataset(namespace=f"s3://{bucket}", name=key.rstrip("/") or "/")

@@ -19,6 +19,7 @@ from h2o_tasks.cluster.readiness import fetch_cloud
 from h2o_tasks.config import ClusterConfig
 from h2o_tasks.errors import ClusterError
 from tests.fixtures.h2o import delete_clusters
+from tests.fixtures.reports import jvms_of
 from tests.fixtures.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -69,6 +70,38 @@ def test_two_jvms_form_one_cloud_reattach_and_delete(backend):
     assert backend.delete(info) is False  # NotFound is success for a teardown
     assert backend.list_clusters() == []
 
+
+
+def test_two_creators_of_one_run_at_once_make_one_cluster(tmp_path):
+    """A task's retry beside a zombie of its previous try (or two schedulers): each with its own backend
+    object, released together. One makes the JVMs, the other waits for its claim and re-attaches; no
+    second set of JVMs runs unknown to the state."""
+    import threading
+
+    backends = [LocalBackend(state_dir=tmp_path) for _ in range(2)]
+    barrier, infos, errors = threading.Barrier(2), [], []
+
+    def create(b):
+        barrier.wait()
+        try:
+            infos.append(b.create(spec("same-run")))
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=create, args=(b,)) for b in backends]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert not errors and len(infos) == 2 and infos[0].url == infos[1].url
+        name = infos[0].name
+        assert sorted(jvms_of(name)) == sorted(str(n.pid) for n in backends[0]._load(name).nodes)
+        assert len(jvms_of(name)) == 2
+        assert backends[1].wait_ready(infos[1], 120).cloud_size == 2  # with the login both read
+    finally:
+        delete_clusters(backends[0])
+    assert jvms_of(name) == []
 
 def test_node_death_fails_fast_with_reason(backend):
     info = backend.create(spec("r2"))

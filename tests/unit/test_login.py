@@ -93,3 +93,31 @@ def test_the_kubernetes_login_is_read_again_while_the_api_server_restarts(monkey
     backend.login_patience_s = 0.0  # an outage longer than the patience: the error
     with pytest.raises(ConnectionRefusedError):
         backend.login(ClusterInfo("other", "kubernetes", namespace="h2o"))
+
+
+def test_a_restarted_api_server_refusing_until_its_rbac_caches_fill_is_asked_again(monkeypatch):
+    """kubernetes/kubernetes#121635 (seen in CI, stop 24): 403 for a few seconds after a restart. The
+    login read waits it out within its patience; a 401 (a bad token) is raised at once."""
+    import base64
+    from types import SimpleNamespace
+
+    from kubernetes.client.exceptions import ApiException
+
+    from h2o_tasks.cluster import kubernetes as k8s
+
+    answers = [ApiException(status=403, reason="Forbidden"), ApiException(status=429, reason="TooManyRequests"),
+               SimpleNamespace(data={"password": base64.b64encode(b"pw").decode()}), ApiException(status=401)]
+
+    def read(name, ns):
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    backend = k8s.KubernetesBackend(api_client=object(), namespace="h2o")
+    backend.core = SimpleNamespace(read_namespaced_secret=read)
+    monkeypatch.setattr(k8s.time, "sleep", lambda s: None)
+    assert backend.login(ClusterInfo("c", "kubernetes", namespace="h2o")) == Login("h2o", "pw")
+    with pytest.raises(ApiException) as err:
+        backend.login(ClusterInfo("d", "kubernetes", namespace="h2o"))
+    assert err.value.status == 401 and not answers

@@ -163,3 +163,38 @@ def test_a_lost_node_is_retryable_when_the_retry_rebuilds_the_cluster():
     with pytest.raises(ClusterError) as err:
         run_watched("training", lambda: time.sleep(30), lambda: LOST, poll_s=0.01)
     assert not err.value.retryable and "clear the whole DAG run" in str(err.value)
+
+
+def test_a_job_error_while_the_cluster_cannot_be_observed_waits_for_a_verdict():
+    """CI, stop 24: a restarted API server answered 403 until its RBAC caches filled; a job that
+    failed then was blamed on a lost node, though the cloud was whole. The watch asks again; a cloud
+    seen ready lets the job's own error through."""
+    forbidden = RuntimeError("(403) statefulsets is forbidden: RBAC informers not synced")
+    answers = iter([forbidden, forbidden, OK])
+    calls = []
+
+    def status():
+        calls.append(1)
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def job():
+        raise ConnectionRefusedError("the job's own error")
+
+    with pytest.raises(ConnectionRefusedError):
+        run_watched("import", job, status, poll_s=0.01, grace_s=30)
+    assert len(calls) == 3
+
+
+def test_a_job_error_on_a_cluster_unobservable_through_the_grace_is_a_loss():
+    def status():
+        raise RuntimeError("(403) forbidden")
+
+    def job():
+        raise ConnectionRefusedError("the job's own error")
+
+    with pytest.raises(ClusterError) as err:
+        run_watched("import", job, status, poll_s=0.01, grace_s=0.2)
+    assert "StatusUnknown" in str(err.value) and isinstance(err.value.__cause__, ConnectionRefusedError)

@@ -139,8 +139,7 @@ class H2OPipelineOperator(BaseOperator):
 
         info = self._cluster if getattr(self, "_cluster", None) is not None else self.attach(context)[0]
         backend = self.cluster_backend
-        if hasattr(backend, "login_patience_s"):  # the login is read as patiently as the cluster is watched
-            backend.login_patience_s = float(cfg.cluster.unobservable_grace_s)
+        backend.login_patience_s = float(cfg.cluster.unobservable_grace_s)  # as patient as the watch below
         if cfg.cluster.rebuild_on_loss:
             info = self._rebuild_if_lost(context, cfg, info, backend)
         by = max(ttl(cfg.cluster), self.execution_timeout or ttl(cfg.cluster))
