@@ -23,7 +23,9 @@ from devtools import airflow_local, dag_folder
 from devtools.stack import s3server, seed
 from h2o_tasks import s3
 from h2o_tasks.cluster.login import Login, request
+from tests.fixtures.airflow import airflow_env, migrate
 from tests.fixtures.k8s_bed import DOMAIN, NAMESPACE
+from tests.fixtures.reports import jvms_of
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,14 +74,13 @@ def k8s_airflow(k8s_bed, bed_s3, tmp_path_factory):
               "source": {**raw["source"], "training_window_days": 3},
               "training": {**raw["training"], "algorithms": [{"algo": "gbm", "params": {"max_depth": -3}}]}}
     dag_folder.write_pipeline(dags, "k8s_broken", broken)
-    env = airflow_local.airflow_env(home, s3_endpoint=bed_s3.endpoint_url, s3_access_key=bed_s3.access_key,
-                                 s3_secret_key=bed_s3.secret_key)
+    env = airflow_env(home, bed_s3)
     env["AIRFLOW__CORE__DAGS_FOLDER"] = str(dags)
     env["AIRFLOW_CONN_KUBERNETES_DEFAULT"] = json.dumps(
         {"conn_type": "kubernetes", "extra": {"kube_config_path": str(k8s_bed.control_plane.airflow_kubeconfig),
                                               "namespace": NAMESPACE}})
     log = home / "runs.log"
-    assert airflow_local.airflow(["db", "migrate"], env, log, timeout=600) == 0, log.read_text()[-3000:]
+    migrate(env, log)
     return env, log
 
 
@@ -94,7 +95,7 @@ def leftovers(k8s_bed, name: str) -> dict:
 
     core, apps = client.CoreV1Api(k8s_bed.admin), client.AppsV1Api(k8s_bed.admin)
     sel = f"app.kubernetes.io/instance={name}"
-    procs = subprocess.run(["pgrep", "-f", "--", f"-name {name} "], capture_output=True, text=True).stdout.split()
+    procs = jvms_of(name)
     return {"pods": len(core.list_namespaced_pod(NAMESPACE, label_selector=sel).items),
             "services": len(core.list_namespaced_service(NAMESPACE, label_selector=sel).items),
             "statefulsets": len(apps.list_namespaced_stateful_set(NAMESPACE, label_selector=sel).items),
