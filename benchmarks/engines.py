@@ -247,12 +247,13 @@ class Bench:
         return result, sw.seconds, steps
 
     def offline(self, periods: list[intervals.Period] | None = None) -> tuple[Any, float, Steps]:
-        from h2o_tasks import mojo_csv, scoring
+        from h2o_tasks import mojo_csv, offline_stream, scoring
 
         periods = periods or self.periods
         steps = Steps()
-        targets = [(scoring, "fetch_model", "model: fetch + digest"), (scoring, "_read_periods", "read S3 partitions"),
-                   (mojo_csv, "predict_csv", "predict (MOJO JVM)"), (scoring, "_join_predictions", "join + write CSV part"),
+        targets = [(scoring, "fetch_model", "model: fetch + digest"), (offline_stream, "download", "download S3 partitions"),
+                   (offline_stream, "write_scorer_input", "write the scorer's CSV"),
+                   (mojo_csv, "predict_csv", "predict (MOJO JVM)"), (offline_stream, "join_period", "join + write CSV part"),
                    *commit_targets()]
         with steps.patched(targets), Stopwatch() as sw:
             result = scoring.score_offline(self.cfg["offline"], self.st.s3, periods[0].day,

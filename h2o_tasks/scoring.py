@@ -21,7 +21,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from h2o_tasks import commit, intervals, mojo_csv, predictions, registry, s3, staging, syntax
+from h2o_tasks import commit, intervals, mojo_csv, offline_stream, predictions, registry, s3, staging, syntax
 from h2o_tasks.config import PipelineConfig
 from h2o_tasks.errors import ConfigError, InputDataError, SourceNotFoundError
 from h2o_tasks.s3 import S3Settings
@@ -214,11 +214,9 @@ def _read_days(client: Any, cfg: PipelineConfig, start: date, end: date) -> dict
     return {p.day: t for p, t in _read_periods(client, cfg, intervals.periods("day", start, end)).items()}
 
 
-def _read_periods(client: Any, cfg: PipelineConfig, periods: list[intervals.Period]) -> dict[intervals.Period, Any]:
-    """Each period's partition files as one Arrow table (every period must have data): days in one
-    listing, hours one listing each."""
-    import pyarrow as pa
-
+def _period_files(client: Any, cfg: PipelineConfig, periods: list[intervals.Period]) -> list[tuple[intervals.Period, list[str]]]:
+    """Each period's partition files, in order (every period must have data): days in one listing, hours
+    one listing each."""
     from h2o_tasks.sources import s3 as s3_source
 
     if cfg.source.kind != "s3":
@@ -229,18 +227,32 @@ def _read_periods(client: Any, cfg: PipelineConfig, periods: list[intervals.Peri
     else:
         found = [(s3_source.resolve(client, cfg.source.s3, p.day, p.day + timedelta(days=1), all_required=True,
                                     hour=p.hour), p.hour) for p in periods]
-    files = [f for resolved, _ in found for f in resolved.files]
-    keys = [intervals.Period(date.fromisoformat(d), hour) for resolved, hour in found for d in resolved.file_days]
+    by_period: dict[intervals.Period, list[str]] = {}
+    for resolved, hour in found:
+        for uri, d in zip(resolved.files, resolved.file_days, strict=True):
+            by_period.setdefault(intervals.Period(date.fromisoformat(d), hour), []).append(uri)
+    return sorted(by_period.items())
+
+
+def _read_periods(client: Any, cfg: PipelineConfig, periods: list[intervals.Period]) -> dict[intervals.Period, Any]:
+    """Each period's partition files as one Arrow table (every period must have data), all in memory."""
+    import pyarrow as pa
+
+    from h2o_tasks.sources import s3 as s3_source
+
+    listed = _period_files(client, cfg, periods)
+    files = [f for _, uris in listed for f in uris]
     if cfg.source.s3.format == "parquet":
         tables = [t for _, t in s3_source.fetch_objects(client, files, s3_source.read_parquet)]
     else:
         import pyarrow.csv as pcsv
 
         tables = s3_source.fetch_objects(client, files, lambda _uri, body: pcsv.read_csv(pa.BufferReader(body)))
-    by_period: dict[intervals.Period, list[Any]] = {}
-    for key, table in zip(keys, tables, strict=True):
-        by_period.setdefault(key, []).append(table)
-    return {p: pa.concat_tables(ts, promote_options="default") for p, ts in sorted(by_period.items())}
+    out, i = {}, 0
+    for period, uris in listed:
+        out[period] = pa.concat_tables(tables[i:i + len(uris)], promote_options="default")
+        i += len(uris)
+    return out
 
 
 def categorical_text(col: Any) -> Any:
@@ -284,43 +296,6 @@ def scoring_input(df: Any, features: list[dict[str, Any]], version: str) -> tupl
     return pd.DataFrame(out, index=df.index), unseen
 
 
-def _read_scored(metadata: dict[str, Any], scored: Path) -> tuple[list[str], list[tuple[str, str]], Any]:
-    """The scorer's CSV: its header, the prediction columns' Hive types, and the rows typed as those."""
-    import pyarrow.csv as pcsv
-
-    with scored.open(newline="") as f:
-        header = next(csv.reader(f))
-    pred_types = prediction_types(metadata, header)
-    preds = pcsv.read_csv(scored, convert_options=pcsv.ConvertOptions(
-        column_types=predictions.arrow_schema(pred_types)))
-    return header, pred_types, preds
-
-
-def _join_predictions(table: Any, ids: list[str], metadata: dict[str, Any], scored: tuple[list[str], list[tuple[str, str]], Any],
-                      out: Path) -> tuple[Any, list[tuple[str, str]]]:
-    """The id columns of the input beside the scorer's output for those rows (:func:`_read_scored`), row by
-    row, written as one CSV; the joined table (what the CSV holds) and its columns' Hive types."""
-    import pyarrow as pa
-    import pyarrow.csv as pcsv
-
-    header, pred_types, preds = scored
-    names = output_names(header, _domain(metadata), ids)
-    if preds.num_rows != table.num_rows:
-        raise InputDataError("predictions", preds.num_rows, f"differ from the {table.num_rows} input rows",
-                             "this is a bug: report it with the task log")
-    columns = ([(c, arrow_id_type(table.schema.field(c).type)) for c in ids]
-               + [(name, t) for name, (_, t) in zip(names, pred_types, strict=True)])
-    arrays = []
-    for c, hive_type in columns[:len(ids)]:
-        col = table.column(c)
-        if pa.types.is_timestamp(col.type) or pa.types.is_date(col.type):
-            col = col.cast(pa.timestamp("ms")).cast(pa.int64())
-        arrays.append(col.cast(predictions.arrow_schema([(c, hive_type)]).field(0).type))
-    joined = pa.table(arrays + [preds.column(c) for c, _ in pred_types], names=[c for c, _ in columns])
-    pcsv.write_csv(joined, out)
-    return joined, columns
-
-
 def score_offline(cfg: PipelineConfig, s3s: S3Settings, start: date, end: date, *, run_id: str,
                   hive: predictions.HiveTarget | None = None, java: str = "java",
                   workers: int | None = None, periods: list[intervals.Period] | None = None) -> ScoreResult:
@@ -336,43 +311,65 @@ def score_offline(cfg: PipelineConfig, s3s: S3Settings, start: date, end: date, 
     columns: list[tuple[str, str]] = []
     rows_in = 0
     work = Path(tempfile.mkdtemp(prefix="h2o-score-"))
+    fmt = cfg.source.s3.format
     try:
         model = fetch_model(client, champ, work)
-        # every period's rows in one input, one scorer JVM for the interval (its start-up, ~0.5 s, once
-        # and not per day), then the output cut back into periods by their row counts
-        days = list(_read_periods(client, cfg, periods).items())
-        ids: list[str] = []
-        with (work / "input.csv").open("w", newline="") as f:
-            for i, (_, table) in enumerate(days):
-                df = table.to_pandas()
-                ids = _check_ids(cfg, list(df.columns))
-                feats, day_unseen = scoring_input(df, champ.metadata["features"], champ.version)
-                for k, v in day_unseen.items():
-                    unseen[k] = unseen.get(k, 0) + v
-                feats.to_csv(f, index=False, header=i == 0, na_rep="")
+        # every period's rows streamed into one input, one scorer JVM for the interval (its start-up,
+        # ~0.5 s, once and not per day), then its output streamed back and cut into periods by their rows
+        local = offline_stream.download(client, _period_files(client, cfg, periods), work / "in")
+        ids = _check_ids(cfg, offline_stream.column_names(local[0].paths[0], fmt))
+        written = offline_stream.write_scorer_input(local, fmt, champ.metadata["features"], champ.version,
+                                                    work / "input.csv")
+        unseen = written.unseen
         mojo_csv.predict_csv(mojo_csv.genmodel_jar(), model, work / "input.csv", work / "output.csv",
                              workers=workers, java=java)
-        header, pred_types, preds = _read_scored(champ.metadata, work / "output.csv")
-        if preds.num_rows != sum(t.num_rows for _, t in days):
-            raise InputDataError("predictions", preds.num_rows, f"differ from the {sum(t.num_rows for _, t in days)} "
-                                 "input rows", "this is a bug: report it with the task log")
-        offset = 0
-        for day, table in days:
+        (work / "input.csv").unlink()
+        header, pred_types = _scored_header(champ.metadata, work / "output.csv")
+        names = output_names(header, _domain(champ.metadata), ids)
+        id_types = _id_types(local, fmt, ids)
+        columns = [*id_types, *((name, t) for name, (_, t) in zip(names, pred_types, strict=True))]
+        preds = offline_stream.PredictionStream(work / "output.csv", predictions.arrow_schema(pred_types))
+        for period in local:
             part = work / "part-00000.csv"
             # the table the CSV was written from; the store's ETags then show those bytes landed
-            landed, columns = _join_predictions(table, ids, champ.metadata,
-                                                (header, pred_types, preds.slice(offset, table.num_rows)), part)
-            offset += table.num_rows
-            attempt = commit.new_attempt(partition_root(cfg, day), run_id)
+            landed = offline_stream.join_period(period, fmt, id_types, preds, [c for c, _ in pred_types],
+                                                [c for c, _ in columns], part)
+            if landed is None or landed.num_rows != period.rows:
+                raise InputDataError("predictions", 0 if landed is None else landed.num_rows,
+                                     f"differ from the {period.rows} input rows of {period.key}",
+                                     "this is a bug: report it with the task log")
+            attempt = commit.new_attempt(partition_root(cfg, period.key), run_id)
             uploaded = predictions.upload_parts(client, attempt, [part])
-            rows_in += table.num_rows
-            committed.append(predictions.publish(client, attempt, rows_in=table.num_rows, columns=columns,
+            rows_in += period.rows
+            committed.append(predictions.publish(client, attempt, rows_in=period.rows, columns=columns,
                                                  retention=retention(cfg), model_version=champ.version, run_id=run_id,
-                                                 spec=intervals.partition_spec(day), table=landed, uploaded=uploaded,
-                                                 hive=hive))
+                                                 spec=intervals.partition_spec(period.key), table=landed,
+                                                 uploaded=uploaded, hive=hive))
+            offline_stream.remove(period.paths)
+        if (extra := preds.left()):
+            raise InputDataError("predictions", extra, f"more rows than the {written.rows} input rows",
+                                 "this is a bug: report it with the task log")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return _result("offline", champ.version, cfg, committed, rows_in, unseen, t0, columns)
+
+
+def _scored_header(metadata: dict[str, Any], scored: Path) -> tuple[list[str], list[tuple[str, str]]]:
+    """The scorer's output header and the prediction columns' Hive types."""
+    with scored.open(newline="") as f:
+        header = next(csv.reader(f))
+    return header, prediction_types(metadata, header)
+
+
+def _id_types(local: list[offline_stream.LocalPeriod], fmt: str, ids: list[str]) -> list[tuple[str, str]]:
+    """The id columns' Hive types, from the first file's schema (later files are cast to them)."""
+    first = next(offline_stream.batches(local[0].paths[0], fmt, ids), None)
+    if first is None:
+        import pyarrow.parquet as pq
+
+        schema = pq.ParquetFile(local[0].paths[0]).schema_arrow if fmt == "parquet" else None
+        return [(c, arrow_id_type(schema.field(c).type) if schema is not None else "STRING") for c in ids]
+    return [(c, arrow_id_type(first.schema.field(c).type)) for c in ids]
 
 
 UNSEEN_COLUMN = "h2o_unseen_features"  # the hive engine's staged column of unseen features (counted, then dropped)

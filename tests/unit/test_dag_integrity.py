@@ -68,6 +68,10 @@ def test_dags_import_cleanly_without_db_connections_or_h2o(tmp_path):
     score = dags["h2o_score__arrival-delay"]
     assert score["setups"] == ["create_cluster"] and score["teardowns"] == ["delete_cluster"]
     assert score["upstream"]["delete_cluster"] == ["create_cluster", "score"]
+    # the teardown runs whatever its upstream work did, once its cluster was created (a failed create
+    # deletes its own cluster): Airflow's teardown rule, never all_success
+    assert train["trigger_rules"]["delete_cluster"] == score["trigger_rules"]["delete_cluster"] \
+        == "TriggerRule.ALL_DONE_SETUP_SUCCESS"
     assert train["catchup"] is False and train["max_active_runs"] == 3
     # every task is bounded by the cluster's time-to-live (ttl_minutes: 120 in arrival_delay.yaml)
     assert set(train["timeouts"].values()) == set(score["timeouts"].values()) == {7200.0}

@@ -1,0 +1,309 @@
+"""The offline engine's data path, streamed: S3 files to the scorer's CSV, its output back beside the ids.
+
+Memory is bounded by a record batch (and by one period's predictions, which :func:`h2o_tasks.predictions.publish`
+checks and writes to Hive), never by the interval: every source file is downloaded to disk, read in
+record batches and written as CSV by Arrow's C++ writer into the scorer's one input; the scorer's
+output is read back in batches and joined by position to the same files' id columns, read again
+from disk, with a count check per batch.
+
+The scorer's input text for a feature is Arrow's CSV text of it, except:
+
+- an ``enum`` feature read as floats has whole numbers written as integers (``1545`` and not
+  ``1545.0``: the level H2O made of them); other values as Arrow writes them;
+- booleans as ``True``/``False`` (as pandas wrote them);
+- NaN as an empty cell (NA), as pandas wrote it.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from h2o_tasks import s3
+from h2o_tasks.errors import InputDataError, SourceNotFoundError
+
+BATCH_ROWS = 65_536
+DOWNLOAD_THREADS = 8
+WHOLE_LIMIT = 2.0**53  # beyond it a double holds no fraction, nor every integer
+
+
+@dataclass
+class LocalPeriod:
+    """A period's source files, downloaded: the paths in source order and their rows."""
+
+    key: Any
+    paths: list[Path]
+    rows: int = 0
+
+
+@dataclass
+class InputWritten:
+    """What :func:`write_scorer_input` wrote: rows per period and unseen levels per feature."""
+
+    periods: list[LocalPeriod]
+    unseen: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rows(self) -> int:
+        return sum(p.rows for p in self.periods)
+
+
+def download(client: Any, files_by_period: list[tuple[Any, list[str]]], directory: Path,
+             threads: int = DOWNLOAD_THREADS) -> list[LocalPeriod]:
+    """Every period's files to ``directory`` (streamed to disk, in parallel), in source order."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    directory.mkdir(parents=True, exist_ok=True)
+    jobs: list[tuple[str, Path]] = []
+    periods = []
+    for i, (key, uris) in enumerate(files_by_period):
+        paths = [directory / f"{i:05d}-{j:04d}{Path(uri).suffix}" for j, uri in enumerate(uris)]
+        jobs.extend(zip(uris, paths, strict=True))
+        periods.append(LocalPeriod(key, paths))
+
+    def get(job: tuple[str, Path]) -> None:
+        uri, path = job
+        bucket, object_key = s3.split_uri(uri)
+        try:
+            client.download_file(bucket, object_key, str(path))
+        except (ClientError, BotoCoreError) as exc:
+            raise SourceNotFoundError("source.s3.uri", uri, f"could not be read ({exc})",
+                                      "check that the object still exists and the credentials (aws_conn_id) may "
+                                      "read it, then rerun the task") from exc
+
+    with ThreadPoolExecutor(max_workers=max(1, min(threads, len(jobs)))) as pool:
+        list(pool.map(get, jobs))
+    return periods
+
+
+def batches(path: Path, fmt: str, columns: list[str] | None = None) -> Iterator[Any]:
+    """The record batches of a downloaded file (Parquet: by row group, ``BATCH_ROWS`` at most; CSV: the
+    file read whole, as its types are inferred over all of it, then cut)."""
+    import pyarrow as pa
+
+    try:
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            pf = pq.ParquetFile(path)
+            names = pf.schema_arrow.names
+            wanted = None if columns is None else [c for c in columns if c in names]
+            yield from pf.iter_batches(batch_size=BATCH_ROWS, columns=wanted)
+            return
+        import pyarrow.csv as pcsv
+
+        table = pcsv.read_csv(path)
+        if columns is not None:
+            table = table.select([c for c in columns if c in table.column_names])
+        yield from table.to_batches(max_chunksize=BATCH_ROWS)
+    except (pa.ArrowException, OSError) as exc:
+        raise InputDataError("scoring input", path.name, f"could not be read as {fmt} ({exc})",
+                             "check the partition's files") from exc
+
+
+def column_names(path: Path, fmt: str) -> list[str]:
+    """A downloaded file's column names (Parquet: from its footer)."""
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(path).schema_arrow.names
+    with path.open(newline="") as f:
+        import csv
+
+        return next(csv.reader(f), [])
+
+
+def feature_text(array: Any, kind: str) -> Any:
+    """One feature's values as the scorer reads them (the module docstring's rules)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    if pa.types.is_dictionary(array.type):
+        array = array.dictionary_decode()
+    if pa.types.is_boolean(array.type):
+        return pc.if_else(array, "True", "False")
+    if pa.types.is_floating(array.type):
+        array = pc.if_else(pc.is_nan(array), pa.scalar(None, array.type), array)
+        if kind == "enum":
+            whole = pc.and_(pc.equal(pc.floor(array), array), pc.less(pc.abs(array), WHOLE_LIMIT))
+            as_int = pc.cast(pc.if_else(whole, array, 0.0), pa.int64(), safe=False).cast(pa.string())
+            return pc.if_else(whole, as_int, array.cast(pa.string()))
+    if kind == "enum" and not pa.types.is_string(array.type):
+        return array.cast(pa.string())
+    return array
+
+
+def scorer_batch(batch: Any, features: list[dict[str, Any]], version: str, unseen: dict[str, int]) -> Any:
+    """The model's features of ``batch`` as the scorer's input columns; unseen levels added to ``unseen``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    names = batch.schema.names
+    arrays = []
+    for f in features:
+        if f["name"] not in names:
+            raise InputDataError("scoring input", f["name"], f"is a feature of model {version} but is missing "
+                                                             f"from the input (columns: {', '.join(names)})",
+                                 "add the column to the scoring data or retrain without it")
+        col = feature_text(batch.column(f["name"]), f["type"])
+        if f["type"] == "enum" and f.get("domain"):
+            new = pc.sum(pc.and_(pc.is_valid(col), pc.invert(pc.is_in(col, value_set=pa.array(f["domain"])))))
+            if new.as_py():
+                unseen[f["name"]] = unseen.get(f["name"], 0) + new.as_py()
+        arrays.append(col)
+    return pa.RecordBatch.from_arrays(arrays, names=[f["name"] for f in features])
+
+
+def write_scorer_input(periods: list[LocalPeriod], fmt: str, features: list[dict[str, Any]], version: str,
+                       out: Path) -> InputWritten:
+    """Every period's rows, in order, as one CSV for the scorer (one header); rows counted per period.
+
+    Each feature keeps the Arrow type of its first batch (later batches are cast to it: a file
+    whose column cannot be is an error naming it).
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    written = InputWritten(periods)
+    writer = schema = None
+    names = [f["name"] for f in features]
+    try:
+        for period in periods:
+            for path in period.paths:
+                for batch in batches(path, fmt, names):
+                    cols = scorer_batch(batch, features, version, written.unseen)
+                    if schema is None:
+                        schema = cols.schema
+                        writer = pcsv.CSVWriter(str(out), schema, write_options=pcsv.WriteOptions(
+                            quoting_style="needed"))
+                    elif cols.schema != schema:
+                        try:
+                            cols = cols.cast(schema)
+                        except (pa.ArrowException, ValueError) as exc:
+                            raise InputDataError("scoring input", path.name, f"has feature types {cols.schema} "
+                                                 f"where earlier files had {schema} ({exc})",
+                                                 "write every partition with the same column types") from exc
+                    writer.write_batch(cols)
+                    period.rows += cols.num_rows
+        if writer is None:  # no rows at all: a header alone
+            out.write_text(",".join(names) + "\n")
+    finally:
+        if writer is not None:
+            writer.close()
+    return written
+
+
+class PredictionStream:
+    """The scorer's output CSV, read in batches typed as ``schema``, handed out ``n`` rows at a time."""
+
+    def __init__(self, path: Path, schema: Any) -> None:
+        import pyarrow.csv as pcsv
+
+        self._reader = pcsv.open_csv(str(path), convert_options=pcsv.ConvertOptions(column_types=schema),
+                                     read_options=pcsv.ReadOptions(block_size=1 << 22))
+        self._pending: list[Any] = []
+        self._have = 0
+        self._done = False
+
+    def take(self, n: int) -> Any:
+        """The next ``n`` rows as a table (fewer only when the output has ended)."""
+        import pyarrow as pa
+
+        while self._have < n and not self._done:
+            try:
+                batch = self._reader.read_next_batch()
+            except StopIteration:
+                self._done = True
+                break
+            self._pending.append(batch)
+            self._have += batch.num_rows
+        table = pa.Table.from_batches(self._pending, schema=self._reader.schema) if self._pending else None
+        if table is None:
+            return self._reader.schema.empty_table()
+        head, rest = table.slice(0, n), table.slice(n)
+        self._pending, self._have = rest.to_batches(), rest.num_rows
+        return head
+
+    def left(self) -> int:
+        """Rows not taken yet (reads the rest of the output)."""
+        return self._have + sum(b.num_rows for b in self._reader)
+
+
+def id_arrays(batch: Any, columns: list[tuple[str, str]]) -> list[Any]:
+    """The id columns of ``batch`` typed as the output's (times as milliseconds since the epoch)."""
+    import pyarrow as pa
+
+    from h2o_tasks import predictions
+
+    out = []
+    for c, hive_type in columns:
+        if c not in batch.schema.names:
+            raise InputDataError("scoring.id_columns", c, f"is not a column of every scoring input file "
+                                                          f"(columns: {', '.join(batch.schema.names)})",
+                                 "fix scoring.id_columns or the partition's files")
+        col = batch.column(c)
+        if pa.types.is_dictionary(col.type):
+            col = col.dictionary_decode()
+        if pa.types.is_timestamp(col.type) or pa.types.is_date(col.type):
+            col = col.cast(pa.timestamp("ms")).cast(pa.int64())
+        out.append(col.cast(predictions.arrow_schema([(c, hive_type)]).field(0).type))
+    return out
+
+
+def join_period(period: LocalPeriod, fmt: str, id_columns: list[tuple[str, str]], preds: PredictionStream,
+                pred_columns: list[str], names: list[str], out: Path) -> Any:
+    """The period's id columns beside its rows of ``preds``, batch by batch, written as one CSV part;
+    the joined table (what the part holds, for the commit's count and the Hive write)."""
+    import pyarrow as pa
+
+    ids = [c for c, _ in id_columns]
+    joined = []
+    with _Writer(out) as writer:
+        for path in period.paths:
+            for batch in batches(path, fmt, ids):
+                scored = preds.take(batch.num_rows)
+                if scored.num_rows != batch.num_rows:
+                    raise InputDataError("predictions", scored.num_rows, f"end before the {batch.num_rows} input "
+                                         f"rows of {path.name}", "this is a bug: report it with the task log")
+                table = pa.Table.from_arrays(id_arrays(batch, id_columns) + [scored.column(c) for c in pred_columns],
+                                             names=names)
+                writer.write(table)
+                joined.append(table)
+    if not joined:
+        return None
+    return pa.concat_tables(joined)
+
+
+class _Writer:
+    """A CSV writer opened on the first table (its schema), or a header-less empty file for none."""
+
+    def __init__(self, out: Path) -> None:
+        self.out, self._writer = out, None
+
+    def write(self, table: Any) -> None:
+        import pyarrow.csv as pcsv
+
+        if self._writer is None:
+            self._writer = pcsv.CSVWriter(str(self.out), table.schema)
+        self._writer.write_table(table)
+
+    def __enter__(self) -> _Writer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        elif not self.out.exists():
+            self.out.write_text("")
+
+
+def remove(paths: list[Path]) -> None:
+    """Delete downloaded files as soon as their period is committed (the disk holds one interval at most)."""
+    for path in paths:
+        shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)

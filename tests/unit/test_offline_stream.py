@@ -1,0 +1,104 @@
+"""The offline engine's streamed data path without a JVM: the scorer's input text, the input written
+batch by batch across files and periods, the output handed back by rows."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from h2o_tasks import offline_stream
+from h2o_tasks.errors import InputDataError
+
+FEATURES = [{"name": "flight", "type": "enum", "domain": ["1545", "77", "True"]},
+            {"name": "distance", "type": "real", "domain": None}]
+
+
+def text(values, kind="enum"):
+    return offline_stream.feature_text(pa.array(values), kind).to_pylist()
+
+
+def test_whole_floats_of_a_categorical_are_its_integer_levels_per_value():
+    assert text([1545.0, math.nan, None, 77.0]) == ["1545", None, None, "77"]
+    # a fraction is written as such, and no longer turns the column's whole numbers into "1545.0"
+    assert text([1.5, 1545.0]) == ["1.5", "1545"]
+    assert text([1e300]) == ["1e+300"]  # beyond 2**53 a double is no integer text
+    assert text([True, False, None]) == ["True", "False", None]
+    assert text([7, None]) == ["7", None]  # integers become their text
+    assert text(pa.array(["a", "b", "a"]).dictionary_encode()) == ["a", "b", "a"]
+
+
+def test_numeric_features_stay_numbers_and_nan_is_na():
+    assert text([1.5, math.nan], "real") == [1.5, None]
+    assert text([3, None], "int") == [3, None]
+
+
+def write_days(tmp_path: Path, days: dict[str, list[pa.Table]]) -> list[offline_stream.LocalPeriod]:
+    periods = []
+    for day, tables in days.items():
+        paths = []
+        for i, table in enumerate(tables):
+            path = tmp_path / f"{day}-{i}.parquet"
+            pq.write_table(table, path, row_group_size=3)  # several batches per file
+            paths.append(path)
+        periods.append(offline_stream.LocalPeriod(day, paths))
+    return periods
+
+
+def test_the_input_is_every_period_in_order_with_rows_counted_and_unseen_levels(tmp_path, monkeypatch):
+    monkeypatch.setattr(offline_stream, "BATCH_ROWS", 2)
+    a = pa.table({"flight": [1545.0, 99.0, None, 77.0, 5.0], "distance": [1.0, 2.0, 3.0, 4.0, 5.0], "x": [0] * 5})
+    b = pa.table({"flight": [77.0], "distance": [float("nan")], "x": [1]})
+    periods = write_days(tmp_path, {"d1": [a, b], "d2": [b]})
+    written = offline_stream.write_scorer_input(periods, "parquet", FEATURES, "v1", tmp_path / "in.csv")
+    assert [p.rows for p in written.periods] == [6, 1] and written.rows == 7
+    assert written.unseen == {"flight": 2}  # 99 and 5; NA is not a level
+    lines = (tmp_path / "in.csv").read_text().splitlines()
+    assert lines[0] == '"flight","distance"'
+    assert lines[1:] == ['"1545",1', '"99",2', ",3", '"77",4', '"5",5', '"77",', '"77",']
+
+
+def test_a_file_whose_feature_cannot_take_the_first_files_type_is_named(tmp_path):
+    a = pa.table({"flight": ["77"], "distance": [1.0]})
+    b = pa.table({"flight": ["77"], "distance": ["far"]})
+    periods = write_days(tmp_path, {"d1": [a], "d2": [b]})
+    with pytest.raises(InputDataError, match=r"d2-0\.parquet"):
+        offline_stream.write_scorer_input(periods, "parquet", FEATURES, "v1", tmp_path / "in.csv")
+
+
+def test_a_missing_feature_is_named(tmp_path):
+    periods = write_days(tmp_path, {"d1": [pa.table({"flight": ["77"]})]})
+    with pytest.raises(InputDataError, match="distance"):
+        offline_stream.write_scorer_input(periods, "parquet", FEATURES, "v1", tmp_path / "in.csv")
+
+
+def test_predictions_are_handed_out_by_rows_across_blocks_and_the_rest_is_counted(tmp_path):
+    out = tmp_path / "out.csv"
+    out.write_text("predict,p0\n" + "".join(f"{i},{i / 10}\n" for i in range(10)))
+    stream = offline_stream.PredictionStream(out, pa.schema([("predict", pa.string()), ("p0", pa.float64())]))
+    first, second = stream.take(3), stream.take(4)
+    assert first.column("predict").to_pylist() == ["0", "1", "2"]
+    assert second.column("p0").to_pylist() == [0.3, 0.4, 0.5, 0.6]
+    assert stream.left() == 3
+
+
+def test_a_period_is_joined_to_its_predictions_by_position_and_a_short_output_is_an_error(tmp_path):
+    table = pa.table({"id": [10, 11, 12, 13], "flight": ["77"] * 4, "distance": [1.0] * 4})
+    periods = write_days(tmp_path, {"d1": [table]})
+    out = tmp_path / "out.csv"
+    out.write_text("predict\n" + "".join(f"{v}\n" for v in (0.5, 0.25, 0.125, 1.0)))
+    schema = pa.schema([("predict", pa.float64())])
+    joined = offline_stream.join_period(periods[0], "parquet", [("id", "BIGINT")],
+                                        offline_stream.PredictionStream(out, schema), ["predict"], ["id", "predict"],
+                                        tmp_path / "part.csv")
+    assert joined.to_pydict() == {"id": [10, 11, 12, 13], "predict": [0.5, 0.25, 0.125, 1.0]}
+    assert (tmp_path / "part.csv").read_text().splitlines() == ['"id","predict"', "10,0.5", "11,0.25", "12,0.125",
+                                                                "13,1"]
+    out.write_text("predict\n0.5\n")
+    with pytest.raises(InputDataError, match="end before"):
+        offline_stream.join_period(periods[0], "parquet", [("id", "BIGINT")],
+                                   offline_stream.PredictionStream(out, schema), ["predict"], ["id", "predict"],
+                                   tmp_path / "part.csv")
