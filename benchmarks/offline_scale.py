@@ -17,7 +17,7 @@ size, three ways, each in a process of its own so that its peak memory is its ow
   one ``PredictCsv`` JVM (``h2o.mojo_predict_csv``'s command), upload its output.
 
 Reported per size: rows per second of each, and the peak resident memory of the task process
-and of the scorer JVM apart (``ru_maxrss`` of the process and of its children). Ratios: the task
+and of the scorer JVM apart (each one's ``VmHWM``; the JVM's read every 100 ms while it runs). Ratios: the task
 against the scorer alone (target >= 0.8) and against the workflow (>= 2.5); the task's peak memory
 at the largest size against the smallest (<= 1.2). The series (seconds against rows) is plotted
 log-log to ``scale_offline.png``.
@@ -108,16 +108,58 @@ def scaled_config(cfg: Any, k: int) -> Any:
 # --------------------------------------------------------------------------- the measured processes
 
 def _child(job: dict[str, Any]) -> dict[str, Any]:
-    """One measurement, in this process: seconds and rows, then this process's and its children's peak RSS."""
-    import resource
+    """One measurement, in this process: seconds and rows, this process's peak RSS and its child JVMs'.
 
+    Peaks are each process's own ``VmHWM`` (its address space's high-water mark): ``ru_maxrss``
+    would carry the parent's resident size across ``fork`` and ``exec`` into every child.
+    """
+    import threading
+
+    peaks: dict[int, int] = {}
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.wait(0.1):
+            for pid in _descendants(os.getpid()):
+                peaks[pid] = max(peaks.get(pid, 0), _hwm_kib(pid))
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
     t0 = time.monotonic()
-    rows = {"project": _project, "scorer_alone": _scorer_alone, "predictcsv_workflow": _workflow}[job["way"]](job)
+    try:
+        rows = {"project": _project, "scorer_alone": _scorer_alone, "predictcsv_workflow": _workflow}[job["way"]](job)
+    finally:
+        stop.set()
+        watcher.join()
     seconds = time.monotonic() - t0
-    # ru_maxrss is KiB on Linux; the children's is the largest of them (the scorer JVM)
-    return {"seconds": seconds, "rows": rows,
-            "task_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "jvm_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
+    return {"seconds": seconds, "rows": rows, "task_rss_mib": _hwm_kib(os.getpid()) / 1024,
+            "jvm_rss_mib": max(peaks.values(), default=0) / 1024, "steps": STEPS}
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` now (from ``/proc/<pid>/task/*/children``)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            try:
+                kids = [int(k) for k in (task / "children").read_text().split()]
+            except OSError:
+                continue
+            out.extend(kids)
+            todo.extend(kids)
+    return out
+
+
+def _hwm_kib(pid: int) -> int:
+    """The peak resident size of ``pid`` in KiB (0 once it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 def _settings(job: dict[str, Any]) -> Any:
@@ -126,15 +168,24 @@ def _settings(job: dict[str, Any]) -> Any:
     return S3Settings(**job["s3"])
 
 
+STEPS: dict[str, float] = {}  # the project's seconds per step (the functions score_offline calls)
+
+
 def _project(job: dict[str, Any]) -> int:
     import yaml
 
-    from h2o_tasks import config, scoring
+    from benchmarks.engines import Steps
+    from h2o_tasks import config, mojo_csv, offline_stream, predictions, scoring
 
     cfg = config.parse(yaml.safe_load(job["pipeline"]))
     start, end = (date.fromisoformat(d) for d in job["interval"])
-    result = scoring.score_offline(cfg, _settings(job), start, end, run_id=job["run_id"],
-                                   workers=2)
+    steps = Steps()
+    targets = [(offline_stream, "download", "download"), (offline_stream, "write_scorer_input", "write input CSV"),
+               (mojo_csv, "predict_csv", "scorer JVM"), (offline_stream, "join_period", "join + write part"),
+               (predictions, "upload_parts", "upload part"), (predictions, "publish", "commit")]
+    with steps.patched(targets):
+        result = scoring.score_offline(cfg, _settings(job), start, end, run_id=job["run_id"], workers=2)
+    STEPS.update({k: round(v, 2) for k, v in steps.seconds.items()})
     return int(result.rows_in)
 
 
@@ -241,8 +292,11 @@ def run(reps: int, st: Stack, work: Path, state_dir: Path, max_scale: int, quick
                 f["rows_per_s"].append(round(got["rows"] / got["seconds"]))
                 f["task_rss_mib"].append(round(got["task_rss_mib"]))
                 f["jvm_rss_mib"].append(round(got["jvm_rss_mib"]))
+                if got.get("steps"):
+                    f.setdefault("steps", []).append(got["steps"])
                 log(f"    rep {rep + 1}/{reps} {k}x {way}: {got['seconds']:.1f}s, {got['rows'] / got['seconds']:,.0f} "
-                    f"rows/s, task {got['task_rss_mib']:.0f} MiB, JVM {got['jvm_rss_mib']:.0f} MiB")
+                    f"rows/s, task {got['task_rss_mib']:.0f} MiB, JVM {got['jvm_rss_mib']:.0f} MiB"
+                    + (f"; steps {got['steps']}" if got.get("steps") else ""))
         csv_path.unlink()
     results = _results(figures, rows_at, sizes, interval, champion)
     plot(figures, rows_at, plot_path)

@@ -16,6 +16,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterable
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -29,6 +30,7 @@ from h2o_tasks.sources import hive as hive_source
 
 HIVE_TYPES = {"int": "BIGINT", "real": "DOUBLE", "enum": "STRING", "string": "STRING", "time": "BIGINT"}
 CLASSIFICATION = ("binary", "multiclass")
+COMMIT_THREADS = 8  # the offline engine's partitions committed at once (S3 requests, not bytes, are their cost)
 
 
 @dataclass(frozen=True)
@@ -329,26 +331,47 @@ def score_offline(cfg: PipelineConfig, s3s: S3Settings, start: date, end: date, 
         id_types = _id_types(local, fmt, ids)
         columns = [*id_types, *((name, t) for name, (_, t) in zip(names, pred_types, strict=True))]
         preds = offline_stream.PredictionStream(work / "output.csv", predictions.arrow_schema(pred_types))
-        for period in local:
-            part = work / "part-00000.csv"
-            # the table the CSV was written from; the store's ETags then show those bytes landed
-            landed = offline_stream.join_period(period, fmt, id_types, preds, [c for c, _ in pred_types],
-                                                [c for c, _ in columns], part)
-            if landed is None or landed.num_rows != period.rows:
-                raise InputDataError("predictions", 0 if landed is None else landed.num_rows,
-                                     f"differ from the {period.rows} input rows of {period.key}",
-                                     "this is a bug: report it with the task log")
+        def publish(period: offline_stream.LocalPeriod, part: Path, landed: Any) -> predictions.Committed:
             attempt = commit.new_attempt(partition_root(cfg, period.key), run_id)
             uploaded = predictions.upload_parts(client, attempt, [part])
-            rows_in += period.rows
-            committed.append(predictions.publish(client, attempt, rows_in=period.rows, columns=columns,
-                                                 retention=retention(cfg), model_version=champ.version, run_id=run_id,
-                                                 spec=intervals.partition_spec(period.key), table=landed,
-                                                 uploaded=uploaded, hive=hive))
-            offline_stream.remove(period.paths)
-        if (extra := preds.left()):
-            raise InputDataError("predictions", extra, f"more rows than the {written.rows} input rows",
-                                 "this is a bug: report it with the task log")
+            done = predictions.publish(client, attempt, rows_in=period.rows, columns=columns,
+                                       retention=retention(cfg), model_version=champ.version, run_id=run_id,
+                                       spec=intervals.partition_spec(period.key), table=landed, uploaded=uploaded,
+                                       hive=hive)
+            offline_stream.remove([*period.paths, part.parent])
+            return done
+
+        # periods are joined in order (one output stream) and committed in threads: each commit is a
+        # partition of its own, and its requests, not its bytes, are its cost. With a Hive table one at a
+        # time (its DDL and partition switches go through one metastore).
+        in_flight: list[Any] = []
+        with ThreadPoolExecutor(max_workers=1 if hive is not None else COMMIT_THREADS) as pool:
+            try:
+                for i, period in enumerate(local):
+                    part = work / "out" / f"{i:05d}" / "part-00000.csv"
+                    part.parent.mkdir(parents=True)
+                    # the table the CSV was written from; the store's ETags then show those bytes landed
+                    landed = offline_stream.join_period(period, fmt, id_types, preds, [c for c, _ in pred_types],
+                                                        [c for c, _ in columns], part)
+                    if landed is None or landed.num_rows != period.rows:
+                        raise InputDataError("predictions", 0 if landed is None else landed.num_rows,
+                                             f"differ from the {period.rows} input rows of {period.key}",
+                                             "this is a bug: report it with the task log")
+                    in_flight.append(pool.submit(publish, period, part, landed))
+                    while sum(not f.done() for f in in_flight) >= 2 * COMMIT_THREADS:  # bounded memory
+                        wait([f for f in in_flight if not f.done()], return_when=FIRST_COMPLETED)
+                    for f in in_flight:
+                        if f.done() and f.exception() is not None:
+                            raise f.exception()
+                if (extra := preds.left()):
+                    raise InputDataError("predictions", extra, f"more rows than the {written.rows} input rows",
+                                         "this is a bug: report it with the task log")
+            except BaseException:
+                for f in in_flight:  # the commits not started yet are not made
+                    f.cancel()
+                raise
+            committed = [f.result() for f in in_flight]  # in period order; the first error is raised
+        rows_in = written.rows
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return _result("offline", champ.version, cfg, committed, rows_in, unseen, t0, columns)
