@@ -24,7 +24,8 @@ def _h2o_jvms(name_prefix: str) -> dict[int, str]:
     return found
 
 
-def _hwm_kib(pid: int) -> int:
+def hwm_kib(pid: int) -> int:
+    """The peak resident size of ``pid`` in KiB (its ``VmHWM``; 0 once it is gone)."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
@@ -59,7 +60,7 @@ class Sampler(threading.Thread):
     def run(self) -> None:
         while not self._halt.is_set():
             for pid, name in _h2o_jvms(self.name_prefix).items():
-                mib = _hwm_kib(pid) / 1024
+                mib = hwm_kib(pid) / 1024
                 if mib > self.result.peaks.get(pid, ("", 0.0))[1]:
                     self.result.peaks[pid] = (name, round(mib, 1))
             self._halt.wait(self.period)

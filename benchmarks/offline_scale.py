@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import ROOT, Result, log, median
+from benchmarks.memory import hwm_kib
 from benchmarks.stack import BUCKET, Stack
 
 SIZES = (1, 4, 16)
@@ -121,7 +122,7 @@ def _child(job: dict[str, Any]) -> dict[str, Any]:
     def watch() -> None:
         while not stop.wait(0.1):
             for pid in _descendants(os.getpid()):
-                peaks[pid] = max(peaks.get(pid, 0), _hwm_kib(pid))
+                peaks[pid] = max(peaks.get(pid, 0), hwm_kib(pid))
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
@@ -132,7 +133,7 @@ def _child(job: dict[str, Any]) -> dict[str, Any]:
         stop.set()
         watcher.join()
     seconds = time.monotonic() - t0
-    return {"seconds": seconds, "rows": rows, "task_rss_mib": _hwm_kib(os.getpid()) / 1024,
+    return {"seconds": seconds, "rows": rows, "task_rss_mib": hwm_kib(os.getpid()) / 1024,
             "jvm_rss_mib": max(peaks.values(), default=0) / 1024, "steps": STEPS}
 
 
@@ -149,17 +150,6 @@ def _descendants(pid: int) -> list[int]:
             out.extend(kids)
             todo.extend(kids)
     return out
-
-
-def _hwm_kib(pid: int) -> int:
-    """The peak resident size of ``pid`` in KiB (0 once it is gone)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 def _settings(job: dict[str, Any]) -> Any:
