@@ -213,6 +213,10 @@ class PredictionStream:
         self._have = 0
         self._done = False
 
+    @property
+    def schema(self) -> Any:
+        return self._reader.schema
+
     def take(self, n: int) -> Any:
         """The next ``n`` rows as a table (fewer only when the output has ended)."""
         import pyarrow as pa
@@ -261,12 +265,18 @@ def id_arrays(batch: Any, columns: list[tuple[str, str]]) -> list[Any]:
 def join_period(period: LocalPeriod, fmt: str, id_columns: list[tuple[str, str]], preds: PredictionStream,
                 pred_columns: list[str], names: list[str], out: Path) -> Any:
     """The period's id columns beside its rows of ``preds``, batch by batch, written as one CSV part;
-    the joined table (what the part holds, for the commit's count and the Hive write)."""
+    the joined table (what the part holds, for the commit's count and the Hive write). A period
+    without rows is a part with its header alone."""
     import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    from h2o_tasks import predictions
 
     ids = [c for c, _ in id_columns]
+    types = [*predictions.arrow_schema(id_columns).types, *(preds.schema.field(c).type for c in pred_columns)]
+    schema = pa.schema(list(zip(names, types, strict=True)))
     joined = []
-    with _Writer(out) as writer:
+    with pcsv.CSVWriter(str(out), schema) as writer:
         for path in period.paths:
             for batch in batches(path, fmt, ids):
                 scored = preds.take(batch.num_rows)
@@ -274,35 +284,10 @@ def join_period(period: LocalPeriod, fmt: str, id_columns: list[tuple[str, str]]
                     raise InputDataError("predictions", scored.num_rows, f"end before the {batch.num_rows} input "
                                          f"rows of {path.name}", "this is a bug: report it with the task log")
                 table = pa.Table.from_arrays(id_arrays(batch, id_columns) + [scored.column(c) for c in pred_columns],
-                                             names=names)
-                writer.write(table)
+                                             schema=schema)
+                writer.write_table(table)
                 joined.append(table)
-    if not joined:
-        return None
-    return pa.concat_tables(joined)
-
-
-class _Writer:
-    """A CSV writer opened on the first table (its schema), or a header-less empty file for none."""
-
-    def __init__(self, out: Path) -> None:
-        self.out, self._writer = out, None
-
-    def write(self, table: Any) -> None:
-        import pyarrow.csv as pcsv
-
-        if self._writer is None:
-            self._writer = pcsv.CSVWriter(str(self.out), table.schema)
-        self._writer.write_table(table)
-
-    def __enter__(self) -> _Writer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._writer is not None:
-            self._writer.close()
-        elif not self.out.exists():
-            self.out.write_text("")
+    return pa.concat_tables(joined) if joined else schema.empty_table()
 
 
 def remove(paths: list[Path]) -> None:

@@ -353,8 +353,8 @@ def score_offline(cfg: PipelineConfig, s3s: S3Settings, start: date, end: date, 
                     # the table the CSV was written from; the store's ETags then show those bytes landed
                     landed = offline_stream.join_period(period, fmt, id_types, preds, [c for c, _ in pred_types],
                                                         [c for c, _ in columns], part)
-                    if landed is None or landed.num_rows != period.rows:
-                        raise InputDataError("predictions", 0 if landed is None else landed.num_rows,
+                    if landed.num_rows != period.rows:
+                        raise InputDataError("predictions", landed.num_rows,
                                              f"differ from the {period.rows} input rows of {period.key}",
                                              "this is a bug: report it with the task log")
                     in_flight.append(pool.submit(publish, period, part, landed))

@@ -102,3 +102,23 @@ def test_a_period_is_joined_to_its_predictions_by_position_and_a_short_output_is
         offline_stream.join_period(periods[0], "parquet", [("id", "BIGINT")],
                                    offline_stream.PredictionStream(out, schema), ["predict"], ["id", "predict"],
                                    tmp_path / "part.csv")
+
+
+def test_a_period_without_rows_is_a_part_with_its_header_alone(tmp_path):
+    """A day whose file holds no rows (no flights that day) is committed as an empty partition."""
+    empty = pa.table({"id": pa.array([], pa.int64()), "flight": pa.array([], pa.string()),
+                      "distance": pa.array([], pa.float64())})
+    full = pa.table({"id": [7], "flight": ["77"], "distance": [1.0]})
+    periods = write_days(tmp_path, {"d1": [empty], "d2": [full]})
+    written = offline_stream.write_scorer_input(periods, "parquet", FEATURES, "v1", tmp_path / "in.csv")
+    assert [p.rows for p in written.periods] == [0, 1]
+    out = tmp_path / "out.csv"
+    out.write_text("predict\n0.5\n")
+    stream = offline_stream.PredictionStream(out, pa.schema([("predict", pa.float64())]))
+    args = ("parquet", [("id", "BIGINT")], stream, ["predict"], ["id", "predict"])
+    nothing = offline_stream.join_period(periods[0], *args, tmp_path / "p0.csv")
+    assert nothing.num_rows == 0 and nothing.schema.names == ["id", "predict"]
+    assert (tmp_path / "p0.csv").read_text() == '"id","predict"\n'
+    assert offline_stream.join_period(periods[1], *args, tmp_path / "p1.csv").to_pydict() == {"id": [7],
+                                                                                               "predict": [0.5]}
+    assert stream.left() == 0
