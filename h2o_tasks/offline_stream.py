@@ -111,10 +111,9 @@ def column_names(path: Path, fmt: str) -> list[str]:
         import pyarrow.parquet as pq
 
         return pq.ParquetFile(path).schema_arrow.names
-    with path.open(newline="") as f:
-        import csv
+    import pyarrow.csv as pcsv
 
-        return next(csv.reader(f), [])
+    return pcsv.open_csv(str(path)).schema.names  # as Arrow reads the file (a byte-order mark dropped)
 
 
 def feature_text(array: Any, kind: str) -> Any:
@@ -134,8 +133,23 @@ def feature_text(array: Any, kind: str) -> Any:
             whole = pc.and_(pc.equal(pc.floor(array), array), pc.less(pc.abs(array), WHOLE_LIMIT))
             as_int = pc.cast(pc.if_else(whole, array, 0.0), pa.int64(), safe=False).cast(pa.string())
             return pc.if_else(whole, as_int, array.cast(pa.string()))
-    if kind == "enum" and not pa.types.is_string(array.type):
+    if kind == "enum" or pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
         return array.cast(pa.string())
+    if pa.types.is_null(array.type) or pa.types.is_integer(array.type) or pa.types.is_floating(array.type) \
+            or pa.types.is_decimal(array.type):
+        # one type for every file: a column empty in one file (null) or whole in one (int64) and
+        # fractional in another still makes one input
+        return array.cast(pa.float64())
+    return array
+
+
+def csv_text(array: Any) -> Any:
+    """Text as opencsv (the scorer's reader) gives it back: its escape character ``\\`` doubled."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_string(array.type):
+        return pc.replace_substring(array, "\\", "\\\\")
     return array
 
 
@@ -156,7 +170,7 @@ def scorer_batch(batch: Any, features: list[dict[str, Any]], version: str, unsee
             new = pc.sum(pc.and_(pc.is_valid(col), pc.invert(pc.is_in(col, value_set=pa.array(f["domain"])))))
             if new.as_py():
                 unseen[f["name"]] = unseen.get(f["name"], 0) + new.as_py()
-        arrays.append(col)
+        arrays.append(csv_text(col))
     return pa.RecordBatch.from_arrays(arrays, names=[f["name"] for f in features])
 
 
@@ -164,24 +178,24 @@ def write_scorer_input(periods: list[LocalPeriod], fmt: str, features: list[dict
                        out: Path) -> InputWritten:
     """Every period's rows, in order, as one CSV for the scorer (one header); rows counted per period.
 
-    Each feature keeps the Arrow type of its first batch (later batches are cast to it: a file
-    whose column cannot be is an error naming it).
+    Numbers are written as doubles and categoricals as text, so files that typed a column
+    differently make one input; a file whose column cannot be read so is an error naming it.
+    Values are quoted only in a batch that needs it (a comma, a quote or a line end in a value):
+    a file without quotes lets the scorer cut it into ranges for every model.
     """
     import pyarrow as pa
-    import pyarrow.csv as pcsv
 
     written = InputWritten(periods)
-    writer = schema = None
+    schema = None
     names = [f["name"] for f in features]
-    try:
+    with pa.OSFile(str(out), "wb") as sink:
+        sink.write((",".join(_header_cell(n) for n in names) + "\n").encode())
         for period in periods:
             for path in period.paths:
                 for batch in batches(path, fmt, names):
                     cols = scorer_batch(batch, features, version, written.unseen)
                     if schema is None:
                         schema = cols.schema
-                        writer = pcsv.CSVWriter(str(out), schema, write_options=pcsv.WriteOptions(
-                            quoting_style="needed"))
                     elif cols.schema != schema:
                         try:
                             cols = cols.cast(schema)
@@ -189,14 +203,40 @@ def write_scorer_input(periods: list[LocalPeriod], fmt: str, features: list[dict
                             raise InputDataError("scoring input", path.name, f"has feature types {cols.schema} "
                                                  f"where earlier files had {schema} ({exc})",
                                                  "write every partition with the same column types") from exc
-                    writer.write_batch(cols)
+                    _write_rows(cols, sink)
                     period.rows += cols.num_rows
-        if writer is None:  # no rows at all: a header alone
-            out.write_text(",".join(names) + "\n")
-    finally:
-        if writer is not None:
-            writer.close()
     return written
+
+
+def _header_cell(name: str) -> str:
+    return f'"{name.replace(chr(34), chr(34) * 2)}"' if any(c in name for c in ',"\r\n') else name
+
+
+def _write_rows(batch: Any, sink: Any) -> None:
+    """``batch`` as CSV rows without quotes, or with Arrow's quotes when a value needs them."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    text = pa.BufferOutputStream()  # the whole batch first: Arrow writes and fails 1024 rows at a time
+    try:
+        pcsv.write_csv(batch, text, pcsv.WriteOptions(include_header=False, quoting_style="none"))
+    except pa.ArrowInvalid:
+        text = pa.BufferOutputStream()
+        pcsv.write_csv(batch, text, pcsv.WriteOptions(include_header=False, quoting_style="needed"))
+    sink.write(text.getvalue())
+
+
+def count_rows(path: Path) -> int:
+    """Data rows of a CSV with a header, as Arrow reads it (one column parsed, streamed)."""
+    import pyarrow.csv as pcsv
+
+    with path.open(newline="") as f:
+        import csv
+
+        first = next(csv.reader(f), [""])[0]
+    reader = pcsv.open_csv(str(path), convert_options=pcsv.ConvertOptions(include_columns=[first]),
+                           read_options=pcsv.ReadOptions(block_size=1 << 20, use_threads=False))
+    return sum(b.num_rows for b in reader)
 
 
 class PredictionStream:

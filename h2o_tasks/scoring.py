@@ -326,6 +326,11 @@ def score_offline(cfg: PipelineConfig, s3s: S3Settings, start: date, end: date, 
         mojo_csv.predict_csv(mojo_csv.genmodel_jar(), model, work / "input.csv", work / "output.csv",
                              workers=workers, java=java)
         (work / "input.csv").unlink()
+        # every row scored, before any partition is committed: a record the scorer read across two
+        # lines would shift every later prediction onto the wrong ids
+        if (scored := offline_stream.count_rows(work / "output.csv")) != written.rows:
+            raise InputDataError("predictions", scored, f"differ from the {written.rows} input rows",
+                                 "this is a bug: report it with the task log")
         header, pred_types = _scored_header(champ.metadata, work / "output.csv")
         names = output_names(header, _domain(champ.metadata), ids)
         id_types = _id_types(local, fmt, ids)
@@ -345,7 +350,8 @@ def score_offline(cfg: PipelineConfig, s3s: S3Settings, start: date, end: date, 
         # partition of its own, and its requests, not its bytes, are its cost. With a Hive table one at a
         # time (its DDL and partition switches go through one metastore).
         in_flight: list[Any] = []
-        with ThreadPoolExecutor(max_workers=1 if hive is not None else COMMIT_THREADS) as pool:
+        threads = 1 if hive is not None else COMMIT_THREADS
+        with ThreadPoolExecutor(max_workers=threads) as pool:
             try:
                 for i, period in enumerate(local):
                     part = work / "out" / f"{i:05d}" / "part-00000.csv"
@@ -358,7 +364,7 @@ def score_offline(cfg: PipelineConfig, s3s: S3Settings, start: date, end: date, 
                                              f"differ from the {period.rows} input rows of {period.key}",
                                              "this is a bug: report it with the task log")
                     in_flight.append(pool.submit(publish, period, part, landed))
-                    while sum(not f.done() for f in in_flight) >= 2 * COMMIT_THREADS:  # bounded memory
+                    while sum(not f.done() for f in in_flight) > threads:  # a period joined ahead, no more
                         wait([f for f in in_flight if not f.done()], return_when=FIRST_COMPLETED)
                     for f in in_flight:
                         if f.done() and f.exception() is not None:

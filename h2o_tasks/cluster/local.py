@@ -176,7 +176,7 @@ class LocalBackend:
         self._held: set[tuple[str, int]] = set()  # (name, thread): the claims this object holds
 
     @contextlib.contextmanager
-    def _claim(self, name: str, timeout_s: float = CLAIM_TIMEOUT_S) -> Iterator[None]:
+    def _claim(self, name: str, timeout_s: float | None = None) -> Iterator[None]:
         """Hold the cluster ``name`` alone while it is created or deleted: a task's retry beside a zombie
         of its previous try, or the janitor beside a creator, would otherwise each start JVMs and one
         set would be forgotten. An advisory lock (``flock``) on a file that is never removed; the kernel
@@ -191,6 +191,7 @@ class LocalBackend:
         locks = self.state_dir / "locks"
         locks.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(locks / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        timeout_s = CLAIM_TIMEOUT_S if timeout_s is None else timeout_s
         try:
             deadline = time.monotonic() + timeout_s
             while True:

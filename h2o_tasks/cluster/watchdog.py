@@ -17,6 +17,7 @@ POLL_S = 1.0
 
 def main(state_dir: str, name: str) -> int:
     from h2o_tasks.cluster.local import LocalBackend
+    from h2o_tasks.errors import ClusterError
 
     backend = LocalBackend(state_dir=state_dir)
     while True:
@@ -26,8 +27,11 @@ def main(state_dir: str, name: str) -> int:
         if state.ceiling_at and datetime.now(UTC) >= datetime.fromisoformat(state.ceiling_at):
             print(f"{datetime.now(UTC).isoformat()} cluster {name} passed its ceiling {state.ceiling_at}: stopping it",
                   flush=True)
-            backend.delete(name)
-            return 0
+            try:
+                backend.delete(name)
+                return 0
+            except ClusterError as exc:  # claimed by a create or delete that still runs: the guard stays
+                print(f"{datetime.now(UTC).isoformat()} could not stop {name} yet ({exc}): trying again", flush=True)
         time.sleep(POLL_S)
 
 

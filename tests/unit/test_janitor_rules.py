@@ -157,3 +157,33 @@ def test_the_janitor_remembers_targets_the_files_stop_naming(monkeypatch):
     store[MEMORY_VARIABLE] = "not json"
     first = H2ORememberedJanitorOperator(task_id="remembered", current=[["local", ""]]).execute({})
     assert (set(first["targets"]), first["swept"]) == ({"local/"}, {})
+
+
+def test_a_cluster_claimed_by_another_process_does_not_keep_the_janitor_from_the_others(tmp_path, monkeypatch):
+    """Two expired local clusters (state only, no JVM); another holder keeps one claimed (a real flock).
+    The sweep deletes the other, then fails retryably naming the one it could not."""
+    import fcntl
+    import os
+
+    from h2o_airflow.operators import janitor
+    from h2o_tasks.cluster import local
+    from h2o_tasks.errors import ClusterError
+
+    backend = local.LocalBackend(state_dir=tmp_path)
+    past = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    for name in ("h2o-busy", "h2o-free"):
+        backend._dir(name).mkdir(parents=True)
+        dead = [local.NodeState(pid=2**22 + 1, port=1, log="")]  # above any pid_max: no process
+        backend._save(local.LocalState(name=name, replicas=1, nodes=dead, created_at=past, expires_at=past, labels={}))
+    (tmp_path / "locks").mkdir()
+    fd = os.open(tmp_path / "locks" / "h2o-busy.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # another open file: a second holder, as another process would be
+    monkeypatch.setattr(local, "CLAIM_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(janitor, "backend_for", lambda *a, **k: backend)
+    try:
+        with pytest.raises(ClusterError) as err:
+            H2OJanitorOperator(task_id="j").sweep("local", "", "", _ti())
+    finally:
+        os.close(fd)
+    assert err.value.retryable and "h2o-busy" in str(err.value) and "deleted: h2o-free" in str(err.value)
+    assert [c.name for c in backend.list_clusters()] == ["h2o-busy"]

@@ -31,9 +31,35 @@ def test_whole_floats_of_a_categorical_are_its_integer_levels_per_value():
     assert text(pa.array(["a", "b", "a"]).dictionary_encode()) == ["a", "b", "a"]
 
 
-def test_numeric_features_stay_numbers_and_nan_is_na():
+def test_numeric_features_are_doubles_and_nan_is_na():
     assert text([1.5, math.nan], "real") == [1.5, None]
-    assert text([3, None], "int") == [3, None]
+    assert offline_stream.feature_text(pa.array([3, None]), "int").type == pa.float64()
+    assert offline_stream.feature_text(pa.array([None, None]), "real").type == pa.float64()  # an empty column
+    assert text(["N/A", "2"], "real") == ["N/A", "2"]  # text stays text: the scorer reads it as PredictCsv does
+
+
+def test_files_that_typed_a_column_differently_make_one_input(tmp_path):
+    """A column empty in one day's file (null), whole in another (int64), fractional in a third."""
+    days = {"d1": [pa.table({"flight": pa.array([None], pa.null()), "distance": pa.array([None], pa.null())})],
+            "d2": [pa.table({"flight": [77], "distance": [3]})],
+            "d3": [pa.table({"flight": ["77"], "distance": [2.5]})]}
+    written = offline_stream.write_scorer_input(write_days(tmp_path, days), "parquet", FEATURES, "v1",
+                                                tmp_path / "in.csv")
+    assert (tmp_path / "in.csv").read_text().splitlines() == ["flight,distance", ",", "77,3", "77,2.5"]
+    assert written.rows == 3
+
+
+def test_values_are_quoted_only_in_a_batch_that_needs_it_and_backslashes_survive_opencsv(tmp_path):
+    days = {"d1": [pa.table({"flight": ["a\\b"], "distance": [1.0]})],
+            "d2": [pa.table({"flight": ['x,"y'], "distance": [2.0]})]}
+    offline_stream.write_scorer_input(write_days(tmp_path, days), "parquet", FEATURES, "v1", tmp_path / "in.csv")
+    # opencsv reads \\ as one backslash; a lone one would escape the quote after it and join two records
+    assert (tmp_path / "in.csv").read_text().splitlines() == ["flight,distance", "a\\\\b,1", '"x,""y",2']
+
+
+def test_rows_are_counted_as_arrow_reads_them(tmp_path):
+    (tmp_path / "o.csv").write_text('predict,p0\n"a\nb",0.5\nc,0.25\n')
+    assert offline_stream.count_rows(tmp_path / "o.csv") == 2
 
 
 def write_days(tmp_path: Path, days: dict[str, list[pa.Table]]) -> list[offline_stream.LocalPeriod]:
@@ -57,8 +83,8 @@ def test_the_input_is_every_period_in_order_with_rows_counted_and_unseen_levels(
     assert [p.rows for p in written.periods] == [6, 1] and written.rows == 7
     assert written.unseen == {"flight": 2}  # 99 and 5; NA is not a level
     lines = (tmp_path / "in.csv").read_text().splitlines()
-    assert lines[0] == '"flight","distance"'
-    assert lines[1:] == ['"1545",1', '"99",2', ",3", '"77",4', '"5",5', '"77",', '"77",']
+    assert lines[0] == "flight,distance"  # no quote in the file: the scorer may cut it into ranges
+    assert lines[1:] == ["1545,1", "99,2", ",3", "77,4", "5,5", "77,", "77,"]
 
 
 def test_a_file_whose_feature_cannot_take_the_first_files_type_is_named(tmp_path):

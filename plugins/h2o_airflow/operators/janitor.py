@@ -9,6 +9,7 @@ from typing import Any
 from airflow.sdk import BaseOperator
 
 from h2o_airflow.backends import DEFAULT_KUBERNETES_CONN_ID, backend_for
+from h2o_tasks.errors import ClusterError
 
 LIVE_RUN_STATES = ("queued", "running")
 MEMORY_VARIABLE = "h2o_janitor_targets"
@@ -43,16 +44,25 @@ class H2OJanitorOperator(BaseOperator):
         """Delete the abandoned clusters of one backend (and namespace); what was deleted and why."""
         backend = backend_for(backend_name, kubernetes_conn_id=kubernetes_conn_id, namespace=namespace)
         now = datetime.now(UTC)
-        deleted, reasons = [], {}
+        deleted, reasons, failed = [], {}, {}
         for info in backend.list_clusters():
             reason = self.reason(info, now, context)
             if reason is None:
                 continue
             self.log.warning("Deleting cluster %s: %s", info.name, reason)
-            if backend.delete(info):
-                deleted.append(info.name)
-                reasons[info.name] = reason
+            try:
+                if backend.delete(info):
+                    deleted.append(info.name)
+                    reasons[info.name] = reason
+            except ClusterError as exc:  # one cluster that cannot go now does not keep the others
+                self.log.error("Could not delete cluster %s: %s", info.name, exc)
+                failed[info.name] = exc
         self.log.info("%d cluster(s) deleted", len(deleted))
+        if failed:
+            first = next(iter(failed.values()))
+            raise ClusterError(f"{len(failed)} cluster(s) could not be deleted ({', '.join(failed)}; deleted: "
+                               f"{', '.join(deleted) or 'none'}): {first}", retryable=True,
+                               reason=first.reason) from first
         return {"deleted": deleted, "reasons": reasons}
 
     def reason(self, info: Any, now: datetime, context: Any) -> str | None:

@@ -1,0 +1,41 @@
+"""The local backend's claim of a cluster (a real flock), as the watchdog meets it: without JVMs."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+from datetime import UTC, datetime, timedelta
+
+from h2o_tasks.cluster import local, watchdog
+
+
+def test_the_watchdog_waits_out_a_claim_and_then_stops_the_cluster(tmp_path, monkeypatch):
+    """At its ceiling the watchdog meets a create or delete that still holds the cluster: it keeps
+    guarding and deletes the cluster once the claim is let go (it gave up for good before)."""
+    backend = local.LocalBackend(state_dir=tmp_path)
+    past = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()
+    backend._dir("h2o-c").mkdir(parents=True)
+    dead = [local.NodeState(pid=2**22 + 1, port=1, log="")]  # above any pid_max: no process
+    backend._save(local.LocalState(name="h2o-c", replicas=1, nodes=dead, created_at=past, expires_at=past,
+                                   labels={}, ceiling_at=past))
+    (tmp_path / "locks").mkdir()
+    fd = os.open(tmp_path / "locks" / "h2o-c.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # a second open file: held as another process would hold it
+    monkeypatch.setattr(local, "CLAIM_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(watchdog, "POLL_S", 0.05)
+    tries = []
+    real_delete = local.LocalBackend.delete
+
+    def delete(self, info, timeout_s=15.0):
+        tries.append(1)
+        if len(tries) == 3:
+            os.close(fd)  # the holder ends
+        return real_delete(self, info, timeout_s)
+
+    monkeypatch.setattr(local.LocalBackend, "delete", delete)
+    done = []
+    t = threading.Thread(target=lambda: done.append(watchdog.main(str(tmp_path), "h2o-c")), daemon=True)
+    t.start()
+    t.join(30)
+    assert done == [0] and len(tries) == 3 and backend.list_clusters() == []
