@@ -133,6 +133,9 @@ def cluster_of_another_user(tmp_path):
     yield backend, info
     backend.delete(info)
     os.rmdir(state / "clusters")
+    for lock in (state / "locks").iterdir():  # the claims' lock files stay (removing one would break its claim)
+        lock.unlink()
+    os.rmdir(state / "locks")
     os.rmdir(state)
 
 
