@@ -29,6 +29,9 @@ ENV = "H2O_TASKS_TEST_HOOKS"
 STEPS = (
     # the create task, once its cluster is ready (before the run's other tasks use it)
     "cluster:ready",
+    # the local backend's create: a node's JVM started but not yet recorded; then recorded
+    "local:node-started",
+    "local:node-saved",
     # the registry's champion pointer: between reading it (and gating) and the compare-and-swap
     "registry:before-cas",
     # a version's export: after the artifacts, before metadata.json (the version is incomplete)

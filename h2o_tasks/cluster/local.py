@@ -6,12 +6,14 @@ them): its state lives in ``<state_dir>/clusters/<name>/state.json`` so another 
 (the delete task, the janitor) can find and stop exactly the JVMs that were started. A small
 watchdog process per cluster (:mod:`h2o_tasks.cluster.watchdog`) stops the JVMs once the
 cluster's ceiling has passed, so nothing outlives ``cluster.max_run_minutes`` even with
-Airflow down.
+Airflow down. The state and the watchdog exist before the first JVM starts, and a delete
+also finds JVMs by their flatfile, so a creator killed between any two lines leaks nothing.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import random
@@ -22,11 +24,12 @@ import subprocess
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from h2o_tasks import testhooks
 from h2o_tasks.cluster.base import ClusterInfo, ClusterSpec, ClusterStatus, extended_expiry, polled
 from h2o_tasks.cluster.login import Login, read_private, write_private
 from h2o_tasks.cluster.readiness import decide, fetch_cloud, poll_until_ready
@@ -71,10 +74,11 @@ class LocalState:
     dag_id: str = ""
     run_id: str = ""
     watchdog_pid: int = 0
+    ports: list[int] = field(default_factory=list)  # every node's, recorded before the first starts
 
     @property
     def url(self) -> str:
-        return f"http://{HOST}:{self.nodes[0].port}"
+        return f"http://{HOST}:{self.ports[0] if self.ports else self.nodes[0].port}"
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -156,6 +160,23 @@ def _is_watchdog(pid: int, name: str) -> bool:
     except OSError:
         return False
     return b"h2o_tasks.cluster.watchdog" in argv and name.encode() in argv
+
+
+def _jvms_started_in(workdir: Path) -> list[int]:
+    """The pids of every live process whose command line names this cluster's flatfile: its JVMs,
+    recorded in its state or not (the path holds the state directory and the cluster's name)."""
+    flatfile = str(workdir / "flatfile.txt").encode()
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(a == b"-flatfile" and b == flatfile for a, b in itertools.pairwise(argv)):
+            found.append(int(proc.name))
+    return found
 
 
 def _reap(pid: int) -> None:
@@ -259,9 +280,12 @@ class LocalBackend:
     def _create(self, spec: ClusterSpec) -> ClusterInfo:
         existing = self._load(spec.name)
         if existing is not None:
-            if all(_is_ours(n.pid, spec.name) for n in existing.nodes):
+            if self._whole(existing):
+                if existing.ceiling_at and not _is_watchdog(existing.watchdog_pid, spec.name):
+                    existing.watchdog_pid = self._start_watchdog(spec.name)  # its guard was killed: a new one
+                    self._save(existing)
                 return self._info(existing)
-            self.delete(spec.name)  # a broken leftover of this run: replace it
+            self.delete(spec.name)  # a broken or half-made leftover of this run: replace it
         jar = h2o_jar()
         if not jar.exists():
             raise ClusterError(f"h2o.jar not found at {jar}: install h2o==3.46.0.11 or set H2O_JAR", reason="NoJar")
@@ -278,8 +302,14 @@ class LocalBackend:
         state = LocalState(name=spec.name, replicas=spec.config.replicas, nodes=nodes,
                            created_at=now.isoformat(), expires_at=(spec.expires_at or now).isoformat(),
                            labels=spec.labels, ceiling_at=spec.ceiling_at.isoformat() if spec.ceiling_at else "",
-                           dag_id=spec.dag_id, run_id=spec.run_id)
+                           dag_id=spec.dag_id, run_id=spec.run_id, ports=ports)
         try:
+            # The state and the watchdog come before any JVM: a creator killed at any line leaves a
+            # cluster that its retry, the janitor and the ceiling can all see and stop.
+            self._save(state)
+            if state.ceiling_at:
+                state.watchdog_pid = self._start_watchdog(spec.name)
+                self._save(state)
             login_conf = write_private(workdir / "login", Login.generate())
             for i, port in enumerate(ports):
                 log = workdir / f"node-{i}.out"
@@ -287,15 +317,19 @@ class LocalBackend:
                     proc = subprocess.Popen(self._command(spec, port, flatfile, workdir, i, login_conf), stdout=out,
                                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                             start_new_session=True, cwd=workdir)
+                testhooks.checkpoint("local:node-started")
                 nodes.append(NodeState(pid=proc.pid, port=port, log=str(log)))
                 self._save(state)
-            if state.ceiling_at:
-                state.watchdog_pid = self._start_watchdog(spec.name)
-                self._save(state)
+                testhooks.checkpoint("local:node-saved")
         except BaseException:
             self.delete(spec.name)
             raise
         return self._info(state)
+
+    @staticmethod
+    def _whole(state: LocalState) -> bool:
+        """Every node the cluster was made with is recorded and alive (a creator killed half-way is not)."""
+        return len(state.nodes) == state.replicas and all(_is_ours(n.pid, state.name) for n in state.nodes)
 
     def _start_watchdog(self, name: str) -> int:
         """The process that stops this cluster at its ceiling, whatever happens to Airflow."""
@@ -391,8 +425,9 @@ class LocalBackend:
         state = self._load(name)
         if state is None and not workdir.exists():
             return False
-        pids = [n.pid for n in state.nodes] if state else []
-        ours = [p for p in pids if _is_ours(p, name)]
+        pids = {n.pid for n in state.nodes} if state else set()
+        pids |= set(_jvms_started_in(workdir))  # a creator killed between a JVM's start and its record
+        ours = sorted(p for p in pids if _is_ours(p, name))
         if state and state.watchdog_pid and _is_watchdog(state.watchdog_pid, name) and state.watchdog_pid != os.getpid():
             with contextlib.suppress(ProcessLookupError, PermissionError):  # the JVMs' own signal says which
                 os.kill(state.watchdog_pid, signal.SIGTERM)

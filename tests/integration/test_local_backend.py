@@ -1,8 +1,10 @@
 """The local backend with real H2O JVMs: a multi-node cloud, re-attach, failure, delete."""
 
+import contextlib
 import json
 import os
 import signal
+import socket
 import stat
 import time
 import urllib.error
@@ -103,6 +105,39 @@ def test_two_creators_of_one_run_at_once_make_one_cluster(tmp_path):
         delete_clusters(backends[0])
     assert jvms_of(name) == []
 
+@pytest.mark.parametrize(("step", "recorded"), [("local:node-started", 0), ("local:node-saved", 1)])
+def test_a_creator_killed_half_way_leaves_a_cluster_its_retry_replaces(backend, step, recorded):
+    """SIGKILL between a JVM's start and its record, or after one node of two: the retry does not
+    re-attach to the half-made cluster, and no JVM of the first try outlives it."""
+    import subprocess
+    import sys
+
+    from h2o_tasks import testhooks
+
+    run_id = f"half-{os.getpid()}-{time.monotonic_ns()}"  # its JVMs are told apart from any other's by name
+    child = ("import sys; from h2o_tasks.cluster.local import LocalBackend; from tests.integration.test_local_backend "
+             "import spec; LocalBackend(state_dir=sys.argv[1]).create(spec(sys.argv[2]))")
+    env = {**os.environ, testhooks.ENV: json.dumps({step: "kill"})}
+    proc = subprocess.run([sys.executable, "-c", child, str(backend.state_dir), run_id], env=env, timeout=120)
+    assert proc.returncode == -signal.SIGKILL
+    name = spec(run_id).name
+    first = backend._load(name)
+    assert [c.name for c in backend.list_clusters()] == [name]  # the janitor sees it from the first line
+    assert len(first.nodes) == recorded and len(jvms_of(name)) == 1  # the first JVM runs, recorded or not
+    orphans = [int(p) for p in jvms_of(name)] + [first.watchdog_pid]
+
+    def listening():  # a JVM still starting dies with its removed directory: this one must be stopped
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", first.ports[0]), timeout=1):
+            return True
+        return False
+
+    wait_for("the first try's JVM to serve", listening, 60, poll=0.2)
+    info = backend.create(spec(run_id))
+    assert backend.wait_ready(info, 120).cloud_size == 2
+    assert all(_proc_state(p) in ("", "Z") for p in orphans)
+    assert sorted(jvms_of(name)) == sorted(str(n.pid) for n in backend._load(name).nodes)
+
+
 def test_node_death_fails_fast_with_reason(backend):
     info = backend.create(spec("r2"))
     os.kill(backend._load(info.name).nodes[1].pid, signal.SIGKILL)
@@ -148,9 +183,14 @@ def test_the_nodes_stop_themselves_at_the_ceiling(backend, monkeypatch):
     assert all(_proc_state(p) in ("", "Z") for p in pids)  # the JVM and the watchdog itself are gone
 
 
-def test_deleting_a_cluster_stops_its_watchdog(backend):
+def test_deleting_a_cluster_stops_its_watchdog_and_a_reattach_replaces_a_killed_one(backend):
     info = backend.create(spec("r6", replicas=1))
+    killed = backend._load(info.name).watchdog_pid
+    os.kill(killed, signal.SIGKILL)
+    wait_for("the watchdog to die", lambda: _proc_state(killed) in ("", "Z"), 10, poll=0.1)
+    assert backend.create(spec("r6", replicas=1)).url == info.url  # the retry keeps the JVMs, and guards them again
     watchdog = backend._load(info.name).watchdog_pid
+    assert watchdog != killed and _proc_state(watchdog) not in ("", "Z")
     assert backend.delete(info) is True
     wait_for("the watchdog to end", lambda: _proc_state(watchdog) in ("", "Z"), 10, poll=0.1)
     assert _proc_state(watchdog) in ("", "Z")
