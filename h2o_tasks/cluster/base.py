@@ -172,8 +172,12 @@ class ClusterBackend(Protocol):
     def extend(self, info: ClusterInfo, by: timedelta) -> str:
         """Push the cluster's expiry to ``now + by`` (never past its ceiling); the new expiry."""
 
-    def delete(self, info: ClusterInfo | str) -> bool:
-        """Delete the cluster as one unit and wait until it is gone. False if it did not exist."""
+    def delete(self, info: ClusterInfo | str, *, if_unchanged: bool = False) -> bool:
+        """Delete the cluster as one unit and wait until it is gone. False if it did not exist.
+
+        ``if_unchanged``: only if its expiry is still ``info.expires_at`` (the janitor's decision,
+        made on a listing, must not reap a cluster that a task has just extended); atomic with
+        ``extend``. False, and nothing deleted, when it changed."""
 
     def list_clusters(self) -> list[ClusterInfo]:
         """Every cluster this backend manages (in its namespace or state directory)."""

@@ -134,7 +134,8 @@ class KubernetesBackend:
             if labels.get("h2o-airflow/run-id") != spec.labels["h2o-airflow/run-id"]:
                 raise ClusterError(f"StatefulSet {ns}/{spec.name} exists but belongs to another run "
                                    f"({labels.get('h2o-airflow/run-id')})", reason="NameClash")
-            if [p for p in self._pods(spec.name, ns) if p.failure]:
+            reaped = manifests.REAPING_ANNOTATION in (existing.metadata.annotations or {})
+            if reaped or [p for p in self._pods(spec.name, ns) if p.failure]:  # the janitor's, or broken: anew
                 self.delete(ClusterInfo(name=spec.name, backend=self.name, namespace=ns))
         try:
             try:
@@ -444,26 +445,64 @@ class KubernetesBackend:
         return self._leader_url(info, self._pods(info.name, info.namespace or self.namespace))
 
     def extend(self, info: ClusterInfo, by: timedelta) -> str:
-        """Push the expiry annotation (the janitor reads it) to ``now + by``, never past the ceiling."""
-        ns = info.namespace or self.namespace
-        sts = self._read_sts(info.name, ns)
-        if sts is None:
-            raise ClusterError(f"StatefulSet {ns}/{info.name} does not exist", reason="NotFound")
-        annotations = sts.metadata.annotations or {}
-        expires = extended_expiry(annotations.get(manifests.EXPIRES_ANNOTATION, ""),
-                                  annotations.get(manifests.CEILING_ANNOTATION, "") or info.ceiling_at, by)
-        self.apps.patch_namespaced_stateful_set(info.name, ns, {"metadata": {"annotations": {
-            manifests.EXPIRES_ANNOTATION: expires}}})
-        return expires
+        """Push the expiry annotation (the janitor reads it) to ``now + by``, never past the ceiling.
 
-    def delete(self, info: ClusterInfo | str, timeout_s: float = 120.0) -> bool:
+        A patch conditional on the StatefulSet's ``resourceVersion``, as the janitor's mark is: a
+        cluster the janitor has marked for deletion is never extended (the task fails and its retry
+        makes a new cluster), and one extended after the janitor's listing is never deleted."""
+        ns = info.namespace or self.namespace
+        while True:
+            sts = self._read_sts(info.name, ns)
+            if sts is None:
+                raise ClusterError(f"StatefulSet {ns}/{info.name} does not exist", reason="NotFound")
+            annotations = sts.metadata.annotations or {}
+            if manifests.REAPING_ANNOTATION in annotations:
+                raise ClusterError(f"cluster {ns}/{info.name} is being deleted by the janitor (since "
+                                   f"{annotations[manifests.REAPING_ANNOTATION]}: it expired at "
+                                   f"{annotations.get(manifests.EXPIRES_ANNOTATION)} or its run was over); a retry of "
+                                   "this run creates a new one", retryable=True, reason="Reaped")
+            expires = extended_expiry(annotations.get(manifests.EXPIRES_ANNOTATION, ""),
+                                      annotations.get(manifests.CEILING_ANNOTATION, "") or info.ceiling_at, by)
+            if self._patch_if_unchanged(sts, {manifests.EXPIRES_ANNOTATION: expires}):
+                return expires
+
+    def _patch_if_unchanged(self, sts: Any, annotations: dict[str, str]) -> bool:
+        """Set annotations on the StatefulSet as it was read; False (nothing written) if it changed since."""
+        try:
+            self.apps.patch_namespaced_stateful_set(sts.metadata.name, sts.metadata.namespace, {"metadata": {
+                "resourceVersion": sts.metadata.resource_version, "annotations": annotations}})
+            return True
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise
+
+    def _mark_reaping(self, info: ClusterInfo, ns: str) -> bool:
+        """The janitor's half of the compare-and-swap with :meth:`extend`: mark the cluster for deletion
+        only while its expiry is the one the janitor decided on. False if a task extended it since."""
+        while True:
+            sts = self._read_sts(info.name, ns)
+            if sts is None:
+                return True  # its other objects, if any, go as usual
+            annotations = sts.metadata.annotations or {}
+            if manifests.REAPING_ANNOTATION in annotations:
+                return True
+            if annotations.get(manifests.EXPIRES_ANNOTATION, "") != info.expires_at:
+                return False
+            if self._patch_if_unchanged(sts, {manifests.REAPING_ANNOTATION: datetime.now(UTC).isoformat()}):
+                return True
+
+    def delete(self, info: ClusterInfo | str, timeout_s: float = 120.0, *, if_unchanged: bool = False) -> bool:
         """Delete every object of the cluster (foreground), then wait until every one, pods included, is gone
-        (a foreground delete leaves an object listed until the garbage collector is done with it)."""
+        (a foreground delete leaves an object listed until the garbage collector is done with it).
+        ``if_unchanged``: see :meth:`ClusterBackend.delete`."""
         from kubernetes import client
 
-        self.close()
         name = info if isinstance(info, str) else info.name
         ns = (None if isinstance(info, str) else info.namespace) or self.namespace
+        if if_unchanged and not isinstance(info, str) and not self._mark_reaping(info, ns):
+            return False
+        self.close()
         self._logins.pop((ns, name), None)
         selector = self._selector(name)
         body = client.V1DeleteOptions(propagation_policy="Foreground")

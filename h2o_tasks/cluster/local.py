@@ -387,12 +387,13 @@ class LocalBackend:
         return read_private(self._dir(info.name) / "login")
 
     def extend(self, info: ClusterInfo, by: timedelta) -> str:
-        state = self._load(info.name)
-        if state is None:
-            raise ClusterError(f"cluster {info.name} does not exist", reason="NotFound")
-        state.expires_at = extended_expiry(state.expires_at, state.ceiling_at, by)
-        self._save(state)
-        return state.expires_at
+        with self._claim(info.name):  # against a janitor's compare-and-delete
+            state = self._load(info.name)
+            if state is None:
+                raise ClusterError(f"cluster {info.name} does not exist", reason="NotFound")
+            state.expires_at = extended_expiry(state.expires_at, state.ceiling_at, by)
+            self._save(state)
+            return state.expires_at
 
     def close(self) -> None:
         """Nothing is held open for a local cluster."""
@@ -414,10 +415,15 @@ class LocalBackend:
                 shutil.copyfile(path, target)
         return sorted(p for p in directory.rglob("*") if p.is_file())
 
-    def delete(self, info: ClusterInfo | str, timeout_s: float = 15.0) -> bool:
-        """Stop this cluster's JVMs (only those, by pid), wait until gone, remove its state."""
+    def delete(self, info: ClusterInfo | str, timeout_s: float = 15.0, *, if_unchanged: bool = False) -> bool:
+        """Stop this cluster's JVMs (only those, by pid), wait until gone, remove its state.
+        ``if_unchanged``: see :meth:`ClusterBackend.delete`."""
         name = info if isinstance(info, str) else info.name
         with self._claim(name):
+            if if_unchanged and not isinstance(info, str):
+                state = self._load(name)
+                if state is not None and state.expires_at != info.expires_at:
+                    return False
             return self._delete(name, timeout_s)
 
     def _delete(self, name: str, timeout_s: float) -> bool:

@@ -25,6 +25,7 @@ TEMPLATES = ("job-anchor", "statefulset", "service-headless", "service-client", 
              "networkpolicy")
 EXPIRES_ANNOTATION = "h2o-airflow/expires-at"
 CEILING_ANNOTATION = "h2o-airflow/ceiling-at"
+REAPING_ANNOTATION = "h2o-airflow/reaping-since"  # set by the janitor before it deletes: no task extends it
 DAG_ID_ANNOTATION = "h2o-airflow/dag-id"  # the exact ids (labels hold sanitised ones)
 RUN_ID_ANNOTATION = "h2o-airflow/run-id"
 HEAP_PERCENT = 75  # -XX:MaxRAMPercentage: the rest of the container is for the JVM's native memory

@@ -10,7 +10,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -220,7 +220,6 @@ def test_the_janitor_deletes_an_expired_cluster_and_keeps_one_in_time(k8s_bed, b
     passed (its worker died before the teardown) goes, objects and JVMs; one whose expiry is ahead stays.
     Both runs count as running, so the expiry alone decides. (The backend fixture deletes what is left.)"""
     import dataclasses
-    from datetime import timedelta
     from types import SimpleNamespace
 
     from h2o_airflow.operators.janitor import H2OJanitorOperator
@@ -256,3 +255,36 @@ def test_airflow_identity_is_confined_to_its_namespace(k8s_bed):
     with pytest.raises(ApiException) as err:
         client.CoreV1Api(k8s_bed.airflow).list_namespaced_secret("default")
     assert err.value.status == 403
+
+
+def test_the_janitors_delete_and_a_tasks_extend_are_one_compare_and_swap(k8s_bed, backend):
+    """The janitor decides on a listing; a task may extend the cluster before the delete. Against the real
+    API server (a StatefulSet of no pods is enough): an extend after the listing keeps the cluster, a
+    cluster marked for deletion is never extended, and a patch from a stale read is refused."""
+    from h2o_tasks.cluster import manifests
+    from h2o_tasks.naming import MANAGED_BY
+
+    name = "h2o-cas-janitor"
+    labels = {"app.kubernetes.io/instance": name, "app.kubernetes.io/managed-by": MANAGED_BY}
+    past = datetime(2026, 1, 1, tzinfo=UTC).isoformat()
+    backend.apps.create_namespaced_stateful_set(NAMESPACE, {
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": name, "labels": labels, "annotations": {manifests.EXPIRES_ANNOTATION: past}},
+        "spec": {"replicas": 0, "serviceName": name, "selector": {"matchLabels": labels},
+                 "template": {"metadata": {"labels": labels},
+                              "spec": {"containers": [{"name": "h2o", "image": "h2o:none"}]}}}})
+    listed = next(c for c in backend.list_clusters() if c.name == name)
+    assert listed.expires_at == past
+    extended = backend.extend(listed, timedelta(minutes=10))  # the run's next task starts
+    assert backend.delete(listed, if_unchanged=True) is False  # decided on the old expiry: kept
+    assert backend._read_sts(name, NAMESPACE).metadata.annotations[manifests.EXPIRES_ANNOTATION] == extended
+    stale = backend._read_sts(name, NAMESPACE)
+    backend.apps.patch_namespaced_stateful_set(name, NAMESPACE, {"metadata": {"labels": {"touched": "1"}}})
+    assert backend._patch_if_unchanged(stale, {manifests.EXPIRES_ANNOTATION: past}) is False
+    relisted = next(c for c in backend.list_clusters() if c.name == name)
+    assert backend._mark_reaping(relisted, NAMESPACE) is True  # the janitor's mark, then its delete
+    with pytest.raises(ClusterError) as refused:
+        backend.extend(relisted, timedelta(minutes=10))
+    assert refused.value.reason == "Reaped" and refused.value.retryable
+    assert backend.delete(relisted, if_unchanged=True) is True
+    assert backend._read_sts(name, NAMESPACE) is None

@@ -39,3 +39,31 @@ def test_the_watchdog_waits_out_a_claim_and_then_stops_the_cluster(tmp_path, mon
     t.start()
     t.join(30)
     assert done == [0] and len(tries) == 3 and backend.list_clusters() == []
+
+
+def test_the_janitors_delete_keeps_a_cluster_extended_after_its_listing(tmp_path, monkeypatch):
+    """The janitor decides on a listing; a task of the run may extend the cluster before the delete. The
+    delete compares the expiry under the claim, and an extend takes the same claim."""
+    import pytest
+
+    from h2o_tasks.errors import ClusterError
+
+    backend = local.LocalBackend(state_dir=tmp_path)
+    past, ceiling = (datetime.now(UTC) + timedelta(minutes=m) for m in (-5, 60))
+    backend._dir("h2o-j").mkdir(parents=True)
+    dead = [local.NodeState(pid=2**22 + 1, port=1, log="")]
+    backend._save(local.LocalState(name="h2o-j", replicas=1, nodes=dead, created_at=past.isoformat(),
+                                   expires_at=past.isoformat(), labels={}, ceiling_at=ceiling.isoformat()))
+    listed = backend.list_expired()[0]
+    local.LocalBackend(state_dir=tmp_path).extend(listed, timedelta(minutes=10))  # the run's next task
+    assert backend.delete(listed, if_unchanged=True) is False
+    assert [c.name for c in backend.list_clusters()] == ["h2o-j"]
+    fd = os.open(tmp_path / "locks" / "h2o-j.lock", os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # a janitor's delete under way: the extend waits for it
+    monkeypatch.setattr(local, "CLAIM_TIMEOUT_S", 0.2)
+    with pytest.raises(ClusterError) as busy:
+        backend.extend(listed, timedelta(minutes=10))
+    assert busy.value.reason == "Busy"
+    os.close(fd)
+    assert backend.delete(backend.list_clusters()[0], if_unchanged=True) is True
+    assert backend.list_clusters() == []

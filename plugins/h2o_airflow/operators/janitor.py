@@ -21,7 +21,9 @@ class H2OJanitorOperator(BaseOperator):
 
     A cluster is reaped when its expiry has passed (each task that uses it pushes it forward),
     or when the DAG run that created it (its ids are recorded on the cluster) is no longer
-    queued or running, or no longer exists. Each deletion is logged with its reason.
+    queued or running, or no longer exists. Each deletion is logged with its reason. The
+    deletion is conditional on the expiry the decision read (atomic with the tasks' extends),
+    so a run that came back to life in between keeps its cluster.
 
     :param backend: ``local`` or ``kubernetes``.
     :param namespace: for Kubernetes, the namespace whose clusters are checked.
@@ -51,9 +53,12 @@ class H2OJanitorOperator(BaseOperator):
                 continue
             self.log.warning("Deleting cluster %s: %s", info.name, reason)
             try:
-                if backend.delete(info):
+                # the decision was made on a listing: a task that extended the cluster since keeps it
+                if backend.delete(info, if_unchanged=True):
                     deleted.append(info.name)
                     reasons[info.name] = reason
+                else:
+                    self.log.warning("Kept cluster %s: a task of its run extended it after it was listed", info.name)
             except ClusterError as exc:  # one cluster that cannot go now does not keep the others
                 self.log.error("Could not delete cluster %s: %s", info.name, exc)
                 failed[info.name] = exc
