@@ -6,25 +6,28 @@ record batches and written as CSV by Arrow's C++ writer into the scorer's one in
 output is read back in batches and joined by position to the same files' id columns, read again
 from disk, with a count check per batch.
 
-The scorer's input text for a feature is Arrow's CSV text of it, except:
+The scorer's input text for a feature (:func:`feature_text`, then :func:`csv_text`):
 
+- a numeric feature (integers, decimals, floats, or a column null in one file) as Arrow's text of
+  it cast to float64, so every file makes one input type;
 - an ``enum`` feature read as floats has whole numbers written as integers (``1545`` and not
-  ``1545.0``: the level H2O made of them); other values as Arrow writes them;
+  ``1545.0``: the level H2O made of them); its other values as Arrow writes them; other ``enum``
+  and string features as their text;
 - booleans as ``True``/``False`` (as pandas wrote them);
-- NaN as an empty cell (NA), as pandas wrote it.
+- NaN as an empty cell (NA), as pandas wrote it;
+- a backslash doubled (opencsv, the scorer's reader, takes it for an escape). A batch is written
+  unquoted unless one of its values needs quotes.
 """
 
 from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from h2o_tasks import s3
-from h2o_tasks.errors import InputDataError, SourceNotFoundError
+from h2o_tasks.errors import InputDataError
 
 BATCH_ROWS = 65_536
 DOWNLOAD_THREADS = 8
@@ -55,28 +58,19 @@ class InputWritten:
 def download(client: Any, files_by_period: list[tuple[Any, list[str]]], directory: Path,
              threads: int = DOWNLOAD_THREADS) -> list[LocalPeriod]:
     """Every period's files to ``directory`` (streamed to disk, in parallel), in source order."""
-    from botocore.exceptions import BotoCoreError, ClientError
+    from h2o_tasks.sources.s3 import each_object
 
     directory.mkdir(parents=True, exist_ok=True)
-    jobs: list[tuple[str, Path]] = []
+    uris: list[str] = []
+    paths: list[Path] = []
     periods = []
-    for i, (key, uris) in enumerate(files_by_period):
-        paths = [directory / f"{i:05d}-{j:04d}{Path(uri).suffix}" for j, uri in enumerate(uris)]
-        jobs.extend(zip(uris, paths, strict=True))
-        periods.append(LocalPeriod(key, paths))
-
-    def get(job: tuple[str, Path]) -> None:
-        uri, path = job
-        bucket, object_key = s3.split_uri(uri)
-        try:
-            client.download_file(bucket, object_key, str(path))
-        except (ClientError, BotoCoreError) as exc:
-            raise SourceNotFoundError("source.s3.uri", uri, f"could not be read ({exc})",
-                                      "check that the object still exists and the credentials (aws_conn_id) may "
-                                      "read it, then rerun the task") from exc
-
-    with ThreadPoolExecutor(max_workers=max(1, min(threads, len(jobs)))) as pool:
-        list(pool.map(get, jobs))
+    for i, (key, period_uris) in enumerate(files_by_period):
+        period_paths = [directory / f"{i:05d}-{j:04d}{Path(uri).suffix}" for j, uri in enumerate(period_uris)]
+        uris.extend(period_uris)
+        paths.extend(period_paths)
+        periods.append(LocalPeriod(key, period_paths))
+    if uris:
+        each_object(uris, lambda j, bucket, key: client.download_file(bucket, key, str(paths[j])), threads)
     return periods
 
 

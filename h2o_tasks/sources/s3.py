@@ -229,34 +229,40 @@ def _no_rows(resolved: ResolvedInput) -> InputDataError:
 CSV_NA = ["NA", ""]
 
 
-def fetch_objects(client: Any, files: Sequence[str], read: Callable[[str, bytes], T],
-                  threads: int = FETCH_THREADS) -> list[T]:
-    """Download ``files`` in parallel, each body turned by ``read(uri, body)`` in its thread; in order.
+def each_object(files: Sequence[str], act: Callable[[int, str, str], T], threads: int = FETCH_THREADS) -> list[T]:
+    """``act(index, bucket, key)`` for every object of ``files``, in parallel; the results in order.
 
-    An object that cannot be read (gone since the listing, access denied) is an error naming it.
+    An object that cannot be read (gone since the listing, access denied) is an error naming it;
+    the first error stops the calls not yet started.
     """
     from botocore.exceptions import BotoCoreError, ClientError
 
-    def get(uri: str) -> T:
-        bucket, key = s3.split_uri(uri)
+    def one(index: int) -> T:
+        bucket, key = s3.split_uri(files[index])
         try:
-            body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+            return act(index, bucket, key)
         except (ClientError, BotoCoreError) as exc:
-            raise SourceNotFoundError("source.s3.uri", uri, f"could not be read ({exc})",
+            raise SourceNotFoundError("source.s3.uri", files[index], f"could not be read ({exc})",
                                       "check that the object still exists and the credentials (aws_conn_id) may "
                                       "read it, then rerun the task") from exc
-        return read(uri, body)
 
     if len(files) == 1:
-        return [get(files[0])]
-    with ThreadPoolExecutor(max_workers=min(threads, len(files))) as pool:
-        futures = [pool.submit(get, uri) for uri in files]
+        return [one(0)]
+    with ThreadPoolExecutor(max_workers=max(1, min(threads, len(files)))) as pool:
+        futures = [pool.submit(one, i) for i in range(len(files))]
         try:
             return [f.result() for f in futures]
         except BaseException:
-            for f in futures:  # the first error stops the downloads not yet started
+            for f in futures:
                 f.cancel()
             raise
+
+
+def fetch_objects(client: Any, files: Sequence[str], read: Callable[[str, bytes], T],
+                  threads: int = FETCH_THREADS) -> list[T]:
+    """Download ``files`` in parallel, each body turned by ``read(uri, body)`` in its thread; in order."""
+    return each_object(files, lambda i, bucket, key: read(files[i], client.get_object(Bucket=bucket, Key=key)["Body"]
+                                                           .read()), threads)
 
 
 def read_parquet(uri: str, body: bytes, columns: Sequence[str] | None = None) -> tuple[list[str], Any]:
