@@ -165,7 +165,7 @@ def janitor_task_id(backend: str, namespace: str, conn_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.]", "_", task_id)
 
 
-def janitor_dag(pipelines_dir: str | Path | None = None, schedule: str = "*/30 * * * *") -> DAG:
+def janitor_dag(pipelines_dir: str | Path | None = None, schedule: str | None = "*/30 * * * *") -> DAG:
     """Delete abandoned clusters (expired, or whose DAG run is over) of every backend and namespace the
     pipeline files in ``pipelines_dir`` use."""
     from h2o_airflow.operators.janitor import (
