@@ -9,18 +9,14 @@ from pathlib import Path
 
 def _h2o_jvms(name_prefix: str) -> dict[int, str]:
     """``{pid: cloud name}`` of running H2O JVMs whose ``-name`` starts with ``name_prefix``."""
+    from h2o_tasks.cluster.local import command_lines
+
     found = {}
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
+    for pid, argv in command_lines():
         if b"-name" in argv and any(a.endswith(b"h2o.jar") for a in argv):
             name = argv[argv.index(b"-name") + 1].decode(errors="replace") if argv.index(b"-name") + 1 < len(argv) else ""
             if name.startswith(name_prefix):
-                found[int(proc.name)] = name
+                found[int(pid)] = name
     return found
 
 

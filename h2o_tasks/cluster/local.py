@@ -162,21 +162,23 @@ def _is_watchdog(pid: int, name: str) -> bool:
     return b"h2o_tasks.cluster.watchdog" in argv and name.encode() in argv
 
 
-def _jvms_started_in(workdir: Path) -> list[int]:
-    """The pids of every live process whose command line names this cluster's flatfile: its JVMs,
-    recorded in its state or not (the path holds the state directory and the cluster's name)."""
-    flatfile = str(workdir / "flatfile.txt").encode()
-    found = []
+def command_lines() -> Iterator[tuple[int, list[bytes]]]:
+    """``(pid, argv)`` of every process of this machine whose command line can be read."""
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            yield int(proc.name), (proc / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if any(a == b"-flatfile" and b == flatfile for a, b in itertools.pairwise(argv)):
-            found.append(int(proc.name))
-    return found
+
+
+def _jvms_started_in(workdir: Path) -> list[int]:
+    """The pids of every live process whose command line names this cluster's flatfile: its JVMs,
+    recorded in its state or not (the path holds the state directory and the cluster's name)."""
+    flatfile = str(workdir / "flatfile.txt").encode()
+    return [pid for pid, argv in command_lines()
+            if any(a == b"-flatfile" and b == flatfile for a, b in itertools.pairwise(argv))]
 
 
 def _reap(pid: int) -> None:
