@@ -61,9 +61,11 @@ def _cancelled(d, name: str) -> bool:
 
 
 def test_a_run_longer_than_its_ttl_keeps_its_cluster_while_it_makes_progress(airflow_deployment, tmp_path):
-    """ttl 6 s (test seconds): the janitor, run again and again during the run, never deletes the
-    cluster of a run whose tasks keep pushing its expiry; the run succeeds. The export is held at a
-    barrier until two sweeps came after the time-to-live, so the run outlives it on any machine."""
+    """ttl 6 s (test seconds): the janitor, run again and again while a task of the run works, never
+    deletes the cluster that task pushed the expiry of; the run succeeds. The export is held at a
+    barrier until two sweeps came after the time-to-live, so the run outlives it on any machine. The
+    sweeps start once the export holds the cluster: between two tasks nothing pushes the expiry, and a
+    loaded machine can take longer than 6 s from one task to the next (a time-to-live is minutes)."""
     d = airflow_deployment
     dag_id = _pipeline(d, "ttl-progress", cluster={"replicas": 1, "memory": "1g", "nthreads": 1},
                        training={"algorithms": [{"algo": "glm", "params": {"lambda_search": False}}], "seed": 1})
@@ -73,6 +75,9 @@ def test_a_run_longer_than_its_ttl_keeps_its_cluster_while_it_makes_progress(air
         run_id = d.trigger(dag_id, DAY)
         name = naming.cluster_name("ttl-progress", dag_id, run_id)
         created = datetime.fromisoformat(wait_for("the cluster", lambda: _state(d, name), 300, poll=0.5)["created_at"])
+        wait_for("the export at its barrier", lambda: meet.exists() and any(meet.iterdir()), 600, poll=0.5,
+                 give_up=lambda: f"the run is {st}" if (st := d.run_state(dag_id, run_id)) in ("success", "failed")
+                 else None)
         sweeps: list[float] = []
         while d.run_state(dag_id, run_id) not in ("success", "failed"):
             janitor = d.trigger("h2o_janitor", datetime.now(UTC).isoformat())
