@@ -56,15 +56,17 @@ def k8s_airflow(k8s_bed, bed_s3, tmp_path_factory):
                       "image": "h2o-airflow/h2o:3.46.0.11", "cluster_domain": DOMAIN}
     dag_folder.write_pipeline(dags, "k8s_delay", raw)
     # the same pipeline with a GBM that trains long enough to lose a node in the middle of it
+    # (no scoring after training: what these runs show ends with the export)
     slow = {**raw, "name": "k8s-slow", "registry_uri": "s3://h2o-demo/models/k8s-slow",
-            "scoring": {**raw["scoring"], "output_uri": "s3://h2o-demo/predictions/k8s-slow"},
+            "scoring": {**raw["scoring"], "output_uri": "s3://h2o-demo/predictions/k8s-slow", "after_training": False},
             "training": {**raw["training"], "algorithms": [
                 {"algo": "gbm", "params": {"ntrees": SLOW_TREES, "max_depth": 8, "learn_rate": 0.02}}]},
             "cluster": {**raw["cluster"], "unobservable_grace_s": 150}}
     dag_folder.write_pipeline(dags, "k8s_slow", slow)
     # a GBM that trains about as long as the API server outage of its test (60 s on the bed)
     patient = {**slow, "name": "k8s-patient", "registry_uri": "s3://h2o-demo/models/k8s-patient",
-               "scoring": {**raw["scoring"], "output_uri": "s3://h2o-demo/predictions/k8s-patient"},
+               "scoring": {**raw["scoring"], "output_uri": "s3://h2o-demo/predictions/k8s-patient",
+                           "after_training": False},
                "training": {**raw["training"], "algorithms": [
                    {"algo": "gbm", "params": {"ntrees": 4 * SLOW_TREES, "max_depth": 8, "learn_rate": 0.02}}]}}
     dag_folder.write_pipeline(dags, "k8s_patient", patient)
