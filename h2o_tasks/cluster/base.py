@@ -56,6 +56,9 @@ def ceiling(config: ClusterConfig) -> timedelta:
     return timedelta(seconds=seconds) if seconds else timedelta(minutes=config.max_run_minutes)
 
 
+EXTEND_REFUSED = ("Reaped", "Busy")  # reasons an extend failed that a task must not go on after
+
+
 def extended_expiry(expires_at: str, ceiling_at: str, by: timedelta, now: datetime | None = None) -> str:
     """The expiry after a task starts: ``now + by`` if later than the current one, never past the ceiling."""
     now = now or datetime.now(UTC)
@@ -80,6 +83,11 @@ class ClusterInfo:
     :param s3_from_secret: the nodes read their S3 credentials from a Secret (``cluster.s3_secret``):
         none are sent over the REST API.
     :param ingress_url: Kubernetes: the run's Ingress (``cluster.ingress``), where a browser opens Flow.
+    :param uid: which incarnation of the run's cluster this is (the StatefulSet's uid; the local
+        state's creation time): a cluster made again under the same name has another.
+    :param extended_at: when a task last extended it (changes at every extend, even one that leaves
+        the expiry where it was): with ``expires_at`` and ``uid``, the version the janitor decides on.
+    :param reaping_since: when a janitor marked it for deletion (no task extends it after that).
     """
 
     name: str
@@ -96,6 +104,9 @@ class ClusterInfo:
     run_id: str = ""
     s3_from_secret: bool = False
     ingress_url: str = ""
+    uid: str = ""
+    extended_at: str = ""
+    reaping_since: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -170,13 +181,15 @@ class ClusterBackend(Protocol):
         for a cluster made without one."""
 
     def extend(self, info: ClusterInfo, by: timedelta) -> str:
-        """Push the cluster's expiry to ``now + by`` (never past its ceiling); the new expiry."""
+        """Push the cluster's expiry to ``now + by`` (never past its ceiling); the new expiry. Raises
+        ``ClusterError`` with reason ``Reaped`` when a janitor is deleting it (the task must not go on)."""
 
     def delete(self, info: ClusterInfo | str, *, if_unchanged: bool = False) -> bool:
         """Delete the cluster as one unit and wait until it is gone. False if it did not exist.
 
-        ``if_unchanged``: only if its expiry is still ``info.expires_at`` (the janitor's decision,
-        made on a listing, must not reap a cluster that a task has just extended); atomic with
+        ``if_unchanged``: only if it is still the incarnation ``info`` lists, not extended since
+        (``uid``, ``expires_at``, ``extended_at``): the janitor's decision, made on a listing, must
+        not reap a cluster that a task has just extended nor one its run made again; atomic with
         ``extend``. False, and nothing deleted, when it changed."""
 
     def list_clusters(self) -> list[ClusterInfo]:

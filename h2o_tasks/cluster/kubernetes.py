@@ -98,7 +98,7 @@ class KubernetesBackend:
         return f"app.kubernetes.io/instance={name},app.kubernetes.io/managed-by={MANAGED_BY}"
 
     def _info(self, name: str, namespace: str, replicas: int, annotations: dict[str, str],
-              cluster_domain: str = "") -> ClusterInfo:
+              cluster_domain: str = "", uid: str = "") -> ClusterInfo:
         _, client_svc = manifests.service_names(name)
         url = f"http://{client_svc}.{namespace}.svc.{cluster_domain or self.cluster_domain}:{H2O_PORT}"
         return ClusterInfo(name=name, backend=self.name, url=url, replicas=replicas, namespace=namespace,
@@ -106,7 +106,9 @@ class KubernetesBackend:
                            ceiling_at=annotations.get(manifests.CEILING_ANNOTATION, ""),
                            endpoint_mode=self.endpoint_mode, kubernetes_conn_id=self.conn_id,
                            dag_id=annotations.get(manifests.DAG_ID_ANNOTATION, ""),
-                           run_id=annotations.get(manifests.RUN_ID_ANNOTATION, ""))
+                           run_id=annotations.get(manifests.RUN_ID_ANNOTATION, ""), uid=uid,
+                           extended_at=annotations.get(manifests.EXTENDED_ANNOTATION, ""),
+                           reaping_since=annotations.get(manifests.REAPING_ANNOTATION, ""))
 
     def _pods(self, name: str, namespace: str) -> list[PodObservation]:
         pods = self.core.list_namespaced_pod(namespace, label_selector=self._selector(name))
@@ -445,7 +447,8 @@ class KubernetesBackend:
         return self._leader_url(info, self._pods(info.name, info.namespace or self.namespace))
 
     def extend(self, info: ClusterInfo, by: timedelta) -> str:
-        """Push the expiry annotation (the janitor reads it) to ``now + by``, never past the ceiling.
+        """Push the expiry annotation (the janitor reads it) to ``now + by``, never past the ceiling,
+        and stamp ``extended-at`` (a new version even when the expiry stays where it was).
 
         A patch conditional on the StatefulSet's ``resourceVersion``, as the janitor's mark is: a
         cluster the janitor has marked for deletion is never extended (the task fails and its retry
@@ -463,51 +466,60 @@ class KubernetesBackend:
                                    "this run creates a new one", retryable=True, reason="Reaped")
             expires = extended_expiry(annotations.get(manifests.EXPIRES_ANNOTATION, ""),
                                       annotations.get(manifests.CEILING_ANNOTATION, "") or info.ceiling_at, by)
-            if self._patch_if_unchanged(sts, {manifests.EXPIRES_ANNOTATION: expires}):
+            stamp = datetime.now(UTC).isoformat()
+            if self._patch_if_unchanged(sts, {manifests.EXPIRES_ANNOTATION: expires,
+                                              manifests.EXTENDED_ANNOTATION: stamp}) is not None:
                 return expires
 
-    def _patch_if_unchanged(self, sts: Any, annotations: dict[str, str]) -> bool:
-        """Set annotations on the StatefulSet as it was read; False (nothing written) if it changed since."""
+    def _patch_if_unchanged(self, sts: Any, annotations: dict[str, str]) -> Any | None:
+        """Set annotations on the StatefulSet as it was read: the patched object, or None (nothing
+        written) if it changed since."""
         try:
-            self.apps.patch_namespaced_stateful_set(sts.metadata.name, sts.metadata.namespace, {"metadata": {
+            return self.apps.patch_namespaced_stateful_set(sts.metadata.name, sts.metadata.namespace, {"metadata": {
                 "resourceVersion": sts.metadata.resource_version, "annotations": annotations}})
-            return True
         except ApiException as exc:
             if exc.status == 409:
-                return False
+                return None
             raise
 
-    def _mark_reaping(self, info: ClusterInfo, ns: str) -> bool:
-        """The janitor's half of the compare-and-swap with :meth:`extend`: mark the cluster for deletion
-        only while its expiry is the one the janitor decided on. False if a task extended it since."""
+    def _mark_reaping(self, info: ClusterInfo, ns: str) -> Any | None:
+        """The janitor's half of the compare-and-swap with :meth:`extend`: mark the StatefulSet for
+        deletion only while it is the incarnation the janitor decided on, not extended since. The
+        marked StatefulSet, or None (nothing marked) if it is gone, was made again or was extended."""
         while True:
             sts = self._read_sts(info.name, ns)
-            if sts is None:
-                return True  # its other objects, if any, go as usual
+            if sts is None or (info.uid and sts.metadata.uid != info.uid):
+                return None  # deleted by its teardown, or a new cluster of the run: not the one decided on
             annotations = sts.metadata.annotations or {}
             if manifests.REAPING_ANNOTATION in annotations:
-                return True
-            if annotations.get(manifests.EXPIRES_ANNOTATION, "") != info.expires_at:
-                return False
-            if self._patch_if_unchanged(sts, {manifests.REAPING_ANNOTATION: datetime.now(UTC).isoformat()}):
-                return True
+                return sts  # an earlier sweep's decision: no task can have extended it since
+            if (annotations.get(manifests.EXPIRES_ANNOTATION, ""),
+                    annotations.get(manifests.EXTENDED_ANNOTATION, "")) != (info.expires_at, info.extended_at):
+                return None
+            marked = self._patch_if_unchanged(sts, {manifests.REAPING_ANNOTATION: datetime.now(UTC).isoformat()})
+            if marked is not None:
+                return marked
 
     def delete(self, info: ClusterInfo | str, timeout_s: float = 120.0, *, if_unchanged: bool = False) -> bool:
         """Delete every object of the cluster (foreground), then wait until every one, pods included, is gone
         (a foreground delete leaves an object listed until the garbage collector is done with it).
-        ``if_unchanged``: see :meth:`ClusterBackend.delete`."""
-        from kubernetes import client
-
+        ``if_unchanged``: see :meth:`ClusterBackend.delete`; only the marked incarnation's objects go."""
         name = info if isinstance(info, str) else info.name
         ns = (None if isinstance(info, str) else info.namespace) or self.namespace
-        if if_unchanged and not isinstance(info, str) and not self._mark_reaping(info, ns):
-            return False
+        if if_unchanged and not isinstance(info, str):
+            marked = self._mark_reaping(info, ns)
+            if marked is None:
+                return False
+            self.close()
+            self._logins.pop((ns, name), None)
+            self._delete_objects(name, ns, timeout_s, _incarnation(marked))
+            return True
         self.close()
         self._logins.pop((ns, name), None)
-        selector = self._selector(name)
-        body = client.V1DeleteOptions(propagation_policy="Foreground")
-        found = False
-        listers = [
+        return self._delete_objects(name, ns, timeout_s, None)
+
+    def _listers(self) -> list[tuple[Any, Any]]:
+        return [
             (self.batch.list_namespaced_job, self.batch.delete_namespaced_job),
             (self.apps.list_namespaced_stateful_set, self.apps.delete_namespaced_stateful_set),
             (self.core.list_namespaced_service, self.core.delete_namespaced_service),
@@ -516,36 +528,63 @@ class KubernetesBackend:
             (self.core.list_namespaced_secret, self.core.delete_namespaced_secret),  # the login, never others
             (self.networking.list_namespaced_ingress, self.networking.delete_namespaced_ingress),
         ]
+
+    def _delete_objects(self, name: str, ns: str, timeout_s: float, incarnation: set[str] | None) -> bool:
+        """Delete the run's objects (only those of ``incarnation``'s uids and what they own, each with a
+        uid precondition, when given: a cluster its run makes again meanwhile is not touched) and
+        wait until they and their pods are gone. False if there was nothing to delete."""
+        from kubernetes import client
+
+        selector = self._selector(name)
+        listers = self._listers()
+
+        def ours(obj: Any) -> bool:
+            if incarnation is None:
+                return True
+            owners = {r.uid for r in (obj.metadata.owner_references or [])}
+            return obj.metadata.uid in incarnation or bool(owners & incarnation)
+
+        found = False
         for lister, deleter in listers:
             for obj in lister(ns, label_selector=selector).items:
+                if not ours(obj):
+                    continue
                 found = True
+                body = client.V1DeleteOptions(propagation_policy="Foreground", preconditions=(
+                    client.V1Preconditions(uid=obj.metadata.uid) if incarnation is not None else None))
                 try:
                     deleter(obj.metadata.name, ns, body=body)
                 except ApiException as exc:
-                    if exc.status != 404:
+                    if exc.status not in (404, 409):  # gone, or another object by that name (a new incarnation)
                         raise
         deadline = time.monotonic() + timeout_s
         while True:
-            pods = self.core.list_namespaced_pod(ns, label_selector=selector).items
             left = [f"{o.kind or lister.__name__.removeprefix('list_namespaced_')}/{o.metadata.name}"
-                    for lister, _ in listers for o in lister(ns, label_selector=selector).items]
-            if not pods and not left and self._read_sts(name, ns) is None:
+                    for lister, _ in listers for o in lister(ns, label_selector=selector).items if ours(o)]
+            pods = [p for p in self.core.list_namespaced_pod(ns, label_selector=selector).items if ours(p)]
+            if not pods and not left and (incarnation is not None or self._read_sts(name, ns) is None):
                 return found
             found = True
             if time.monotonic() > deadline:
-                raise ClusterError(f"cluster {ns}/{name} still has {len(pods)} pod(s) and {left or 'no other objects'} "
-                                   f"after {timeout_s:.0f}s", retryable=True, reason="DeleteTimeout")
+                raise ClusterError(f"cluster {ns}/{name} still has {len(pods)} pod(s) and "
+                                   f"{left or 'no other objects'} after {timeout_s:.0f}s",
+                                   retryable=True, reason="DeleteTimeout")
             time.sleep(0.5)
 
     def list_clusters(self) -> list[ClusterInfo]:
         items = self.apps.list_namespaced_stateful_set(self.namespace,
                                                        label_selector=f"app.kubernetes.io/managed-by={MANAGED_BY}").items
-        return [self._info(s.metadata.name, self.namespace, s.spec.replicas or 0, s.metadata.annotations or {})
-                for s in items]
+        return [self._info(s.metadata.name, self.namespace, s.spec.replicas or 0, s.metadata.annotations or {},
+                           uid=s.metadata.uid or "") for s in items]
 
     def list_expired(self, now: datetime | None = None) -> list[ClusterInfo]:
         now = now or datetime.now(UTC)
         return [c for c in self.list_clusters() if c.expires_at and datetime.fromisoformat(c.expires_at) <= now]
+
+
+def _incarnation(sts: Any) -> set[str]:
+    """The uids of one incarnation of a cluster: its StatefulSet and the anchor Job that owns the rest."""
+    return {sts.metadata.uid, *(r.uid for r in (sts.metadata.owner_references or []) if r.kind == "Job")}
 
 
 class _Drift(Exception):

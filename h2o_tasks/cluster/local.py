@@ -75,6 +75,7 @@ class LocalState:
     run_id: str = ""
     watchdog_pid: int = 0
     ports: list[int] = field(default_factory=list)  # every node's, recorded before the first starts
+    extended_at: str = ""
 
     @property
     def url(self) -> str:
@@ -255,7 +256,8 @@ class LocalBackend:
     def _info(self, state: LocalState) -> ClusterInfo:
         return ClusterInfo(name=state.name, backend=self.name, url=state.url, replicas=state.replicas,
                            expires_at=state.expires_at, ceiling_at=state.ceiling_at, endpoint_mode="local",
-                           state_dir=str(self.state_dir), dag_id=state.dag_id, run_id=state.run_id)
+                           state_dir=str(self.state_dir), dag_id=state.dag_id, run_id=state.run_id,
+                           uid=state.created_at, extended_at=state.extended_at)
 
     def _command(self, spec: ClusterSpec, port: int, flatfile: Path, workdir: Path, index: int,
                  login_conf: Path) -> list[str]:
@@ -300,6 +302,7 @@ class LocalBackend:
         flatfile = workdir / "flatfile.txt"
         flatfile.write_text("".join(f"{HOST}:{p}\n" for p in ports))
         nodes: list[NodeState] = []
+        started: list[subprocess.Popen[bytes]] = []
         now = datetime.now(UTC)
         state = LocalState(name=spec.name, replicas=spec.config.replicas, nodes=nodes,
                            created_at=now.isoformat(), expires_at=(spec.expires_at or now).isoformat(),
@@ -319,11 +322,16 @@ class LocalBackend:
                     proc = subprocess.Popen(self._command(spec, port, flatfile, workdir, i, login_conf), stdout=out,
                                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                             start_new_session=True, cwd=workdir)
+                started.append(proc)
                 testhooks.checkpoint("local:node-started")
                 nodes.append(NodeState(pid=proc.pid, port=port, log=str(log)))
                 self._save(state)
                 testhooks.checkpoint("local:node-saved")
         except BaseException:
+            for proc in started:  # our children: a JVM not yet exec'd has no command line to be found by
+                with contextlib.suppress(OSError, subprocess.SubprocessError):
+                    proc.kill()
+                    proc.wait(10)
             self.delete(spec.name)
             raise
         return self._info(state)
@@ -394,6 +402,7 @@ class LocalBackend:
             if state is None:
                 raise ClusterError(f"cluster {info.name} does not exist", reason="NotFound")
             state.expires_at = extended_expiry(state.expires_at, state.ceiling_at, by)
+            state.extended_at = datetime.now(UTC).isoformat()  # a new version even when the expiry stays
             self._save(state)
             return state.expires_at
 
@@ -424,7 +433,8 @@ class LocalBackend:
         with self._claim(name):
             if if_unchanged and not isinstance(info, str):
                 state = self._load(name)
-                if state is not None and state.expires_at != info.expires_at:
+                if state is not None and (state.created_at, state.expires_at, state.extended_at) != (
+                        info.uid or state.created_at, info.expires_at, info.extended_at):
                     return False
             return self._delete(name, timeout_s)
 

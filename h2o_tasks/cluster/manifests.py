@@ -26,6 +26,7 @@ TEMPLATES = ("job-anchor", "statefulset", "service-headless", "service-client", 
 EXPIRES_ANNOTATION = "h2o-airflow/expires-at"
 CEILING_ANNOTATION = "h2o-airflow/ceiling-at"
 REAPING_ANNOTATION = "h2o-airflow/reaping-since"  # set by the janitor before it deletes: no task extends it
+EXTENDED_ANNOTATION = "h2o-airflow/extended-at"  # written by every extend: a version even when the expiry stays
 DAG_ID_ANNOTATION = "h2o-airflow/dag-id"  # the exact ids (labels hold sanitised ones)
 RUN_ID_ANNOTATION = "h2o-airflow/run-id"
 HEAP_PERCENT = 75  # -XX:MaxRAMPercentage: the rest of the container is for the JVM's native memory

@@ -257,34 +257,82 @@ def test_airflow_identity_is_confined_to_its_namespace(k8s_bed):
     assert err.value.status == 403
 
 
-def test_the_janitors_delete_and_a_tasks_extend_are_one_compare_and_swap(k8s_bed, backend):
-    """The janitor decides on a listing; a task may extend the cluster before the delete. Against the real
-    API server (a StatefulSet of no pods is enough): an extend after the listing keeps the cluster, a
-    cluster marked for deletion is never extended, and a patch from a stale read is refused."""
-    from h2o_tasks.cluster import manifests
+def _bare_sts(backend, name: str, annotations: dict[str, str]) -> object:
+    """A StatefulSet of no pods, labelled as a cluster of this project: enough for the janitor's listing."""
     from h2o_tasks.naming import MANAGED_BY
 
-    name = "h2o-cas-janitor"
     labels = {"app.kubernetes.io/instance": name, "app.kubernetes.io/managed-by": MANAGED_BY}
-    past = datetime(2026, 1, 1, tzinfo=UTC).isoformat()
-    backend.apps.create_namespaced_stateful_set(NAMESPACE, {
+    return backend.apps.create_namespaced_stateful_set(NAMESPACE, {
         "apiVersion": "apps/v1", "kind": "StatefulSet",
-        "metadata": {"name": name, "labels": labels, "annotations": {manifests.EXPIRES_ANNOTATION: past}},
+        "metadata": {"name": name, "labels": labels, "annotations": annotations},
         "spec": {"replicas": 0, "serviceName": name, "selector": {"matchLabels": labels},
                  "template": {"metadata": {"labels": labels},
                               "spec": {"containers": [{"name": "h2o", "image": "h2o:none"}]}}}})
+
+
+def _owned_service(backend, name: str, owner: object, suffix: str) -> None:
+    backend.core.create_namespaced_service(NAMESPACE, {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": f"{name}-{suffix}", "labels": dict(owner.metadata.labels),
+                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": name,
+                                          "uid": owner.metadata.uid}]},
+        "spec": {"clusterIP": "None", "selector": dict(owner.metadata.labels), "ports": [{"port": 54321}]}})
+
+
+def test_the_janitors_delete_and_a_tasks_extend_are_one_compare_and_swap(k8s_bed, backend):
+    """The janitor decides on a listing; a task may extend the cluster before the delete. Against the real
+    API server (a StatefulSet of no pods is enough): an extend after the listing keeps the cluster, even
+    one that leaves the expiry where it was (at the ceiling); a cluster marked for deletion is never
+    extended, and a patch from a stale read is refused."""
+    from h2o_tasks.cluster import manifests
+
+    name = "h2o-cas-janitor"
+    past = datetime(2026, 1, 1, tzinfo=UTC).isoformat()
+    _bare_sts(backend, name, {manifests.EXPIRES_ANNOTATION: past, manifests.CEILING_ANNOTATION: past})
     listed = next(c for c in backend.list_clusters() if c.name == name)
-    assert listed.expires_at == past
-    extended = backend.extend(listed, timedelta(minutes=10))  # the run's next task starts
-    assert backend.delete(listed, if_unchanged=True) is False  # decided on the old expiry: kept
-    assert backend._read_sts(name, NAMESPACE).metadata.annotations[manifests.EXPIRES_ANNOTATION] == extended
+    assert listed.expires_at == past and listed.uid
+    assert backend.extend(listed, timedelta(minutes=10)) == past  # the run's next task: capped at the ceiling
+    assert backend.delete(listed, if_unchanged=True) is False  # decided before that extend: kept
     stale = backend._read_sts(name, NAMESPACE)
+    assert stale.metadata.annotations[manifests.EXTENDED_ANNOTATION] > past
     backend.apps.patch_namespaced_stateful_set(name, NAMESPACE, {"metadata": {"labels": {"touched": "1"}}})
-    assert backend._patch_if_unchanged(stale, {manifests.EXPIRES_ANNOTATION: past}) is False
+    assert backend._patch_if_unchanged(stale, {manifests.EXPIRES_ANNOTATION: past}) is None
     relisted = next(c for c in backend.list_clusters() if c.name == name)
-    assert backend._mark_reaping(relisted, NAMESPACE) is True  # the janitor's mark, then its delete
+    assert backend._mark_reaping(relisted, NAMESPACE) is not None  # the janitor's mark, then its delete
+    assert next(c for c in backend.list_clusters() if c.name == name).reaping_since  # later sweeps see it
     with pytest.raises(ClusterError) as refused:
         backend.extend(relisted, timedelta(minutes=10))
     assert refused.value.reason == "Reaped" and refused.value.retryable
     assert backend.delete(relisted, if_unchanged=True) is True
+    assert backend._read_sts(name, NAMESPACE) is None
+
+
+def test_the_janitor_deletes_only_the_incarnation_it_marked(k8s_bed, backend):
+    """A run's create that finds its cluster marked deletes it and makes it again under the same name,
+    possibly while the janitor that marked it is still deleting. The janitor's deletes carry the marked
+    objects' uids: the new incarnation, and what it owns, are never touched, nor is it waited for."""
+    from h2o_tasks.cluster import kubernetes, manifests
+
+    name = "h2o-cas-incarnation"
+    past = datetime(2026, 1, 1, tzinfo=UTC).isoformat()
+    first = _bare_sts(backend, name, {manifests.EXPIRES_ANNOTATION: past})
+    _owned_service(backend, name, first, "first")
+    listed = next(c for c in backend.list_clusters() if c.name == name)
+    marked = backend._mark_reaping(listed, NAMESPACE)
+    assert marked is not None and marked.metadata.uid == first.metadata.uid
+    backend.delete(name)  # the run's create replaces the marked cluster ...
+    second = _bare_sts(backend, name, {manifests.EXPIRES_ANNOTATION: past})  # ... with a new one
+    _owned_service(backend, name, second, "second")
+    _owned_service(backend, name, second, "first")  # even an object of the same name as a marked one
+    # the janitor goes on with what it marked
+    assert backend._delete_objects(name, NAMESPACE, 10.0, kubernetes._incarnation(marked)) is False
+    assert backend._read_sts(name, NAMESPACE).metadata.uid == second.metadata.uid
+    services = backend.core.list_namespaced_service(NAMESPACE, label_selector=backend._selector(name)).items
+    assert sorted(s.metadata.name for s in services) == [f"{name}-first", f"{name}-second"]
+    assert backend.delete(listed, if_unchanged=True) is False  # a later decision on the old listing: kept
+    assert backend._read_sts(name, NAMESPACE) is not None
+    relisted = next(c for c in backend.list_clusters() if c.name == name)
+    assert relisted.uid == second.metadata.uid
+    assert backend.delete(relisted, if_unchanged=True) is True  # the new incarnation and what it owns
+    assert backend.core.list_namespaced_service(NAMESPACE, label_selector=backend._selector(name)).items == []
     assert backend._read_sts(name, NAMESPACE) is None

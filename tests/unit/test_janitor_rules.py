@@ -187,3 +187,38 @@ def test_a_cluster_claimed_by_another_process_does_not_keep_the_janitor_from_the
         os.close(fd)
     assert err.value.retryable and "h2o-busy" in str(err.value) and "deleted: h2o-free" in str(err.value)
     assert [c.name for c in backend.list_clusters()] == ["h2o-busy"]
+
+
+def test_a_cluster_an_earlier_sweep_marked_goes_whatever_its_run_says():
+    """No task can extend a marked cluster: a later sweep finishes the deletion a killed one began."""
+    op = H2OJanitorOperator(task_id="j")
+    info = ClusterInfo("c", "kubernetes", expires_at=(NOW + timedelta(hours=1)).isoformat(), dag_id="d", run_id="r",
+                       reaping_since=(NOW - timedelta(minutes=3)).isoformat())
+    assert "began deleting it" in op.reason(info, NOW, _ti("running"))
+
+
+def test_an_api_error_on_one_cluster_does_not_keep_the_janitor_from_the_others(monkeypatch):
+    """A refused request (an ApiException, not a ClusterError) deleting one cluster: the sweep goes on
+    with the others and then fails retryably, naming the one left."""
+    from h2o_airflow.operators import janitor
+    from h2o_tasks.errors import ClusterError
+
+    past = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    deleted = []
+
+    class Refusing:
+        def list_clusters(self):
+            return [ClusterInfo(n, "kubernetes", expires_at=past) for n in ("h2o-a", "h2o-b", "h2o-c")]
+
+        def delete(self, info, *, if_unchanged=False):
+            assert if_unchanged
+            if info.name == "h2o-b":
+                raise OSError("(500) Internal Server Error: etcdserver: request timed out")
+            deleted.append(info.name)
+            return True
+
+    monkeypatch.setattr(janitor, "backend_for", lambda *a, **k: Refusing())
+    with pytest.raises(ClusterError) as err:
+        H2OJanitorOperator(task_id="j").sweep("kubernetes", "h2o", "", _ti())
+    assert deleted == ["h2o-a", "h2o-c"]
+    assert err.value.retryable and "h2o-b" in str(err.value) and "etcdserver" in str(err.value)

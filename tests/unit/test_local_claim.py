@@ -67,3 +67,18 @@ def test_the_janitors_delete_keeps_a_cluster_extended_after_its_listing(tmp_path
     os.close(fd)
     assert backend.delete(backend.list_clusters()[0], if_unchanged=True) is True
     assert backend.list_clusters() == []
+
+
+def test_an_extend_that_leaves_the_expiry_where_it_was_still_keeps_the_cluster(tmp_path):
+    """At its ceiling an extend cannot push the expiry: it is still a new version, which the janitor's
+    decision on the older listing does not outlive."""
+    backend = local.LocalBackend(state_dir=tmp_path)
+    past = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()
+    backend._dir("h2o-k").mkdir(parents=True)
+    dead = [local.NodeState(pid=2**22 + 1, port=1, log="")]
+    backend._save(local.LocalState(name="h2o-k", replicas=1, nodes=dead, created_at=past, expires_at=past,
+                                   labels={}, ceiling_at=past))
+    listed = backend.list_expired()[0]
+    assert backend.extend(listed, timedelta(minutes=10)) == past  # capped: the expiry did not move
+    assert backend.delete(listed, if_unchanged=True) is False
+    assert backend.delete(backend.list_clusters()[0], if_unchanged=True) is True

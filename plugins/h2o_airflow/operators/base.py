@@ -12,7 +12,8 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from h2o_airflow.hooks.h2o import CREDENTIALS_MARGIN, H2OHook
 from h2o_airflow.links import XCOM_DIAGNOSTICS_KEY, XCOM_ERROR_KEY
-from h2o_tasks.errors import H2OTasksError
+from h2o_tasks.cluster.base import EXTEND_REFUSED
+from h2o_tasks.errors import ClusterError, H2OTasksError
 
 CREATE_TASK_ID = "create_cluster"
 
@@ -147,6 +148,10 @@ class H2OPipelineOperator(BaseOperator):
             self._hook.fresh_s3_settings(self.s3_refresh_margin)
         try:
             self.log.info("Cluster %s now expires at %s", info.name, backend.extend(info, by))
+        except ClusterError as exc:
+            if exc.reason in EXTEND_REFUSED:  # a janitor is deleting it, or holds it: the step would not end
+                raise
+            self.log.warning("Could not extend the expiry of cluster %s: %s", info.name, exc)
         except Exception as exc:  # the watch below reports a cluster that is gone
             self.log.warning("Could not extend the expiry of cluster %s: %s", info.name, exc)
         try:

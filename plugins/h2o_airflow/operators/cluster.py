@@ -15,6 +15,7 @@ from h2o_airflow.operators.base import H2OPipelineOperator, fail_fast
 from h2o_airflow.triggers.cluster import H2OClusterReadyTrigger
 from h2o_tasks import intervals, naming, sizing, testhooks
 from h2o_tasks.cluster import ClusterInfo, ClusterSpec, login
+from h2o_tasks.cluster.base import EXTEND_REFUSED, ttl
 from h2o_tasks.errors import ClusterError, H2OTasksError
 from h2o_tasks.s3 import S3Settings
 
@@ -74,6 +75,8 @@ class H2OCreateClusterOperator(H2OPipelineOperator):
                 dag_id=spec.dag_id, run_id=spec.run_id).to_dict())
             info = backend.create(spec)  # a partial create is deleted by the backend before it raises
             self._cluster = info
+            info = self._extend(backend, info, cfg)  # a retry re-attaches: its expiry counts from now too
+            self._cluster = info
         except H2OTasksError as exc:
             raise fail_fast(exc) from exc
         context["ti"].xcom_push(key=XCOM_CLUSTER_KEY, value=info.to_dict())
@@ -93,6 +96,20 @@ class H2OCreateClusterOperator(H2OPipelineOperator):
                 raise fail_fast(exc) from exc
             raise
         return self.execute_complete(context, {"status": "ready", "cluster": info.to_dict(), "message": st.message})
+
+    def _extend(self, backend: Any, info: ClusterInfo, cfg: Any) -> ClusterInfo:
+        """Push the cluster's expiry to a time-to-live from now. A cluster a janitor is deleting
+        fails the task (its retry makes the cluster again); any other error is logged: the next
+        task's extend, or the watch, deals with it."""
+        try:
+            return dataclasses.replace(info, expires_at=backend.extend(info, ttl(cfg.cluster)))
+        except ClusterError as exc:
+            if exc.reason in EXTEND_REFUSED:
+                raise
+            self.log.warning("Could not extend the expiry of cluster %s: %s", info.name, exc)
+        except Exception as exc:
+            self.log.warning("Could not extend the expiry of cluster %s: %s", info.name, exc)
+        return info
 
     def _delete(self, info: ClusterInfo) -> None:
         """``delete_on_error``: the cluster goes; an error deleting it is logged, the original one raised."""
@@ -124,12 +141,7 @@ class H2OCreateClusterOperator(H2OPipelineOperator):
         except BaseException:
             self._delete(info)
             raise
-        try:  # the time-to-live counts from now: the wait may have been long
-            from h2o_tasks.cluster.base import ttl
-
-            info = dataclasses.replace(info, expires_at=backend.extend(info, ttl(self.config(context).cluster)))
-        except Exception as exc:
-            self.log.warning("Could not extend the expiry of cluster %s: %s", info.name, exc)
+        info = self._extend(backend, info, self.config(context))  # the wait may have been long
         info = dataclasses.replace(info, url=url)
         context["ti"].xcom_push(key=XCOM_CLUSTER_KEY, value=info.to_dict())
         self.log.info("%s (after %ss); leader at %s", event.get("message"), event.get("elapsed_s", "?"), url)

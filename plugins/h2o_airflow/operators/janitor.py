@@ -59,9 +59,10 @@ class H2OJanitorOperator(BaseOperator):
                     reasons[info.name] = reason
                 else:
                     self.log.warning("Kept cluster %s: a task of its run extended it after it was listed", info.name)
-            except ClusterError as exc:  # one cluster that cannot go now does not keep the others
+            except Exception as exc:  # one cluster that cannot go now does not keep the others
                 self.log.error("Could not delete cluster %s: %s", info.name, exc)
-                failed[info.name] = exc
+                failed[info.name] = exc if isinstance(exc, ClusterError) else ClusterError(
+                    f"{type(exc).__name__}: {exc}", retryable=True, reason="DeleteFailed")
         self.log.info("%d cluster(s) deleted", len(deleted))
         if failed:
             first = next(iter(failed.values()))
@@ -72,6 +73,8 @@ class H2OJanitorOperator(BaseOperator):
 
     def reason(self, info: Any, now: datetime, context: Any) -> str | None:
         """Why the cluster should go, or None while its run may still use it."""
+        if getattr(info, "reaping_since", ""):  # no task can extend it any more: finish that sweep's work
+            return f"a janitor began deleting it at {info.reaping_since}"
         if info.expires_at and datetime.fromisoformat(info.expires_at) <= now:
             return f"expired at {info.expires_at}"
         if info.dag_id and info.run_id:
