@@ -100,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise step.exception()
         if services is None:
             return 1
+        if stop.is_set():  # Ctrl-C while starting: the servers' starts cannot be cut short, the rest can
+            return 130
         user, password = services.admin_login()
         pids = [s.process.pid for s in started] + [p.pid for p in services.procs.values()]
         print(f"[{time.monotonic() - t0:6.1f}s] Airflow is up: {services.url}  login: {user} / {password}", flush=True)
