@@ -187,6 +187,35 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
+def _lock(path: Path, deadline: float, name: str, timeout_s: float) -> int:
+    """Open ``path`` and ``flock`` it, waiting until ``deadline``; return the descriptor. Retried when
+    the file was removed or replaced between the open and the lock (its last holder removes it)."""
+    import fcntl
+
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise ClusterError(f"cluster {name} stayed claimed by another process for {timeout_s:.0f}s "
+                                           f"({path}): a create or delete of it still runs; "
+                                           "retry the task once it ends", retryable=True, reason="Busy") from None
+                    time.sleep(0.1)
+            try:
+                if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                    return fd
+            except FileNotFoundError:
+                pass
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)  # locked a removed file: take the path's current one
+
+
 class LocalBackend:
     """See the module docstring. ``state_dir`` defaults to ``$H2O_AIRFLOW_STATE_DIR``."""
 
@@ -203,9 +232,10 @@ class LocalBackend:
     def _claim(self, name: str, timeout_s: float | None = None) -> Iterator[None]:
         """Hold the cluster ``name`` alone while it is created or deleted: a task's retry beside a zombie
         of its previous try, or the janitor beside a creator, would otherwise each start JVMs and one
-        set would be forgotten. An advisory lock (``flock``) on a file that is never removed; the kernel
-        drops it with its holder, so a killed creator leaves no stale claim."""
-        import fcntl
+        set would be forgotten. An advisory lock (``flock``); the kernel drops it with its holder, so a
+        killed creator leaves no stale claim. The lock file goes with the cluster: the last holder
+        removes it while still holding it when no cluster is left, and a waiter that then wins the lock
+        on the removed file sees that its inode is no longer the path's and opens the path again."""
         import threading
 
         me = (name, threading.get_ident())
@@ -214,25 +244,17 @@ class LocalBackend:
             return
         locks = self.state_dir / "locks"
         locks.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(locks / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        path = locks / f"{name}.lock"
         timeout_s = CLAIM_TIMEOUT_S if timeout_s is None else timeout_s
+        fd = _lock(path, time.monotonic() + timeout_s, name, timeout_s)
         try:
-            deadline = time.monotonic() + timeout_s
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise ClusterError(f"cluster {name} stayed claimed by another process for {timeout_s:.0f}s "
-                                           f"({locks / (name + '.lock')}): a create or delete of it still runs; "
-                                           "retry the task once it ends", retryable=True, reason="Busy") from None
-                    time.sleep(0.1)
             self._held.add(me)
             try:
                 yield
             finally:
                 self._held.discard(me)
+                if not self._dir(name).exists():
+                    path.unlink(missing_ok=True)  # under the lock: no one holds this inode but us
         finally:
             os.close(fd)  # and with it the lock
 

@@ -82,3 +82,54 @@ def test_an_extend_that_leaves_the_expiry_where_it_was_still_keeps_the_cluster(t
     assert backend.extend(listed, timedelta(minutes=10)) == past  # capped: the expiry did not move
     assert backend.delete(listed, if_unchanged=True) is False
     assert backend.delete(backend.list_clusters()[0], if_unchanged=True) is True
+
+
+def test_the_lock_file_goes_with_the_cluster_and_a_waiter_on_the_removed_file_does_not_share_the_claim(
+        tmp_path, monkeypatch):
+    """The last holder removes the lock file when no cluster is left. A waiter that had opened the old
+    file wins a lock no one else sees; it must notice and queue on the path's new file behind whoever
+    took that one (three backends, as three processes would be)."""
+    import time
+
+    first, waiter, third = (local.LocalBackend(state_dir=tmp_path) for _ in range(3))
+    waiting, go, order = threading.Event(), threading.Event(), []
+
+    class Clock:  # the waiter's poll: it tells us it waits, then waits for the scene to be set
+        monotonic = staticmethod(time.monotonic)
+
+        @staticmethod
+        def sleep(s):
+            waiting.set()
+            go.wait(10)
+            time.sleep(0.01)
+
+    def wait_in_line():
+        with waiter._claim("h2o-l"):
+            order.append("waiter in")
+
+    with first._claim("h2o-l"):
+        monkeypatch.setattr(local, "time", Clock)
+        t = threading.Thread(target=wait_in_line, daemon=True)
+        t.start()
+        assert waiting.wait(10)  # the waiter holds the old file open and polls its lock
+    assert not (tmp_path / "locks" / "h2o-l.lock").exists()  # no cluster: the file went with the claim
+    with third._claim("h2o-l"):  # a new file at the path, locked
+        go.set()
+        t.join(0.5)  # the waiter locks the removed file meanwhile; it must not come in
+        order.append("third out")
+    t.join(10)
+    assert order == ["third out", "waiter in"]
+    assert os.listdir(tmp_path / "locks") == []
+
+
+def test_a_cluster_keeps_its_lock_file_until_it_is_deleted(tmp_path):
+    backend = local.LocalBackend(state_dir=tmp_path)
+    past = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()
+    backend._dir("h2o-f").mkdir(parents=True)
+    dead = [local.NodeState(pid=2**22 + 1, port=1, log="")]
+    backend._save(local.LocalState(name="h2o-f", replicas=1, nodes=dead, created_at=past, expires_at=past,
+                                   labels={}, ceiling_at=past))
+    backend.extend(backend.list_clusters()[0], timedelta(minutes=10))
+    assert (tmp_path / "locks" / "h2o-f.lock").exists()  # the cluster is there: others may queue on it
+    assert backend.delete("h2o-f") is True
+    assert os.listdir(tmp_path / "locks") == []
