@@ -13,7 +13,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from devtools.stack.procs import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -121,12 +122,6 @@ def run_report(dag_id: str, logical_date: str, env: dict[str, str]) -> list[Task
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @dataclass
 class AirflowServices:
     """Airflow's components as separate processes on loopback, as a deployment runs them.
@@ -149,7 +144,7 @@ class AirflowServices:
               port: int = 0, scheduled: bool = False) -> AirflowServices:
         """Start the components; ``scheduled``: the scheduler also creates runs from the DAGs' schedules
         (a deployment), not only the runs that are asked for (the tests)."""
-        port = port or _free_port()
+        port = port or free_port()
         env = {**env,
                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
                "AIRFLOW__CORE__PARALLELISM": str(parallelism),

@@ -38,13 +38,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8080, help="the UI's port on 127.0.0.1 (0: any free port)")
     args = parser.parse_args(argv)
     state = Path(args.state).resolve()
-    for sub in ("airflow", "h2o", "logs"):  # a fresh deployment: nothing of the last one is reused
-        shutil.rmtree(state / sub, ignore_errors=True)
     state.mkdir(parents=True, exist_ok=True)
+    owner = _hold(state / "deployment.lock")
+    if isinstance(owner, str):
+        print(f"--state {state} is in use by another `make airflow` (pid {owner}): stop it, or pass "
+              "--state DIR for a second deployment", file=sys.stderr)
+        return 2
     port = args.port
     if port and procs.port_open("127.0.0.1", port):
         print(f"port {port} is taken: pass --port N (0 for any free port)", file=sys.stderr)
         return 2
+    for sub in ("airflow", "h2o", "logs"):  # a fresh deployment: nothing of the last one is reused
+        shutil.rmtree(state / sub, ignore_errors=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -130,6 +135,23 @@ def main(argv: list[str] | None = None) -> int:
                 server.stop()
         shutil.rmtree(staging, ignore_errors=True)
         print(f"stopped ({time.monotonic() - t0:.0f}s after start)", flush=True)
+
+
+def _hold(path: Path) -> int | str:
+    """Lock ``path`` for this process's life (the kernel lets go with it); its descriptor, or, when
+    another process holds it, that process's id as it wrote it there."""
+    import fcntl
+    import os
+
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        with os.fdopen(fd) as f:
+            return f.read().strip() or "unknown"
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    return fd
 
 
 if __name__ == "__main__":

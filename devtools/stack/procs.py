@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -13,7 +14,21 @@ from pathlib import Path
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
+    """A free port, below the kernel's ephemeral range: the server it is for binds it seconds later,
+    and an outgoing connection, which takes its port from that range, cannot take it meanwhile."""
+    from h2o_tasks.cluster.local import ephemeral_low
+
+    high = max(ephemeral_low(), 10001)
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(10000, high)
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:  # that range is full: any port the kernel gives
         s.bind((host, 0))
         return s.getsockname()[1]
 

@@ -101,7 +101,7 @@ def _port_pair_free(port: int) -> bool:
     return True
 
 
-def _ephemeral_low() -> int:
+def ephemeral_low() -> int:
     try:
         return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     except (OSError, ValueError, IndexError):
@@ -116,7 +116,7 @@ def _pick_ports(count: int) -> list[int]:
     """
     ports: list[int] = []
     rng = random.Random()
-    high = min(_ephemeral_low(), 60000) - 2
+    high = min(ephemeral_low(), 60000) - 2
     for _ in range(2000):
         p = rng.randrange(10000, high, 2)
         if p not in ports and _port_pair_free(p):

@@ -66,7 +66,7 @@ def test_no_java_on_the_path_is_refused_before_anything_starts(tmp_path, monkeyp
 def every_port_taken(monkeypatch):
     """The backend picks port pairs from 10000 up to the kernel's ephemeral range; that range made to
     start at 10006 leaves the pairs at 10000 and 10002, which sockets of this test then hold."""
-    monkeypatch.setattr(local, "_ephemeral_low", lambda: 10006)
+    monkeypatch.setattr(local, "ephemeral_low", lambda: 10006)
     held = []
     for port in (10000, 10001, 10002, 10003):
         s = socket.socket()

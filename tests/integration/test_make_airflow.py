@@ -57,6 +57,10 @@ def test_make_airflow_serves_the_dags_runs_a_trigger_and_ctrl_c_leaves_nothing(t
         url, user, password = re.search(r"Airflow is up: (\S+)  login: (\S+) / (\S+)", text).groups()
         pids = [int(p) for p in re.search(r"process ids: ([\d ]+)", text).group(1).split()]
         assert len(pids) == 7  # S3, HiveServer2, PostgreSQL and Airflow's four components
+        second = subprocess.run([sys.executable, str(ROOT / "scripts" / "airflow.py"), "--port", "0",
+                                 "--state", str(state)], capture_output=True, text=True, timeout=120)
+        assert second.returncode == 2 and f"in use by another `make airflow` (pid {proc.pid})" in second.stderr
+        assert (state / "airflow" / "simple_auth_manager_passwords.json.generated").exists()  # not wiped
 
         with urllib.request.urlopen(url + "/", timeout=30) as page:  # the UI itself
             assert page.status == 200 and b"<html" in page.read().lower()
