@@ -12,7 +12,6 @@ pipeline's DAGs still load.
 from __future__ import annotations
 
 import hashlib
-import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -139,15 +138,23 @@ def pipeline_dags(dag_file: str | Path) -> dict[str, DAG]:
     return {f"train_{cfg.name}": training_dag(path, cfg), f"score_{cfg.name}": scoring_dag(path, cfg)}
 
 
-def janitor_targets(pipelines_dir: str | Path | None) -> list[tuple[str, str, str]]:
-    """``(backend, namespace, kubernetes_conn_id)`` of every cluster any pipeline file can create
-    (``local`` always); files that do not load are left out (the janitor's memory covers them)."""
-    targets = {("local", "", "")}
+def loadable_pipelines(pipelines_dir: str | Path | None) -> list[PipelineConfig]:
+    """The pipeline files in ``pipelines_dir`` that load; the others are left out (each shows its own
+    import error, and the janitor's memory covers the clusters they made)."""
+    configs = []
     for path in sorted(Path(pipelines_dir).glob("*.yaml")) if pipelines_dir else []:
         try:
-            cfg = pipeline_config.load(path)
+            configs.append(pipeline_config.load(path))
         except pipeline_config.ConfigError:
             continue
+    return configs
+
+
+def janitor_targets(configs: list[PipelineConfig]) -> list[tuple[str, str, str]]:
+    """``(backend, namespace, kubernetes_conn_id)`` of every cluster these pipelines can create
+    (``local`` always)."""
+    targets = {("local", "", "")}
+    for cfg in configs:
         if cfg.cluster.backend == "kubernetes":
             targets.add(("kubernetes", cfg.cluster.namespace, cfg.cluster.kubernetes_conn_id))
         else:
@@ -156,13 +163,20 @@ def janitor_targets(pipelines_dir: str | Path | None) -> list[tuple[str, str, st
 
 
 def janitor_task_id(backend: str, namespace: str, conn_id: str) -> str:
-    """``delete_abandoned_<backend>[_<namespace>][__<connection>]`` (the connection when not the default)."""
+    """``delete_abandoned_<backend>[_<namespace>][__<connection>]`` (the connection when not the default).
+
+    A function of its target alone, so that adding a pipeline never renames another target's task
+    (its history would be lost): namespaces and connection ids are made of characters a task id may
+    hold, and a namespace holds no ``_``, so two targets never share an id. Beyond Airflow's 250
+    characters the id ends in a hash of the target."""
     from h2o_airflow.backends import DEFAULT_KUBERNETES_CONN_ID
 
     task_id = f"delete_abandoned_{backend}" + (f"_{namespace}" if namespace else "")
     if conn_id and conn_id != DEFAULT_KUBERNETES_CONN_ID:
         task_id += f"__{conn_id}"
-    return re.sub(r"[^A-Za-z0-9_.]", "_", task_id)
+    if len(task_id) > 250:
+        task_id = task_id[:241] + "_" + hashlib.sha256(f"{backend}/{namespace}/{conn_id}".encode()).hexdigest()[:8]
+    return task_id
 
 
 def janitor_dag(pipelines_dir: str | Path | None = None, schedule: str | None = "*/30 * * * *") -> DAG:
@@ -178,27 +192,17 @@ def janitor_dag(pipelines_dir: str | Path | None = None, schedule: str | None = 
              catchup=False, max_active_runs=1, default_args=DEFAULT_ARGS, tags=["h2o", "maintenance"],
              doc_md="Deletes ephemeral H2O clusters that are expired or whose DAG run is over, for every backend "
                     "and namespace the pipeline files use.") as dag:
-        targets = janitor_targets(pipelines_dir)
-        used: set[str] = set()
+        configs = loadable_pipelines(pipelines_dir)
+        targets = janitor_targets(configs)
         for backend, namespace, conn_id in targets:
-            task_id = janitor_task_id(backend, namespace, conn_id)
-            if task_id in used:  # k8s-prod and k8s_prod, say: the same characters once made task-id safe
-                task_id += "_" + hashlib.sha256(f"{backend}/{namespace}/{conn_id}".encode()).hexdigest()[:8]
-            used.add(task_id)
-            H2OJanitorOperator(task_id=task_id, backend=backend,
+            H2OJanitorOperator(task_id=janitor_task_id(backend, namespace, conn_id), backend=backend,
                                **({"namespace": namespace} if namespace else {}),
                                **({"kubernetes_conn_id": conn_id} if conn_id else {}))
         H2ORememberedJanitorOperator(task_id="delete_abandoned_remembered", current=[list(t) for t in targets])
-        H2OStagingSweepOperator(task_id="sweep_hive_staging", older_than_minutes=longest_run_minutes(pipelines_dir))
+        H2OStagingSweepOperator(task_id="sweep_hive_staging", older_than_minutes=longest_run_minutes(configs))
     return dag
 
 
-def longest_run_minutes(pipelines_dir: str | Path | None) -> int:
-    """The longest any run may last (``cluster.max_run_minutes``) over the pipeline files, at least its default."""
-    longest = pipeline_config.ClusterConfig().max_run_minutes
-    for path in sorted(Path(pipelines_dir).glob("*.yaml")) if pipelines_dir else []:
-        try:
-            longest = max(longest, pipeline_config.load(path).cluster.max_run_minutes)
-        except pipeline_config.ConfigError:
-            continue
-    return longest
+def longest_run_minutes(configs: list[PipelineConfig]) -> int:
+    """The longest any run may last (``cluster.max_run_minutes``) over these pipelines, at least its default."""
+    return max([pipeline_config.ClusterConfig().max_run_minutes, *(c.cluster.max_run_minutes for c in configs)])

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from h2o_airflow.dag_factory import janitor_targets
+from h2o_airflow.dag_factory import janitor_targets, loadable_pipelines
 from h2o_airflow.operators.janitor import H2OJanitorOperator
 from h2o_tasks.cluster import ClusterInfo
 
@@ -53,17 +53,17 @@ def test_the_janitor_covers_every_backend_and_namespace_the_pipeline_files_use(t
         "backend": "kubernetes", "namespace": "ml-b", "kubernetes_conn_id": "k8s_prod"},
         scoring={"output_uri": "s3://c/p", "hive_table": "c"}))
     (dags / "pipelines" / "broken.yaml").write_text("name: [")
-    assert janitor_targets(dags / "pipelines") == [("kubernetes", "ml-a", "kubernetes_default"),
+    assert janitor_targets(loadable_pipelines(dags / "pipelines")) == [("kubernetes", "ml-a", "kubernetes_default"),
                                                    ("kubernetes", "ml-b", "k8s_prod"),
                                                    ("kubernetes", "ml-b", "kubernetes_default"), ("local", "", "")]
     from h2o_airflow.dag_factory import janitor_dag
 
     dag = janitor_dag(dags / "pipelines")
     tasks = {t.task_id: t for t in dag.tasks}
-    assert set(tasks) == {"delete_abandoned_kubernetes_ml_a", "delete_abandoned_kubernetes_ml_b",
-                          "delete_abandoned_kubernetes_ml_b__k8s_prod", "delete_abandoned_local",
+    assert set(tasks) == {"delete_abandoned_kubernetes_ml-a", "delete_abandoned_kubernetes_ml-b",
+                          "delete_abandoned_kubernetes_ml-b__k8s_prod", "delete_abandoned_local",
                           "delete_abandoned_remembered", "sweep_hive_staging"}
-    assert tasks["delete_abandoned_kubernetes_ml_b__k8s_prod"].kubernetes_conn_id == "k8s_prod"
+    assert tasks["delete_abandoned_kubernetes_ml-b__k8s_prod"].kubernetes_conn_id == "k8s_prod"
     # every task of the pipeline uses the file's connection
     from h2o_airflow.dag_factory import pipeline_dags
 
@@ -71,19 +71,29 @@ def test_the_janitor_covers_every_backend_and_namespace_the_pipeline_files_use(t
         assert {t.kubernetes_conn_id for t in d.tasks} == {"k8s_prod"}, d.dag_id
 
 
-def test_connections_that_differ_only_in_task_id_unsafe_characters_get_tasks_of_their_own(tmp_path):
-    """k8s-prod and k8s_prod are two connections whose task ids would be the same: each gets its own task."""
+def test_a_targets_task_id_is_its_own_whatever_other_pipelines_come(tmp_path):
+    """k8s-prod and k8s_prod are two connections, each with a task of its own; and a task's id does not
+    change when a pipeline is added (Airflow would lose its history), even beyond 250 characters."""
     from devtools import dag_folder
     from h2o_airflow.dag_factory import janitor_dag
 
+    def janitors():
+        return {t.kubernetes_conn_id: t.task_id for t in janitor_dag(dags / "pipelines").tasks
+                if t.task_id.startswith("delete_abandoned_kubernetes")}
+
     dags = dag_folder.make(tmp_path / "dags", janitor=False)
-    for stem, conn in (("a", "k8s-prod"), ("b", "k8s_prod")):
+    long_conn = "c" * 240
+    seen = {}
+    for stem, conn in (("a", "k8s_prod"), ("b", "k8s-prod"), ("c", long_conn), ("d", long_conn + "x")):
         dag_folder.write_pipeline(dags, stem, dag_folder.variant(
             name=stem, registry_uri=f"s3://{stem}/m", scoring={"output_uri": f"s3://{stem}/p", "hive_table": stem},
             cluster={"backend": "kubernetes", "namespace": "ml", "kubernetes_conn_id": conn}))
-    janitors = [t for t in janitor_dag(dags / "pipelines").tasks if t.task_id.startswith("delete_abandoned_kubernetes")]
-    assert len({t.task_id for t in janitors}) == 2
-    assert sorted(t.kubernetes_conn_id for t in janitors) == ["k8s-prod", "k8s_prod"]
+        now = janitors()
+        assert len(set(now.values())) == len(now)  # one task per connection
+        assert {c: now[c] for c in seen} == seen  # the earlier ones kept their ids
+        seen = now
+    assert seen["k8s-prod"] == "delete_abandoned_kubernetes_ml__k8s-prod"
+    assert all(len(t) <= 250 for t in seen.values())
 
 
 def test_a_run_the_execution_api_does_not_know_is_gone():
