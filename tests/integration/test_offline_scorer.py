@@ -220,3 +220,54 @@ def test_decoded_trees_score_as_h2o_walks_them(tree_models, tmp_path, monkeypatc
     assert found, caplog.text
     numeric, _bitset, offset = map(int, found.groups())
     assert numeric > 0 and offset > 0  # splits on numbers and on the 120-level column (fill3 bitsets)
+
+
+def test_trees_the_launcher_cannot_decode_are_scored_by_the_models_own_score0(h2o_cloud, tmp_path, monkeypatch,
+                                                                                 caplog):
+    """A GBM whose tree roots split a 60-level categorical with offset bitsets; in one tree the root's
+    operator flag is rewritten to the retired 4-byte form, which H2O's own scorer still reads as the
+    same bitset and the launcher's decoder refuses. The launcher then scores every row with the
+    model's ``score0``, says so, and its bytes are PredictCsv's."""
+    import logging
+    import zipfile
+
+    from h2o.estimators import H2OGradientBoostingEstimator
+
+    h2o = h2o_cloud
+    rng = np.random.default_rng(3)
+    n = 2000
+    levels = [f"L{i:02d}" for i in range(60)]
+    df = pd.DataFrame({"c": rng.choice(levels, n), "x": rng.normal(size=n)})
+    df["y"] = np.where(df["c"].isin(levels[::3]) ^ (rng.random(n) < 0.1), "1", "0")
+    frame = h2o.H2OFrame(df, column_types={"c": "enum", "x": "real", "y": "enum"})
+    est = H2OGradientBoostingEstimator(ntrees=3, max_depth=2, seed=1)
+    try:
+        est.train(x=["c"], y="y", training_frame=frame)
+        path = est.download_mojo(path=str(tmp_path / "m"), get_genmodel_jar=True, genmodel_name="h2o-genmodel.jar")
+    finally:
+        h2o.remove(est)
+        h2o.remove(frame)
+    jar, mojo = tmp_path / "m" / "h2o-genmodel.jar", tmp_path / "m" / path.rsplit("/", 1)[-1]
+    df.drop(columns="y").to_csv(tmp_path / "in.csv", index=False)
+    monkeypatch.setattr(mojo_csv, "MIN_ROWS_PER_THREAD", 500)
+    caplog.set_level(logging.INFO, logger="h2o_tasks.mojo_csv")
+
+    def ways():
+        found = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Offline scorer: ")]
+        caplog.clear()
+        return found
+
+    _same_as_predictcsv(jar, mojo, tmp_path / "in.csv", tmp_path)
+    decoded = ways()
+    assert len(decoded) == 1 and "3 decoded trees" in decoded[0] and " 0 offset bitset" not in decoded[0], decoded
+
+    crafted = tmp_path / "crafted.zip"
+    with zipfile.ZipFile(mojo) as src, zipfile.ZipFile(crafted, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename == "trees/t00_001.bin":
+                assert data[0] & 12 == 12, "the root is not an offset-bitset split"  # ScoreTree2: 0 <, 8 small, 12 offset
+                data = bytes([data[0] & ~12 | 4]) + data[1:]
+            dst.writestr(item, data)
+    assert _same_as_predictcsv(jar, crafted, tmp_path / "in.csv", tmp_path) == 3
+    assert ways() == ["Offline scorer: 3 range(s), the model's score0"]
