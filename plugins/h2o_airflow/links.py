@@ -10,6 +10,7 @@ XCOM_CLUSTER_KEY = "h2o_cluster"
 XCOM_DIAGNOSTICS_KEY = "h2o_diagnostics"
 XCOM_ERROR_KEY = "h2o_error"
 XCOM_REPORT_KEY = "h2o_report"
+REPORT_VIEW_PREFIX = "/h2o"  # where the plugin mounts its report view on Airflow's API server
 
 
 class H2OFlowLink(BaseOperatorLink):
@@ -51,15 +52,27 @@ class H2ODiagnosticsLink(BaseOperatorLink):
 
 
 class H2OModelReportLink(BaseOperatorLink):
-    """Opens the exported version's report (one self-contained HTML page): the S3 console's page of the
-    object, or its path on an S3-compatible endpoint. No pre-signed URL: Airflow 3's task runner stores a
-    task's links in its XCom when the task ends, so a signed URL (a bearer grant, with the connection's
-    session token in it) would sit in the metadata database and expire an hour after the run."""
+    """Opens the exported version's report (one self-contained HTML page) through this plugin's view on
+    Airflow's API server (:mod:`h2o_airflow.report_view`): behind Airflow's login and the DAG's XCom
+    permission, for users with no access to the bucket. The link holds no credential: Airflow 3's task
+    runner stores a task's links in its XCom when the task ends, so a pre-signed URL (a bearer grant,
+    with the connection's session token in it) would sit in the metadata database."""
 
     name = "Model report"
 
     def get_link(self, operator: Any, *, ti_key: Any) -> str:
+        from airflow.configuration import conf
         from airflow.providers.common.compat.sdk import XCom
 
-        pushed = XCom.get_value(key=XCOM_REPORT_KEY, ti_key=ti_key)
-        return pushed.get("url", "") if pushed else ""
+        if not XCom.get_value(key=XCOM_REPORT_KEY, ti_key=ti_key):
+            return ""
+        base = conf.get("api", "base_url", fallback="").rstrip("/")
+        return base + report_path(ti_key.dag_id, ti_key.run_id, ti_key.task_id, ti_key.map_index)
+
+
+def report_path(dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> str:
+    """The report view's path for a task instance (:mod:`h2o_airflow.report_view`)."""
+    from urllib.parse import quote
+
+    path = f"{REPORT_VIEW_PREFIX}/reports/{quote(dag_id, safe='')}/{quote(run_id, safe='')}/{quote(task_id, safe='')}"
+    return path + (f"?map_index={map_index}" if map_index >= 0 else "")

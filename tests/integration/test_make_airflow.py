@@ -10,6 +10,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -88,6 +90,18 @@ def test_make_airflow_serves_the_dags_runs_a_trigger_and_ctrl_c_leaves_nothing(t
         assert st == "success", tasks
         assert tasks["train"] == tasks["delete_cluster"] == "success"
         assert _processes_under(state / "h2o") == []  # the run's cluster is gone with its teardown
+
+        # the export task's "Model report" link: this plugin's view on the API server, behind Airflow's login
+        links = _call(url, f"/api/v2/dags/{dag}/dagRuns/{run}/taskInstances/export_and_promote/links", token)
+        report = links["extra_links"]["Model report"]
+        assert report == f"{url}/h2o/reports/{dag}/{urllib.parse.quote(run, safe='')}/export_and_promote", links
+        with urllib.request.urlopen(urllib.request.Request(report, headers={"Authorization": f"Bearer {token}"}),
+                                    timeout=60) as page:
+            assert "sandbox" in page.headers["Content-Security-Policy"]
+            assert "Validation metrics" in page.read().decode()
+        with pytest.raises(urllib.error.HTTPError) as anonymous:
+            urllib.request.urlopen(report, timeout=60)
+        assert anonymous.value.code == 401
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)  # what Ctrl-C sends the foreground process

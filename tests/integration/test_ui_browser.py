@@ -386,25 +386,22 @@ def test_trigger_form_params_reach_the_run_and_its_flow_link_shows_the_cloud(ui,
     ui.shot("run-graph", docs="ui-dag-graph.png")
     exported = report["export_and_promote"].result
     ui.goto(f"/dags/{dag_id}/runs/{urllib.parse.quote(run_id, safe='')}/tasks/export_and_promote/details")
-    # the link names the report object on the S3 endpoint (no signed URL: Airflow keeps links in XCom); the
-    # browser then opens it as a reader with S3 access would, through a URL the test signs
-    aws = json.loads(d.env["AIRFLOW_CONN_AWS_DEFAULT"])
-    bucket, key = exported["uri"].removeprefix("s3://").split("/", 1)
-    href = page.get_by_role("link", name="Model report", exact=True).get_attribute("href")
-    assert href == f"{aws['extra']['endpoint_url']}/{bucket}/{key}/index.html", href
-    import boto3
-
-    signed = boto3.client("s3", endpoint_url=aws["extra"]["endpoint_url"], region_name="us-east-1",
-                          aws_access_key_id=aws["login"], aws_secret_access_key=aws["password"]).generate_presigned_url(
-        "get_object", Params={"Bucket": bucket, "Key": f"{key}/index.html"}, ExpiresIn=600)
-    model_report = page.context.new_page()
-    model_report.goto(signed)
+    # the link opens this plugin's report view on the API server, with the browser's Airflow session
+    link = page.get_by_role("link", name="Model report", exact=True)
+    href = link.get_attribute("href")
+    assert href == f"{d.url}/h2o/reports/{dag_id}/{urllib.parse.quote(run_id, safe='')}/export_and_promote", href
+    with page.context.expect_page() as opened:
+        link.click()
+    model_report = opened.value
     model_report.wait_for_load_state("load")
     expect(model_report.get_by_role("heading", name=TRIGGERED, exact=True)).to_be_visible()
     expect(model_report.locator("body")).to_contain_text(f"version {exported['version']}")
     expect(model_report.get_by_role("heading", name="Validation metrics")).to_be_visible()
     ui.shot("model-report", docs="ui-report.png", page=model_report)
     model_report.close()
+    with pytest.raises(urllib.error.HTTPError) as anonymous:  # Airflow's login guards it: no session, no page
+        urllib.request.urlopen(href, timeout=60)
+    assert anonymous.value.code == 401
 
 
 def test_backfill_dialog_runs_three_dates_and_leaves_no_cluster(ui, airflow_deployment, pipelines, leftovers):

@@ -184,8 +184,8 @@ class H2OExportModelOperator(H2OTrainOperator):
             gate_refused(cfg.name, cfg.notify.on_gate_refused, out, context)
         if "index.html" in out.get("files", ()):
             page = f"{out['uri']}/index.html"
-            context["ti"].xcom_push(key=XCOM_REPORT_KEY, value={"uri": page,
-                                                                 "url": s3_browser_url(page, s3s.endpoint_url, prefix=False)})
+            context["ti"].xcom_push(key=XCOM_REPORT_KEY, value={
+                "uri": page, "aws_conn_id": self.aws_conn_id, "url": s3_browser_url(page, s3s.endpoint_url, prefix=False)})
         return {**out, "model_id": trained["best_model_id"]}
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
