@@ -390,15 +390,13 @@ def test_trigger_form_params_reach_the_run_and_its_flow_link_shows_the_cloud(ui,
     link = page.get_by_role("link", name="Model report", exact=True)
     href = link.get_attribute("href")
     assert href == f"{d.url}/h2o/reports/{dag_id}/{urllib.parse.quote(run_id, safe='')}/export_and_promote", href
-    with page.context.expect_page() as opened:
-        link.click()
-    model_report = opened.value
-    model_report.wait_for_load_state("load")
+    link.click()  # the UI opens a link to its own origin in the same tab (target _self)
+    page.wait_for_url(href)
+    model_report = page
     expect(model_report.get_by_role("heading", name=TRIGGERED, exact=True)).to_be_visible()
     expect(model_report.locator("body")).to_contain_text(f"version {exported['version']}")
     expect(model_report.get_by_role("heading", name="Validation metrics")).to_be_visible()
     ui.shot("model-report", docs="ui-report.png", page=model_report)
-    model_report.close()
     with pytest.raises(urllib.error.HTTPError) as anonymous:  # Airflow's login guards it: no session, no page
         urllib.request.urlopen(href, timeout=60)
     assert anonymous.value.code == 401
