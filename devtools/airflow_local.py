@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,6 +123,14 @@ def run_report(dag_id: str, logical_date: str, env: dict[str, str]) -> list[Task
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 
 
+class AirflowAPIError(RuntimeError):
+    """An HTTP error of Airflow's API server; ``code`` is its status."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 @dataclass
 class AirflowServices:
     """Airflow's components as separate processes on loopback, as a deployment runs them.
@@ -134,10 +143,33 @@ class AirflowServices:
     log_dir: Path
     port: int
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    _token: str = field(default="", repr=False)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def api(self, method: str, path: str, body: dict | None = None, query: dict | None = None) -> dict:
+        """A call of the REST API (``/api/v2/...``) as the simple auth manager's admin."""
+        return json.loads(self.fetch(method, path + (f"?{urllib.parse.urlencode(query)}" if query else ""), body))
+
+    def fetch(self, method: str, path: str, body: dict | None = None, *, auth: bool = True) -> str:
+        """The text of ``path`` (a path on the API server, or a URL on it), as the admin or as no one."""
+        headers = {"Content-Type": "application/json"}
+        if auth:
+            if not self._token:
+                user, password = self.admin_login()
+                self._token = json.loads(self.fetch("POST", "/auth/token", {"username": user, "password": password},
+                                                    auth=False))["access_token"]
+            headers["Authorization"] = f"Bearer {self._token}"
+        url = path if path.startswith(self.url) else self.url + path
+        req = urllib.request.Request(url, method=method, headers=headers,
+                                     data=json.dumps(body).encode() if body is not None else None)
+        try:
+            with urllib.request.urlopen(req, timeout=60) as resp:
+                return resp.read().decode()
+        except urllib.error.HTTPError as exc:
+            raise AirflowAPIError(exc.code, f"{method} {path}: HTTP {exc.code} {exc.read()[:1000]!r}") from exc
 
     @classmethod
     def start(cls, env: dict[str, str], log_dir: Path, parallelism: int = 16, timeout: float = 240, *,

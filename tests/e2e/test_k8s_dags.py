@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -353,6 +354,22 @@ def backfill_runs(home: Path, dag_id: str) -> dict[str, str]:
     return {str(d)[:10]: s for d, s in rows}
 
 
+def flow_link_and_page(services: airflow_local.AirflowServices, dag_id: str) -> dict:
+    """A backfill run's H2O Flow link, read through the API server, the page it opens as the admin, and
+    what the same URL gives a caller with no login."""
+    run = services.api("GET", f"/api/v2/dags/{dag_id}/dagRuns", query={"run_type": "backfill"})["dag_runs"][0]
+    links = services.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{quote(run['dag_run_id'], safe='')}/taskInstances/"
+                                "create_cluster/links")["extra_links"]
+    link = links["H2O Flow"]
+    try:
+        services.fetch("GET", link, auth=False)
+        anonymous = 200
+    except airflow_local.AirflowAPIError as exc:
+        anonymous = exc.code
+    return {"run_id": run["dag_run_id"], "day": run["logical_date"][:10], "link": link,
+            "page": services.fetch("GET", link), "anonymous": anonymous}
+
+
 def test_a_backfill_of_three_days_runs_three_clusters_at_once(k8s_bed, k8s_airflow, tmp_path):
     """A backfill as the UI starts it: the real scheduler (LocalExecutor), triggerer and API server.
     Each run's create task holds its ready cluster at a barrier that this test joins too: once the three
@@ -401,6 +418,7 @@ def test_a_backfill_of_three_days_runs_three_clusters_at_once(k8s_bed, k8s_airfl
             if len(runs) == 3 and all(s in ("success", "failed") for s in runs.values()):
                 break
             time.sleep(1)
+        flow = flow_link_and_page(services, dag_id)
     finally:
         services.stop()
     print(f"backfill of {len(days)} days: Airflow components healthy in {started:.0f}s, runs done "
@@ -412,6 +430,11 @@ def test_a_backfill_of_three_days_runs_three_clusters_at_once(k8s_bed, k8s_airfl
         report = {r.task: r for r in airflow_local.run_report(dag_id, day, env)}
         assert report["score"].result["rows_scored"] > 800, report["score"]
         assert report["create_cluster"].result["name"] in held
+    # the create task's H2O Flow link: no Ingress, so the plugin's page with the exact port-forward
+    cluster = {r.task: r for r in airflow_local.run_report(dag_id, flow["day"], env)}["create_cluster"].result["name"]
+    assert flow["link"] == f"{services.url}/h2o/flow/{dag_id}/{quote(flow['run_id'], safe='')}/create_cluster"
+    assert f"kubectl --namespace {NAMESPACE} port-forward service/{cluster} 54321:54321" in flow["page"], flow
+    assert f"get secret {cluster}-login" in flow["page"] and flow["anonymous"] == 401
     for name in seen:
         assert leftovers(k8s_bed, name) == {"pods": 0, "services": 0, "statefulsets": 0, "secrets": 0, "processes": 0,
                                         "netns": 0}
