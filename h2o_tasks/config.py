@@ -200,7 +200,8 @@ class ClusterConfig:
                                     fix="use lower-case letters, digits and '-'",
                                     doc="Kubernetes: the namespace of those Airflow pods (empty: the cluster's).")
     ingress: IngressConfig | None = setting(None, doc="Kubernetes: an Ingress that opens H2O Flow from a browser "
-                                            "outside the cluster (none: Flow is reached like the REST API).")
+                                            "outside the cluster (none: the H2O Flow link opens a page with the "
+                                            "kubectl port-forward to the run's leader).")
 
     @property
     def memory_mb(self) -> int:
