@@ -194,3 +194,38 @@ def test_deleting_a_cluster_stops_its_watchdog_and_a_reattach_replaces_a_killed_
     assert backend.delete(info) is True
     wait_for("the watchdog to end", lambda: _proc_state(watchdog) in ("", "Z"), 10, poll=0.1)
     assert _proc_state(watchdog) in ("", "Z")
+
+
+def test_a_task_on_a_cloud_that_lost_a_node_fails_while_its_connection_hangs(backend, tmp_path):
+    """The watch's hang regression (CI, d75f6f1: a task's first request to a broken cloud, with no client
+    timeout, hung for 9 minutes), with real parts: a 2-node cloud whose node 1 is killed and whose
+    leader is stopped (SIGSTOP: its socket accepts and never answers). The import task's connection
+    hangs; the watch sees the exited node and fails the task while the connection still hangs."""
+    import threading
+    from types import SimpleNamespace
+
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from devtools import dag_folder
+    from h2o_airflow.operators.model import H2OImportOperator
+
+    info = backend.create(spec("hang"))
+    backend.wait_ready(info, 120)
+    nodes = backend._load(info.name).nodes
+    leader = next(n for n in nodes if info.url.endswith(f":{n.port}"))
+    pipeline = dag_folder.write_pipeline(tmp_path / "dags", "hang", dag_folder.variant(
+        name="hang", cluster={"rebuild_on_loss": False}))  # rebuilt, the task would go on on a new cloud
+    ti = SimpleNamespace(xcom_pull=lambda task_ids, key="return_value": info.to_dict(),
+                         xcom_push=lambda key, value: None)
+    context = {"ti": ti, "dag": SimpleNamespace(dag_id="dag"), "run_id": "hang", "params": {}}
+    op = H2OImportOperator(task_id="import_scoring_data", pipeline=str(pipeline), purpose="score",
+                           last_day_only=True, aws_conn_id=None)
+    os.kill(leader.pid, signal.SIGSTOP)
+    try:
+        os.kill(next(n for n in nodes if n is not leader).pid, signal.SIGKILL)
+        with pytest.raises(AirflowFailException, match=r"lost a node during import \(NodeExited\)"):
+            op.execute(context)
+        # the task failed while its connection to the stopped leader still waited for an answer
+        assert [t for t in threading.enumerate() if t.name == "h2o-import" and t.is_alive()]
+    finally:
+        os.kill(leader.pid, signal.SIGCONT)
