@@ -114,48 +114,6 @@ def test_unobservable_for_less_than_the_grace_is_not_a_loss():
     assert run_watched("training", job, status, poll_s=0.01, grace_s=30) == "trained"
 
 
-def test_a_task_started_on_an_already_broken_cloud_fails_fast_even_if_connecting_hangs(monkeypatch):
-    """CI, d75f6f1: import_scoring_data started after a pod was replaced; ``hook.get_conn()``
-    (``POST /3/PersistS3``, no client timeout) ran before the watch and hung 9 minutes."""
-    import threading
-    from datetime import UTC, datetime
-    from types import SimpleNamespace
-
-    from airflow.sdk.exceptions import AirflowFailException
-
-    from h2o_airflow import backends
-    from h2o_airflow.hooks.h2o import H2OHook
-    from h2o_airflow.operators.model import H2OImportOperator
-
-    replaced = ClusterStatus("c", exists=True, failed=True, reason="PodReplaced", message="2 pods answer as leader")
-    released, returned = threading.Event(), threading.Event()
-
-    def hung(self):  # the request that never answers (a safety bound ends it if the test never releases it)
-        released.wait(60)
-        returned.set()
-
-    monkeypatch.setattr(H2OHook, "get_conn", hung)
-    from h2o_tasks.config import ClusterConfig
-
-    monkeypatch.setattr(H2OImportOperator, "config",
-                        lambda self, context: SimpleNamespace(cluster=ClusterConfig(rebuild_on_loss=False)))
-    monkeypatch.setattr(backends, "backend_for_cluster", lambda cluster, conn_id="": SimpleNamespace(
-        status=lambda info, **kw: replaced, extend=lambda info, by: "", close=lambda: None))
-    cluster = {"name": "c", "backend": "kubernetes", "replicas": 3, "url": "http://10.0.0.8:54321"}
-    day = datetime(2013, 2, 4, tzinfo=UTC)
-    context = {"ti": SimpleNamespace(xcom_pull=lambda task_ids: cluster, xcom_push=lambda key, value: None),
-               "data_interval_start": day,
-               "data_interval_end": day, "logical_date": day}
-    op = H2OImportOperator(task_id="import_scoring_data", pipeline="p.yaml", purpose="score", last_day_only=True,
-                           aws_conn_id=None)
-    try:
-        with pytest.raises(AirflowFailException, match=r"lost a node during import \(PodReplaced\)"):
-            op.execute(context)
-        assert not returned.is_set()  # failed while the connection still hung
-    finally:
-        released.set()
-
-
 def test_a_lost_node_is_retryable_when_the_retry_rebuilds_the_cluster():
     with pytest.raises(ClusterError) as err:
         run_watched("training", lambda: time.sleep(30), lambda: LOST, poll_s=0.01, rebuild=True)
