@@ -10,15 +10,21 @@ from datetime import UTC, datetime, timedelta
 from h2o_tasks.cluster import local, watchdog
 
 
+def _expired(backend: local.LocalBackend, name: str, ceiling_at: str | None = None) -> str:
+    """A cluster of ``name`` whose one node is gone and whose expiry is 5 minutes past (no JVM); that expiry."""
+    past = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()
+    backend._dir(name).mkdir(parents=True)
+    dead = [local.NodeState(pid=2**22 + 1, port=1, log="")]  # above any pid_max: no process
+    backend._save(local.LocalState(name=name, replicas=1, nodes=dead, created_at=past, expires_at=past, labels={},
+                                   ceiling_at=ceiling_at or past))
+    return past
+
+
 def test_the_watchdog_waits_out_a_claim_and_then_stops_the_cluster(tmp_path, monkeypatch):
     """At its ceiling the watchdog meets a create or delete that still holds the cluster: it keeps
     guarding and deletes the cluster once the claim is let go (it gave up for good before)."""
     backend = local.LocalBackend(state_dir=tmp_path)
-    past = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()
-    backend._dir("h2o-c").mkdir(parents=True)
-    dead = [local.NodeState(pid=2**22 + 1, port=1, log="")]  # above any pid_max: no process
-    backend._save(local.LocalState(name="h2o-c", replicas=1, nodes=dead, created_at=past, expires_at=past,
-                                   labels={}, ceiling_at=past))
+    _expired(backend, "h2o-c")
     (tmp_path / "locks").mkdir()
     fd = os.open(tmp_path / "locks" / "h2o-c.lock", os.O_RDWR | os.O_CREAT, 0o600)
     fcntl.flock(fd, fcntl.LOCK_EX)  # a second open file: held as another process would hold it
@@ -49,11 +55,7 @@ def test_the_janitors_delete_keeps_a_cluster_extended_after_its_listing(tmp_path
     from h2o_tasks.errors import ClusterError
 
     backend = local.LocalBackend(state_dir=tmp_path)
-    past, ceiling = (datetime.now(UTC) + timedelta(minutes=m) for m in (-5, 60))
-    backend._dir("h2o-j").mkdir(parents=True)
-    dead = [local.NodeState(pid=2**22 + 1, port=1, log="")]
-    backend._save(local.LocalState(name="h2o-j", replicas=1, nodes=dead, created_at=past.isoformat(),
-                                   expires_at=past.isoformat(), labels={}, ceiling_at=ceiling.isoformat()))
+    _expired(backend, "h2o-j", ceiling_at=(datetime.now(UTC) + timedelta(minutes=60)).isoformat())
     listed = backend.list_expired()[0]
     local.LocalBackend(state_dir=tmp_path).extend(listed, timedelta(minutes=10))  # the run's next task
     assert backend.delete(listed, if_unchanged=True) is False
@@ -73,11 +75,7 @@ def test_an_extend_that_leaves_the_expiry_where_it_was_still_keeps_the_cluster(t
     """At its ceiling an extend cannot push the expiry: it is still a new version, which the janitor's
     decision on the older listing does not outlive."""
     backend = local.LocalBackend(state_dir=tmp_path)
-    past = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()
-    backend._dir("h2o-k").mkdir(parents=True)
-    dead = [local.NodeState(pid=2**22 + 1, port=1, log="")]
-    backend._save(local.LocalState(name="h2o-k", replicas=1, nodes=dead, created_at=past, expires_at=past,
-                                   labels={}, ceiling_at=past))
+    past = _expired(backend, "h2o-k")
     listed = backend.list_expired()[0]
     assert backend.extend(listed, timedelta(minutes=10)) == past  # capped: the expiry did not move
     assert backend.delete(listed, if_unchanged=True) is False
@@ -124,11 +122,7 @@ def test_the_lock_file_goes_with_the_cluster_and_a_waiter_on_the_removed_file_do
 
 def test_a_cluster_keeps_its_lock_file_until_it_is_deleted(tmp_path):
     backend = local.LocalBackend(state_dir=tmp_path)
-    past = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()
-    backend._dir("h2o-f").mkdir(parents=True)
-    dead = [local.NodeState(pid=2**22 + 1, port=1, log="")]
-    backend._save(local.LocalState(name="h2o-f", replicas=1, nodes=dead, created_at=past, expires_at=past,
-                                   labels={}, ceiling_at=past))
+    _expired(backend, "h2o-f")
     backend.extend(backend.list_clusters()[0], timedelta(minutes=10))
     assert (tmp_path / "locks" / "h2o-f.lock").exists()  # the cluster is there: others may queue on it
     assert backend.delete("h2o-f") is True
