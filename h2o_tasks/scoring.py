@@ -448,6 +448,53 @@ def _by_period(table: Any, query: hive_source.PeriodsQuery) -> dict[intervals.Pe
     return out
 
 
+@dataclass
+class StagedPeriods:
+    """The staged predictions split by period into Arrow files on disk, so that one period at a time is
+    held in memory, not the interval."""
+
+    directory: Path
+    files: dict[intervals.Period, list[Path]]
+
+    def read(self, period: intervals.Period, expected: int) -> Any:
+        import pyarrow as pa
+
+        if not self.files[period]:
+            raise InputDataError("predictions", str(self.directory), f"hold no rows of {period.key}, not the "
+                                 f"{expected} input rows", "this is a bug: report it with the task log")
+        return pa.concat_tables([pa.ipc.open_file(pa.memory_map(str(p))).read_all() for p in self.files[period]])
+
+    def drop(self, period: intervals.Period) -> None:
+        for path in self.files.pop(period):
+            path.unlink()
+
+
+def _split_staged(files: list[str], query: hive_source.PeriodsQuery, directory: Path,
+                  unseen: dict[str, int]) -> StagedPeriods:
+    """Read the staged Parquet files one batch at a time, count the unseen features, and write each
+    period's rows of the batch to an Arrow file of that period under ``directory``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    directory.mkdir(parents=True)
+    split: dict[intervals.Period, list[Path]] = {p: [] for p in query.periods.values()}
+    written = 0
+    for name in files:
+        for batch in pq.ParquetFile(name).iter_batches(batch_size=1 << 16):
+            for features in batch.column(UNSEEN_COLUMN).to_pylist():
+                for f in features or ():
+                    unseen[f] = unseen.get(f, 0) + 1
+            table = pa.Table.from_batches([batch]).drop_columns([UNSEEN_COLUMN])
+            for period, rows in _by_period(table, query).items():
+                if rows.num_rows:
+                    path = directory / f"{written:08d}.arrow"
+                    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, rows.schema) as writer:
+                        writer.write_table(rows)
+                    split[period].append(path)
+                    written += 1
+    return StagedPeriods(directory, split)
+
+
 def score_in_hive(cfg: PipelineConfig, s3s: S3Settings, periods: list[intervals.Period], *, run_id: str,
                   hive_conn: Any, stage_root: Path, hive: predictions.HiveTarget | None = None,
                   udf_jar: Path | None = None) -> ScoreResult:
@@ -455,7 +502,6 @@ def score_in_hive(cfg: PipelineConfig, s3s: S3Settings, periods: list[intervals.
     checked): one query counts the source's rows per period, one query scores the whole span into a
     staging directory; each period is then committed like the other engines' predictions. No H2O cluster."""
     import pyarrow.csv as pcsv
-    import pyarrow.parquet as pq
 
     from h2o_tasks import hive_udf
 
@@ -494,12 +540,9 @@ def score_in_hive(cfg: PipelineConfig, s3s: S3Settings, periods: list[intervals.
                                               str(work / "staged"))
         finally:
             conn.close()
-        table = pq.read_table(list(staged.files))
-        for features in table.column(UNSEEN_COLUMN).to_pylist():
-            for f in features or ():
-                unseen[f] = unseen.get(f, 0) + 1
-        table = table.drop_columns([UNSEEN_COLUMN])
-        for period, rows in _by_period(table, query).items():
+        split = _split_staged(list(staged.files), query, work / "periods", unseen)
+        for _, period in sorted(query.periods.items()):
+            rows = split.read(period, counts[period])
             id_types = [(c, arrow_id_type(rows.schema.field(c).type)) for c in ids]
             columns = id_types + prediction_types(champ.metadata, rows.column_names[len(ids):])
             rows = rows.cast(predictions.arrow_schema(columns))
@@ -512,6 +555,7 @@ def score_in_hive(cfg: PipelineConfig, s3s: S3Settings, periods: list[intervals.
                                                  retention=retention(cfg), model_version=champ.version,
                                                  run_id=run_id, spec=intervals.partition_spec(period),
                                                  table=rows, uploaded=uploaded, hive=hive))
+            split.drop(period)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return _result("hive", champ.version, cfg, committed, rows_in, unseen, t0, columns)
