@@ -336,9 +336,14 @@ class KubernetesBackend:
 
     def status(self, info: ClusterInfo, elapsed_s: float = 0.0, formation_timeout_s: float | None = None) -> ClusterStatus:
         ns = info.namespace or self.namespace
-        if self._read_sts(info.name, ns) is None:
+        sts = self._read_sts(info.name, ns)
+        if sts is None:
             return ClusterStatus(info.name, exists=False, failed=True, reason="NotFound",
                                  message=f"StatefulSet {ns}/{info.name} does not exist")
+        since = (sts.metadata.annotations or {}).get(manifests.REAPING_ANNOTATION)
+        if since:  # marked: lost to its run even if the janitor that marked it was killed before its delete
+            return ClusterStatus(info.name, exists=True, failed=True, reason="Reaped", expected_size=info.replicas,
+                                 message=f"cluster {ns}/{info.name} is being deleted by the janitor (since {since})")
         pods = self._pods(info.name, ns)
         url = self._leader_url(info, pods)
         try:
@@ -480,6 +485,9 @@ class KubernetesBackend:
         except ApiException as exc:
             if exc.status == 409:
                 return None
+            if exc.status == 404:
+                raise ClusterError(f"StatefulSet {sts.metadata.namespace}/{sts.metadata.name} does not exist",
+                                   reason="NotFound") from None
             raise
 
     def _mark_reaping(self, info: ClusterInfo, ns: str) -> Any | None:

@@ -309,7 +309,9 @@ class LocalBackend:
             if self._whole(existing):
                 if existing.ceiling_at and not _is_watchdog(existing.watchdog_pid, spec.name):
                     existing.watchdog_pid = self._start_watchdog(spec.name)  # its guard was killed: a new one
-                    self._save(existing)
+                # a new version under the claim: a janitor that decided on the listed one keeps it
+                existing.extended_at = datetime.now(UTC).isoformat()
+                self._save(existing)
                 return self._info(existing)
             self.delete(spec.name)  # a broken or half-made leftover of this run: replace it
         jar = h2o_jar()
@@ -454,8 +456,8 @@ class LocalBackend:
         name = info if isinstance(info, str) else info.name
         with self._claim(name):
             if if_unchanged and not isinstance(info, str):
-                state = self._load(name)
-                if state is not None and (state.created_at, state.expires_at, state.extended_at) != (
+                state = self._load(name)  # unreadable or gone is not the incarnation decided on either
+                if state is None or (state.created_at, state.expires_at, state.extended_at) != (
                         info.uid or state.created_at, info.expires_at, info.extended_at):
                     return False
             return self._delete(name, timeout_s)

@@ -303,11 +303,18 @@ def test_the_janitors_delete_and_a_tasks_extend_are_one_compare_and_swap(k8s_bed
     with pytest.raises(ClusterError) as refused:
         backend.extend(relisted, timedelta(minutes=10))
     assert refused.value.reason == "Reaped" and refused.value.retryable
+    # a janitor killed between its mark and its delete: the run's tasks see a lost cluster (and rebuild it)
+    st = backend.status(relisted)
+    assert (st.exists, st.failed, st.reason) == (True, True, "Reaped"), st
+    marked = backend._read_sts(name, NAMESPACE)
     assert backend.delete(relisted, if_unchanged=True) is True
     assert backend._read_sts(name, NAMESPACE) is None
+    with pytest.raises(ClusterError) as gone:  # a conditional patch of a deleted cluster says so
+        backend._patch_if_unchanged(marked, {manifests.EXPIRES_ANNOTATION: past})
+    assert gone.value.reason == "NotFound"
 
 
-def test_the_janitor_deletes_only_the_incarnation_it_marked(k8s_bed, backend):
+def test_the_janitor_deletes_only_the_incarnation_it_marked(k8s_bed, backend, monkeypatch):
     """A run's create that finds its cluster marked deletes it and makes it again under the same name,
     possibly while the janitor that marked it is still deleting. The janitor's deletes carry the marked
     objects' uids: the new incarnation, and what it owns, are never touched, nor is it waited for."""
@@ -317,6 +324,7 @@ def test_the_janitor_deletes_only_the_incarnation_it_marked(k8s_bed, backend):
     past = datetime(2026, 1, 1, tzinfo=UTC).isoformat()
     first = _bare_sts(backend, name, {manifests.EXPIRES_ANNOTATION: past})
     _owned_service(backend, name, first, "first")
+    stale = backend.core.list_namespaced_service(NAMESPACE, label_selector=backend._selector(name))
     listed = next(c for c in backend.list_clusters() if c.name == name)
     marked = backend._mark_reaping(listed, NAMESPACE)
     assert marked is not None and marked.metadata.uid == first.metadata.uid
@@ -324,7 +332,17 @@ def test_the_janitor_deletes_only_the_incarnation_it_marked(k8s_bed, backend):
     second = _bare_sts(backend, name, {manifests.EXPIRES_ANNOTATION: past})  # ... with a new one
     _owned_service(backend, name, second, "second")
     _owned_service(backend, name, second, "first")  # even an object of the same name as a marked one
-    # the janitor goes on with what it marked
+    # the janitor goes on with what it marked; a listing it made before the new incarnation names a
+    # Service that is now the new one's: the uid precondition refuses that delete
+    lists = []
+
+    def stale_first(ns, label_selector):
+        lists.append(1)
+        return stale if len(lists) == 1 else backend.core.list_namespaced_service(ns, label_selector=label_selector)
+
+    monkeypatch.setattr(backend, "_listers", lambda: [(stale_first, backend.core.delete_namespaced_service)])
+    assert backend._delete_objects(name, NAMESPACE, 10.0, kubernetes._incarnation(marked)) is True
+    monkeypatch.undo()
     assert backend._delete_objects(name, NAMESPACE, 10.0, kubernetes._incarnation(marked)) is False
     assert backend._read_sts(name, NAMESPACE).metadata.uid == second.metadata.uid
     services = backend.core.list_namespaced_service(NAMESPACE, label_selector=backend._selector(name)).items

@@ -127,3 +127,52 @@ def test_a_cluster_keeps_its_lock_file_until_it_is_deleted(tmp_path):
     assert (tmp_path / "locks" / "h2o-f.lock").exists()  # the cluster is there: others may queue on it
     assert backend.delete("h2o-f") is True
     assert os.listdir(tmp_path / "locks") == []
+
+
+def _standing_in(backend: local.LocalBackend, name: str) -> tuple[str, object]:
+    """An expired cluster of ``name`` whose one node is alive: a sleeping process named as its JVM would be."""
+    import subprocess
+    import sys
+
+    node = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "-name", name])
+    past = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()
+    backend._dir(name).mkdir(parents=True)
+    backend._save(local.LocalState(name=name, replicas=1, nodes=[local.NodeState(pid=node.pid, port=1, log="")],
+                                   created_at=past, expires_at=past, labels={}))
+    return past, node
+
+
+def test_a_retrys_re_attach_is_a_new_version_the_janitors_listing_does_not_outlive(tmp_path):
+    """The janitor lists an expired cluster; a retry of the run's create re-attaches to it before the
+    delete. The re-attach stamps the cluster under the claim, so the delete decided on the listing keeps it."""
+    from h2o_tasks.cluster.base import ClusterSpec
+    from h2o_tasks.config import ClusterConfig
+
+    backend = local.LocalBackend(state_dir=tmp_path)
+    _, node = _standing_in(backend, "h2o-r")
+    try:
+        listed = backend.list_expired()[0]
+        spec = ClusterSpec(name="h2o-r", pipeline="p", dag_id="d", run_id="r", config=ClusterConfig(replicas=1))
+        again = local.LocalBackend(state_dir=tmp_path).create(spec)  # the retry: re-attached, nothing started
+        assert (again.uid, again.url) == (listed.uid, listed.url) and again.extended_at > listed.extended_at
+        assert backend.delete(listed, if_unchanged=True) is False
+        assert node.poll() is None  # its node was not stopped
+    finally:
+        backend.delete("h2o-r")
+    assert node.wait(10) is not None
+
+
+def test_the_janitors_delete_keeps_a_cluster_made_again_or_unreadable(tmp_path):
+    """The compare is on the incarnation too: a cluster its run made again with the same expiry is not
+    the one listed, and neither is a state that cannot be read."""
+    backend = local.LocalBackend(state_dir=tmp_path)
+    _expired(backend, "h2o-u")
+    listed = backend.list_expired()[0]
+    state = backend._load("h2o-u")
+    state.created_at = datetime.now(UTC).isoformat()  # made again (same expiry, never extended)
+    backend._save(state)
+    assert backend.delete(listed, if_unchanged=True) is False
+    (backend._dir("h2o-u") / "state.json").write_text("{")  # a state written by no one we know
+    assert backend.delete(listed, if_unchanged=True) is False
+    assert backend._dir("h2o-u").exists()
+    assert backend.delete("h2o-u") is True  # the run's own teardown still removes it

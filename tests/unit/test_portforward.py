@@ -12,6 +12,7 @@ import re
 import socket
 import threading
 import urllib.request
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -187,7 +188,7 @@ def pf_backend(monkeypatch):
     b.fetched = fetched
     state = {"pods": pods()}
     monkeypatch.setattr(b, "_pods", lambda name, ns: state["pods"])
-    monkeypatch.setattr(b, "_read_sts", lambda name, ns: object())
+    monkeypatch.setattr(b, "_read_sts", lambda name, ns: SimpleNamespace(metadata=SimpleNamespace(annotations={})))
     monkeypatch.setattr(b, "login", lambda info: None)
     b.state = state
     return b

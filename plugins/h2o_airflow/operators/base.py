@@ -147,14 +147,7 @@ class H2OPipelineOperator(BaseOperator):
         if getattr(self, "_hook", None) is not None:  # temporary credentials that would end during the step
             self._hook.fresh_s3_settings(self.s3_refresh_margin)
         try:
-            self.log.info("Cluster %s now expires at %s", info.name, backend.extend(info, by))
-        except ClusterError as exc:
-            if exc.reason in EXTEND_REFUSED:  # a janitor is deleting it, or holds it: the step would not end
-                raise
-            self.log.warning("Could not extend the expiry of cluster %s: %s", info.name, exc)
-        except Exception as exc:  # the watch below reports a cluster that is gone
-            self.log.warning("Could not extend the expiry of cluster %s: %s", info.name, exc)
-        try:
+            self._extend_before(info, backend, by)
             return run_watched(what, job, lambda: backend.status(info, elapsed_s=float("inf"), formation_timeout_s=0.0),
                                grace_s=cfg.cluster.unobservable_grace_s, rebuild=cfg.cluster.rebuild_on_loss)
         except BaseException as exc:  # for the run's diagnostics bundle
@@ -162,6 +155,17 @@ class H2OPipelineOperator(BaseOperator):
             raise
         finally:
             backend.close()  # the task's port-forward, if it opened one
+
+    def _extend_before(self, info: Any, backend: Any, by: Any) -> None:
+        """Push the expiry past the step's end; a refusal stops the task before its step."""
+        try:
+            self.log.info("Cluster %s now expires at %s", info.name, backend.extend(info, by))
+        except ClusterError as exc:
+            if exc.reason in EXTEND_REFUSED:  # a janitor is deleting it, or holds it: the step would not end
+                raise
+            self.log.warning("Could not extend the expiry of cluster %s: %s", info.name, exc)
+        except Exception as exc:  # the watch reports a cluster that is gone
+            self.log.warning("Could not extend the expiry of cluster %s: %s", info.name, exc)
 
     def _rebuild_if_lost(self, context: Any, cfg: Any, info: Any, backend: Any) -> Any:
         """A cluster that lost a node (or is gone) is saved as evidence, deleted and made again under its name."""

@@ -19,6 +19,8 @@ from h2o_tasks.cluster.base import EXTEND_REFUSED, ttl
 from h2o_tasks.errors import ClusterError, H2OTasksError
 from h2o_tasks.s3 import S3Settings
 
+GONE = ("Reaped", "NotFound")  # what a janitor leaves of a cluster a re-attach found: worth one create again
+
 
 class H2OCreateClusterOperator(H2OPipelineOperator):
     """
@@ -73,10 +75,7 @@ class H2OCreateClusterOperator(H2OPipelineOperator):
                 name=spec.name, backend=cfg.cluster.backend, namespace=cfg.cluster.namespace,
                 endpoint_mode=cfg.cluster.endpoint_mode, kubernetes_conn_id=self.kubernetes_conn_id,
                 dag_id=spec.dag_id, run_id=spec.run_id).to_dict())
-            info = backend.create(spec)  # a partial create is deleted by the backend before it raises
-            self._cluster = info
-            info = self._extend(backend, info, cfg)  # a retry re-attaches: its expiry counts from now too
-            self._cluster = info
+            info = self._create_extended(backend, spec, cfg)
         except H2OTasksError as exc:
             raise fail_fast(exc) from exc
         context["ti"].xcom_push(key=XCOM_CLUSTER_KEY, value=info.to_dict())
@@ -97,15 +96,37 @@ class H2OCreateClusterOperator(H2OPipelineOperator):
             raise
         return self.execute_complete(context, {"status": "ready", "cluster": info.to_dict(), "message": st.message})
 
+    def _create_extended(self, backend: Any, spec: ClusterSpec, cfg: Any) -> ClusterInfo:
+        """Create the cluster (a retry re-attaches) and push its expiry to a time-to-live from now.
+
+        A janitor that listed an expired cluster before a retry re-attached to it may mark or delete
+        it before this extend: the cluster is then made again, once (``create`` replaces a marked one).
+        A partial create is deleted by the backend before it raises."""
+        info = self._cluster = backend.create(spec)
+        try:
+            info = self._extend(backend, info, cfg)
+        except ClusterError as exc:
+            if exc.reason not in GONE:
+                raise
+            self.log.warning("Cluster %s went to the janitor as this task re-attached (%s): creating it again",
+                             spec.name, exc)
+            info = self._cluster = backend.create(spec)
+            info = self._extend(backend, info, cfg)
+        self._cluster = info
+        return info
+
     def _extend(self, backend: Any, info: ClusterInfo, cfg: Any) -> ClusterInfo:
-        """Push the cluster's expiry to a time-to-live from now. A cluster a janitor is deleting
-        fails the task (its retry makes the cluster again); any other error is logged: the next
-        task's extend, or the watch, deals with it."""
+        """Push the cluster's expiry to a time-to-live from now. A cluster a janitor is deleting, or
+        has deleted, fails the task retryably (its retry makes the cluster again); any other error is
+        logged: the next task's extend, or the watch, deals with it."""
         try:
             return dataclasses.replace(info, expires_at=backend.extend(info, ttl(cfg.cluster)))
         except ClusterError as exc:
             if exc.reason in EXTEND_REFUSED:
                 raise
+            if exc.reason == "NotFound":  # deleted since it was created or found ready: only a retry helps
+                raise ClusterError(f"cluster {info.name} was deleted under this task ({exc}); a retry creates it "
+                                   "again", retryable=True, reason="NotFound") from exc
             self.log.warning("Could not extend the expiry of cluster %s: %s", info.name, exc)
         except Exception as exc:
             self.log.warning("Could not extend the expiry of cluster %s: %s", info.name, exc)

@@ -58,7 +58,8 @@ class H2OJanitorOperator(BaseOperator):
                     deleted.append(info.name)
                     reasons[info.name] = reason
                 else:
-                    self.log.warning("Kept cluster %s: a task of its run extended it after it was listed", info.name)
+                    self.log.warning("Kept cluster %s: it changed after it was listed (extended or made again by "
+                                     "its run, or deleted)", info.name)
             except Exception as exc:  # one cluster that cannot go now does not keep the others
                 self.log.error("Could not delete cluster %s: %s", info.name, exc)
                 failed[info.name] = exc if isinstance(exc, ClusterError) else ClusterError(
