@@ -420,7 +420,9 @@ class ScheduleConfig:
                                    "expression, a preset, or null (manual runs only).")
     scoring: str | None = setting("@daily", check=syntax.scoring_schedule, doc="The scoring DAG's schedule (null: no "
                                   "scoring DAG runs on its own; on_new_champion: each time a training run promotes a "
-                                  "new champion, scoring the last day of that run's interval).")
+                                  "new champion, scoring the last day of that run's interval; on_new_data: each time "
+                                  "an event is added to the S3 source's Asset, scoring the days named in its extra "
+                                  "'day', else the day of the run).")
     start_date: date = setting(date(2013, 1, 1), doc="The first logical date.")
     end_date: date | None = setting(None, doc="The last logical date (none: open-ended).")
     max_active_runs: int = setting(3, lo=1, hi=64, doc="Runs of one DAG at once (each has its own cluster).")
@@ -431,7 +433,7 @@ class ScheduleConfig:
     def _check(s: ScheduleConfig, where: str) -> None:
         if s.end_date and s.end_date < s.start_date:
             raise ConfigError(f"{where}.end_date", str(s.end_date), "is before start_date", "set end_date after start_date")
-        if s.data_intervals and s.scoring == syntax.ON_NEW_CHAMPION:
+        if s.data_intervals and s.scoring in syntax.ON_ASSET:
             raise ConfigError(f"{where}.scoring", s.scoring, "has no data interval (data_intervals: true)",
                               "use a cron expression or preset, or data_intervals: false")
         for key in ("training", "scoring"):
@@ -625,7 +627,16 @@ def _check_engine(values: dict[str, Any]) -> None:
                           f"{source.kind} source")
 
 
-_CROSS_CHECKS = (_check_label, _check_metrics, _check_threshold, _check_outputs, _check_engine)
+def _check_data_schedule(values: dict[str, Any]) -> None:
+    schedule, source = values.get("schedule"), values.get("source")
+    if schedule is None or source is None or schedule.scoring != syntax.ON_NEW_DATA or source.kind == "s3":
+        return
+    raise ConfigError("schedule.scoring", schedule.scoring, f"waits on the S3 source's Asset, and source.kind is "
+                      f"{source.kind} (a Hive table has no Asset here)",
+                      "use a cron expression or preset, or on_new_champion, for a Hive source")
+
+
+_CROSS_CHECKS = (_check_label, _check_metrics, _check_threshold, _check_outputs, _check_engine, _check_data_schedule)
 
 
 def problems_of(raw: Any, path: str = "") -> tuple[PipelineConfig | None, list[ConfigError]]:

@@ -110,8 +110,11 @@ def schedule(path: str, value: str | None) -> str | None:
 
 
 ON_NEW_CHAMPION = "on_new_champion"
+ON_NEW_DATA = "on_new_data"
+ON_ASSET = (ON_NEW_CHAMPION, ON_NEW_DATA)
 
 
 def scoring_schedule(path: str, value: str | None) -> str | None:
-    """The scoring DAG's schedule: as :func:`schedule`, or ``on_new_champion`` (the champion's Asset)."""
-    return value if value == ON_NEW_CHAMPION else schedule(path, value)
+    """The scoring DAG's schedule: as :func:`schedule`, or ``on_new_champion`` (the champion's Asset) or
+    ``on_new_data`` (the S3 source's Asset)."""
+    return value if value in ON_ASSET else schedule(path, value)

@@ -41,12 +41,32 @@ def test_on_new_champion_runs_the_scoring_dag_on_the_champions_asset():
         variant(schedule={"scoring": "on_new_champions"})
 
 
-def test_a_champion_event_names_the_day_its_scoring_run_covers():
-    def event(**extra):
-        return SimpleNamespace(extra=extra)
+def _events(asset, *days):
+    return {"triggering_asset_events": {asset: [SimpleNamespace(extra={"day": d} if d else {}) for d in days]}}
 
-    champion = Asset(uri="s3://b/models/p/champion.json", name="h2o/p/champion")
-    assert assets.champion_event_day({}) is None  # a scheduled or manual run
+
+def test_a_champion_event_names_the_day_its_scoring_run_covers():
+    cfg = variant(schedule={"scoring": "on_new_champion"})
+    champion = assets.champion(cfg)
+    assert assets.triggered_span({}, cfg) is None  # a scheduled or manual run
     # several promotions between two runs of the scoring DAG: the latest day
-    context = {"triggering_asset_events": {champion: [event(day="2013-02-04"), event(day="2013-02-11"), event()]}}
-    assert assets.champion_event_day(context) == "2013-02-11"
+    assert assets.triggered_span(_events(champion, "2013-02-04", "2013-02-11", None), cfg) == ("2013-02-11",) * 2
+
+
+def test_on_new_data_runs_the_scoring_dag_on_the_sources_asset_over_the_days_its_events_name():
+    cfg = variant(schedule={"scoring": "on_new_data"})
+    dag = scoring_dag(EXAMPLE, cfg)
+    assert list(dag.timetable.asset_condition.objects) == assets.source(cfg)
+    [source] = assets.source(cfg)
+    assert source.uri == cfg.source.s3.uri.rstrip("/")
+    # two days landed before the scoring DAG ran: both, and the days between (a time names its day)
+    span = _events(source, "2013-02-06", "2013-02-04T23:00:00+00:00", None)
+    assert assets.triggered_span(span, cfg) == ("2013-02-04", "2013-02-06")
+    assert assets.triggered_span(_events(source, None), cfg) is None  # no day named: the day of the run
+    with pytest.raises(ConfigError) as bad:
+        assets.triggered_span(_events(source, "yesterday"), cfg)
+    assert bad.value.field == f"extra.day of an event of asset {source.uri}" and "YYYY-MM-DD" in str(bad.value)
+    with pytest.raises(ConfigError, match=r"schedule\.scoring.*source\.kind is hive"):
+        variant(schedule={"scoring": "on_new_data"}, source={"kind": "hive", "hive": {"table": "flights"}})
+    with pytest.raises(ConfigError, match=r"schedule\.scoring.*has no data interval"):
+        variant(schedule={"scoring": "on_new_data", "data_intervals": True})

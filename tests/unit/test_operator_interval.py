@@ -87,3 +87,28 @@ def test_hourly_runs_need_hour_partitions_to_read(source):
     with pytest.raises(ConfigError) as err:
         variant(source=whole(source))
     assert err.value.field == "source.granularity" and "{hour}" in str(err.value)
+
+
+def test_a_run_of_new_data_scores_the_days_its_events_name(monkeypatch):
+    """schedule.scoring: on_new_data: an asset-triggered run has no data interval; it scores the days the
+    source events name (each hour of them for an hourly pipeline), else its own day."""
+    from types import SimpleNamespace
+
+    from h2o_airflow import assets
+
+    cfg = variant(schedule={"scoring": "on_new_data"})
+    op = H2OBatchScoreOperator(task_id="s", pipeline="p.yaml")
+    monkeypatch.setattr(op, "config", lambda context: cfg)
+    [source] = assets.source(cfg)
+    run_after = datetime(2026, 12, 3, 9, tzinfo=UTC)
+    context = {"data_interval_start": None, "data_interval_end": None, "logical_date": None,
+               "dag_run": SimpleNamespace(run_after=run_after),
+               "triggering_asset_events": {source: [SimpleNamespace(extra={"day": "2013-02-06"}),
+                                                    SimpleNamespace(extra={"day": "2013-02-04"})]}}
+    assert op.interval(context) == (date(2013, 2, 4), date(2013, 2, 7))
+    assert [p.path() for p in op.periods(context, cfg)] == ["dt=2013-02-04", "dt=2013-02-05", "dt=2013-02-06"]
+    hourly = _hourly_cfg()
+    assert len(op.periods({**context, "triggering_asset_events": {source: [SimpleNamespace(extra={"day": "2013-02-04"})]}},
+                          hourly)) == 24
+    no_day = {**context, "triggering_asset_events": {source: [SimpleNamespace(extra={})]}}
+    assert op.interval(no_day) == (date(2026, 12, 3), date(2026, 12, 4))

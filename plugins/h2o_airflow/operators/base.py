@@ -221,11 +221,12 @@ class H2OPipelineOperator(BaseOperator):
     def periods(self, context: Any, cfg: Any) -> list[Any]:
         """The partitions this run scores: the days of its interval, or (``source.granularity: hour``)
         its hours; a run without an interval, its logical day or hour; ``last_day_only``, the last day's."""
+        from h2o_airflow.assets import event_days
         from h2o_tasks import intervals
 
         granularity = cfg.source.granularity
         start, end = self.interval(context)
-        if granularity == "day" or self.last_day_only:
+        if granularity == "day" or self.last_day_only or event_days(context):  # events name whole days
             return intervals.periods(granularity, start, end)
         first: datetime | None = context.get("data_interval_start")
         last: datetime | None = context.get("data_interval_end")
@@ -237,15 +238,21 @@ class H2OPipelineOperator(BaseOperator):
 
     def interval(self, context: Any) -> tuple[date, date]:
         """The run's data interval as dates ``[start, end)`` (a manual run: the logical day; a run triggered by
-        a new champion: the last day of the interval it was trained for); with ``last_day_only`` its last day."""
+        asset events: the days they name, see :func:`h2o_airflow.assets.triggered_span`); with
+        ``last_day_only`` its last day."""
         start: datetime | None = context.get("data_interval_start")
         end: datetime | None = context.get("data_interval_end")
         if start is None or end is None or end <= start:
-            from h2o_airflow.assets import champion_event_day
+            from h2o_airflow.assets import event_days, triggered_span
 
-            promoted = champion_event_day(context)  # a run of a new champion (schedule.scoring: on_new_champion)
-            logical = (datetime.fromisoformat(promoted) if promoted else None) or context.get("logical_date") \
-                or context["dag_run"].run_after
-            start, end = logical, logical + timedelta(days=1)
+            try:
+                span = triggered_span(context, self.config(context)) if event_days(context) else None
+            except H2OTasksError as exc:  # an event naming no day: no retry reads it otherwise
+                raise fail_fast(exc) from exc
+            if span:
+                start, end = datetime.fromisoformat(span[0]), datetime.fromisoformat(span[1]) + timedelta(days=1)
+            else:
+                logical = context.get("logical_date") or context["dag_run"].run_after
+                start, end = logical, logical + timedelta(days=1)
         first, last = start.date(), max(end.date(), start.date() + timedelta(days=1))
         return (last - timedelta(days=1), last) if self.last_day_only else (first, last)
