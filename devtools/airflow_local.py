@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from devtools.stack import procs
 from devtools.stack.procs import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -196,6 +197,7 @@ class AirflowServices:
                 with open(log_dir / f"{name}.log", "ab") as out:
                     services.procs[name] = subprocess.Popen([airflow_bin, name], env={**os.environ, **env}, stdout=out,
                                                             stderr=subprocess.STDOUT, start_new_session=True)
+                procs.record(f"airflow {name}", services.procs[name].pid)
             services.wait_healthy(timeout)
         except BaseException:
             services.stop()

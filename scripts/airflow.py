@@ -48,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     if port and procs.port_open("127.0.0.1", port):
         print(f"port {port} is taken: pass --port N (0 for any free port)", file=sys.stderr)
         return 2
+    _stop_leftovers(state)
+    procs.ledger = state / "children.jsonl"  # each child, from its start: found by the next start if this one is killed
     for sub in ("airflow", "h2o", "logs"):  # a fresh deployment: nothing of the last one is reused
         shutil.rmtree(state / sub, ignore_errors=True)
     stop = threading.Event()
@@ -135,6 +137,21 @@ def main(argv: list[str] | None = None) -> int:
                 server.stop()
         shutil.rmtree(staging, ignore_errors=True)
         print(f"stopped ({time.monotonic() - t0:.0f}s after start)", flush=True)
+
+
+def _stop_leftovers(state: Path) -> None:
+    """What a `make airflow` killed before its clean-up (SIGKILL, a closed terminal) left running on this
+    state: its H2O clusters (JVMs and watchdogs, by pid) and its servers' and Airflow's process groups.
+    Their directories are wiped next, which must not happen under running processes."""
+    from h2o_tasks.cluster.local import LocalBackend
+
+    backend = LocalBackend(state_dir=state / "h2o")
+    for info in backend.list_clusters():
+        backend.delete(info)
+        print(f"stopped H2O cluster {info.name}, left by an earlier start", flush=True)
+    stopped = procs.stop_recorded(state / "children.jsonl")
+    if stopped:
+        print(f"stopped what an earlier start left running: {', '.join(stopped)}", flush=True)
 
 
 def _hold(path: Path) -> int | str:

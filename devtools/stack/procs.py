@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import random
 import signal
@@ -78,6 +80,64 @@ class ServerProcess:
                 continue
 
 
+ledger: Path | None = None  # where each child started is recorded (a deployment's state), or nowhere
+
+
+def _start_time(pid: int) -> str:
+    """The process's start time since boot (``/proc/<pid>/stat`` field 22), '' when gone: with the pid,
+    it names one process, never a later one given the same pid."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def record(name: str, pid: int) -> None:
+    """Append a child that leads its own process group to the :data:`ledger` (nothing when unset), right
+    after its start: a parent SIGKILLed at any later line leaves it findable."""
+    if ledger is None:
+        return
+    with open(ledger, "a") as f:
+        f.write(json.dumps({"name": name, "pid": pid, "start": _start_time(pid)}) + "\n")
+
+
+def stop_recorded(path: Path, timeout: float = 20.0) -> list[str]:
+    """Stop every process group a previous parent recorded in ``path`` and left running (that parent was
+    killed before its clean-up), then empty the ledger; the names of those stopped. A pid now used by
+    another process is left alone."""
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        return []
+    left = []
+    for line in lines:
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            entry = json.loads(line)
+            if entry["start"] and _start_time(int(entry["pid"])) == entry["start"]:
+                left.append(entry)
+    for sig, grace in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10.0)):
+        for entry in left:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(entry["pid"], sig)
+        deadline = time.monotonic() + grace
+        while left and time.monotonic() < deadline:
+            for entry in left:  # ours to reap when this process is their parent (a test)
+                with contextlib.suppress(ChildProcessError, OSError):
+                    os.waitpid(entry["pid"], os.WNOHANG)
+            if not any(_start_time(e["pid"]) == e["start"] and _state(e["pid"]) != "Z" for e in left):
+                break
+            time.sleep(0.1)
+    path.write_text("")
+    return [e["name"] for e in left]
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return ""
+
+
 def start(name: str, argv: Sequence[str], log_path: Path, *, ready: Callable[[], bool],
           timeout: float = 120.0, env: dict[str, str] | None = None, cwd: str | Path | None = None) -> ServerProcess:
     """Start ``argv``, poll ``ready()`` until true; on failure stop it and raise with its log tail."""
@@ -85,6 +145,7 @@ def start(name: str, argv: Sequence[str], log_path: Path, *, ready: Callable[[],
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(list(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True)
+    record(name, proc.pid)
     server = ServerProcess(name, proc, log_path)
     deadline = time.monotonic() + timeout
     try:

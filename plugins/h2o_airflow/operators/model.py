@@ -17,7 +17,7 @@ from airflow.sdk.exceptions import AirflowSkipException
 
 from h2o_airflow import assets
 from h2o_airflow.hooks.h2o import H2OHook
-from h2o_airflow.links import XCOM_REPORT_KEY, H2OModelReportLink, s3_browser_url
+from h2o_airflow.links import XCOM_REPORT_KEY, H2OModelReportLink
 from h2o_airflow.operators.base import H2OPipelineOperator, fail_fast
 from h2o_tasks.errors import H2OTasksError
 
@@ -184,8 +184,7 @@ class H2OExportModelOperator(H2OTrainOperator):
             gate_refused(cfg.name, cfg.notify.on_gate_refused, out, context)
         if "index.html" in out.get("files", ()):
             page = f"{out['uri']}/index.html"
-            context["ti"].xcom_push(key=XCOM_REPORT_KEY, value={
-                "uri": page, "aws_conn_id": self.aws_conn_id, "url": s3_browser_url(page, s3s.endpoint_url, prefix=False)})
+            context["ti"].xcom_push(key=XCOM_REPORT_KEY, value={"uri": page, "aws_conn_id": self.aws_conn_id})
         return {**out, "model_id": trained["best_model_id"]}
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
