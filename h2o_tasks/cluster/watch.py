@@ -70,7 +70,8 @@ def _lost(what: str, st: ClusterStatus, how_long: str = "", *, rebuild: bool = F
     then = ("the task's retry deletes it, creates it again under the same name and redoes what lived in it "
             "(cluster.rebuild_on_loss)" if rebuild else
             "clear the whole DAG run to start on a new cluster (or set cluster.rebuild_on_loss: true)")
-    return ClusterError(f"the H2O cloud {st.name} lost a node during {what} ({st.reason}{how_long}): {st.message}. "
+    lost = "was taken by the janitor" if st.reason == "Reaped" else "lost a node"
+    return ClusterError(f"the H2O cloud {st.name} {lost} during {what} ({st.reason}{how_long}): {st.message}. "
                         f"An H2O cloud does not heal: {then}", reason=st.reason or "CloudLost", retryable=rebuild)
 
 

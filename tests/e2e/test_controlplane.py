@@ -90,6 +90,12 @@ def test_node_registered_ready(admin, node):
     assert not n.spec.taints
 
 
+def _container(requests: dict[str, str]):
+    """A container that is never started (its image is never pulled): only its requests matter here."""
+    return client.V1Container(name="main", image="registry.invalid/never-pulled:1",
+                              resources=client.V1ResourceRequirements(requests=requests))
+
+
 def _statefulset(name: str, replicas: int = 3) -> client.V1StatefulSet:
     labels = {"app": name}
     return client.V1StatefulSet(
@@ -103,13 +109,7 @@ def _statefulset(name: str, replicas: int = 3) -> client.V1StatefulSet:
                 metadata=client.V1ObjectMeta(labels=labels),
                 spec=client.V1PodSpec(
                     termination_grace_period_seconds=0,
-                    containers=[
-                        client.V1Container(
-                            name="main",
-                            image="registry.invalid/never-pulled:1",
-                            resources=client.V1ResourceRequirements(requests={"cpu": "100m", "memory": "64Mi"}),
-                        )
-                    ],
+                    containers=[_container({"cpu": "100m", "memory": "64Mi"})],
                 ),
             ),
         ),
@@ -146,13 +146,7 @@ def test_too_big_pod_is_unschedulable(admin, namespace, node):
         metadata=client.V1ObjectMeta(name="too-big"),
         spec=client.V1PodSpec(
             termination_grace_period_seconds=0,
-            containers=[
-                client.V1Container(
-                    name="main",
-                    image="registry.invalid/never-pulled:1",
-                    resources=client.V1ResourceRequirements(requests={"cpu": "64"}),
-                )
-            ],
+            containers=[_container({"cpu": "64"})],
         ),
     )
     core.create_namespaced_pod(namespace, pod)

@@ -127,11 +127,9 @@ def test_the_trigger_watches_the_pods_through_the_providers_async_hook(k8s_bed, 
     bad = backend.create(ClusterSpec.for_run("bed", "dag", "run-async-bad", cluster_config(
         replicas=1, image="registry.invalid/nope:1")))
     try:
-        timeout = 600
-        failed = first_event(H2OClusterReadyTrigger(bad.to_dict(), timeout_s=timeout))
-        # a pod event ended the wait, not its timeout (the margin holds on any machine)
+        failed = first_event(H2OClusterReadyTrigger(bad.to_dict(), timeout_s=600))
+        # a pod event ended the wait, not its timeout (which would say "timeout")
         assert (failed["status"], failed["reason"]) in {("failed", "ErrImagePull"), ("failed", "ImagePullBackOff")}
-        assert failed["elapsed_s"] < timeout / 2, failed
     finally:
         backend.delete(bad)
 
@@ -177,25 +175,16 @@ def _until(condition, timeout: float) -> None:
 FAIL_FAST_TIMEOUT_S = 600
 
 
-def test_image_that_cannot_be_pulled_fails_fast(backend):
-    spec = ClusterSpec.for_run("bed", "dag", "run-badimage", cluster_config(image="registry.invalid/nope:1"))
-    info = backend.create(spec)
-    t0 = time.monotonic()
+@pytest.mark.parametrize("run, change, reasons, says", [
+    ("run-badimage", {"image": "registry.invalid/nope:1"}, ("ErrImagePull", "ImagePullBackOff"), "cannot be pulled"),
+    ("run-huge", {"cpu": "64"}, ("Unschedulable",), "Insufficient cpu"),
+])
+def test_a_pod_that_cannot_run_fails_the_wait_from_its_state(backend, run, change, reasons, says):
+    """The reason is the pods' (never the wait's Timeout): the wait failed on what the pods showed."""
+    info = backend.create(ClusterSpec.for_run("bed", "dag", run, cluster_config(**change)))
     with pytest.raises(ClusterError) as err:
         backend.wait_ready(info, timeout_s=FAIL_FAST_TIMEOUT_S)
-    assert err.value.reason in ("ErrImagePull", "ImagePullBackOff"), err.value
-    assert time.monotonic() - t0 < FAIL_FAST_TIMEOUT_S / 2
-    assert backend.delete(info) is True
-
-
-def test_unschedulable_pod_fails_fast(backend):
-    spec = ClusterSpec.for_run("bed", "dag", "run-huge", cluster_config(cpu="64"))
-    info = backend.create(spec)
-    t0 = time.monotonic()
-    with pytest.raises(ClusterError) as err:
-        backend.wait_ready(info, timeout_s=FAIL_FAST_TIMEOUT_S)
-    assert err.value.reason == "Unschedulable" and time.monotonic() - t0 < FAIL_FAST_TIMEOUT_S / 2
-    assert "Insufficient cpu" in str(err.value)
+    assert err.value.reason in reasons and says in str(err.value), err.value
     assert backend.delete(info) is True
 
 

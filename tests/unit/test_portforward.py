@@ -203,9 +203,7 @@ def test_port_forward_url_stays_in_the_process(pf_backend):
     assert st.url == info.url and pf_backend.fetched == ["http://127.0.0.1:40001"]  # asked through the forward
     assert pf_backend.local_endpoint(info) == "http://127.0.0.1:40001"  # reused
     assert [(f.namespace, f.pod, f.port) for f in FakeForward.opened] == [("h2o", "c-0", 54321)]
-    pf_backend.state["pods"] = pods(leader="c-1")  # another leader: a new forward, the old one closed
-    assert pf_backend.local_endpoint(info) == "http://127.0.0.1:40002"
-    assert [f.active for f in FakeForward.opened] == [False, True]
+    # a leader made again elsewhere: tests/e2e/test_portforward.py (a pod killed on the bed)
     pf_backend.close()
     assert not FakeForward.opened[-1].active
 
