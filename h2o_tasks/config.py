@@ -116,6 +116,36 @@ def _features(path: str, features: tuple[Feature, ...]) -> tuple[Feature, ...]:
     return features
 
 
+SECRET_KEY = r"[-._a-zA-Z0-9]{1,253}"  # a key of a Secret's data
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    """Kubernetes: H2O's REST API (and Flow) over HTTPS, from a keystore in a Secret, verified by the clients.
+
+    The Secret's layout is cert-manager's: a Certificate with ``keystores.pkcs12`` writes
+    ``keystore.p12`` and ``ca.crt`` into its Secret, and the keystore's password into the Secret
+    its ``passwordSecretRef`` names. The certificate must name the address the clients use: the
+    client Service's DNS name (``service``), the pods' addresses (``pod-ip``), or 127.0.0.1
+    (``port-forward``)."""
+
+    secret: str = setting(pattern=syntax.DNS_SUBDOMAIN, problem="is not a Secret name",
+                          fix="use the name of a Secret in the namespace holding the keystore and ca.crt",
+                          doc="The Secret holding the nodes' keystore and the CA certificate the clients trust.")
+    keystore: str = setting("keystore.p12", pattern=SECRET_KEY, problem="is not a Secret key",
+                            fix="name the key of the keystore in the Secret (cert-manager: keystore.p12 or keystore.jks)",
+                            doc="The key of the PKCS#12 (or JKS) keystore in the Secret: H2O's -jks.")
+    ca_key: str = setting("ca.crt", pattern=SECRET_KEY, problem="is not a Secret key",
+                          fix="name the key of the PEM CA certificate in the Secret (cert-manager: ca.crt)",
+                          doc="The key of the PEM certificate of the CA that signed H2O's (what the clients trust).")
+    password_secret: str = setting("", pattern=f"({syntax.DNS_SUBDOMAIN})?", problem="is not a Secret name",
+                                   fix="use the name of the Secret holding the keystore's password",
+                                   doc="The Secret holding the keystore's password (empty: the keystore's Secret).")
+    password_key: str = setting("password", pattern=SECRET_KEY, problem="is not a Secret key",
+                                fix="name the key of the keystore's password in its Secret",
+                                doc="The key of the keystore's password: H2O's -jks_pass.")
+
+
 @dataclass(frozen=True)
 class IngressConfig:
     """Kubernetes: a per-run Ingress to H2O Flow, made and deleted with the cluster."""
@@ -199,6 +229,8 @@ class ClusterConfig:
     client_namespace: str = setting("", pattern=f"({syntax.DNS_LABEL})?", problem="is not a DNS-1123 label",
                                     fix="use lower-case letters, digits and '-'",
                                     doc="Kubernetes: the namespace of those Airflow pods (empty: the cluster's).")
+    tls: TlsConfig | None = setting(None, doc="Kubernetes: HTTPS for H2O's REST API and Flow, with a keystore from "
+                                    "a Secret; every client verifies the certificate against its CA (none: HTTP).")
     ingress: IngressConfig | None = setting(None, doc="Kubernetes: an Ingress that opens H2O Flow from a browser "
                                             "outside the cluster (none: the H2O Flow link opens a page with the "
                                             "kubectl port-forward to the run's leader).")
@@ -214,6 +246,10 @@ class ClusterConfig:
                               "set max_run_minutes to at least ttl_minutes: it bounds the whole run")
         if cfg.probe_port in (54321, 54322):
             raise ConfigError(f"{where}.probe_port", cfg.probe_port, "collides with H2O's ports 54321/54322", "use 8081")
+        if cfg.tls is not None and cfg.backend != "kubernetes":
+            raise ConfigError(f"{where}.tls", cfg.tls.secret, f"is for the kubernetes backend, and backend is "
+                              f"{cfg.backend} (whose nodes listen on loopback only)",
+                              "remove cluster.tls, or set cluster.backend: kubernetes")
         if cfg.memory_mb < 256:
             raise ConfigError(f"{where}.memory", cfg.memory, "is below H2O's minimum of 256m per node",
                               "use at least 1g per node")

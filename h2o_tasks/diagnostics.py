@@ -12,7 +12,6 @@ import io
 import json
 import shutil
 import tempfile
-import urllib.request
 import zipfile
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -21,7 +20,7 @@ from typing import Any
 
 from h2o_tasks import naming, s3
 from h2o_tasks.cluster.base import ClusterBackend, ClusterInfo
-from h2o_tasks.cluster.login import Login, request
+from h2o_tasks.cluster.login import Login, urlopen
 
 MASK = b"***"
 LOG_DOWNLOAD_TIMEOUT_S = 30.0
@@ -67,7 +66,7 @@ def _scrub_file(path: Path, secrets: list[bytes]) -> None:
 
 def _get(url: str, timeout: float, login: Login | None) -> bytes | None:
     try:
-        with urllib.request.urlopen(request(url, login), timeout=timeout) as resp:
+        with urlopen(url, login, timeout) as resp:
             return resp.read()
     except Exception:  # a node that is gone or hung: the other evidence still counts
         return None
@@ -109,10 +108,16 @@ def collect(backend: ClusterBackend, info: ClusterInfo, *, errors: dict[str, str
             backend.evidence(info, work / "backend")
         except Exception as exc:
             problems["backend"] = f"{type(exc).__name__}: {exc}"
+        kept = [*secrets, login.password if login else ""]  # the nodes' logs may echo a request's header
+        try:
+            kept += backend.log_secrets(info)
+        except Exception as exc:  # unknown: the node logs, which may hold them, are not uploaded
+            problems["node logs"] = f"withheld: their secrets could not be read ({type(exc).__name__}: {exc})"
+            for path in [*(work / "backend").rglob("*.log"), work / "h2o-logs.zip"]:
+                path.unlink(missing_ok=True)
         (work / "status.json").write_text(json.dumps({
             "collected_at": datetime.now(UTC).isoformat(), "cluster": info.to_dict(), "status": status,
             "errors": errors, "not_collected": problems}, indent=2, default=str))
-        kept = [*secrets, login.password if login else ""]  # the nodes' logs may echo a request's header
         masks = sorted({s.encode() for s in kept if s and len(s) >= 4}, key=len, reverse=True)
         files = sorted(p for p in work.rglob("*") if p.is_file())
         for path in files:

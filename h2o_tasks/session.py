@@ -34,7 +34,8 @@ def connect(url: str, s3: S3Settings | None = None, verbose: bool = False, login
     quiet = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
     with quiet:
         conn = h2o.connect(url=url, verbose=verbose, strict_version_check=True,
-                           auth=login.pair if login is not None else None)
+                           auth=login.pair if login is not None else None, verify_ssl_certificates=True,
+                           cacert=login.ca_file if login is not None and login.ca_file else None)
     prompt_job_polling()
     if s3 is not None and s3.access_key:
         set_credentials(s3)

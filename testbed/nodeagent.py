@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -123,6 +124,13 @@ class Security:
             argv = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
                     f'{binds}mount -o remount,bind,ro / && exec "$@"', "sh", *argv]
         return argv
+
+
+def expand(arg: str, env: dict[str, str]) -> str:
+    """Kubernetes' expansion of a command argument: ``$(VAR)`` is the container's variable (left as it
+    is when the container has none), ``$$`` a literal ``$``."""
+    return re.sub(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)",
+                  lambda m: "$" if m.group(0) == "$$" else env.get(m.group(1), m.group(0)), arg)
 
 
 @dataclass
@@ -318,7 +326,7 @@ class NodeAgent:
                 os.chown(path, 0, fs_group)
             path.chmod(int(item.get("mode", source.get("defaultMode", 0o644))))
 
-    def _argv(self, pod: dict[str, Any], container: dict[str, Any], run: PodRun) -> list[str]:
+    def _argv(self, pod: dict[str, Any], container: dict[str, Any], run: PodRun, env: dict[str, str]) -> list[str]:
         mounts = {}
         volumes = {v["name"]: v for v in pod["spec"].get("volumes") or []}
         security = Security.of(pod, container)
@@ -335,7 +343,7 @@ class NodeAgent:
             elif not m.get("readOnly"):
                 writable.append(str(host))
             mounts[m["mountPath"].rstrip("/")] = str(host)
-        argv = [*(container.get("command") or []), *(container.get("args") or [])]
+        argv = [expand(a, env) for a in (*(container.get("command") or []), *(container.get("args") or []))]
         out = []
         for arg in argv:
             # one mount per argument, the longest first: a host path may itself start with a mount path
@@ -376,14 +384,20 @@ class NodeAgent:
             self.event(pod, "Failed", f"Error: {refused}", "Warning")
             return
         try:
-            argv = self._argv(pod, container, run)
+            env = self._env(pod, container, run)
+        except Exception as exc:  # a Secret the environment names is missing
+            run.image_error = "CreateContainerConfigError"
+            self.event(pod, "Failed", f"Error: {exc}", "Warning")
+            return
+        try:
+            argv = self._argv(pod, container, run, env)
         except Exception as exc:
             self.event(pod, "FailedMount", f"MountVolume.SetUp failed: {exc}", "Warning")
             return
         with open(log, "ab") as out:
             run.proc = subprocess.Popen(
                 ["ip", "netns", "exec", run.netns, *argv],
-                env=self._env(pod, container, run),
+                env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,

@@ -88,6 +88,8 @@ class ClusterInfo:
     :param extended_at: when a task last extended it (changes at every extend, even one that leaves
         the expiry where it was): with ``expires_at`` and ``uid``, the version the janitor decides on.
     :param reaping_since: when a janitor marked it for deletion (no task extends it after that).
+    :param tls_secret: Kubernetes, ``cluster.tls``: the Secret holding the CA its HTTPS clients trust
+        (``tls_ca_key`` its key); empty for plain HTTP.
     """
 
     name: str
@@ -107,6 +109,8 @@ class ClusterInfo:
     uid: str = ""
     extended_at: str = ""
     reaping_since: str = ""
+    tls_secret: str = ""
+    tls_ca_key: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -201,6 +205,10 @@ class ClusterBackend(Protocol):
     def evidence(self, info: ClusterInfo, directory: Path) -> list[Path]:
         """Write what the backend knows of a failed cluster into ``directory`` (node logs, pod statuses
         and events, exit states) for a diagnostics bundle; the files written."""
+
+    def log_secrets(self, info: ClusterInfo) -> list[str]:
+        """Secrets the nodes' own logs may hold besides the login (H2O logs its arguments, a keystore's
+        password among them): masked in the evidence of a diagnostics bundle."""
 
     def close(self) -> None:
         """Release what this process holds open for the cluster (a port-forward); the cluster stays."""

@@ -98,9 +98,9 @@ class KubernetesBackend:
         return f"app.kubernetes.io/instance={name},app.kubernetes.io/managed-by={MANAGED_BY}"
 
     def _info(self, name: str, namespace: str, replicas: int, annotations: dict[str, str],
-              cluster_domain: str = "", uid: str = "") -> ClusterInfo:
+              cluster_domain: str = "", uid: str = "", scheme: str = "http") -> ClusterInfo:
         _, client_svc = manifests.service_names(name)
-        url = f"http://{client_svc}.{namespace}.svc.{cluster_domain or self.cluster_domain}:{H2O_PORT}"
+        url = f"{scheme}://{client_svc}.{namespace}.svc.{cluster_domain or self.cluster_domain}:{H2O_PORT}"
         return ClusterInfo(name=name, backend=self.name, url=url, replicas=replicas, namespace=namespace,
                            expires_at=annotations.get(manifests.EXPIRES_ANNOTATION, ""),
                            ceiling_at=annotations.get(manifests.CEILING_ANNOTATION, ""),
@@ -156,9 +156,13 @@ class KubernetesBackend:
                                    f"{(exc.body or '')[:500]}", retryable=exc.status >= 500,
                                    reason="CreateFailed") from exc
             raise
-        info = self._info(spec.name, ns, spec.config.replicas, annotations, spec.config.cluster_domain)
+        tls = spec.config.tls
+        info = self._info(spec.name, ns, spec.config.replicas, annotations, spec.config.cluster_domain,
+                          scheme="https" if tls else "http")
         ingress = spec.config.ingress
-        return dataclasses.replace(info, s3_from_secret=bool(spec.config.s3_secret), ingress_url=(
+        return dataclasses.replace(info, s3_from_secret=bool(spec.config.s3_secret),
+                                   tls_secret=tls.secret if tls else "", tls_ca_key=tls.ca_key if tls else "",
+                                   ingress_url=(
             f"{'https' if ingress.tls_secret else 'http'}://{ingress.host_for(spec.name)}" if ingress else ""))
 
     def _apply_all(self, spec: ClusterSpec) -> dict[str, str]:
@@ -180,7 +184,10 @@ class KubernetesBackend:
             if m.kind == "Job":
                 owner = {"apiVersion": "batch/v1", "kind": "Job", "name": live["metadata"]["name"],
                          "uid": live["metadata"]["uid"], "controller": False, "blockOwnerDeletion": False}
-                self._logins[(ns, spec.name)] = self._ensure_login(spec, owner)
+                made = self._ensure_login(spec, owner)
+                tls = spec.config.tls
+                self._logins[(ns, spec.name)] = dataclasses.replace(
+                    made, ca_file=self._ca_file(ns, tls.secret, tls.ca_key)) if tls else made
             if m.kind == "StatefulSet":
                 annotations = live["metadata"].get("annotations") or {}
         return annotations
@@ -236,8 +243,30 @@ class KubernetesBackend:
                         raise
                     log.warning("Cannot read the login Secret of %s/%s (%s): trying again", ns, info.name, exc)
                 time.sleep(2.0)
-            self._logins[key] = _login_of(secret)
+            found = _login_of(secret)
+            if found is not None and info.tls_secret:
+                found = dataclasses.replace(found, ca_file=self._ca_file(ns, info.tls_secret, info.tls_ca_key))
+            self._logins[key] = found
         return self._logins[key]
+
+    def _ca_file(self, ns: str, secret: str, key: str) -> str:
+        """The CA an HTTPS cluster's clients verify it with, from ``cluster.tls``'s Secret, as a file."""
+        import base64
+
+        from h2o_tasks.cluster.login import ca_file
+
+        try:
+            data = self.core.read_namespaced_secret(secret, ns).data or {}
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            data = None
+        if not data or key not in data:
+            raise ClusterError(f"Secret {ns}/{secret} {'has no key ' + repr(key) if data is not None else 'does not exist'}"
+                               " (cluster.tls): the clients cannot verify H2O's certificate; put the PEM certificate "
+                               "of the CA that signed it under that key (cert-manager writes ca.crt)",
+                               reason="CertificateUntrusted")
+        return ca_file(base64.b64decode(data[key]))
 
     def _cloud(self, info: ClusterInfo, url: str) -> Any:
         """The leader's ``/3/Cloud`` at ``url``, asked with the cluster's login (blocking: run it in a thread)."""
@@ -270,7 +299,7 @@ class KubernetesBackend:
         """The leader's URL for other processes too (never a port-forward)."""
         if self.endpoint_mode == "pod-ip":
             lead = leader(pods)
-            return f"http://{lead.ip}:{H2O_PORT}" if lead and lead.ip else ""
+            return f"{_scheme(info)}://{lead.ip}:{H2O_PORT}" if lead and lead.ip else ""
         return info.url
 
     def _local_url(self, info: ClusterInfo, pods: list[PodObservation]) -> str:
@@ -287,7 +316,7 @@ class KubernetesBackend:
                 self.close()  # a new leader (or a restarted pod): the old forward is useless
                 self._forward = PortForward(self.api_client, ns, lead.name, H2O_PORT).start()
                 self._forward_key = key
-            return self._forward.url
+            return self._forward.url.replace("http://", f"{_scheme(info)}://", 1)
 
     def local_endpoint(self, info: ClusterInfo) -> str:
         """The leader's URL usable from this process; in port-forward mode it opens (or reuses)
@@ -319,6 +348,23 @@ class KubernetesBackend:
                 suffix = ".previous.log" if previous else ".log"
                 (directory / f"{pod.metadata.name}{suffix}").write_text(text or "")
         return sorted(p for p in directory.rglob("*") if p.is_file())
+
+    def log_secrets(self, info: ClusterInfo) -> list[str]:
+        """The keystore's password of an HTTPS cluster (H2O logs its arguments, ``-jks_pass`` among them),
+        read from the Secret its StatefulSet names."""
+        ns = info.namespace or self.namespace
+        sts = self._read_sts(info.name, ns) if info.tls_secret else None
+        if sts is None:
+            return []
+        import base64
+
+        found = []
+        for env in sts.spec.template.spec.containers[0].env or []:
+            ref = env.value_from.secret_key_ref if env.name == manifests.TLS_PASSWORD_ENV and env.value_from else None
+            if ref is not None:
+                data = self.core.read_namespaced_secret(ref.name, ns).data or {}
+                found += [base64.b64decode(data[ref.key]).decode()] if ref.key in data else []
+        return found
 
     def close(self) -> None:
         """End this process's port-forward, if any."""
@@ -588,6 +634,10 @@ class KubernetesBackend:
     def list_expired(self, now: datetime | None = None) -> list[ClusterInfo]:
         now = now or datetime.now(UTC)
         return [c for c in self.list_clusters() if c.expires_at and datetime.fromisoformat(c.expires_at) <= now]
+
+
+def _scheme(info: ClusterInfo) -> str:
+    return "https" if info.tls_secret else "http"
 
 
 def _incarnation(sts: Any) -> set[str]:

@@ -430,6 +430,10 @@ class LocalBackend:
             self._save(state)
             return state.expires_at
 
+    def log_secrets(self, info: ClusterInfo) -> list[str]:
+        """None: local nodes get no secret in their arguments (the login is a file of its hash)."""
+        return []
+
     def close(self) -> None:
         """Nothing is held open for a local cluster."""
 

@@ -12,6 +12,7 @@ import base64
 import hashlib
 import os
 import secrets
+import ssl
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,11 @@ class Login:
 
     user: str
     password: str = field(repr=False)
+    ca_file: str = ""  # an HTTPS cluster's: the PEM of the CA its certificate is verified against
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """What ``urlopen`` verifies an HTTPS cluster with (None: the system's CAs, or plain HTTP)."""
+        return ssl.create_default_context(cafile=self.ca_file) if self.ca_file else None
 
     @classmethod
     def generate(cls) -> Login:
@@ -47,6 +53,12 @@ class Login:
     def realm(self) -> str:
         """The nodes' ``-login_conf`` file: the user and the password's MD5, not the password."""
         return f"{self.user}: MD5:{hashlib.md5(self.password.encode()).hexdigest()}\n"
+
+
+def urlopen(url: str, login: Login | None, timeout: float) -> Any:
+    """A GET of ``url`` with the cluster's login, an HTTPS one verified against the cluster's CA."""
+    return urllib.request.urlopen(request(url, login), timeout=timeout,
+                                  context=login.ssl_context() if login is not None else None)
 
 
 def request(url: str, login: Login | None) -> urllib.request.Request:
@@ -87,3 +99,18 @@ def hint(info: Any) -> str:
         return f"user {USER}, password: cat {Path(info.state_dir or '.') / 'clusters' / info.name / 'login' / PASSWORD_FILE}"
     return (f"user {USER}, password: kubectl -n {info.namespace} get secret {info.name}-login "
             f"-o jsonpath='{{.data.{PASSWORD_FILE}}}' | base64 -d")
+
+
+def ca_file(pem: bytes) -> str:
+    """A file holding the CA certificate ``pem`` (public: named by its digest in the temporary directory,
+    written once whole, shared by every process of this user), for clients that take a path."""
+    import tempfile
+
+    directory = Path(tempfile.gettempdir()) / f"h2o-airflow-ca-{os.getuid()}"
+    directory.mkdir(mode=0o700, exist_ok=True)
+    path = directory / f"{hashlib.sha256(pem).hexdigest()[:32]}.crt"
+    if not path.exists():
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_bytes(pem)
+        os.replace(tmp, path)
+    return str(path)

@@ -32,6 +32,8 @@ RUN_ID_ANNOTATION = "h2o-airflow/run-id"
 HEAP_PERCENT = 75  # -XX:MaxRAMPercentage: the rest of the container is for the JVM's native memory
 H2O_JAR_IN_IMAGE = "/opt/h2o/h2o.jar"
 LOGIN_DIR = "/etc/h2o-login"  # the login Secret's hash file, mounted read-only
+TLS_DIR = "/etc/h2o-tls"  # the keystore (H2O's -jks), from the Secret cluster.tls names
+TLS_PASSWORD_ENV = "H2O_KEYSTORE_PASSWORD"
 
 
 def templates_dir() -> Path:
@@ -106,6 +108,8 @@ def values(spec: ClusterSpec) -> dict[str, Any]:
                 "-log_level", "INFO", "-hash_login", "-login_conf", f"{LOGIN_DIR}/{login.REALM_FILE}"]
     if cfg.nthreads:
         command += ["-nthreads", str(cfg.nthreads)]
+    if cfg.tls:  # the password from the pod's environment: Kubernetes expands $(VAR) in the command
+        command += ["-jks", f"{TLS_DIR}/{cfg.tls.keystore}", "-jks_pass", f"$({TLS_PASSWORD_ENV})"]
     return {
         "name": spec.name,
         "namespace": cfg.namespace,
@@ -131,6 +135,12 @@ def values(spec: ClusterSpec) -> dict[str, Any]:
         "login_secret": login_secret_name(spec.name),
         "login_dir": LOGIN_DIR,
         "login_file": login.REALM_FILE,
+        "tls_secret": cfg.tls.secret if cfg.tls else "",
+        "tls_keystore": cfg.tls.keystore if cfg.tls else "",
+        "tls_password_secret": (cfg.tls.password_secret or cfg.tls.secret) if cfg.tls else "",
+        "tls_password_key": cfg.tls.password_key if cfg.tls else "",
+        "tls_password_env": TLS_PASSWORD_ENV,
+        "tls_dir": TLS_DIR,
         "client_selector": cfg.client_pod_labels,
         "client_namespace": cfg.client_namespace,
         "ingress_host": cfg.ingress.host_for(spec.name) if cfg.ingress else "",

@@ -9,6 +9,7 @@ form its own cloud (split brain) while all of them report ready.
 from __future__ import annotations
 
 import json
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -16,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from h2o_tasks.cluster.login import Login, request
+from h2o_tasks.cluster.login import Login, urlopen
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ def decide(cloud: CloudState | None, expected: int, *, elapsed_s: float = 0.0,
 def fetch_cloud(url: str, login: Login | None = None, timeout: float = 2.0) -> CloudState | None:
     """The node's ``/3/Cloud`` (asked with the cluster's ``login``), or None when it does not answer (yet)."""
     try:
-        with urllib.request.urlopen(request(f"{url}/3/Cloud?skip_ticks=true", login), timeout=timeout) as resp:
+        with urlopen(f"{url}/3/Cloud?skip_ticks=true", login, timeout) as resp:
             return CloudState.from_json(json.load(resp))
     except urllib.error.HTTPError as exc:
         # waiting would not help: the wrong login, or none (a 403 is a follower of a Kubernetes cloud:
@@ -99,7 +100,16 @@ def fetch_cloud(url: str, login: Login | None = None, timeout: float = 2.0) -> C
                                "for this cluster is not the one its nodes were started with",
                                reason="Unauthorized") from None
         return None
-    except (urllib.error.URLError, OSError, ValueError):
+    except urllib.error.URLError as exc:
+        if isinstance(exc.reason, ssl.SSLCertVerificationError):  # not a node starting: no wait helps
+            from h2o_tasks.errors import ClusterError
+
+            raise ClusterError(f"the H2O node at {url} presents a certificate the client does not trust "
+                               f"({exc.reason.verify_message}): cluster.tls must name the Secret key of the CA "
+                               "that signed the keystore's certificate (ca_key), and the certificate must name "
+                               "the address the client uses", reason="CertificateUntrusted") from None
+        return None
+    except (OSError, ValueError):
         return None
 
 

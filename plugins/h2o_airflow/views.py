@@ -89,8 +89,12 @@ def flow_help(dag_id: str, run_id: str, task_id: str, session: SessionDep,
     if info.backend != "kubernetes":
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"{info.name} is a {info.backend} cluster: open {info.flow_url}")
     forward = f"kubectl --namespace {info.namespace} port-forward service/{service_names(info.name)[1]} 54321:54321"
+    local = f"{'https' if info.tls_secret else 'http'}://localhost:54321/flow/index.html"
+    tls = (f"<p>The cluster serves HTTPS (<code>cluster.tls</code>): its certificate is signed by the CA under key "
+           f"<code>{escape(info.tls_ca_key)}</code> of Secret <code>{escape(info.tls_secret)}</code>, which the browser "
+           "must trust (or the certificate must name localhost).</p>") if info.tls_secret else ""
     page = FLOW_PAGE.format(name=escape(info.name), forward=escape(forward), login=escape(hint(info)),
-                            url=escape(info.flow_url), run=escape(f"{dag_id} / {run_id}"))
+                            url=escape(info.flow_url), run=escape(f"{dag_id} / {run_id}"), local=escape(local), tls=tls)
     return HTMLResponse(page, headers={**REPORT_HEADERS, "Content-Security-Policy": "default-src 'none'; "
                                        "style-src 'unsafe-inline'"})
 
@@ -105,8 +109,8 @@ The cluster lives only while its run does.</p>
 <ol>
 <li>Forward a local port to the run's H2O leader (its client Service selects only the ready leader):
 <pre>{forward}</pre></li>
-<li>Open <a href="http://localhost:54321/flow/index.html">http://localhost:54321/flow/index.html</a>
-and log in with the cluster's REST login:<pre>{login}</pre></li>
+<li>Open <a href="{local}">{local}</a>
+and log in with the cluster's REST login:<pre>{login}</pre>{tls}</li>
 </ol>
 <p>Inside the cluster's network, Flow is at <code>{url}</code>.</p>
 </body></html>

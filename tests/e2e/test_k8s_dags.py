@@ -23,7 +23,8 @@ import pytest
 from devtools import airflow_local, dag_folder
 from devtools.stack import s3server, seed
 from h2o_tasks import s3
-from h2o_tasks.cluster.login import Login, request
+from h2o_tasks.cluster.login import Login, ca_file, urlopen
+from tests.fixtures import tls
 from tests.fixtures.airflow import airflow_env, migrate
 from tests.fixtures.k8s_bed import DOMAIN, NAMESPACE
 from tests.fixtures.reports import jvms_of
@@ -31,6 +32,7 @@ from tests.fixtures.reports import jvms_of
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 DAY = "2013-02-04"
+TLS_SECRET = "h2o-tls"  # every pipeline here serves HTTPS (cluster.tls), verified by the tasks
 SLOW_TREES = 300
 
 
@@ -45,7 +47,22 @@ def bed_s3(k8s_bed, tmp_path_factory, flights_parquet_dir):
 
 
 @pytest.fixture(scope="module")
-def k8s_airflow(k8s_bed, bed_s3, tmp_path_factory):
+def bed_tls(k8s_bed):
+    """The keystore and CA every pipeline of this module serves its REST API with (cluster.tls)."""
+    from kubernetes import client
+
+    material = tls.material(k8s_bed.network.subnet, [f"*.{NAMESPACE}.svc.{DOMAIN}"])
+    core = client.CoreV1Api(k8s_bed.admin)
+    tls.create_secrets(core, NAMESPACE, TLS_SECRET, material)
+    try:
+        yield material
+    finally:
+        for name in (TLS_SECRET, f"{TLS_SECRET}-password"):
+            core.delete_namespaced_secret(name, NAMESPACE)
+
+
+@pytest.fixture(scope="module")
+def k8s_airflow(k8s_bed, bed_s3, bed_tls, tmp_path_factory):
     home = tmp_path_factory.mktemp("k8s-airflow")
     dags = dag_folder.make(home / "dags")
     raw = dag_folder.example()
@@ -54,7 +71,8 @@ def k8s_airflow(k8s_bed, bed_s3, tmp_path_factory):
     raw["scoring"] = {**raw["scoring"], "output_uri": "s3://h2o-demo/predictions/k8s-delay", "hive_table": ""}
     raw["cluster"] = {"backend": "kubernetes", "replicas": 3, "memory": "768m", "cpu": "500m", "nthreads": 1,
                       "namespace": NAMESPACE, "endpoint_mode": "pod-ip", "lookup_timeout_s": 60,
-                      "image": "h2o-airflow/h2o:3.46.0.11", "cluster_domain": DOMAIN}
+                      "image": "h2o-airflow/h2o:3.46.0.11", "cluster_domain": DOMAIN,
+                      "tls": {"secret": TLS_SECRET, "password_secret": f"{TLS_SECRET}-password"}}
     dag_folder.write_pipeline(dags, "k8s_delay", raw)
     # the same pipeline with a GBM that trains long enough to lose a node in the middle of it
     # (no scoring after training: what these runs show ends with the export)
@@ -113,6 +131,7 @@ def test_training_and_scoring_dags_on_kubernetes(k8s_bed, k8s_airflow):
     assert rc == 0 and set(states.values()) == {"success"}, (states, tail)
     cluster = results["create_cluster"]
     assert cluster["backend"] == "kubernetes" and cluster["replicas"] == 3
+    assert cluster["url"].startswith("https://") and cluster["tls_secret"] == TLS_SECRET  # every task over TLS
     assert results["train"]["best_metric_value"] > 0.7
     assert results["export_and_promote"]["promoted"] is True
     assert leftovers(k8s_bed, cluster["name"]) == {"pods": 0, "services": 0, "statefulsets": 0, "secrets": 0,
@@ -125,7 +144,7 @@ def test_training_and_scoring_dags_on_kubernetes(k8s_bed, k8s_airflow):
     assert leftovers(k8s_bed, results["create_cluster"]["name"])["pods"] == 0
 
 
-def test_a_failure_in_training_leaves_a_diagnostics_bundle_without_secrets(k8s_bed, k8s_airflow, bed_s3):
+def test_a_failure_in_training_leaves_a_diagnostics_bundle_without_secrets(k8s_bed, k8s_airflow, bed_s3, bed_tls):
     env, log = k8s_airflow
     rc, states, results = run(env, log, "h2o_train__k8s-broken")
     assert rc != 0 and states["train"] == "failed", states
@@ -152,7 +171,8 @@ def test_a_failure_in_training_leaves_a_diagnostics_bundle_without_secrets(k8s_b
         for node in nodes:
             with zipfile.ZipFile(io.BytesIO(logs.read(node))) as z:
                 text += b"".join(z.read(n) for n in z.namelist())
-    for secret in (bed_s3.secret_key, bed_s3.access_key):
+    assert b"-jks_pass" in text  # H2O logs its arguments: the keystore's password was there, masked
+    for secret in (bed_s3.secret_key, bed_s3.access_key, bed_tls.password):
         assert secret.encode() not in text
     assert leftovers(k8s_bed, results["create_cluster"]["name"])["pods"] == 0
 
@@ -232,15 +252,16 @@ def cluster_login(k8s_bed, pipeline: str) -> Login:
 
     from kubernetes import client
 
-    (secret,) = client.CoreV1Api(k8s_bed.admin).list_namespaced_secret(
-        NAMESPACE, label_selector=f"h2o-airflow/pipeline={pipeline}").items
-    return Login("h2o", base64.b64decode(secret.data["password"]).decode())
+    core = client.CoreV1Api(k8s_bed.admin)
+    (secret,) = core.list_namespaced_secret(NAMESPACE, label_selector=f"h2o-airflow/pipeline={pipeline}").items
+    ca = base64.b64decode(core.read_namespaced_secret(TLS_SECRET, NAMESPACE).data["ca.crt"])
+    return Login("h2o", base64.b64decode(secret.data["password"]).decode(), ca_file=ca_file(ca))
 
 
 def gbm_running(ip: str, login: Login) -> bool:
     """H2O's own jobs list shows a model being built (the training has really started)."""
     try:
-        with urllib.request.urlopen(request(f"http://{ip}:54321/3/Jobs", login), timeout=5) as resp:
+        with urlopen(f"https://{ip}:54321/3/Jobs", login, 5) as resp:
             jobs = json.load(resp)["jobs"]
     except Exception:
         return False
@@ -325,7 +346,7 @@ def start_until_training(k8s_bed, env, log, pipeline: str, day: str) -> tuple[su
         login = cluster_login(k8s_bed, pipeline)
         wait_for("H2O to build the GBM", lambda: gbm_running(ip, login), 300, proc)
         with pytest.raises(urllib.error.HTTPError) as refused:  # only the run's login opens its REST API
-            urllib.request.urlopen(f"http://{ip}:54321/3/Jobs", timeout=10)
+            urllib.request.urlopen(f"https://{ip}:54321/3/Jobs", timeout=10, context=login.ssl_context())
         assert refused.value.code == 401
     except BaseException:
         proc.terminate()

@@ -343,3 +343,58 @@ def test_the_janitor_deletes_only_the_incarnation_it_marked(k8s_bed, backend, mo
     assert backend.delete(relisted, if_unchanged=True) is True  # the new incarnation and what it owns
     assert backend.core.list_namespaced_service(NAMESPACE, label_selector=backend._selector(name)).items == []
     assert backend._read_sts(name, NAMESPACE) is None
+
+
+def test_https_from_a_keystore_secret_verified_against_its_ca_only(k8s_bed, backend):
+    """cluster.tls: H2O serves its REST API over HTTPS with the keystore of a Secret in cert-manager's
+    layout; the backend's clients (readiness, the H2O client) verify it against the Secret's ca.crt. Plain
+    HTTP gets no answer, a client trusting the system's CAs refuses it, and a cluster whose Secret names
+    another CA fails its wait at once (CertificateUntrusted), not at its timeout."""
+    import http.client
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    from kubernetes import client
+
+    from h2o_tasks.config import TlsConfig
+    from h2o_tasks.session import connect
+    from tests.fixtures import tls
+
+    core = client.CoreV1Api(k8s_bed.admin)
+    material = tls.material(k8s_bed.network.subnet, [f"*.{NAMESPACE}.svc.{DOMAIN}"])
+    tls.create_secrets(core, NAMESPACE, "h2o-tls-ok", material)
+    tls.create_secrets(core, NAMESPACE, "h2o-tls-other-ca", material, ca_pem=tls.other_ca_pem())
+    try:
+        spec = ClusterSpec.for_run("bed", "dag", "run-tls", cluster_config(
+            replicas=1, tls=TlsConfig(secret="h2o-tls-ok", password_secret="h2o-tls-ok-password")))
+        info = backend.create(spec)
+        assert info.url.startswith("https://") and (info.tls_secret, info.tls_ca_key) == ("h2o-tls-ok", "ca.crt")
+        assert backend.wait_ready(info, timeout_s=180).ready
+        url = backend.local_endpoint(info)
+        assert url.startswith("https://10.244.")
+        login = backend.login(info)
+        with pytest.raises(urllib.error.URLError) as untrusted:  # the system's CAs do not vouch for it
+            urllib.request.urlopen(f"{url}/3/Cloud", timeout=10, context=ssl.create_default_context())
+        assert isinstance(untrusted.value.reason, ssl.SSLCertVerificationError)
+        with pytest.raises((urllib.error.URLError, OSError, http.client.HTTPException)):  # no plain HTTP there
+            urllib.request.urlopen(url.replace("https://", "http://") + "/3/Cloud", timeout=10)
+        import h2o
+
+        connect(url, login=login)  # the H2O client, verifying against the Secret's CA
+        try:
+            assert h2o.cluster().cloud_size == 1
+        finally:
+            h2o.connection().close()
+        assert backend.log_secrets(info) == [material.password]  # masked in a diagnostics bundle
+        assert backend.delete(info) is True
+
+        other = backend.create(ClusterSpec.for_run("bed", "dag", "run-tls-other", cluster_config(
+            replicas=1, tls=TlsConfig(secret="h2o-tls-other-ca", password_secret="h2o-tls-ok-password"))))
+        with pytest.raises(ClusterError) as err:
+            backend.wait_ready(other, timeout_s=FAIL_FAST_TIMEOUT_S)
+        assert err.value.reason == "CertificateUntrusted" and "does not trust" in str(err.value), err.value
+        assert backend.delete(other) is True
+    finally:
+        for name in ("h2o-tls-ok", "h2o-tls-ok-password", "h2o-tls-other-ca", "h2o-tls-other-ca-password"):
+            core.delete_namespaced_secret(name, NAMESPACE)
