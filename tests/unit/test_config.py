@@ -162,3 +162,15 @@ def test_lifecycle_settings_are_checked(cluster, field, needle):
     with pytest.raises(ConfigError) as err:
         variant(cluster=cluster)
     assert err.value.field == field and needle in str(err.value)
+
+
+def test_tls_is_for_the_kubernetes_backend_and_its_secret_names_are_checked():
+    tls = variant(cluster={"backend": "kubernetes", "tls": {"secret": "h2o-tls"}}).cluster.tls
+    assert (tls.keystore, tls.ca_key, tls.password_secret, tls.password_key) == ("keystore.p12", "ca.crt", "",
+                                                                                  "password")
+    with pytest.raises(ConfigError) as local:
+        variant(cluster={"tls": {"secret": "h2o-tls"}})
+    assert local.value.field == "cluster.tls" and "backend: kubernetes" in str(local.value)
+    with pytest.raises(ConfigError) as bad:
+        variant(cluster={"backend": "kubernetes", "tls": {"secret": "H2O_TLS"}})
+    assert bad.value.field == "cluster.tls.secret"

@@ -169,3 +169,37 @@ def test_without_an_ingress_none_is_rendered_and_a_host_must_name_the_cluster():
     assert "Ingress" not in {m.kind for m in manifests.render(spec)}
     with pytest.raises(config.ConfigError, match=r"cluster\.ingress\.host.*\{cluster\}"):
         config.load(EXAMPLE).with_overrides(cluster={"backend": "kubernetes", "ingress": {"host": "h2o.example.com"}})
+
+
+@pytest.mark.parametrize("version", SUPPORTED)
+def test_tls_gives_h2o_its_keystore_from_a_secret_and_its_password_from_the_environment(version):
+    cfg = config.load(EXAMPLE).with_overrides(cluster={"backend": "kubernetes", "tls": {
+        "secret": "h2o-tls", "keystore": "keystore.jks", "password_secret": "h2o-tls-password"}})
+    spec = ClusterSpec.for_run(cfg.name, "h2o_train__arrival-delay", "manual__1", cfg.cluster)
+    sts = next(m.body for m in manifests.render(spec) if m.kind == "StatefulSet")
+    kubernetes_validate.validate(sts, version, strict=True)
+    pod = sts["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    command = container["command"]
+    assert command[command.index("-jks") + 1] == f"{manifests.TLS_DIR}/keystore.jks"
+    assert command[command.index("-jks_pass") + 1] == f"$({manifests.TLS_PASSWORD_ENV})"  # never the value
+    env = {e["name"]: e for e in container["env"]}
+    assert env[manifests.TLS_PASSWORD_ENV]["valueFrom"] == {"secretKeyRef": {"name": "h2o-tls-password",
+                                                                             "key": "password"}}
+    mount = next(m for m in container["volumeMounts"] if m["mountPath"] == manifests.TLS_DIR)
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    assert mount["readOnly"] and volume["secret"]["secretName"] == "h2o-tls"
+    assert volume["secret"]["items"] == [{"key": "keystore.jks", "path": "keystore.jks"}]
+    plain = next(m.body for m in manifests.render(ClusterSpec.for_run(
+        cfg.name, "d", "manual__1", cfg.with_overrides(cluster={"tls": None}).cluster)) if m.kind == "StatefulSet")
+    assert "-jks" not in plain["spec"]["template"]["spec"]["containers"][0]["command"]
+
+
+def test_the_node_agent_expands_variables_in_the_command_as_the_kubelet_does():
+    from testbed.nodeagent import expand
+
+    env = {"H2O_KEYSTORE_PASSWORD": "p$w", "EMPTY": ""}
+    assert expand("$(H2O_KEYSTORE_PASSWORD)", env) == "p$w"
+    assert expand("x=$(EMPTY)y", env) == "x=y"
+    assert expand("$(UNSET)", env) == "$(UNSET)"  # left as written, as Kubernetes does
+    assert expand("$$(H2O_KEYSTORE_PASSWORD)", env) == "$(H2O_KEYSTORE_PASSWORD)"  # escaped
