@@ -57,6 +57,7 @@ def ceiling(config: ClusterConfig) -> timedelta:
 
 
 EXTEND_REFUSED = ("Reaped", "Busy")  # reasons an extend failed that a task must not go on after
+GONE = ("Reaped", "NotFound")  # a cluster deleted, or being deleted, under its run: a retry makes it again
 
 
 def extended_expiry(expires_at: str, ceiling_at: str, by: timedelta, now: datetime | None = None) -> str:

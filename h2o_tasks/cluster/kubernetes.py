@@ -382,14 +382,9 @@ class KubernetesBackend:
 
     def status(self, info: ClusterInfo, elapsed_s: float = 0.0, formation_timeout_s: float | None = None) -> ClusterStatus:
         ns = info.namespace or self.namespace
-        sts = self._read_sts(info.name, ns)
-        if sts is None:
-            return ClusterStatus(info.name, exists=False, failed=True, reason="NotFound",
-                                 message=f"StatefulSet {ns}/{info.name} does not exist")
-        since = (sts.metadata.annotations or {}).get(manifests.REAPING_ANNOTATION)
-        if since:  # marked: lost to its run even if the janitor that marked it was killed before its delete
-            return ClusterStatus(info.name, exists=True, failed=True, reason="Reaped", expected_size=info.replicas,
-                                 message=f"cluster {ns}/{info.name} is being deleted by the janitor (since {since})")
+        lost = _lost(info, ns, self._read_sts(info.name, ns))
+        if lost is not None:
+            return lost
         pods = self._pods(info.name, ns)
         url = self._leader_url(info, pods)
         try:
@@ -415,12 +410,14 @@ class KubernetesBackend:
 
         ns = info.namespace or self.namespace
         try:
-            await aclient.AppsV1Api(api).read_namespaced_stateful_set(info.name, ns)
+            sts = await aclient.AppsV1Api(api).read_namespaced_stateful_set(info.name, ns)
         except ApiException as exc:
             if exc.status != 404:
                 raise
-            return ClusterStatus(info.name, exists=False, failed=True, reason="NotFound",
-                                 message=f"StatefulSet {ns}/{info.name} does not exist")
+            sts = None
+        lost = _lost(info, ns, sts)
+        if lost is not None:
+            return lost
         listed = await aclient.CoreV1Api(api).list_namespaced_pod(ns, label_selector=self._selector(info.name))
         pods = _observations(api.sanitize_for_serialization(p) for p in listed.items)
         url = self._leader_url(info, pods)
@@ -447,13 +444,11 @@ class KubernetesBackend:
 
         async def missing() -> ClusterStatus | None:
             try:
-                await apps.read_namespaced_stateful_set(info.name, ns)
-                return None
+                return _lost(info, ns, await apps.read_namespaced_stateful_set(info.name, ns))
             except ApiException as exc:
                 if exc.status != 404:
                     raise
-                return ClusterStatus(info.name, exists=False, failed=True, reason="NotFound",
-                                     message=f"StatefulSet {ns}/{info.name} does not exist")
+                return _lost(info, ns, None)
 
         gone = await missing()
         if gone:
@@ -550,7 +545,12 @@ class KubernetesBackend:
             if (annotations.get(manifests.EXPIRES_ANNOTATION, ""),
                     annotations.get(manifests.EXTENDED_ANNOTATION, "")) != (info.expires_at, info.extended_at):
                 return None
-            marked = self._patch_if_unchanged(sts, {manifests.REAPING_ANNOTATION: datetime.now(UTC).isoformat()})
+            try:
+                marked = self._patch_if_unchanged(sts, {manifests.REAPING_ANNOTATION: datetime.now(UTC).isoformat()})
+            except ClusterError as exc:
+                if exc.reason == "NotFound":  # its teardown deleted it between the read and the mark
+                    return None
+                raise
             if marked is not None:
                 return marked
 
@@ -634,6 +634,19 @@ class KubernetesBackend:
     def list_expired(self, now: datetime | None = None) -> list[ClusterInfo]:
         now = now or datetime.now(UTC)
         return [c for c in self.list_clusters() if c.expires_at and datetime.fromisoformat(c.expires_at) <= now]
+
+
+def _lost(info: ClusterInfo, ns: str, sts: Any | None) -> ClusterStatus | None:
+    """The status of a cluster whose StatefulSet is gone or marked by a janitor (lost to its run even if
+    the janitor that marked it was killed before its delete), else None."""
+    if sts is None:
+        return ClusterStatus(info.name, exists=False, failed=True, reason="NotFound",
+                             message=f"StatefulSet {ns}/{info.name} does not exist")
+    since = (sts.metadata.annotations or {}).get(manifests.REAPING_ANNOTATION)
+    if since:
+        return ClusterStatus(info.name, exists=True, failed=True, reason="Reaped", expected_size=info.replicas,
+                             message=f"cluster {ns}/{info.name} is being deleted by the janitor (since {since})")
+    return None
 
 
 def _scheme(info: ClusterInfo) -> str:

@@ -115,6 +115,7 @@ def fetch_cloud(url: str, login: Login | None = None, timeout: float = 2.0) -> C
 
 def poll_until_ready(name: str, status: Callable[[float], Any], timeout_s: float, poll_s: float) -> Any:
     """Call ``status(elapsed_s)`` until ready; raise at once on a failure, or at the timeout."""
+    from h2o_tasks.cluster.base import GONE
     from h2o_tasks.errors import ClusterError, ClusterNotReadyError
 
     start = time.monotonic()
@@ -124,7 +125,8 @@ def poll_until_ready(name: str, status: Callable[[float], Any], timeout_s: float
         if st.ready:
             return st
         if st.failed:
-            raise ClusterError(f"cluster {name} failed ({st.reason}): {st.message}", reason=st.reason)
+            raise ClusterError(f"cluster {name} failed ({st.reason}): {st.message}", reason=st.reason,
+                               retryable=st.reason in GONE)
         if elapsed > timeout_s:
             raise ClusterNotReadyError(f"cluster {name} not ready after {timeout_s:.0f}s: {st.message}")
         time.sleep(poll_s)

@@ -268,7 +268,7 @@ def _owned_service(backend, name: str, owner: object, suffix: str) -> None:
         "spec": {"clusterIP": "None", "selector": dict(owner.metadata.labels), "ports": [{"port": 54321}]}})
 
 
-def test_the_janitors_delete_and_a_tasks_extend_are_one_compare_and_swap(k8s_bed, backend):
+def test_the_janitors_delete_and_a_tasks_extend_are_one_compare_and_swap(k8s_bed, backend, monkeypatch):
     """The janitor decides on a listing; a task may extend the cluster before the delete. Against the real
     API server (a StatefulSet of no pods is enough): an extend after the listing keeps the cluster, even
     one that leaves the expiry where it was (at the ceiling); a cluster marked for deletion is never
@@ -295,12 +295,20 @@ def test_the_janitors_delete_and_a_tasks_extend_are_one_compare_and_swap(k8s_bed
     # a janitor killed between its mark and its delete: the run's tasks see a lost cluster (and rebuild it)
     st = backend.status(relisted)
     assert (st.exists, st.failed, st.reason) == (True, True, "Reaped"), st
+    from h2o_airflow.triggers.cluster import H2OClusterReadyTrigger
+
+    monkeypatch.setenv("AIRFLOW_CONN_KUBERNETES_DEFAULT", airflow_connection(k8s_bed))
+    waited = first_event(H2OClusterReadyTrigger(relisted.to_dict(), timeout_s=60))  # the triggerer's wait too
+    assert (waited["status"], waited["reason"]) == ("failed", "Reaped"), waited
     marked = backend._read_sts(name, NAMESPACE)
     assert backend.delete(relisted, if_unchanged=True) is True
     assert backend._read_sts(name, NAMESPACE) is None
     with pytest.raises(ClusterError) as gone:  # a conditional patch of a deleted cluster says so
         backend._patch_if_unchanged(marked, {manifests.EXPIRES_ANNOTATION: past})
     assert gone.value.reason == "NotFound"
+    # a janitor that read the cluster just before its teardown deleted it marks nothing, and its sweep goes on
+    monkeypatch.setattr(backend, "_read_sts", lambda *a: stale)
+    assert backend._mark_reaping(relisted, NAMESPACE) is None
 
 
 def test_the_janitor_deletes_only_the_incarnation_it_marked(k8s_bed, backend, monkeypatch):

@@ -150,13 +150,18 @@ def test_a_node_that_exits_fails_the_wait_at_once_and_the_task_fails_without_ret
     assert json.loads(files["status.json"])["status"]["reason"] == "NodeExited"
 
 
-def test_a_cluster_info_pointing_nowhere_fails_the_wait_at_once(tmp_path):
+def test_a_cluster_gone_during_the_wait_fails_it_at_once_and_the_task_retries(tmp_path, pipeline_file,
+                                                                              aws_connection):
     nowhere = ClusterInfo(name="h2o-nowhere-00000000", backend="local", replicas=1, endpoint_mode="local",
                           state_dir=str(tmp_path / "no-state"))
     trigger = H2OClusterReadyTrigger(nowhere.to_dict(), timeout_s=600, poll_s=0.2)
     event = asyncio.run(first_event(trigger, limit_s=30))
     assert (event["status"], event["reason"]) == ("failed", "NotFound")
     assert "does not exist" in event["message"]
+    op = H2OCreateClusterOperator(task_id="create_cluster", pipeline=str(pipeline_file))
+    with pytest.raises(ClusterError) as err:  # deleted under the run (a janitor): its retry makes it again
+        op.execute_complete(context(FakeTI()), event)
+    assert (err.value.reason, err.value.retryable) == ("NotFound", True)
 
 
 def test_a_cancelled_trigger_leaves_the_cluster_and_a_killed_task_deletes_it(silent_cluster, pipeline_file):

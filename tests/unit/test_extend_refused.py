@@ -79,11 +79,15 @@ class Janitored(Backend):
 
     def __init__(self, reason: str, times: int):
         super().__init__(None)
-        self.reason, self.times, self.creates = reason, times, 0
+        self.reason, self.times, self.creates, self.calls = reason, times, 0, []
 
     def create(self, spec):
         self.creates += 1
+        self.calls.append("create")
         return INFO
+
+    def delete(self, info):
+        self.calls.append(f"delete {info.name}")
 
     def extend(self, info, by):
         if self.creates <= self.times:
@@ -98,6 +102,8 @@ def test_a_cluster_the_janitor_takes_as_a_retry_re_attaches_is_made_again(reason
     backend = Janitored(reason, times=1)
     info = op._create_extended(backend, SimpleNamespace(name=INFO.name), cfg)
     assert (backend.creates, info.expires_at, op._cluster) == (2, "2030-01-01T00:00:00+00:00", info)
+    # what the janitor left (a terminating anchor or Secret) is gone before the objects are made again
+    assert backend.calls == ["create", f"delete {INFO.name}", "create"]
     twice = Janitored(reason, times=2)  # taken again: the task fails, and its retry tries once more
     with pytest.raises(ClusterError) as err:
         op._create_extended(twice, SimpleNamespace(name=INFO.name), cfg)

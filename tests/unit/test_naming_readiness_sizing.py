@@ -5,9 +5,9 @@ import re
 import pytest
 
 from h2o_tasks import naming, sizing
-from h2o_tasks.cluster.readiness import CloudState, decide
+from h2o_tasks.cluster.readiness import CloudState, decide, poll_until_ready
 from h2o_tasks.config import ClusterConfig
-from h2o_tasks.errors import ConfigError
+from h2o_tasks.errors import ClusterError, ConfigError
 
 DNS1123 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 
@@ -59,3 +59,15 @@ def test_sizing_refuses_too_small_and_proposes_enough():
     proposed = sizing.advise(small, 200 * 2**20, "csv").proposed_memory_mb
     assert sizing.check(ClusterConfig(replicas=1, memory=f"{proposed}m"), 200 * 2**20, "csv").fits
     assert sizing.advise(small, 10 * 2**20, "parquet").required_total_mb > sizing.advise(small, 10 * 2**20, "csv").required_total_mb
+
+
+@pytest.mark.parametrize(("reason", "retryable"), [("Reaped", True), ("NotFound", True), ("NodeExited", False),
+                                                   ("OOMKilled", False)])
+def test_a_failed_wait_is_retried_only_for_a_cluster_taken_from_its_run(reason, retryable):
+    """A cluster a janitor deleted under its run is made again by a retry; a node that died stays dead."""
+    from types import SimpleNamespace
+
+    failed = SimpleNamespace(ready=False, failed=True, reason=reason, message="m")
+    with pytest.raises(ClusterError) as err:
+        poll_until_ready("h2o-x", lambda elapsed: failed, timeout_s=60, poll_s=0.01)
+    assert (err.value.reason, err.value.retryable) == (reason, retryable)

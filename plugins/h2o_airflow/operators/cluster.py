@@ -15,11 +15,9 @@ from h2o_airflow.operators.base import H2OPipelineOperator, fail_fast
 from h2o_airflow.triggers.cluster import H2OClusterReadyTrigger
 from h2o_tasks import intervals, naming, sizing, testhooks
 from h2o_tasks.cluster import ClusterInfo, ClusterSpec, login
-from h2o_tasks.cluster.base import EXTEND_REFUSED, ttl
+from h2o_tasks.cluster.base import EXTEND_REFUSED, GONE, ttl
 from h2o_tasks.errors import ClusterError, H2OTasksError
 from h2o_tasks.s3 import S3Settings
-
-GONE = ("Reaped", "NotFound")  # what a janitor leaves of a cluster a re-attach found: worth one create again
 
 
 class H2OCreateClusterOperator(H2OPipelineOperator):
@@ -100,8 +98,9 @@ class H2OCreateClusterOperator(H2OPipelineOperator):
         """Create the cluster (a retry re-attaches) and push its expiry to a time-to-live from now.
 
         A janitor that listed an expired cluster before a retry re-attached to it may mark or delete
-        it before this extend: the cluster is then made again, once (``create`` replaces a marked one).
-        A partial create is deleted by the backend before it raises."""
+        it before this extend: what is left of it is deleted (waiting until it is gone, so that no new
+        object attaches to a terminating one), and the cluster is made again, once. A partial create is
+        deleted by the backend before it raises."""
         info = self._cluster = backend.create(spec)
         try:
             info = self._extend(backend, info, cfg)
@@ -110,6 +109,7 @@ class H2OCreateClusterOperator(H2OPipelineOperator):
                 raise
             self.log.warning("Cluster %s went to the janitor as this task re-attached (%s): creating it again",
                              spec.name, exc)
+            backend.delete(ClusterInfo(name=spec.name, backend=info.backend, namespace=info.namespace))
             info = self._cluster = backend.create(spec)
             info = self._extend(backend, info, cfg)
         self._cluster = info
@@ -152,8 +152,8 @@ class H2OCreateClusterOperator(H2OPipelineOperator):
             except Exception as exc:  # the pipeline file may be unreadable by now: the cluster still goes
                 self.log.error("No diagnostics for cluster %s: %s", info.name, exc)
             self._delete(info)
-            if event["status"] == "timeout":
-                raise ClusterError(msg, retryable=True)
+            if event["status"] == "timeout" or event.get("reason") in GONE:  # a retry makes it again
+                raise ClusterError(msg, retryable=True, reason=event.get("reason") or "")
             raise AirflowFailException(msg)
         # the leader's address as seen from here (the client Service, or the leader pod's IP)
         backend = backend_for_cluster(info, self.kubernetes_conn_id)
