@@ -27,6 +27,20 @@ from devtools.stack import procs
 from devtools.stack.procs import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
+# a resolver configuration for the Airflow processes (``nameserver ...``), bound over /etc/resolv.conf in
+# a private mount namespace as ``ip netns exec`` does: Airflow resolves a cluster's Service names as it
+# would running inside that cluster (the Kubernetes test bed's DNS)
+RESOLV_CONF_ENV = "H2O_AIRFLOW_RESOLV_CONF"
+
+
+def argv(env: dict[str, str], args: list[str]) -> list[str]:
+    """The command line of this virtual environment's ``airflow``, under ``env``'s resolver if it names one."""
+    cmd = [str(Path(sys.executable).parent / "airflow"), *args]
+    resolv = env.get(RESOLV_CONF_ENV)
+    if not resolv:
+        return cmd
+    return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+            'mount --bind "$0" /etc/resolv.conf && exec "$@"', resolv, *cmd]
 
 
 @dataclass(frozen=True)
@@ -73,9 +87,8 @@ def airflow_env(home: Path, *, s3_endpoint: str, s3_access_key: str, s3_secret_k
 
 def airflow(args: list[str], env: dict[str, str], log: Path, timeout: float | None = None) -> int:
     """Run the ``airflow`` CLI of this virtual environment, appending its output to ``log``."""
-    airflow_bin = Path(sys.executable).parent / "airflow"
     with open(log, "ab") as out:
-        return subprocess.call([str(airflow_bin), *args], env={**os.environ, **env}, stdout=out,
+        return subprocess.call(argv(env, args), env={**os.environ, **env}, stdout=out,
                                stderr=subprocess.STDOUT, timeout=timeout)
 
 
@@ -191,11 +204,10 @@ class AirflowServices:
                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5"}
         log_dir.mkdir(parents=True, exist_ok=True)
         services = cls(env, log_dir, port)
-        airflow_bin = str(Path(sys.executable).parent / "airflow")
         try:
             for name in COMPONENTS:
                 with open(log_dir / f"{name}.log", "ab") as out:
-                    services.procs[name] = subprocess.Popen([airflow_bin, name], env={**os.environ, **env}, stdout=out,
+                    services.procs[name] = subprocess.Popen(argv(env, [name]), env={**os.environ, **env}, stdout=out,
                                                             stderr=subprocess.STDOUT, start_new_session=True)
                 procs.record(f"airflow {name}", services.procs[name].pid)
             services.wait_healthy(timeout)

@@ -4,7 +4,8 @@ Layout (all made and removed by this module, as root):
   host  --veth (HOST_IP <-> GATEWAY_LINK_IP)-->  parent namespace: bridge br0 (BRIDGE_IP/24)
   pod namespaces: eth0 with 10.244.X.Y/24 on br0, default route via BRIDGE_IP
 The host reaches pod addresses through a route via the parent namespace (which forwards),
-and the pods reach the host's HOST_IP (where the cluster DNS listens). Nothing is bridged to
+and the pods reach the host's HOST_IP (where the cluster DNS listens). Services' ClusterIPs are
+/32 addresses on the host's end of the link (``testbed/serviceproxy.py``). Nothing is bridged to
 a physical interface: the addresses exist only inside namespaces this process created.
 """
 
@@ -64,6 +65,11 @@ class PodNetwork:
         return f"{self.tag}-net"
 
     @property
+    def host_link(self) -> str:
+        """The host side of the link to the parent namespace (where the bed's ClusterIPs are added)."""
+        return f"{self.tag}h"
+
+    @property
     def bridge_ip(self) -> str:
         return str(next(ipaddress.ip_network(self.subnet).hosts()))
 
@@ -87,7 +93,7 @@ class PodNetwork:
         self._in_parent("ip", "addr", "add", f"{self.bridge_ip}/{prefix}", "dev", "br0")
         self._in_parent("ip", "link", "set", "br0", "up")
         self._in_parent("sysctl", "-qw", "net.ipv4.ip_forward=1")
-        host_if, peer_if = f"{self.tag}h", f"{self.tag}p"
+        host_if, peer_if = self.host_link, f"{self.tag}p"
         sh("ip", "link", "add", host_if, "type", "veth", "peer", "name", peer_if, "netns", self.parent)
         sh("ip", "addr", "add", f"{self.host_ip}/30", "dev", host_if)
         sh("ip", "link", "set", host_if, "up")
@@ -144,7 +150,7 @@ class PodNetwork:
         for uid in list(self.allocated):
             self.remove_pod(uid)
         sh("ip", "route", "del", self.subnet, check=False)
-        sh("ip", "link", "del", f"{self.tag}h", check=False)
+        sh("ip", "link", "del", self.host_link, check=False)
         sh("ip", "netns", "del", self.parent, check=False)
 
     def leftovers(self) -> list[str]:

@@ -1,8 +1,10 @@
 """The training and scoring DAGs, unchanged, on `backend: kubernetes` against the test bed.
 
 Airflow runs here (`airflow dags test`) with the test bed's "airflow" identity (the Role of
-k8s/rbac.yaml); the H2O pods run in network namespaces and read S3 from a moto server bound
-to the bed's host address (the pods cannot reach this machine's loopback).
+k8s/rbac.yaml) and the bed's DNS as its resolver, as inside a cluster; the H2O pods run in network
+namespaces and read S3 from a moto server bound to the bed's host address (the pods cannot reach
+this machine's loopback). Every cluster serves HTTPS; the main pipeline's is reached through its
+client Service (ClusterIP), the others' by the leader pod's address.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import json
 import os
 import sqlite3
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -69,8 +70,9 @@ def k8s_airflow(k8s_bed, bed_s3, bed_tls, tmp_path_factory):
     raw["name"] = "k8s-delay"
     raw["registry_uri"] = "s3://h2o-demo/models/k8s-delay"
     raw["scoring"] = {**raw["scoring"], "output_uri": "s3://h2o-demo/predictions/k8s-delay", "hive_table": ""}
+    # reached through its client Service's name (the bed's DNS and ClusterIP routing), as from inside a cluster
     raw["cluster"] = {"backend": "kubernetes", "replicas": 3, "memory": "768m", "cpu": "500m", "nthreads": 1,
-                      "namespace": NAMESPACE, "endpoint_mode": "pod-ip", "lookup_timeout_s": 60,
+                      "namespace": NAMESPACE, "endpoint_mode": "service", "lookup_timeout_s": 60,
                       "image": "h2o-airflow/h2o:3.46.0.11", "cluster_domain": DOMAIN,
                       "tls": {"secret": TLS_SECRET, "password_secret": f"{TLS_SECRET}-password"}}
     dag_folder.write_pipeline(dags, "k8s_delay", raw)
@@ -80,7 +82,7 @@ def k8s_airflow(k8s_bed, bed_s3, bed_tls, tmp_path_factory):
             "scoring": {**raw["scoring"], "output_uri": "s3://h2o-demo/predictions/k8s-slow", "after_training": False},
             "training": {**raw["training"], "algorithms": [
                 {"algo": "gbm", "params": {"ntrees": SLOW_TREES, "max_depth": 8, "learn_rate": 0.02}}]},
-            "cluster": {**raw["cluster"], "unobservable_grace_s": 150}}
+            "cluster": {**raw["cluster"], "endpoint_mode": "pod-ip", "unobservable_grace_s": 150}}
     dag_folder.write_pipeline(dags, "k8s_slow", slow)
     # a GBM that trains about as long as the API server outage of its test (40 s on the bed)
     patient = {**slow, "name": "k8s-patient", "registry_uri": "s3://h2o-demo/models/k8s-patient",
@@ -93,10 +95,12 @@ def k8s_airflow(k8s_bed, bed_s3, bed_tls, tmp_path_factory):
     broken = {**raw, "name": "k8s-broken", "registry_uri": "s3://h2o-demo/models/k8s-broken",
               "scoring": {**raw["scoring"], "output_uri": "s3://h2o-demo/predictions/k8s-broken"},
               "source": {**raw["source"], "training_window_days": 3},
+              "cluster": {**raw["cluster"], "endpoint_mode": "pod-ip"},
               "training": {**raw["training"], "algorithms": [{"algo": "gbm", "params": {"max_depth": -3}}]}}
     dag_folder.write_pipeline(dags, "k8s_broken", broken)
     env = airflow_env(home, bed_s3)
     env["AIRFLOW__CORE__DAGS_FOLDER"] = str(dags)
+    env[airflow_local.RESOLV_CONF_ENV] = str(k8s_bed.resolv_conf)
     env["AIRFLOW_CONN_KUBERNETES_DEFAULT"] = json.dumps(
         {"conn_type": "kubernetes", "extra": {"kube_config_path": str(k8s_bed.control_plane.airflow_kubeconfig),
                                               "namespace": NAMESPACE}})
@@ -131,7 +135,9 @@ def test_training_and_scoring_dags_on_kubernetes(k8s_bed, k8s_airflow):
     assert rc == 0 and set(states.values()) == {"success"}, (states, tail)
     cluster = results["create_cluster"]
     assert cluster["backend"] == "kubernetes" and cluster["replicas"] == 3
-    assert cluster["url"].startswith("https://") and cluster["tls_secret"] == TLS_SECRET  # every task over TLS
+    # every task over TLS, to the client Service's name in the pipeline's cluster domain (its certificate's name)
+    assert cluster["url"] == f"https://{cluster['name']}.{NAMESPACE}.svc.{DOMAIN}:54321", cluster
+    assert cluster["tls_secret"] == TLS_SECRET and cluster["endpoint_mode"] == "service"
     assert results["train"]["best_metric_value"] > 0.7
     assert results["export_and_promote"]["promoted"] is True
     assert leftovers(k8s_bed, cluster["name"]) == {"pods": 0, "services": 0, "statefulsets": 0, "secrets": 0,
@@ -338,7 +344,7 @@ def start_until_training(k8s_bed, env, log, pipeline: str, day: str) -> tuple[su
     ``/3/Jobs``), with the leader pod's address and the cluster's login (an unauthenticated call: 401)."""
     home, dag_id = Path(env["AIRFLOW_HOME"]), f"h2o_train__{pipeline}"
     with open(log, "ab") as out:
-        proc = subprocess.Popen([str(Path(sys.executable).parent / "airflow"), "dags", "test", dag_id, day],
+        proc = subprocess.Popen(airflow_local.argv(env, ["dags", "test", dag_id, day]),
                                 env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
     try:
         wait_for("training to start", lambda: task_state(home, dag_id, "train") == "running", 600, proc)
