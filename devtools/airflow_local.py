@@ -204,13 +204,16 @@ class AirflowServices:
                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5"}
         log_dir.mkdir(parents=True, exist_ok=True)
         services = cls(env, log_dir, port)
+        deadline = time.monotonic() + timeout
         try:
             for name in COMPONENTS:
                 with open(log_dir / f"{name}.log", "ab") as out:
                     services.procs[name] = subprocess.Popen(argv(env, [name]), env={**os.environ, **env}, stdout=out,
                                                             stderr=subprocess.STDOUT, start_new_session=True)
                 procs.record(f"airflow {name}", services.procs[name].pid)
-            services.wait_healthy(timeout)
+                if name == "api-server":  # the execution API: a task the scheduler starts before it listens fails
+                    services.wait_healthy(deadline - time.monotonic(), components=())
+            services.wait_healthy(deadline - time.monotonic())
         except BaseException:
             services.stop()
             raise
@@ -225,8 +228,9 @@ class AirflowServices:
         with urllib.request.urlopen(f"{self.url}/api/v2/monitor/health", timeout=5) as resp:
             return json.load(resp)
 
-    def wait_healthy(self, timeout: float) -> None:
-        """Until the API server answers and the scheduler, DAG processor and triggerer report heartbeats."""
+    def wait_healthy(self, timeout: float,
+                     components: tuple[str, ...] = ("scheduler", "triggerer", "dag_processor")) -> None:
+        """Until the API server answers and ``components`` report heartbeats."""
         deadline, last = time.monotonic() + timeout, "no answer"
         while time.monotonic() < deadline:
             dead = {n: p.returncode for n, p in self.procs.items() if p.poll() is not None}
@@ -235,7 +239,7 @@ class AirflowServices:
             try:
                 h = self.health()
                 last = json.dumps(h)
-                if all((h.get(k) or {}).get("status") == "healthy" for k in ("scheduler", "triggerer", "dag_processor")):
+                if all((h.get(k) or {}).get("status") == "healthy" for k in components):
                     return
             except (urllib.error.URLError, OSError, ValueError) as exc:
                 last = str(exc)
