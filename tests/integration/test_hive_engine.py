@@ -27,10 +27,19 @@ def _predictcsv(client, champ, rows: pd.DataFrame, tmp_path) -> pd.DataFrame:
     return pd.read_csv(tmp_path / "out.csv", dtype={"predict": str})
 
 
-def test_the_hive_engine_scores_a_day_inside_hiveserver2(airflow_runner, s3_settings, hive_server, tmp_path):
+def test_the_hive_engine_scores_inside_hiveserver2_by_period_and_a_new_champion_needs_no_new_jar(
+        airflow_runner, s3_settings, hive_server, tmp_path):
+    """One pipeline, trained once and then again: the scoring DAG's day, a span of days in one query,
+    and the retrained champion through the same UDF jar (one training less than three tests would take)."""
+    from datetime import date
+
+    from h2o_tasks import hive_udf, intervals
+    from h2o_tasks.errors import SourceNotFoundError
+
     airflow_runner.add_pipeline(
         "hive_engine.yaml", name=NAME, registry_uri=f"s3://h2o-demo/models/{NAME}",
         source={"kind": "hive", "training_window_days": 7, "hive": {"table": "flights"}},
+        quality_gate={"max_regression": 1.0},  # the retrain below promotes
         scoring={"engine": "hive", "output_uri": f"s3://h2o-demo/predictions/{NAME}",
                  "hive_table": "hive_engine_predictions", "after_training": False,
                  "id_columns": ["flight", "carrier", "origin"]})
@@ -74,37 +83,7 @@ def test_the_hive_engine_scores_a_day_inside_hiveserver2(airflow_runner, s3_sett
     assert scored["unseen_levels"] == offline_unseen  # counted per feature as the offline engine counts
     assert airflow_runner.clusters_left() == []
 
-
-def test_the_hive_engine_is_refused_for_an_s3_source_at_parse_time():
-    from devtools import dag_folder
-    from h2o_tasks import config
-    from h2o_tasks.errors import ConfigError
-
-    with pytest.raises(ConfigError) as err:
-        config.parse(dag_folder.variant(scoring={"engine": "hive"}))
-    assert err.value.field == "scoring.engine" and "source.kind is s3" in str(err.value)
-
-
-def test_one_query_scores_a_span_by_period_and_a_retrained_champion_needs_no_new_jar(
-        airflow_runner, s3_settings, hive_server, tmp_path):
-    from datetime import date
-
-    from h2o_tasks import hive_udf, intervals
-    from h2o_tasks.errors import SourceNotFoundError
-
-    name = "hive-engine-retrain"
-    airflow_runner.add_pipeline(
-        "hive_engine_retrain.yaml", name=name, registry_uri=f"s3://h2o-demo/models/{name}",
-        source={"kind": "hive", "training_window_days": 7, "hive": {"table": "flights"}},
-        quality_gate={"max_regression": 1.0},  # every later retrain promotes
-        scoring={"engine": "hive", "output_uri": f"s3://h2o-demo/predictions/{name}", "after_training": False,
-                 "hive_table": "",
-                 "id_columns": ["flight", "carrier"]})
-    cfg = load(airflow_runner.dags / "pipelines" / "hive_engine_retrain.yaml")
-    client = s3_settings.client()
-    rc, _ = airflow_runner.test(f"h2o_train__{name}", "2013-03-04")
-    assert rc == 0, airflow_runner.log_tail()
-    first = scoring.champion(client, cfg)
+    first = champ
     jar = hive_udf.build()
     built = jar.stat().st_mtime_ns
 
@@ -132,12 +111,12 @@ def test_one_query_scores_a_span_by_period_and_a_retrained_champion_needs_no_new
     assert not s3.list_keys(client, f"{cfg.scoring.output_uri}/dt=2013-12-30/")
 
     # retrain: the next scoring run uses the new champion, through the same UDF jar
-    rc, _ = airflow_runner.test(f"h2o_train__{name}", "2013-03-11")
+    rc, _ = airflow_runner.test(f"h2o_train__{NAME}", "2013-03-11")
     assert rc == 0, airflow_runner.log_tail()
     second = scoring.champion(client, cfg)
     assert second.version != first.version
     assert second.metadata["model_sha256"] != first.metadata["model_sha256"]
-    rc, report = airflow_runner.test(f"h2o_score__{name}", "2013-03-12")
+    rc, report = airflow_runner.test(f"h2o_score__{NAME}", "2013-03-12")
     assert rc == 0, airflow_runner.log_tail()
     scored = report[0].result
     assert scored["model_version"] == second.version
@@ -157,3 +136,13 @@ def test_one_query_scores_a_span_by_period_and_a_retrained_champion_needs_no_new
     stale = _predictcsv(client, first, rows, tmp_path / "first")
     assert sorted(committed["p1"].tolist()) == sorted(expected["p1"].tolist())
     assert sorted(committed["p1"].tolist()) != sorted(stale["p1"].tolist())  # not the first champion's numbers
+
+
+def test_the_hive_engine_is_refused_for_an_s3_source_at_parse_time():
+    from devtools import dag_folder
+    from h2o_tasks import config
+    from h2o_tasks.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        config.parse(dag_folder.variant(scoring={"engine": "hive"}))
+    assert err.value.field == "scoring.engine" and "source.kind is s3" in str(err.value)
