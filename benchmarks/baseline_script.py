@@ -70,6 +70,7 @@ def main() -> int:
     ap.add_argument("--memory", default="1g")
     ap.add_argument("--nthreads", type=int, default=1)
     ap.add_argument("--name", default="baseline")
+    ap.add_argument("--prefix", default="flights", help="the partitions' prefix in the bucket")
     ap.add_argument("--jvm-opt", action="append", default=[], help="an extra JVM option for every node (repeatable)")
     a = ap.parse_args()
 
@@ -111,7 +112,7 @@ def main() -> int:
                           aws_secret_access_key=a.secret_key, region_name="us-east-1")
         lap("connect")
         # train
-        data = h2o.import_file(path=day_files(s3, "h2o-demo", "flights", a.train_start, a.train_end))
+        data = h2o.import_file(path=day_files(s3, "h2o-demo", a.prefix, a.train_start, a.train_end))
         lap("import")
         data = data[data["arr_delay"].isna() == 0, [*FEATURES, "arr_delay"]]
         data["delayed"] = (data["arr_delay"] > 15).asfactor()
@@ -131,7 +132,7 @@ def main() -> int:
         lap("export")
         # score
         end = (date.fromisoformat(a.score_day) + timedelta(days=1)).isoformat()
-        day = h2o.import_file(path=day_files(s3, "h2o-demo", "flights", a.score_day, end))
+        day = h2o.import_file(path=day_files(s3, "h2o-demo", a.prefix, a.score_day, end))
         for col in ("carrier", "origin", "dest"):
             day[col] = day[col].asfactor()
         preds = day[IDS].cbind(best.predict(day))

@@ -2,7 +2,8 @@
 
 Data: the real 2013 flights with each day's rows repeated ``k`` times under new flight ids
 (``flight + i * 10000``), for ``k`` in :data:`SIZES` (0.34M, 1.3M and 5.4M rows over the same
-365 days, so every window stays valid). Built at run time and cached outside the repository
+365 days, so every window stays valid), each day's rows in a seeded random order (copies one
+after another would compress to almost nothing: Parquet stores long runs for free). Built at run time and cached outside the repository
 (``$H2O_AIRFLOW_CACHE/bench-scale/flights-<k>x``), uploaded to the benchmark's S3 server under
 ``bench-scale-<k>x/``.
 
@@ -58,6 +59,7 @@ def build(data_dir: Path, k: int) -> Path:
     """The flights with every day's rows ``k`` times (new flight ids), one Parquet file a day; cached."""
     import shutil
 
+    import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
@@ -66,7 +68,7 @@ def build(data_dir: Path, k: int) -> Path:
 
     out = scaled_dir(k)
     sources = flight_partitions(data_dir)
-    marker = f"{k}x {len(sources)} days"
+    marker = f"{k}x {len(sources)} days, shuffled"
     if (out / "_COMPLETE").exists() and (out / "_COMPLETE").read_text() == marker:
         return out
     tmp = out.with_name(f"{out.name}.{os.getpid()}")
@@ -77,9 +79,12 @@ def build(data_dir: Path, k: int) -> Path:
         flight = table.column(i)
         copies = [table.set_column(i, "flight", pc.add(flight, pa.scalar(r * FLIGHT_STRIDE, flight.type)))
                   for r in range(k)]
+        day = pa.concat_tables(copies)
+        if k > 1:  # copies one after another would be long runs that Parquet's encodings store almost for free
+            day = day.take(np.random.default_rng(int(path.parent.name[3:].replace("-", ""))).permutation(len(day)))
         target = tmp / "flights" / path.parent.name / path.name
         target.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(pa.concat_tables(copies), target)
+        pq.write_table(day, target)
     (tmp / "_COMPLETE").write_text(marker)
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
@@ -359,28 +364,10 @@ def _results(figures: dict[int, dict[str, dict[str, list[float]]]], rows_at: dic
 
 def plot(figures: dict[int, dict[str, dict[str, list[float]]]], rows_at: dict[int, int], path: Path) -> Path:
     """Seconds against rows, log-log: the task and its two baselines."""
-    import matplotlib
+    from benchmarks.plots import loglog
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    sizes = sorted(figures)
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for way, style in zip(WAYS, ("o-", "s--", "^:"), strict=True):
-        ax.plot([rows_at[k] for k in sizes], [_med(figures[k][way], "seconds") for k in sizes], style,
-                label=way.replace("_", " "))
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("rows scored")
-    ax.set_ylabel("seconds (median)")
-    ax.set_title("Offline scoring task end to end vs its baselines")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    series = {way.replace("_", " "): {rows_at[k]: _med(figures[k][way], "seconds") for k in figures} for way in WAYS}
+    return loglog(series, "Offline scoring task end to end vs its baselines", path, "rows scored")
 
 
 if __name__ == "__main__":

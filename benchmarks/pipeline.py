@@ -41,13 +41,21 @@ class Setup:
     cfg: Any
 
 
-def prepare(stack: Stack, workdir: Path) -> Setup:
-    """A DAG folder with the pipeline variant, an Airflow home, a migrated database."""
+def prepare(stack: Stack, workdir: Path, source_uri: str = "") -> Setup:
+    """A DAG folder with the pipeline variant, an Airflow home, a migrated database.
+
+    :param source_uri: the partitions to read, instead of the example's (its registry and output
+        then get a prefix of their own beside them).
+    """
     dags = workdir / "dags"
     shutil.rmtree(dags, ignore_errors=True)
     dag_folder.make(dags, janitor=False)
     raw = dag_folder.example()
     raw["scoring"].pop("hive_table", None)
+    if source_uri:
+        raw["source"]["s3"]["uri"] = source_uri
+        raw["registry_uri"] = f"{source_uri}-registry"
+        raw["scoring"]["output_uri"] = f"{source_uri}-predictions"
     dag_folder.write_pipeline(dags, "arrival_delay", raw)
     # a pipeline of its own (no two pipelines share a registry or an output): its registry is a
     # copy of the training DAG's, made after each training run
@@ -85,12 +93,12 @@ def copy_registry(stack: Stack, src: str, dest: str) -> None:
 
 
 def run_baseline(stack: Stack, windows: dict[str, str], name: str,
-                 jvm_options: tuple[str, ...] = ()) -> tuple[float, dict[str, float]]:
-    """Wall seconds of the script, and its own phase timings."""
+                 jvm_options: tuple[str, ...] = (), prefix: str = "flights") -> tuple[float, dict[str, float]]:
+    """Wall seconds of the script (reading the partitions under ``prefix``), and its own phase timings."""
     s3 = stack.s3
     cmd = [sys.executable, "-m", "benchmarks.baseline_script", "--endpoint", s3.endpoint_url, "--access-key",
            s3.access_key, "--secret-key", s3.secret_key, "--nodes", "2", "--memory", "1g", "--nthreads", "1",
-           "--name", name, *[x for k, v in windows.items() for x in (f"--{k}", v)],
+           "--name", name, "--prefix", prefix, *[x for k, v in windows.items() for x in (f"--{k}", v)],
            *[f"--jvm-opt={o}" for o in jvm_options]]
     with Stopwatch() as sw:
         res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "NO_PROXY": "*"})

