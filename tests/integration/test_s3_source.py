@@ -49,6 +49,45 @@ def test_first_file_setup_gives_the_frame_of_a_full_setup(h2o_cloud, s3_settings
     _assert_same_frame(h2o_cloud, ours, full, 6)
 
 
+def _nine_days_and_decoys(client, bucket: str) -> s3_source.ResolvedInput:
+    """Nine days (one with a second file whose name needs escaping in a pattern), and keys under the same
+    prefix that are not the window's: the next day and a marker."""
+    uri = f"s3://{bucket}/data"
+    write_days(client, uri, [pa.table({"x": [i + 0.5], "d": [i]}) for i in range(10)])
+    write_day(client, uri, date(2013, 2, 4), pa.table({"x": [40.0], "d": [40]}), part="1+(a)")
+    s3.write_bytes(client, f"{uri}/dt=2013-02-03/_SUCCESS", b"")
+    resolved = _resolve_from(client, uri, 9)
+    assert len(resolved.files) == 10 >= s3_source.LISTED_IMPORT_MIN_FILES
+    return resolved
+
+
+def _resolve_from(client, uri: str, n: int) -> s3_source.ResolvedInput:
+    return s3_source.resolve(client, S3SourceConfig(uri=uri), date(2013, 2, 1), date(2013, 2, 1 + n))
+
+
+@pytest.mark.parametrize("h2o_lists", ["as-documented", "ignoring-the-pattern"])
+def test_the_nodes_import_many_files_from_one_listing_and_keep_the_windows_keys_only(h2o_cloud, s3_settings,
+                                                                                      s3_bucket, monkeypatch, h2o_lists):
+    """One listing of the common prefix, the file order kept: the frame of a per-file import. An H2O that
+    matched the pattern otherwise (here: ignored it) gets its extra keys removed and each file imported alone."""
+    resolved = _nine_days_and_decoys(s3_settings.client(), s3_bucket)
+    real, calls = h2o_cloud.lazy_import, []
+
+    def lazy_import(path, pattern=None):
+        calls.append((path, pattern))
+        return real(path, pattern=None if h2o_lists == "ignoring-the-pattern" else pattern)
+
+    monkeypatch.setattr(h2o_cloud, "lazy_import", lazy_import)
+    ours = s3_source.import_frame(h2o_cloud, resolved, "parquet", "t_listed")
+    monkeypatch.undo()
+    assert calls[0] == (f"s3://{s3_bucket}/data/dt=2013-02-0", calls[0][1]) and calls[0][1].startswith(".*(?:")
+    assert len(calls) == (1 if h2o_lists == "as-documented" else 2)
+    assert not [k for k in h2o_cloud.ls()["key"].tolist() if s3_bucket in k]  # no decoy nor file key is left
+    assert ours.as_data_frame()["d"].tolist() == [0, 1, 2, 3, 40, 4, 5, 6, 7, 8]  # the files' order
+    per_file = h2o_cloud.import_file(path=list(resolved.files), destination_frame="t_per_file")
+    _assert_same_frame(h2o_cloud, ours, per_file, 10)
+
+
 @pytest.mark.parametrize("other", [pa.table({"x": [4.0]}), pa.table({"x": [8.0], "s": ["g"], "z": [1]}),
                                    pa.table({"s": ["h"], "x": [9.0]})],
                          ids=["missing-column", "extra-column", "other-order"])
