@@ -437,6 +437,9 @@ def _columns_error(uri: str, cols: list[str], first_uri: str, first: list[str]) 
 
 
 LISTED_IMPORT_MIN_FILES = 8  # from this many files, the nodes' import lists their common prefix once
+# above it (about 800 daily files) each file is imported alone: the pattern is a form field of the
+# request (Jetty's limit is 200 kB) and H2O tries each alternative at each position of every listed key
+LISTED_IMPORT_MAX_PATTERN = 32_000
 
 
 def lazy_import(h2o: Any, files: Sequence[str]) -> list[str]:
@@ -454,7 +457,12 @@ def lazy_import(h2o: Any, files: Sequence[str]) -> list[str]:
     if len(files) < LISTED_IMPORT_MIN_FILES or common is None:
         return h2o.lazy_import(list(files))
     pattern = ".*(?:" + "|".join(re.escape(f[len(common):]) for f in files) + ")"
-    keys = h2o.lazy_import(common, pattern=pattern)
+    if len(pattern) > LISTED_IMPORT_MAX_PATTERN:
+        return h2o.lazy_import(list(files))
+    try:
+        keys = h2o.lazy_import(common, pattern=pattern)
+    except Exception:  # whatever H2O made of the listing, the import of each file on its own decides
+        return h2o.lazy_import(list(files))
     if sorted(keys) == sorted(files):
         return list(files)
     for key in keys:
