@@ -8,14 +8,13 @@ retry or a re-run included, makes a new version and never changes another one.
 from __future__ import annotations
 
 import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from h2o_tasks import registry, report
+from h2o_tasks import registry, report, scratch
 from h2o_tasks.config import PipelineConfig, to_dict
 from h2o_tasks.train import metrics_of, performance
 
@@ -70,8 +69,7 @@ def export(h2o: Any, model: Any, cfg: PipelineConfig, client: Any, *, run_id: st
     if perf is None:
         perf = model.model_performance(xval=True)
     metrics = metrics_of(perf, cfg.target.problem)
-    work = Path(tempfile.mkdtemp(prefix="h2o-export-"))
-    try:
+    with scratch.directory("h2o-export-") as work:
         mojo = Path(model.download_mojo(path=str(work), get_genmodel_jar=True, genmodel_name="h2o-genmodel.jar"))
         mojo.rename(work / "model.zip")
         pojo, pojo_reason = _download_pojo(h2o, model, work)
@@ -98,8 +96,6 @@ def export(h2o: Any, model: Any, cfg: PipelineConfig, client: Any, *, run_id: st
         }
         model_sha256 = registry.sha256_file(work / registry.MODEL)
         files = registry.write_version(client, cfg.registry_uri, version, work, metadata)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     return ExportResult(version=version, uri=uri, files=files, metrics=metrics,
                         seconds=round(time.monotonic() - t0, 2), model_sha256=model_sha256)
 

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
-import tempfile
 import zipfile
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from h2o_tasks import naming, s3
+from h2o_tasks import naming, s3, scratch
 from h2o_tasks.cluster.base import ClusterBackend, ClusterInfo
 from h2o_tasks.cluster.login import Login, urlopen
 
@@ -76,9 +74,8 @@ def collect(backend: ClusterBackend, info: ClusterInfo, *, errors: dict[str, str
             client: Any, uri: str) -> Bundle:
     """Gather the cluster's evidence and upload it under ``uri``; best effort for each part, never raises
     for a part that cannot be had (what was not had is said in ``status.json``)."""
-    work = Path(tempfile.mkdtemp(prefix="h2o-diagnostics-"))
     problems: dict[str, str] = {}
-    try:
+    with scratch.directory("h2o-diagnostics-") as work:
         status: Any
         try:
             status = asdict(backend.status(info, elapsed_s=float("inf"), formation_timeout_s=0.0))
@@ -124,5 +121,3 @@ def collect(backend: ClusterBackend, info: ClusterInfo, *, errors: dict[str, str
             _scrub_file(path, masks)
             s3.create_file(client, path, s3.join(uri, str(path.relative_to(work))))
         return Bundle(uri, [str(p.relative_to(work)) for p in files])
-    finally:
-        shutil.rmtree(work, ignore_errors=True)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import re
 import shutil
-import tempfile
 import time
 import uuid
 from collections.abc import Iterable
@@ -22,7 +21,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from h2o_tasks import commit, intervals, mojo_csv, offline_stream, predictions, registry, s3, staging, syntax
+from h2o_tasks import commit, intervals, mojo_csv, offline_stream, predictions, registry, s3, scratch, staging, syntax
 from h2o_tasks.config import PipelineConfig
 from h2o_tasks.errors import ConfigError, InputDataError, SourceNotFoundError
 from h2o_tasks.s3 import S3Settings
@@ -171,7 +170,7 @@ def score_in_cluster(h2o: Any, frames: list[tuple[date | intervals.Period, Any]]
     model = _loaded_model(h2o, model_id) if digest and digest == champ.metadata.get("model_sha256") else None
     owned = model is None
     if owned:
-        with tempfile.TemporaryDirectory(prefix="h2o-champion-") as tmp:
+        with scratch.directory("h2o-champion-") as tmp:
             model = h2o.upload_mojo(str(fetch_model(client, champ, Path(tmp))))
     committed: list[predictions.Committed] = []
     unseen: dict[str, int] = {}
@@ -312,9 +311,8 @@ def score_offline(cfg: PipelineConfig, s3s: S3Settings, start: date, end: date, 
     unseen: dict[str, int] = {}
     columns: list[tuple[str, str]] = []
     rows_in = 0
-    work = Path(tempfile.mkdtemp(prefix="h2o-score-"))
     fmt = cfg.source.s3.format
-    try:
+    with scratch.directory("h2o-score-") as work:
         model = fetch_model(client, champ, work)
         # every period's rows streamed into one input, one scorer JVM for the interval (its start-up,
         # ~0.5 s, once and not per day), then its output streamed back and cut into periods by their rows
@@ -378,8 +376,6 @@ def score_offline(cfg: PipelineConfig, s3s: S3Settings, start: date, end: date, 
                 raise
             committed = [f.result() for f in in_flight]  # in period order; the first error is raised
         rows_in = written.rows
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     return _result("offline", champ.version, cfg, committed, rows_in, unseen, t0, columns)
 
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from h2o_tasks import scratch
 
 
 def parse_upload(h2o: Any, path: Path, destination: str, *, header: int = 0,
@@ -30,7 +31,7 @@ def upload_table(h2o: Any, table: Any, col_types: dict[str, str], dest: str) -> 
     """Upload a small Arrow table to the cluster as a frame (one CSV, typed as declared)."""
     import pyarrow.csv as pcsv
 
-    with tempfile.TemporaryDirectory(prefix="h2o-upload-") as tmp:
+    with scratch.directory("h2o-upload-") as tmp:
         path = Path(tmp) / f"{dest}.csv"
         pcsv.write_csv(table, path)
         return parse_upload(h2o, path, dest, header=1, column_types=col_types)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from h2o_tasks import s3, upload
+from h2o_tasks import s3, scratch, upload
 from h2o_tasks.config import S3SourceConfig
 from h2o_tasks.errors import InputDataError, SourceNotFoundError
 
@@ -373,7 +372,7 @@ def fetch_and_upload(h2o: Any, client: Any, files: Sequence[str], fmt: str, dest
     (:func:`uploadable`): the nodes then read the files themselves. The temporary file is
     always removed; the upload's raw key and a partial frame too when the parse fails.
     """
-    with tempfile.TemporaryDirectory(prefix="h2o-s3-fetch-") as tmp:
+    with scratch.directory("h2o-s3-fetch-") as tmp:
         path = Path(tmp) / f"{destination}.{fmt}"
         if fmt == "parquet":
             import pyarrow.parquet as pq

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from h2o_tasks import artifacts, commit, config, frames, hive_sink, ingest, predictions, s3, scoring, testhooks, train
+from h2o_tasks import artifacts, commit, config, frames, hive_sink, ingest, predictions, s3, scoring, scratch, testhooks, train
 from h2o_tasks.errors import InputDataError
 from tests.fixtures.pipelines import variant
 from tests.fixtures.waiting import wait_for
@@ -69,7 +69,7 @@ def run_task(cfg, s3_settings, hive_server, tmp_path, *, start=DAY, end=None, ru
                                        "secret_key": s3_settings.secret_key},
                                 "hive": [hive_server.host, hive_server.port]}))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "plugins")]),
-           testhooks.ENV: json.dumps(hooks or {})}
+           testhooks.ENV: json.dumps(hooks or {}), scratch.ROOT_ENV: str(tmp_path / "scratch")}
     proc = subprocess.Popen([sys.executable, "-m", "tests.fixtures.scoring_task", str(spec)], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if not wait:
@@ -124,6 +124,7 @@ def test_a_worker_killed_at_each_step_leaves_the_previous_output_and_the_next_ru
     before = state(client, hive_server, commit_cfg)
     rc, _, err = run_task(commit_cfg, s3_settings, hive_server, tmp_path, hooks={step: "kill"})
     assert rc == -signal.SIGKILL, err[-2000:]
+    (left,) = (tmp_path / "scratch").iterdir()  # the killed task's work directory: no finally ran
     after = state(client, hive_server, commit_cfg)
     # whatever was committed before is still complete and readable, in S3 and in Hive
     assert after["rows"] == after["hive_rows"] == flights_on(DAY)
@@ -135,6 +136,7 @@ def test_a_worker_killed_at_each_step_leaves_the_previous_output_and_the_next_ru
         assert after == before
     rc, result, err = run_task(commit_cfg, s3_settings, hive_server, tmp_path)
     assert rc == 0, err[-3000:]
+    assert not left.exists() and list((tmp_path / "scratch").iterdir()) == []  # the next task removed it
     final = state(client, hive_server, commit_cfg)
     assert final["attempt"] == final["hive_attempt"] == result["partitions"][0]["attempt"]
     assert final["rows"] == final["hive_rows"] == flights_on(DAY)
