@@ -42,7 +42,9 @@ import java.util.concurrent.Future;
  * without PredictCsv's per-row map: each cell goes straight to the model's column index and
  * categorical encoder (the ones {@code EasyPredictModelWrapper} builds, with unknown levels as NA),
  * then {@code score0}, then PredictCsv's output format. GBM and DRF trees are decoded once
- * ({@link DecodedTrees}) instead of walked in their compressed bytes for every row. Other models, and inputs whose records span
+ * ({@link DecodedTrees}) instead of walked in their compressed bytes for every row, and each tree
+ * walks a block of rows at a time (profiled: the walk was three quarters of a thread's time, and
+ * a tree's nodes stay in cache over its block). Other models, and inputs whose records span
  * lines, are scored by PredictCsv itself (one per range, or one over the whole file). Records
  * spanning lines are found only on the direct path: for other models each range must hold whole
  * records, as for any line-based split.
@@ -261,6 +263,9 @@ public class ParallelPredictCsv {
     }
   }
 
+  /** Rows converted, then scored together: each decoded tree walks a block's rows while its nodes are in cache. */
+  static final int BLOCK = 256;
+
   void score(Converter conv, DecodedTrees trees, long lo, long hi, File part, boolean header, boolean headerInField)
       throws Exception {
     boolean regression = category == ModelCategory.Regression;
@@ -269,49 +274,73 @@ public class ParallelPredictCsv {
     if (domain == null && category == ModelCategory.Binomial && nclasses == 2) {
       domain = new String[] {"0", "1"};  // quasibinomial, as EasyPredictModelWrapper
     }
-    double[] raw = new double[m.nfeatures()];
-    double[] preds = new double[m.getPredsSize(category)];
+    double[][] raw = new double[BLOCK][m.nfeatures()];
+    double[][] preds = new double[BLOCK][m.getPredsSize(category)];
+    double[][] out = new double[BLOCK][];
     CSVParser parser = new CSVParser(',');
     boolean inField = headerInField;  // a later range starts at a simple line: the flag does not matter there
     long row = 0;
+    int filled = 0;
     try (FileInputStream in = new FileInputStream(input);
-         BufferedWriter out = new BufferedWriter(new OutputStreamWriter(new FileOutputStream(part), CHARSET), 1 << 16)) {
+         BufferedWriter w = new BufferedWriter(new OutputStreamWriter(new FileOutputStream(part), CHARSET), 1 << 16)) {
       if (header) {
         String[] names = m.getOutputNames();
-        out.write(String.join(",", names));
-        out.write('\n');
+        w.write(String.join(",", names));
+        w.write('\n');
       }
       LineReader lines = new LineReader(in.getChannel(), lo, hi);
       String line;
-      while ((line = lines.next()) != null) {
-        row++;
-        String[] cells = split(line);
-        if (cells != null) {
-          inField = endsInField(line, inField);
-        } else {
-          IN_FIELD.setBoolean(parser, inField);
-          cells = parser.parseLineMulti(line);
-          if (parser.isPending()) throw new MultiLineRecord();
-          inField = IN_FIELD.getBoolean(parser);
-        }
-        try {
-          conv.fill(cells, raw);
-          Arrays.fill(preds, 0);
-          double[] p = trees != null ? trees.score0(raw, preds)
-              : m.requiresOffset() ? m.score0(raw, 0, preds) : m.score0(raw, preds);
-          if (regression) {
-            out.write(str(p[0]));
+      while (true) {
+        line = lines.next();
+        if (line != null) {
+          row++;
+          String[] cells = split(line);
+          if (cells != null) {
+            inField = endsInField(line, inField);
           } else {
-            out.write(domain[(int) p[0]]);
-            for (int i = 1; i <= nclasses; i++) {
-              out.write(',');
-              out.write(str(p[i]));
-            }
+            IN_FIELD.setBoolean(parser, inField);
+            cells = parser.parseLineMulti(line);
+            if (parser.isPending()) throw new MultiLineRecord();
+            inField = IN_FIELD.getBoolean(parser);
           }
-          out.write('\n');
-        } catch (RuntimeException e) {
-          throw new Exception("data row " + (rowsBefore(lo) + row) + " of " + input + ": " + e.getMessage(), e);
+          try {
+            conv.fill(cells, raw[filled]);
+          } catch (RuntimeException e) {
+            throw new Exception("data row " + (rowsBefore(lo) + row) + " of " + input + ": " + e.getMessage(), e);
+          }
+          filled++;
         }
+        if (filled == BLOCK || (line == null && filled > 0)) {
+          long first = row - filled + 1;
+          try {
+            if (trees != null) {
+              trees.scoreBlock(raw, filled, preds, out);
+            } else {
+              for (int r = 0; r < filled; r++) {
+                Arrays.fill(preds[r], 0);
+                out[r] = m.requiresOffset() ? m.score0(raw[r], 0, preds[r]) : m.score0(raw[r], preds[r]);
+              }
+            }
+          } catch (RuntimeException e) {
+            throw new Exception("data rows " + (rowsBefore(lo) + first) + "-" + (rowsBefore(lo) + row) + " of " + input
+                + ": " + e.getMessage(), e);
+          }
+          for (int r = 0; r < filled; r++) {
+            double[] p = out[r];
+            if (regression) {
+              w.write(str(p[0]));
+            } else {
+              w.write(domain[(int) p[0]]);
+              for (int i = 1; i <= nclasses; i++) {
+                w.write(',');
+                w.write(str(p[i]));
+              }
+            }
+            w.write('\n');
+          }
+          filled = 0;
+        }
+        if (line == null) break;
       }
     }
   }
@@ -380,18 +409,23 @@ public class ParallelPredictCsv {
       return f;
     }
 
-    /** GbmMojoModel/DrfMojoModel.score0(row, preds): scoreAllTrees, then unifyPreds with offset 0. */
-    double[] score0(double[] row, double[] preds) {
-      Arrays.fill(preds, 0);
+    /**
+     * GbmMojoModel/DrfMojoModel.score0 (scoreAllTrees, then unifyPreds with offset 0) of rows
+     * {@code [0, count)}, into {@code out}: tree by tree over the block, each row's sums taken in
+     * score0's order (the same doubles).
+     */
+    void scoreBlock(double[][] rows, int count, double[][] preds, double[][] out) {
+      for (int r = 0; r < count; r++) Arrays.fill(preds[r], 0);
       for (int c = 0; c < perGroup; c++) {
         int k = classOffset + c;
         int itree = c * groups;
         for (int g = 0; g < groups; g++, itree++) {
           Tree tree = trees[itree];
-          if (tree != null) preds[k] += tree.score(row);
+          if (tree == null) continue;
+          for (int r = 0; r < count; r++) preds[r][k] += tree.score(rows[r]);
         }
       }
-      return model.unifyPreds(row, 0.0, preds);
+      for (int r = 0; r < count; r++) out[r] = model.unifyPreds(rows[r], 0.0, preds[r]);
     }
   }
 
@@ -410,6 +444,9 @@ public class ParallelPredictCsv {
     int[] domainLength = new int[16];  // -1: not a categorical column
     int[] left = new int[16];
     int[] right = new int[16];
+    int[] child;  // left and right of node n at 2n and 2n + 1, set once decoded
+    boolean[] plain;  // a numeric split of a column without a domain
+    int[] naRight;  // 1 where NA goes right
     float[] leaves = new float[16];
     int nodes;
     int nleaves;
@@ -417,12 +454,27 @@ public class ParallelPredictCsv {
 
     Tree(byte[] tree, String[][] domains) {
       root = decode(tree, 0, domains);
+      child = new int[2 * nodes];
+      plain = new boolean[nodes];
+      naRight = new int[nodes];
+      for (int n = 0; n < nodes; n++) {
+        child[2 * n] = left[n];
+        child[2 * n + 1] = right[n];
+        plain[n] = kind[n] == NUMERIC && bits[n] == null && domainLength[n] < 0;
+        naRight[n] = leftward[n] ? 0 : 1;
+      }
     }
 
     /** SharedTreeMojoModel.scoreTree(tree, row, false, domains), node by node. */
     double score(double[] row) {
       int n = root;
       while (n >= 0) {
+        if (plain[n]) {  // a numeric split of a numeric column: NaN fails both tests and goes its NA way
+          double d = row[col[n]];
+          float s = split[n];
+          n = child[(n << 1) | (d >= s ? 1 : d < s ? 0 : naRight[n])];
+          continue;
+        }
         double d = row[col[n]];
         GenmodelBitSet b = bits[n];
         int dl = domainLength[n];
