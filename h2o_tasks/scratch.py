@@ -27,6 +27,7 @@ from pathlib import Path
 from h2o_tasks.errors import ConfigError
 
 ROOT_ENV = "H2O_AIRFLOW_SCRATCH_DIR"
+PREFIX = "h2o-"  # every scratch directory's name: a sweep touches nothing else
 OWNER = ".owner"
 # a hidden directory this young may be between its creation and its owner's lock: never swept
 GRACE_S = 60.0
@@ -45,7 +46,10 @@ def root() -> Path:
 
 @contextlib.contextmanager
 def directory(prefix: str) -> Iterator[Path]:
-    """A new scratch directory, locked as this process's for the block, removed after it."""
+    """A new scratch directory (its name begins with ``prefix``, which begins with ``h2o-``), locked as this
+    process's for the block, removed after it."""
+    if not prefix.startswith(PREFIX):
+        raise ValueError(f"a scratch directory's prefix begins with {PREFIX!r}: {prefix!r}")
     base = root()
     sweep(base)
     making = Path(tempfile.mkdtemp(prefix=f".{prefix}", dir=base))
@@ -66,10 +70,12 @@ def sweep(base: Path, now: float | None = None) -> list[str]:
     now = time.time() if now is None else now
     removed = []
     for path in sorted(base.iterdir()):
+        hidden = path.name.startswith(".")
+        if not path.name.removeprefix(".").startswith(PREFIX):  # not one of ours, whatever else the root holds
+            continue
         with contextlib.suppress(FileNotFoundError, NotADirectoryError):
             if path.is_symlink() or not path.is_dir():
                 continue
-            hidden = path.name.startswith(".")
             if hidden and now - path.lstat().st_mtime < GRACE_S:  # may be between its creation and its lock
                 continue
             try:
@@ -78,7 +84,7 @@ def sweep(base: Path, now: float | None = None) -> list[str]:
                 if hidden:  # died between making the directory and its lock file
                     shutil.rmtree(path, ignore_errors=True)
                     removed.append(path.name)
-                continue  # not one of ours
+                continue  # not made by directory()
             try:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

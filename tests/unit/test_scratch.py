@@ -62,11 +62,15 @@ def test_a_directory_left_while_being_made_goes_after_the_grace_and_others_are_l
     base.mkdir(parents=True)
     half_made = base / ".h2o-score-abc123"  # died between mkdtemp and its lock file
     half_made.mkdir()
-    foreign = base / "someone-elses"  # no lock file: not a scratch directory
-    foreign.mkdir()
+    foreign = base / "h2o-someone-elses"  # no lock file: not made by scratch.directory
+    others = [base / ".cache", base / "data"]  # the root is a directory users may point anywhere
+    for path in (foreign, *others):
+        path.mkdir()
     assert scratch.sweep(base) == []  # a hidden one may be being made
     assert scratch.sweep(base, now=time.time() + scratch.GRACE_S + 1) == [half_made.name]
-    assert [p.name for p in base.iterdir()] == [foreign.name]
+    assert sorted(p.name for p in base.iterdir()) == sorted(p.name for p in (foreign, *others))
+    with pytest.raises(ValueError, match="h2o-"), scratch.directory("work-"):
+        pass
 
 
 def test_a_directory_is_hidden_until_its_owner_holds_its_lock(base, monkeypatch):
