@@ -57,8 +57,9 @@ def directory(prefix: str) -> Iterator[Path]:
     path = making
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        path = base / making.name[1:]
-        os.rename(making, path)  # mkdtemp's name is unique: the visible one is free
+        visible = base / making.name[1:]
+        os.rename(making, visible)  # fails on a taken name (a directory there is never empty): nothing lost
+        path = visible
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)

@@ -3,6 +3,7 @@ a live task's directory is never taken (real processes, real ``flock``)."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import subprocess
@@ -97,3 +98,26 @@ def test_a_root_of_another_user_is_refused(base):
         pytest.skip("runs as the user the directory was given to")
     with pytest.raises(ConfigError, match=scratch.ROOT_ENV):
         scratch.root()
+
+
+def test_a_visible_name_already_taken_fails_the_new_directory_and_keeps_the_other(base, monkeypatch):
+    base.mkdir(parents=True)
+    taken = base / "h2o-score-same"
+    taken.mkdir()
+    (taken / "input.csv").write_text("another task's")
+    fd = os.open(taken / scratch.OWNER, os.O_CREAT | os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # its task is alive (this process stands in for it)
+
+    def same_name(prefix, dir):
+        path = Path(dir) / f"{prefix}same"
+        path.mkdir()
+        return str(path)
+
+    monkeypatch.setattr(scratch.tempfile, "mkdtemp", same_name)
+    try:
+        with pytest.raises(OSError), scratch.directory("h2o-score-"):
+            pass
+    finally:
+        os.close(fd)
+    assert (taken / "input.csv").read_text() == "another task's"
+    assert [p.name for p in base.iterdir()] == [taken.name]  # the half-made one is gone too
