@@ -29,6 +29,7 @@ from h2o_tasks.errors import ConfigError
 ROOT_ENV = "H2O_AIRFLOW_SCRATCH_DIR"
 PREFIX = "h2o-"  # every scratch directory's name: a sweep touches nothing else
 OWNER = ".owner"
+WORK = "work"
 # a hidden directory this young may be between its creation and its owner's lock: never swept
 GRACE_S = 60.0
 
@@ -46,8 +47,11 @@ def root() -> Path:
 
 @contextlib.contextmanager
 def directory(prefix: str) -> Iterator[Path]:
-    """A new scratch directory (its name begins with ``prefix``, which begins with ``h2o-``), locked as this
-    process's for the block, removed after it."""
+    """A new, empty scratch directory, locked as this process's for the block, removed after it.
+
+    It is the ``work`` directory inside the locked one (whose name begins with ``prefix``, which begins
+    with ``h2o-``), so that what a task uploads from it never includes the lock file.
+    """
     if not prefix.startswith(PREFIX):
         raise ValueError(f"a scratch directory's prefix begins with {PREFIX!r}: {prefix!r}")
     base = root()
@@ -57,10 +61,11 @@ def directory(prefix: str) -> Iterator[Path]:
     path = making
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
+        (making / WORK).mkdir()
         visible = base / making.name[1:]
         os.rename(making, visible)  # fails on a taken name (a directory there is never empty): nothing lost
         path = visible
-        yield path
+        yield path / WORK
     finally:
         shutil.rmtree(path, ignore_errors=True)
         os.close(fd)

@@ -45,6 +45,7 @@ def test_regression_report_draws_residuals(h2o_cloud, synthetic, s3_settings, s3
                                 logical_date=datetime(2013, 2, 4, tzinfo=UTC))
     keys = _keys(client, exported.uri)
     assert "residuals.png" in keys and "roc.png" not in keys
+    assert not [k for k in keys if k.startswith(".")], keys  # nothing of the task's own (its scratch lock)
     meta = registry.load_metadata(client, cfg.registry_uri, exported.version)
     assert "residuals.png" in meta["report"]
     assert meta["pojo"] in keys and meta["pojo"].endswith(".java") and meta["pojo_unavailable_reason"] is None

@@ -22,7 +22,7 @@ import sys, time
 from h2o_tasks import scratch
 with scratch.directory("h2o-score-") as work:
     (work / "input.csv").write_bytes(b"x" * 4096)
-    print(work, flush=True)
+    print(work.parent, flush=True)
     time.sleep(120)
 """
 
@@ -49,9 +49,10 @@ def test_a_killed_tasks_directory_goes_with_the_next_task_and_a_live_ones_stays(
         killed.wait(timeout=30)
         assert gone.exists()  # no finally ran
         with scratch.directory("h2o-export-") as mine:
-            assert not gone.exists() and kept.exists() and (kept / "input.csv").exists()
-            assert sorted(p.name for p in base.iterdir()) == sorted([kept.name, mine.name])
-        assert not mine.exists()
+            assert list(mine.iterdir()) == []  # what a task uploads from it: never the lock file
+            assert not gone.exists() and kept.exists() and (kept / scratch.WORK / "input.csv").exists()
+            assert sorted(p.name for p in base.iterdir()) == sorted([kept.name, mine.parent.name])
+        assert not mine.parent.exists()
     finally:
         alive.kill()
         alive.wait(timeout=30)
@@ -85,10 +86,10 @@ def test_a_directory_is_hidden_until_its_owner_holds_its_lock(base, monkeypatch)
 
     monkeypatch.setattr(scratch.fcntl, "flock", flock)
     with scratch.directory("h2o-score-") as work:
-        assert not work.name.startswith(".")
+        assert not work.parent.name.startswith(".")
         assert scratch.sweep(base) == []  # locked: kept, however old
     (making,) = seen[0]  # at the owner's lock (the first flock; the sweep's come after)
-    assert making == f".{work.name}"
+    assert making == f".{work.parent.name}"
 
 
 def test_a_root_of_another_user_is_refused(base):
