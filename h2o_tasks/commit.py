@@ -108,36 +108,19 @@ def read_manifest(client: Any, root: str) -> tuple[Manifest | None, str | None]:
     return Manifest.from_dict(json.loads(found[0])), found[1]
 
 
-def landed(client: Any, attempt: Attempt, require: bool = True) -> list[dict[str, Any]]:
-    """The attempt's part files as they are in S3 (uri, size, ETag), listed after the write.
-
-    :raises CommitError: with ``require``, the attempt holds no part file.
-    """
-    files = []
-    bucket = s3.split_uri(attempt.uri)[0]
-    prefix = s3.split_uri(attempt.uri)[1].rstrip("/") + "/"
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for obj in page.get("Contents", []):
-            name = obj["Key"][len(prefix):]
-            if name.startswith(("_", ".")) or name.endswith(".crc"):
-                continue
-            files.append({"uri": f"s3://{bucket}/{obj['Key']}", "size": obj["Size"], "etag": obj["ETag"]})
-    if require and not files:
-        raise CommitError("predictions", attempt.uri, "holds no output after the write",
-                          "retry the task; if it repeats, check the scoring step's log")
-    return sorted(files, key=lambda f: f["uri"])
-
-
 def switch(client: Any, attempt: Attempt, make: Callable[[Manifest | None], Manifest],
-           max_attempts: int = MAX_SWAP_ATTEMPTS) -> tuple[Manifest, Manifest | None]:
+           max_attempts: int = MAX_SWAP_ATTEMPTS, absent: bool = False) -> tuple[Manifest, Manifest | None]:
     """Point the partition's manifest at ``attempt`` by compare-and-swap; (new manifest, the one it replaced).
 
     ``make`` builds the new manifest from the current one (its generation, its retired list).
     A lost race reads again: the later committer replaces the earlier one whole.
+
+    :param absent: a listing just saw no manifest: the first round creates it without reading
+        (``If-None-Match``); one that appeared meanwhile fails that condition and is read.
     """
     pending: tuple[Manifest, Manifest | None] | None = None
-    for _ in range(max_attempts):
-        current, etag = read_manifest(client, attempt.root)
+    for round_ in range(max_attempts):
+        current, etag = (None, None) if absent and round_ == 0 else read_manifest(client, attempt.root)
         if pending is not None and current == pending[0]:  # our swap went through; its response was lost
             return pending
         new = make(current)
@@ -174,11 +157,27 @@ def ensure_marker(client: Any, root: str, exists: bool | None = None) -> None:
 @dataclass(frozen=True)
 class Listing:
     """Every object of a partition, listed once: each attempt's newest write (the store's clock) and its
-    part files, and whether the partition's ``_SUCCESS`` exists."""
+    part files, an earlier release's part files, and whether ``_manifest.json`` and ``_SUCCESS`` exist."""
 
     ages: dict[str, datetime]
     files: dict[str, list[dict[str, Any]]]
     marker: bool
+    manifest: bool = False
+    legacy: list[dict[str, Any]] = field(default_factory=list)
+
+    def landed(self, attempt: Attempt) -> list[dict[str, Any]]:
+        """The attempt's part files as the listing saw them (uri, size, ETag), by name.
+
+        :raises CommitError: the attempt holds no part file.
+        """
+        if not (files := self.files.get(attempt.id)):
+            raise CommitError("predictions", attempt.uri, "holds no output after the write",
+                              "retry the task; if it repeats, check the scoring step's log")
+        return sorted(files, key=lambda f: f["uri"])
+
+
+def _part(name: str) -> bool:
+    return not name.startswith(("_", ".")) and not name.endswith(".crc")
 
 
 def list_attempts(client: Any, root: str) -> Listing:
@@ -187,19 +186,23 @@ def list_attempts(client: Any, root: str) -> Listing:
     attempts = ATTEMPTS + "/"
     ages: dict[str, datetime] = {}
     files: dict[str, list[dict[str, Any]]] = {}
-    marker = False
+    legacy: list[dict[str, Any]] = []
+    marker = manifest = False
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for obj in page.get("Contents", []):
             rel = obj["Key"][len(prefix):]
+            found = {"uri": f"s3://{bucket}/{obj['Key']}", "size": obj["Size"], "etag": obj["ETag"]}
             marker = marker or rel == SUCCESS
+            manifest = manifest or rel == MANIFEST
+            if "/" not in rel and _part(rel):
+                legacy.append(found)
             if not rel.startswith(attempts):
                 continue
             attempt, _, name = rel[len(attempts):].partition("/")
             ages[attempt] = max(ages.get(attempt, obj["LastModified"]), obj["LastModified"])
-            if not name.startswith(("_", ".")) and not name.endswith(".crc"):
-                files.setdefault(attempt, []).append({"uri": f"s3://{bucket}/{obj['Key']}", "size": obj["Size"],
-                                                      "etag": obj["ETag"]})
-    return Listing(ages, files, marker)
+            if _part(name):
+                files.setdefault(attempt, []).append(found)
+    return Listing(ages, files, marker, manifest, legacy)
 
 
 def attempt_ages(client: Any, root: str) -> dict[str, datetime]:
@@ -231,8 +234,7 @@ def legacy_files(client: Any, root: str) -> list[dict[str, Any]]:
     out = []
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
         for obj in page.get("Contents", []):
-            name = obj["Key"][len(prefix):]
-            if not name.startswith(("_", ".")) and not name.endswith(".crc"):
+            if _part(obj["Key"][len(prefix):]):
                 out.append({"uri": f"s3://{bucket}/{obj['Key']}", "size": obj["Size"], "etag": obj["ETag"]})
     return out
 

@@ -4,7 +4,8 @@ The sequence for one attempt (each step is a named test hook, :mod:`h2o_tasks.te
 
 1. the scoring engine has written the attempt's part files under ``_attempts/<attempt>/``
    (``commit:after-staging``);
-2. the parts are listed and counted where they landed against the input rows; with a Hive
+2. the partition is listed once (the attempt's parts, an earlier release's part files, whether
+   a manifest exists) and the parts counted where they landed against the input rows; with a Hive
    table, the same rows are written as Parquet into the attempt's own directory and counted
    from their footers (``commit:after-write``);
 3. (``commit:before-switch``) the partition's ``_manifest.json`` is swapped to the attempt;
@@ -98,15 +99,22 @@ def read_parts(client: Any, files: list[dict[str, Any]], columns: list[tuple[str
 
 
 def upload_parts(client: Any, attempt: commit.Attempt, paths: list[Path]) -> dict[str, dict[str, Any]]:
-    """Upload local part files into the attempt; ``{uri: {size}}`` for :func:`publish` to check the listing
-    against. The attempt's prefix is this call's own (its id is random), so nothing else writes these
-    keys: a plain managed upload (multipart, in threads, above 8 MiB), no condition needed."""
+    """Upload local part files into the attempt; ``{uri: {size[, etag]}}`` for :func:`publish` to check the
+    listing against. The attempt's prefix is this call's own (its id is random), so nothing else writes
+    these keys and no condition is needed: up to :data:`h2o_tasks.s3.PART_BYTES` one PutObject (its ETag
+    then checked too), above it a managed multipart upload in threads."""
     out = {}
     for path in paths:
         uri = s3.join(attempt.uri, path.name)
         bucket, key = s3.split_uri(uri)
-        client.upload_file(str(path), bucket, key, ExtraArgs={"ContentType": "text/csv"})
-        out[uri] = {"size": path.stat().st_size}
+        size = path.stat().st_size
+        if size <= s3.PART_BYTES:  # a transfer manager (its own thread pool) per small part costs more than the PUT
+            with path.open("rb") as body:
+                etag = client.put_object(Bucket=bucket, Key=key, Body=body, ContentType="text/csv")["ETag"]
+            out[uri] = {"size": size, "etag": etag}
+        else:
+            client.upload_file(str(path), bucket, key, ExtraArgs={"ContentType": "text/csv"})
+            out[uri] = {"size": size}
     return out
 
 
@@ -133,7 +141,9 @@ def publish(client: Any, attempt: commit.Attempt, *, rows_in: int, columns: list
     """
     testhooks.checkpoint("commit:after-staging")
     partition = "/".join(f"{k}={v}" for k, v in spec.items())  # dt=YYYY-MM-DD[/hr=HH]
-    files = commit.landed(client, attempt)
+    # one listing gives the attempt's files, an earlier release's files and whether a manifest exists
+    before = commit.list_attempts(client, attempt.root)
+    files = before.landed(attempt)
     if uploaded is not None and (bad := _same_files(files, uploaded)):
         raise CommitError("predictions", attempt.uri, f"differ after the write from what was uploaded ({bad})",
                           "retry the task; if it repeats, check what else writes under the output prefix")
@@ -161,14 +171,14 @@ def publish(client: Any, attempt: commit.Attempt, *, rows_in: int, columns: list
     def make(current: commit.Manifest | None) -> commit.Manifest:
         at = now()
         retired = commit.retire(current, at, retention.retain)
-        if current is None and commit.legacy_files(client, attempt.root):  # an earlier release's files: retired
-            # like an attempt, removed after the grace
+        if current is None and before.legacy:  # an earlier release's files: retired like an attempt, removed
+            # after the grace
             retired.append(commit.Retired(commit.LEGACY, attempt.root, None, at.isoformat()))
         return commit.Manifest(partition, attempt.id, attempt.uri, files, table.num_rows, at.isoformat(),
                                (current.generation if current else 0) + 1, model_version, run_id,
                                hive.table if hive else None, hive_location, retired)
 
-    manifest, replaced = commit.switch(client, attempt, make)
+    manifest, replaced = commit.switch(client, attempt, make, absent=not before.manifest)
     listing = commit.list_attempts(client, attempt.root)
     _still_whole(client, attempt, files, replaced, listing.files.get(attempt.id, []))
     testhooks.checkpoint("commit:after-switch")

@@ -4,6 +4,7 @@ real H2O cloud."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -14,6 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.csv as pcsv
 import pytest
 import yaml
 
@@ -283,3 +285,49 @@ def test_an_earlier_releases_partition_is_read_then_retired(s3_settings, s3_buck
     assert s3.head(client, s3.join(root, "part-00000.csv")) is None
     assert s3.list_keys(client, root) == sorted([s3.join(root, commit.MANIFEST), s3.join(root, commit.SUCCESS),
                                                  s3.join(attempt.uri, "part-00000.csv")])
+
+
+def test_a_commit_costs_few_requests_and_a_manifest_that_appears_meanwhile_is_read(s3_settings, s3_bucket, tmp_path):
+    """Requests, not bytes, are what a day's commit costs (365 of them a year): a first commit makes
+    five, a second five; a manifest created between the listing and the switch is read, not overwritten."""
+    client = s3_settings.client()
+    calls: list[str] = []
+    client.meta.events.register("before-call.s3", lambda model, **_: calls.append(model.name))
+    root = f"s3://{s3_bucket}/preds/dt=2013-02-05"
+    retention = predictions.Retention(timedelta(hours=1), timedelta(hours=4))
+
+    def commit_once(run_id: str) -> predictions.Committed:
+        part = tmp_path / run_id / "part-00000.csv"
+        part.parent.mkdir()
+        part.write_text("flight,p1\n1,0.5\n2,0.25\n")
+        attempt = commit.new_attempt(root, run_id)
+        table = pcsv.read_csv(part, convert_options=pcsv.ConvertOptions(column_types=predictions.arrow_schema(COLS)))
+        calls.clear()
+        uploaded = predictions.upload_parts(client, attempt, [part])
+        return predictions.publish(client, attempt, rows_in=2, columns=COLS, model_version="m", run_id=run_id,
+                                   retention=retention, spec={"dt": "2013-02-05"}, table=table, uploaded=uploaded)
+
+    first = commit_once("first")  # the part, the listing, the manifest created, the listing after, _SUCCESS
+    assert calls == ["PutObject", "ListObjectsV2", "PutObject", "ListObjectsV2", "PutObject"]
+    second = commit_once("second")
+    assert calls == ["PutObject", "ListObjectsV2", "GetObject", "PutObject", "ListObjectsV2"]
+    manifest, _ = commit.read_manifest(client, root)
+    assert (manifest.attempt, manifest.generation) == (second.attempt, 2)
+    assert [r.attempt for r in manifest.retired] == [first.attempt]
+
+    # the listing saw no manifest, then another writer's appeared: the create fails its condition and is read
+    late = _write_attempt(client, f"s3://{s3_bucket}/preds/dt=2013-02-06", "late")
+    other = _write_attempt(client, late.root, "other")
+    predictions.publish(client, other, rows_in=2, columns=COLS, model_version="m", run_id="other",
+                        retention=retention, spec={"dt": "2013-02-06"})
+    seen: list[commit.Manifest | None] = []
+
+    def make(current: commit.Manifest | None) -> commit.Manifest:
+        seen.append(current)
+        base = current or commit.Manifest("dt=2013-02-06", "", "", [], 2, "", 0)
+        return dataclasses.replace(base, attempt=late.id, location=late.uri, generation=base.generation + 1)
+
+    new, replaced = commit.switch(client, late, make, absent=True)
+    assert seen[0] is None and replaced is not None and replaced.attempt == other.id  # tried blind, then read
+    assert new.generation == 2
+    assert commit.read_manifest(client, late.root)[0].attempt == late.id
