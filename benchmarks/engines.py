@@ -103,6 +103,7 @@ class Steps:
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
         self.calls: dict[str, int] = {}
+        self.active: dict[str, int] = {}  # steps running now (in any thread), for a sampler to tag what it sees
 
     def add(self, label: str, seconds: float) -> None:
         self.seconds[label] = self.seconds.get(label, 0.0) + seconds
@@ -111,9 +112,11 @@ class Steps:
     @contextlib.contextmanager
     def step(self, label: str) -> Iterator[None]:
         t0 = time.monotonic()
+        self.active[label] = self.active.get(label, 0) + 1
         try:
             yield
         finally:
+            self.active[label] -= 1
             self.add(label, time.monotonic() - t0)
 
     def wrap(self, fn: Callable[..., Any], label: str) -> Callable[..., Any]:

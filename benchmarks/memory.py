@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,15 +21,33 @@ def _h2o_jvms(name_prefix: str) -> dict[int, str]:
     return found
 
 
-def hwm_kib(pid: int) -> int:
-    """The peak resident size of ``pid`` in KiB (its ``VmHWM``; 0 once it is gone)."""
+def _status_kib(pid: int, field: str) -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
     except OSError:
         pass
     return 0
+
+
+def rss_kib(pid: int) -> int:
+    """The resident size of ``pid`` now, in KiB (its ``VmRSS``; 0 once it is gone)."""
+    return _status_kib(pid, "VmRSS")
+
+
+def cpu_seconds(pid: int) -> float:
+    """The CPU time ``pid`` has used so far, user and system (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def hwm_kib(pid: int) -> int:
+    """The peak resident size of ``pid`` in KiB (its ``VmHWM``; 0 once it is gone)."""
+    return _status_kib(pid, "VmHWM")
 
 
 @dataclass

@@ -38,7 +38,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import ROOT, Result, log, median
-from benchmarks.memory import hwm_kib
+from benchmarks.engines import Steps
+from benchmarks.memory import cpu_seconds, hwm_kib, rss_kib
 from benchmarks.stack import BUCKET, Stack
 
 SIZES = (1, 4, 16)
@@ -128,7 +129,17 @@ def _child(job: dict[str, Any]) -> dict[str, Any]:
         while not stop.wait(0.1):
             for pid in _descendants(os.getpid()):
                 peaks[pid] = max(peaks.get(pid, 0), hwm_kib(pid))
+            rss = rss_kib(os.getpid()) / 1024
+            try:
+                arrow = sys.modules["pyarrow"].total_allocated_bytes() / 2**20
+            except (KeyError, AttributeError):
+                arrow = 0
+            for label in [k for k, n in STEPS_RUNNING.active.items() if n] or ["other"]:
+                RSS_BY_STEP[label] = max(RSS_BY_STEP.get(label, 0.0), round(rss))
+                ARROW_BY_STEP[label] = max(ARROW_BY_STEP.get(label, 0.0), round(arrow))
 
+    server = job.get("s3_pid")
+    server_cpu = cpu_seconds(server) if server else 0.0
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     t0 = time.monotonic()
@@ -138,8 +149,13 @@ def _child(job: dict[str, Any]) -> dict[str, Any]:
         stop.set()
         watcher.join()
     seconds = time.monotonic() - t0
+    own = os.times()
+    cpu = {"task": round(own.user + own.system, 1), "child processes": round(own.children_user + own.children_system, 1)}
+    if server:
+        cpu["S3 server"] = round(cpu_seconds(server) - server_cpu, 1)
     return {"seconds": seconds, "rows": rows, "task_rss_mib": hwm_kib(os.getpid()) / 1024,
-            "jvm_rss_mib": max(peaks.values(), default=0) / 1024, "steps": STEPS}
+            "jvm_rss_mib": max(peaks.values(), default=0) / 1024, "steps": STEPS, "cpu_s": cpu,
+            "rss_by_step": RSS_BY_STEP, "arrow_by_step": ARROW_BY_STEP}
 
 
 def _descendants(pid: int) -> list[int]:
@@ -164,17 +180,19 @@ def _settings(job: dict[str, Any]) -> Any:
 
 
 STEPS: dict[str, float] = {}  # the project's seconds per step (the functions score_offline calls)
+STEPS_RUNNING = Steps()
+RSS_BY_STEP: dict[str, float] = {}  # the task's largest resident size (MiB) seen while each step ran
+ARROW_BY_STEP: dict[str, float] = {}  # of it, the most Arrow's memory pool held (MiB)
 
 
 def _project(job: dict[str, Any]) -> int:
     import yaml
 
-    from benchmarks.engines import Steps
     from h2o_tasks import config, mojo_csv, offline_stream, predictions, scoring
 
     cfg = config.parse(yaml.safe_load(job["pipeline"]))
     start, end = (date.fromisoformat(d) for d in job["interval"])
-    steps = Steps()
+    steps = STEPS_RUNNING
     targets = [(offline_stream, "download", "download"), (offline_stream, "write_scorer_input", "write input CSV"),
                (mojo_csv, "predict_csv", "scorer JVM"), (offline_stream, "join_period", "join + write part"),
                (predictions, "upload_parts", "upload part"), (predictions, "publish", "commit")]
@@ -274,7 +292,7 @@ def run(reps: int, st: Stack, work: Path, state_dir: Path, max_scale: int, quick
         raw = yaml.safe_dump(_raw_pipeline(kcfg))
         base = {"k": k, "s3": _s3_dict(st.s3), "interval": [d.isoformat() for d in interval], "model": str(model),
                 "work": str(work), "csv": str(csv_path), "rows": rows_at[k], "pipeline": raw,
-                "prefix": f"bench-scale-{k}x"}
+                "prefix": f"bench-scale-{k}x", "s3_pid": st.s3_pid}
         figures[k] = {w: {"seconds": [], "rows_per_s": [], "task_rss_mib": [], "jvm_rss_mib": []} for w in WAYS}
         for rep in range(reps):
             order = WAYS[rep % len(WAYS):] + WAYS[:rep % len(WAYS)]
@@ -287,11 +305,15 @@ def run(reps: int, st: Stack, work: Path, state_dir: Path, max_scale: int, quick
                 f["rows_per_s"].append(round(got["rows"] / got["seconds"]))
                 f["task_rss_mib"].append(round(got["task_rss_mib"]))
                 f["jvm_rss_mib"].append(round(got["jvm_rss_mib"]))
+                f.setdefault("cpu_s", []).append(got["cpu_s"])
                 if got.get("steps"):
                     f.setdefault("steps", []).append(got["steps"])
+                    f.setdefault("rss_by_step", []).append(got["rss_by_step"])
+                    f.setdefault("arrow_by_step", []).append(got["arrow_by_step"])
                 log(f"    rep {rep + 1}/{reps} {k}x {way}: {got['seconds']:.1f}s, {got['rows'] / got['seconds']:,.0f} "
-                    f"rows/s, task {got['task_rss_mib']:.0f} MiB, JVM {got['jvm_rss_mib']:.0f} MiB"
-                    + (f"; steps {got['steps']}" if got.get("steps") else ""))
+                    f"rows/s, task {got['task_rss_mib']:.0f} MiB, JVM {got['jvm_rss_mib']:.0f} MiB; CPU s {got['cpu_s']}"
+                    + (f"; steps {got['steps']}; task MiB by step {got['rss_by_step']}, of it Arrow's "
+                       f"{got['arrow_by_step']}" if got.get("steps") else ""))
         csv_path.unlink()
     results = _results(figures, rows_at, sizes, interval, champion)
     plot(figures, rows_at, plot_path)

@@ -20,6 +20,7 @@ class Stack:
     hive: Any  # HiveServer or None
     data_dir: Path
     workdir: Path
+    s3_pid: int = 0  # the S3 server's process (its CPU time is measured: it shares the machine's cores)
 
 
 @contextlib.contextmanager
@@ -36,7 +37,7 @@ def running(workdir: Path, with_hive: bool = True) -> Iterator[Stack]:
             servers.append(hive)
         data_dir = seed.write_flights_parquet(seed.default_data_dir())
         seed.seed_all(s3.settings, hive, data_dir, bucket=BUCKET)
-        yield Stack(s3.settings, hive, data_dir, workdir)
+        yield Stack(s3.settings, hive, data_dir, workdir, s3.process.pid)
     finally:
         for server in reversed(servers):
             with contextlib.suppress(Exception):

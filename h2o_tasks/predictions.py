@@ -130,13 +130,15 @@ def _same_files(files: list[dict[str, Any]], expected: dict[str, dict[str, Any]]
 
 def publish(client: Any, attempt: commit.Attempt, *, rows_in: int, columns: list[tuple[str, str]],
             retention: Retention, model_version: str, run_id: str, spec: dict[str, str],
-            table: Any = None, uploaded: dict[str, dict[str, Any]] | None = None,
+            table: Any = None, uploaded: dict[str, dict[str, Any]] | None = None, rows_written: int | None = None,
             hive: HiveTarget | None = None, now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> Committed:
     """Commit the attempt's parts as the partition's predictions (the sequence in the module docstring).
 
     :param table: the predictions as an Arrow table when the task wrote them itself (with
         ``uploaded``: what it uploaded, checked against the listing); otherwise the parts are
         read back from S3 and counted there.
+    :param rows_written: instead of ``table`` when there is no Hive table to write: the rows the task
+        wrote into the parts it uploaded (so a queue of commits holds counts, not tables).
     :raises InputDataError: rows landed differ from ``rows_in`` (nothing is switched).
     """
     testhooks.checkpoint("commit:after-staging")
@@ -147,10 +149,11 @@ def publish(client: Any, attempt: commit.Attempt, *, rows_in: int, columns: list
     if uploaded is not None and (bad := _same_files(files, uploaded)):
         raise CommitError("predictions", attempt.uri, f"differ after the write from what was uploaded ({bad})",
                           "retry the task; if it repeats, check what else writes under the output prefix")
-    if table is None:
+    if table is None and (rows_written is None or uploaded is None or hive is not None):
         table = read_parts(client, files, columns)
-    if table.num_rows != rows_in:
-        raise InputDataError("predictions", attempt.uri, f"hold {table.num_rows} rows where they landed, not the "
+    rows = table.num_rows if table is not None else rows_written
+    if rows != rows_in:
+        raise InputDataError("predictions", attempt.uri, f"hold {rows} rows where they landed, not the "
                              f"{rows_in} input rows", "this is a bug: report it with the task log")
     hive_location = hive_rows = None
     if hive is not None:
@@ -174,7 +177,7 @@ def publish(client: Any, attempt: commit.Attempt, *, rows_in: int, columns: list
         if current is None and before.legacy:  # an earlier release's files: retired like an attempt, removed
             # after the grace
             retired.append(commit.Retired(commit.LEGACY, attempt.root, None, at.isoformat()))
-        return commit.Manifest(partition, attempt.id, attempt.uri, files, table.num_rows, at.isoformat(),
+        return commit.Manifest(partition, attempt.id, attempt.uri, files, rows, at.isoformat(),
                                (current.generation if current else 0) + 1, model_version, run_id,
                                hive.table if hive else None, hive_location, retired)
 

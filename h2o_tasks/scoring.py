@@ -312,7 +312,7 @@ def score_offline(cfg: PipelineConfig, s3s: S3Settings, start: date, end: date, 
     columns: list[tuple[str, str]] = []
     rows_in = 0
     fmt = cfg.source.s3.format
-    with scratch.directory("h2o-score-") as work:
+    with scratch.directory("h2o-score-") as work, offline_stream.system_allocator():
         model = fetch_model(client, champ, work)
         # every period's rows streamed into one input, one scorer JVM for the interval (its start-up,
         # ~0.5 s, once and not per day), then its output streamed back and cut into periods by their rows
@@ -334,13 +334,13 @@ def score_offline(cfg: PipelineConfig, s3s: S3Settings, start: date, end: date, 
         id_types = _id_types(local, fmt, ids)
         columns = [*id_types, *((name, t) for name, (_, t) in zip(names, pred_types, strict=True))]
         preds = offline_stream.PredictionStream(work / "output.csv", predictions.arrow_schema(pred_types))
-        def publish(period: offline_stream.LocalPeriod, part: Path, landed: Any) -> predictions.Committed:
+        def publish(period: offline_stream.LocalPeriod, part: Path, landed: Any, rows: int) -> predictions.Committed:
             attempt = commit.new_attempt(partition_root(cfg, period.key), run_id)
             uploaded = predictions.upload_parts(client, attempt, [part])
             done = predictions.publish(client, attempt, rows_in=period.rows, columns=columns,
                                        retention=retention(cfg), model_version=champ.version, run_id=run_id,
-                                       spec=intervals.partition_spec(period.key), table=landed, uploaded=uploaded,
-                                       hive=hive)
+                                       spec=intervals.partition_spec(period.key), uploaded=uploaded, table=landed,
+                                       rows_written=rows, hive=hive)
             offline_stream.remove([*period.paths, part.parent])
             return done
 
@@ -361,7 +361,10 @@ def score_offline(cfg: PipelineConfig, s3s: S3Settings, start: date, end: date, 
                         raise InputDataError("predictions", landed.num_rows,
                                              f"differ from the {period.rows} input rows of {period.key}",
                                              "this is a bug: report it with the task log")
-                    in_flight.append(pool.submit(publish, period, part, landed))
+                    # a queued commit holds the period's count; its table only where Hive is written from it
+                    in_flight.append(pool.submit(publish, period, part, landed if hive is not None else None,
+                                                 landed.num_rows))
+                    del landed
                     while sum(not f.done() for f in in_flight) > threads:  # a period joined ahead, no more
                         wait([f for f in in_flight if not f.done()], return_when=FIRST_COMPLETED)
                     for f in in_flight:
