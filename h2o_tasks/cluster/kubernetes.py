@@ -31,6 +31,11 @@ from h2o_tasks.config import ENDPOINT_MODES
 from h2o_tasks.errors import ClusterError
 from h2o_tasks.naming import MANAGED_BY
 
+# The readiness probe fails a leader on one answer later than 5 s (a GC pause, a loaded node) and
+# passes it again at the next probe, 2 s later: a task asking for the leader in between waits
+# that out rather than failing (seen on the bed right after a successful wait, under CI load).
+NO_LEADER_GRACE_S = 15.0
+
 H2O_PORT = 54321
 log = logging.getLogger(__name__)
 
@@ -320,11 +325,14 @@ class KubernetesBackend:
 
     def local_endpoint(self, info: ClusterInfo) -> str:
         """The leader's URL usable from this process; in port-forward mode it opens (or reuses)
-        a forward that lives until ``close()``. Raises ``ClusterError`` when no pod leads."""
-        url = self._local_url(info, self._pods(info.name, info.namespace or self.namespace))
-        if not url:
-            raise ClusterError(f"cluster {info.namespace or self.namespace}/{info.name} has no ready leader pod",
-                               retryable=True, reason="NoLeader")
+        a forward that lives until ``close()``. Raises ``ClusterError`` when no pod leads for
+        :data:`NO_LEADER_GRACE_S`."""
+        deadline = time.monotonic() + NO_LEADER_GRACE_S
+        while not (url := self._local_url(info, self._pods(info.name, info.namespace or self.namespace))):
+            if time.monotonic() >= deadline:
+                raise ClusterError(f"cluster {info.namespace or self.namespace}/{info.name} has had no ready leader "
+                                   f"pod for {NO_LEADER_GRACE_S:.0f} s", retryable=True, reason="NoLeader")
+            time.sleep(1.0)
         return url
 
     def evidence(self, info: ClusterInfo, directory: Path) -> list[Path]:

@@ -208,13 +208,31 @@ def test_port_forward_url_stays_in_the_process(pf_backend):
     assert not FakeForward.opened[-1].active
 
 
-def test_no_leader_no_forward(pf_backend):
+def test_no_leader_no_forward(pf_backend, monkeypatch):
+    from h2o_tasks.cluster import kubernetes as k8s
+
+    monkeypatch.setattr(k8s, "NO_LEADER_GRACE_S", 0.0)
     info = pf_backend._info("c", "h2o", 2, {})
     pf_backend.state["pods"] = [PodObservation(name="c-0", phase="Running", ready=False)]
     assert not pf_backend.status(info).ready and FakeForward.opened == []
     with pytest.raises(ClusterError) as err:
         pf_backend.local_endpoint(info)
-    assert err.value.reason == "NoLeader"
+    assert err.value.reason == "NoLeader" and FakeForward.opened == []
+
+
+def test_a_leader_that_flaps_not_ready_for_a_probe_is_waited_for(pf_backend, monkeypatch):
+    """The readiness probe can fail the leader once (a pause past its timeout) right after a wait
+    saw it ready; asking for the leader then waits for the next probe instead of failing."""
+    from h2o_tasks.cluster import kubernetes as k8s
+
+    slept: list[float] = []
+    monkeypatch.setattr(k8s.time, "sleep", lambda s: (slept.append(s), pf_backend.state.update(
+        pods=pods() if len(slept) >= 3 else pf_backend.state["pods"])))
+    info = pf_backend._info("c", "h2o", 2, {})
+    pf_backend.state["pods"] = [PodObservation(name="c-0", phase="Running", ready=False),
+                                PodObservation(name="c-1", phase="Running", ready=False)]
+    assert pf_backend.local_endpoint(info) == "http://127.0.0.1:40001" and len(slept) == 3
+    assert [(f.pod, f.port) for f in FakeForward.opened] == [("c-0", 54321)]
 
 
 def test_forbidden_fails_status_but_a_hiccup_does_not(pf_backend, monkeypatch):
