@@ -124,8 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not args.workdir:
             shutil.rmtree(work, ignore_errors=True)
-    if set(args.only) == {"engines"}:
-        meta["reps"] = args.reps or 1  # what the engines ran (see the step above), not the default of the others
+    if set(args.only) <= {"engines", "scale"}:
+        meta["reps"] = args.reps or 1  # what these ran (see their steps above), not the default of the others
     meta["load_end"] = round(os.getloadavg()[0], 2)
     meta["seconds"] = round(time.monotonic() - t0)
     partial = set(args.only) != set(NAMES)  # a subset never replaces the committed results, unless merged

@@ -9,6 +9,7 @@ for p in (str(ROOT), str(ROOT / "plugins")):
         sys.path.insert(0, p)
 
 pytest_plugins = [
+    "tests.fixtures.interrupts",
     "tests.fixtures.s3",
     "tests.fixtures.hive",
     "tests.fixtures.h2o",
