@@ -10,18 +10,18 @@ then committed by a switch (:mod:`h2o_tasks.predictions`).
 from __future__ import annotations
 
 import csv
+import functools
 import re
 import shutil
 import time
 import uuid
 from collections.abc import Iterable
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from h2o_tasks import commit, intervals, mojo_csv, offline_stream, predictions, registry, s3, scratch, staging, syntax
+from h2o_tasks import commit, commit_queue, intervals, mojo_csv, offline_stream, predictions, registry, s3, scratch, staging, syntax
 from h2o_tasks.config import PipelineConfig
 from h2o_tasks.errors import ConfigError, InputDataError, SourceNotFoundError
 from h2o_tasks.s3 import S3Settings
@@ -29,7 +29,6 @@ from h2o_tasks.sources import hive as hive_source
 
 HIVE_TYPES = {"int": "BIGINT", "real": "DOUBLE", "enum": "STRING", "string": "STRING", "time": "BIGINT"}
 CLASSIFICATION = ("binary", "multiclass")
-COMMIT_THREADS = 8  # the offline engine's partitions committed at once (S3 requests, not bytes, are their cost)
 
 
 @dataclass(frozen=True)
@@ -177,24 +176,27 @@ def score_in_cluster(h2o: Any, frames: list[tuple[date | intervals.Period, Any]]
     columns: list[tuple[str, str]] = []
     rows_in = 0
     try:
-        for day, frame in frames:
-            ids = _check_ids(cfg, frame.columns)
-            frame, report = check_scoring_input(frame, champ.metadata["features"], champ.version)
-            for k, v in report.unseen_levels.items():
-                unseen[k] = unseen.get(k, 0) + v
-            preds = model.predict(frame)
-            preds.set_names(output_names(preds.columns, _domain(champ.metadata), ids))
-            out = frame[ids].cbind(preds) if ids else preds
-            attempt = commit.new_attempt(partition_root(cfg, day), run_id)
-            h2o.export_file(out, attempt.uri, force=True, parts=-1, write_checksum=False)
-            columns = ([(c, HIVE_TYPES.get(out.types[c], "STRING")) for c in ids]
-                       + prediction_types(champ.metadata, preds.columns))
-            h2o.remove(out)
-            h2o.remove(preds)
-            rows_in += frame.nrows
-            committed.append(predictions.publish(client, attempt, rows_in=frame.nrows, columns=columns,
-                                                 retention=retention(cfg), model_version=champ.version, run_id=run_id,
-                                                 spec=intervals.partition_spec(day), hive=hive))
+        with commit_queue.CommitQueue[predictions.Committed](commit_threads(hive)) as queue:
+            for day, frame in frames:
+                ids = _check_ids(cfg, frame.columns)
+                frame, report = check_scoring_input(frame, champ.metadata["features"], champ.version)
+                for k, v in report.unseen_levels.items():
+                    unseen[k] = unseen.get(k, 0) + v
+                preds = model.predict(frame)
+                preds.set_names(output_names(preds.columns, _domain(champ.metadata), ids))
+                out = frame[ids].cbind(preds) if ids else preds
+                attempt = commit.new_attempt(partition_root(cfg, day), run_id)
+                h2o.export_file(out, attempt.uri, force=True, parts=-1, write_checksum=False)
+                columns = ([(c, HIVE_TYPES.get(out.types[c], "STRING")) for c in ids]
+                           + prediction_types(champ.metadata, preds.columns))
+                h2o.remove(out)
+                h2o.remove(preds)
+                rows_in += frame.nrows
+                # the commit reads the parts back from S3 while the cluster predicts the next day
+                queue.submit(functools.partial(
+                    predictions.publish, client, attempt, rows_in=frame.nrows, columns=columns, retention=retention(cfg),
+                    model_version=champ.version, run_id=run_id, spec=intervals.partition_spec(day), hive=hive))
+            committed = queue.results()
     finally:
         if owned:
             h2o.remove(model)
@@ -312,6 +314,7 @@ def score_offline(cfg: PipelineConfig, s3s: S3Settings, start: date, end: date, 
     columns: list[tuple[str, str]] = []
     rows_in = 0
     fmt = cfg.source.s3.format
+    offline_stream.limit_malloc_arenas()  # before the download and commit threads take arenas of their own
     with scratch.directory("h2o-score-") as work, offline_stream.system_allocator():
         model = fetch_model(client, champ, work)
         # every period's rows streamed into one input, one scorer JVM for the interval (its start-up,
@@ -344,42 +347,33 @@ def score_offline(cfg: PipelineConfig, s3s: S3Settings, start: date, end: date, 
             offline_stream.remove([*period.paths, part.parent])
             return done
 
-        # periods are joined in order (one output stream) and committed in threads: each commit is a
-        # partition of its own, and its requests, not its bytes, are its cost. With a Hive table one at a
-        # time (its DDL and partition switches go through one metastore).
-        in_flight: list[Any] = []
-        threads = 1 if hive is not None else COMMIT_THREADS
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            try:
-                for i, period in enumerate(local):
-                    part = work / "out" / f"{i:05d}" / "part-00000.csv"
-                    part.parent.mkdir(parents=True)
-                    # the table the CSV was written from; the store's ETags then show those bytes landed
-                    landed = offline_stream.join_period(period, fmt, id_types, preds, [c for c, _ in pred_types],
-                                                        [c for c, _ in columns], part)
-                    if landed.num_rows != period.rows:
-                        raise InputDataError("predictions", landed.num_rows,
-                                             f"differ from the {period.rows} input rows of {period.key}",
-                                             "this is a bug: report it with the task log")
-                    # a queued commit holds the period's count; its table only where Hive is written from it
-                    in_flight.append(pool.submit(publish, period, part, landed if hive is not None else None,
-                                                 landed.num_rows))
-                    del landed
-                    while sum(not f.done() for f in in_flight) > threads:  # a period joined ahead, no more
-                        wait([f for f in in_flight if not f.done()], return_when=FIRST_COMPLETED)
-                    for f in in_flight:
-                        if f.done() and f.exception() is not None:
-                            raise f.exception()
-                if (extra := preds.left()):
-                    raise InputDataError("predictions", extra, f"more rows than the {written.rows} input rows",
+        # periods are joined in order (one output stream) and committed in threads (commit_queue)
+        with commit_queue.CommitQueue[predictions.Committed](commit_threads(hive)) as queue:
+            for i, period in enumerate(local):
+                part = work / "out" / f"{i:05d}" / "part-00000.csv"
+                part.parent.mkdir(parents=True)
+                # the table the CSV was written from; the store's ETags then show those bytes landed
+                landed = offline_stream.join_period(period, fmt, id_types, preds, [c for c, _ in pred_types],
+                                                    [c for c, _ in columns], part)
+                if landed.num_rows != period.rows:
+                    raise InputDataError("predictions", landed.num_rows,
+                                         f"differ from the {period.rows} input rows of {period.key}",
                                          "this is a bug: report it with the task log")
-            except BaseException:
-                for f in in_flight:  # the commits not started yet are not made
-                    f.cancel()
-                raise
-            committed = [f.result() for f in in_flight]  # in period order; the first error is raised
+                # a queued commit holds the period's count; its table only where Hive is written from it
+                queue.submit(publish, period, part, landed if hive is not None else None, landed.num_rows)
+                del landed
+            if (extra := preds.left()):
+                raise InputDataError("predictions", extra, f"more rows than the {written.rows} input rows",
+                                     "this is a bug: report it with the task log")
+        committed = queue.results()
         rows_in = written.rows
     return _result("offline", champ.version, cfg, committed, rows_in, unseen, t0, columns)
+
+
+def commit_threads(hive: predictions.HiveTarget | None) -> int:
+    """Partitions committed at once: one at a time with a Hive table (its DDL and partition switches go
+    through one metastore), else :data:`h2o_tasks.commit_queue.COMMIT_THREADS`."""
+    return 1 if hive is not None else commit_queue.COMMIT_THREADS
 
 
 def _scored_header(metadata: dict[str, Any], scored: Path) -> tuple[list[str], list[tuple[str, str]]]:
@@ -540,21 +534,33 @@ def score_in_hive(cfg: PipelineConfig, s3s: S3Settings, periods: list[intervals.
         finally:
             conn.close()
         split = _split_staged(list(staged.files), query, work / "periods", unseen)
-        for _, period in sorted(query.periods.items()):
-            rows = split.read(period, counts[period])
-            id_types = [(c, arrow_id_type(rows.schema.field(c).type)) for c in ids]
-            columns = id_types + prediction_types(champ.metadata, rows.column_names[len(ids):])
-            rows = rows.cast(predictions.arrow_schema(columns))
-            part = work / "part-00000.csv"
-            pcsv.write_csv(rows, part)
+
+        def publish(period: intervals.Period, part: Path, columns: list[tuple[str, str]], rows: int,
+                    table: Any) -> predictions.Committed:
             attempt = commit.new_attempt(partition_root(cfg, period), run_id)
             uploaded = predictions.upload_parts(client, attempt, [part])
-            rows_in += counts[period]
-            committed.append(predictions.publish(client, attempt, rows_in=counts[period], columns=columns,
-                                                 retention=retention(cfg), model_version=champ.version,
-                                                 run_id=run_id, spec=intervals.partition_spec(period),
-                                                 table=rows, uploaded=uploaded, hive=hive))
-            split.drop(period)
+            done = predictions.publish(client, attempt, rows_in=counts[period], columns=columns,
+                                       retention=retention(cfg), model_version=champ.version, run_id=run_id,
+                                       spec=intervals.partition_spec(period), uploaded=uploaded, table=table,
+                                       rows_written=rows, hive=hive)
+            shutil.rmtree(part.parent, ignore_errors=True)
+            return done
+
+        with commit_queue.CommitQueue[predictions.Committed](commit_threads(hive)) as queue:
+            for i, (_, period) in enumerate(sorted(query.periods.items())):
+                rows = split.read(period, counts[period])
+                id_types = [(c, arrow_id_type(rows.schema.field(c).type)) for c in ids]
+                columns = id_types + prediction_types(champ.metadata, rows.column_names[len(ids):])
+                rows = rows.cast(predictions.arrow_schema(columns))
+                part = work / "parts" / f"{i:05d}" / "part-00000.csv"
+                part.parent.mkdir(parents=True)
+                pcsv.write_csv(rows, part)
+                rows_in += counts[period]
+                # a queued commit holds the period's count; its rows only where Hive is written from them
+                queue.submit(publish, period, part, columns, rows.num_rows, rows if hive is not None else None)
+                del rows
+                split.drop(period)
+        committed = queue.results()
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return _result("hive", champ.version, cfg, committed, rows_in, unseen, t0, columns)

@@ -4,7 +4,6 @@ the scheduler runs what is triggered, and Ctrl-C leaves no process of it."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from devtools.airflow_local import ROOT
+from tests.fixtures.processes import alive
 
 pytestmark = pytest.mark.integration
 
@@ -33,14 +33,6 @@ def _call(url: str, path: str, token: str | None = None, body: dict | None = Non
 def _processes_under(path: Path) -> list[str]:
     """Processes whose command line names ``path`` (the H2O JVMs name their ice and log dirs in it)."""
     return subprocess.run(["pgrep", "-af", str(path)], capture_output=True, text=True).stdout.splitlines()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def test_make_airflow_serves_the_dags_runs_a_trigger_and_ctrl_c_leaves_nothing(tmp_path):
@@ -108,5 +100,5 @@ def test_make_airflow_serves_the_dags_runs_a_trigger_and_ctrl_c_leaves_nothing(t
         code = proc.wait(180)
     assert code == 0, out.read_text()[-3000:]
     assert "stopped" in out.read_text().splitlines()[-1]
-    assert [p for p in pids if _alive(p)] == []
+    assert [p for p in pids if alive(p)] == []
     assert _processes_under(state) == []  # nothing of it runs

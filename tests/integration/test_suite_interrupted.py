@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
+from tests.fixtures.processes import alive
 from tests.fixtures.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -29,14 +30,6 @@ def test_holds_a_server(s3_server):
     Path(os.environ["SERVER_PID_FILE"]).write_text(str(s3_server.process.pid))
     time.sleep(300)
 '''
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 @pytest.mark.parametrize("plugin", [True, False], ids=["with-the-suite-plugin", "without-it"])
@@ -54,22 +47,22 @@ def test_sigterm_to_the_suite_runs_the_fixtures_teardown(tmp_path: Path, plugin:
     try:
         server_pid = int(wait_for("the inner test's server", lambda: pid_file.exists() and pid_file.read_text(), 90,
                                   give_up=lambda: suite.poll() is not None and f"the inner suite ended: {suite.stdout.read()}"))
-        assert _alive(server_pid)
+        assert alive(server_pid)
         suite.send_signal(signal.SIGTERM)
         out, _ = suite.communicate(timeout=60)
         if plugin:
             assert suite.returncode == pytest.ExitCode.INTERRUPTED, out
             assert "SIGTERM: stopping after the fixtures' teardown" in out, out
             deadline = time.monotonic() + 10
-            while _alive(server_pid) and time.monotonic() < deadline:
+            while alive(server_pid) and time.monotonic() < deadline:
                 time.sleep(0.1)
-            assert not _alive(server_pid), f"moto server {server_pid} outlived the suite:\n{out}"
+            assert not alive(server_pid), f"moto server {server_pid} outlived the suite:\n{out}"
         else:
             assert suite.returncode == -signal.SIGTERM, out
-            assert _alive(server_pid), "without the plugin the server should outlive the suite (the control)"
+            assert alive(server_pid), "without the plugin the server should outlive the suite (the control)"
     finally:
         if suite.poll() is None:
             suite.kill()
             suite.wait()
-        if server_pid and _alive(server_pid):
+        if server_pid and alive(server_pid):
             os.killpg(server_pid, signal.SIGKILL)  # the server leads its own process group

@@ -148,3 +148,44 @@ def test_a_period_without_rows_is_a_part_with_its_header_alone(tmp_path):
     assert offline_stream.join_period(periods[1], *args, tmp_path / "p1.csv").to_pydict() == {"id": [7],
                                                                                                "predict": [0.5]}
     assert stream.left() == 0
+
+
+_ARENAS = """
+import ctypes, sys, threading
+from h2o_tasks import offline_stream
+if sys.argv[1] == "limit":
+    assert offline_stream.limit_malloc_arenas()
+together = threading.Barrier(6)
+def work():
+    blocks = [bytearray(10_000) for _ in range(8)]  # from malloc (not Python's small-object pool, nor mmap)
+    together.wait()
+threads = [threading.Thread(target=work) for _ in range(6)]
+for t in threads: t.start()
+for t in threads: t.join()
+ctypes.CDLL(None).malloc_stats()
+"""
+
+
+@pytest.mark.parametrize(("mode", "most"), [("limit", 2), ("default", None)])
+def test_the_task_caps_the_malloc_arenas_its_threads_take(mode, most):
+    """Six threads allocating at once take an arena each (glibc's own count, ``malloc_stats``), two with the cap."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    env["PYTHONPATH"] = str(ROOT)
+    out = subprocess.run([sys.executable, "-c", _ARENAS, mode], env=env, capture_output=True, text=True, check=True)
+    arenas = len(re.findall(r"^Arena \d+:", out.stderr, re.MULTILINE))
+    if most:
+        assert 1 <= arenas <= most, out.stderr
+    else:
+        assert arenas >= 6, out.stderr  # the control: without the cap each thread had its own
+
+
+def test_a_malloc_arena_max_set_in_the_environment_is_left_alone(monkeypatch):
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert offline_stream.limit_malloc_arenas() is False
