@@ -70,17 +70,18 @@ def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
     request and response buffers stayed resident in theirs, so the task's peak grew with the
     interval: 223-234 MiB at 16x against 208-209 MiB with 2 arenas (176-181 MiB at 1x either way),
     and no slower. Process-wide and kept, which suits a task process (Airflow runs one task per
-    process). A ``MALLOC_ARENA_MAX`` set in the environment is left as it is; glibc fixes its limit
-    once it has made 8 arenas, so the call counts where it comes early.
+    process). A limit set in the environment (``MALLOC_ARENA_MAX``, ``GLIBC_TUNABLES``'s
+    ``glibc.malloc.arena_max``) is left as it is. glibc fixes its limit once it has made 8 arenas,
+    so the call counts where it comes early: True says the C library took the setting.
     """
     import ctypes
     import os
 
-    if "MALLOC_ARENA_MAX" in os.environ:
+    if "MALLOC_ARENA_MAX" in os.environ or "arena_max" in os.environ.get("GLIBC_TUNABLES", ""):
         return False
     try:
         mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):  # no C library with mallopt (macOS): nothing to cap
+    except (OSError, AttributeError, TypeError):  # no C library with mallopt (macOS, Windows): nothing to cap
         return False
     return bool(mallopt(M_ARENA_MAX, arenas))  # musl's mallopt does nothing and returns 0
 

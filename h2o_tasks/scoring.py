@@ -176,7 +176,9 @@ def score_in_cluster(h2o: Any, frames: list[tuple[date | intervals.Period, Any]]
     columns: list[tuple[str, str]] = []
     rows_in = 0
     try:
-        with commit_queue.CommitQueue[predictions.Committed](commit_threads(hive)) as queue:
+        # one commit beside the next day's predict: a commit here reads its day's parts back from S3
+        # (the cluster wrote them), so each queued one would hold a day of predictions in the worker
+        with commit_queue.CommitQueue[predictions.Committed](1) as queue:
             for day, frame in frames:
                 ids = _check_ids(cfg, frame.columns)
                 frame, report = check_scoring_input(frame, champ.metadata["features"], champ.version)
@@ -192,7 +194,6 @@ def score_in_cluster(h2o: Any, frames: list[tuple[date | intervals.Period, Any]]
                 h2o.remove(out)
                 h2o.remove(preds)
                 rows_in += frame.nrows
-                # the commit reads the parts back from S3 while the cluster predicts the next day
                 queue.submit(functools.partial(
                     predictions.publish, client, attempt, rows_in=frame.nrows, columns=columns, retention=retention(cfg),
                     model_version=champ.version, run_id=run_id, spec=intervals.partition_spec(day), hive=hive))
@@ -552,6 +553,10 @@ def score_in_hive(cfg: PipelineConfig, s3s: S3Settings, periods: list[intervals.
                 id_types = [(c, arrow_id_type(rows.schema.field(c).type)) for c in ids]
                 columns = id_types + prediction_types(champ.metadata, rows.column_names[len(ids):])
                 rows = rows.cast(predictions.arrow_schema(columns))
+                if rows.num_rows != counts[period]:  # before this period's commit, and any later one
+                    raise InputDataError("predictions", rows.num_rows,
+                                         f"differ from the {counts[period]} source rows of {period.key}",
+                                         "this is a bug: report it with the task log")
                 part = work / "parts" / f"{i:05d}" / "part-00000.csv"
                 part.parent.mkdir(parents=True)
                 pcsv.write_csv(rows, part)

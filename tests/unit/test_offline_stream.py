@@ -186,6 +186,7 @@ def test_the_task_caps_the_malloc_arenas_its_threads_take(mode, most):
         assert arenas >= 6, out.stderr  # the control: without the cap each thread had its own
 
 
-def test_a_malloc_arena_max_set_in_the_environment_is_left_alone(monkeypatch):
-    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+@pytest.mark.parametrize(("name", "value"), [("MALLOC_ARENA_MAX", "4"), ("GLIBC_TUNABLES", "glibc.malloc.arena_max=4")])
+def test_an_arena_limit_set_in_the_environment_is_left_alone(monkeypatch, name, value):
+    monkeypatch.setenv(name, value)
     assert offline_stream.limit_malloc_arenas() is False
