@@ -4,6 +4,7 @@ and what the import of a pipeline's S3 source makes of missing values."""
 from __future__ import annotations
 
 import io
+import time
 from datetime import date, datetime
 
 import pyarrow as pa
@@ -91,7 +92,7 @@ def test_the_nodes_import_many_files_from_one_listing_and_keep_the_windows_keys_
 @pytest.mark.parametrize("other", [pa.table({"x": [4.0]}), pa.table({"x": [8.0], "s": ["g"], "z": [1]}),
                                    pa.table({"s": ["h"], "x": [9.0]})],
                          ids=["missing-column", "extra-column", "other-order"])
-def test_files_with_other_columns_are_named_before_the_cluster_parses(h2o_cloud, s3_settings, s3_bucket, other):
+def test_files_with_other_columns_are_named_and_leave_no_frame(h2o_cloud, s3_settings, s3_bucket, other):
     client = s3_settings.client()
     write_days(client, f"s3://{s3_bucket}/data", [pa.table({"x": [1.0, 2.0], "s": ["a", "b"]}), other])
     with pytest.raises(InputDataError) as err:
@@ -99,7 +100,73 @@ def test_files_with_other_columns_are_named_before_the_cluster_parses(h2o_cloud,
                                client=client)
     assert err.value.field == "source.s3.uri" and err.value.value.endswith("dt=2013-02-02/part-0.parquet")
     assert "schemas differ" in str(err.value) and "['x', 's']" in str(err.value)
-    assert "t_columns_differ" not in h2o_cloud.ls()["key"].tolist()
+    left = h2o_cloud.ls()["key"].tolist()
+    assert "t_columns_differ" not in left and not [k for k in left if s3_bucket in k]  # nor the file keys
+
+
+def _parse_jobs(h2o, destination: str) -> list[str]:
+    """The statuses of the cluster's jobs writing ``destination``."""
+    return [j["status"] for j in h2o.api("GET /3/Jobs")["jobs"] if (j.get("dest") or {}).get("name") == destination]
+
+
+def _reordered_last(monkeypatch, files, before=lambda: None) -> None:
+    """The footer check reads the last file's columns reversed (a file written with another column
+    order), after ``before()``; the files themselves parse as one."""
+    real = s3_source.parquet_columns
+
+    def parquet_columns(client, uri):
+        if uri != files[-1]:
+            return real(client, uri)
+        before()
+        return real(client, uri)[::-1]
+
+    monkeypatch.setattr(s3_source, "parquet_columns", parquet_columns)
+
+
+def test_a_file_found_wrong_during_the_parse_cancels_it(h2o_cloud, s3_settings, s3_bucket, monkeypatch):
+    """The footers are checked while the nodes parse: a wrong one cancels the running parse, and its
+    error is raised with nothing left in the cluster."""
+    import numpy as np
+
+    client = s3_settings.client()
+    rng = np.random.default_rng(7)
+    write_days(client, f"s3://{s3_bucket}/data",
+               [pa.table({f"c{j}": rng.random(300_000) for j in range(6)}) for _ in range(8)])
+    resolved = _resolve(s3_settings, s3_bucket, 8)
+
+    def parse_running() -> None:
+        seen: list[str] = []
+        deadline = time.monotonic() + 60
+        while not (seen := _parse_jobs(h2o_cloud, "t_cancelled")) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert seen == ["RUNNING"], f"the parse was not seen running: {seen}"
+
+    _reordered_last(monkeypatch, resolved.files, parse_running)
+    with pytest.raises(InputDataError, match="orders its columns") as err:
+        s3_source.import_frame(h2o_cloud, resolved, "parquet", "t_cancelled", client=client)
+    assert err.value.value == resolved.files[-1]
+    assert _parse_jobs(h2o_cloud, "t_cancelled") == ["CANCELLED"]
+    left = h2o_cloud.ls()["key"].tolist()
+    assert "t_cancelled" not in left and not [k for k in left if s3_bucket in k]
+
+
+def test_a_file_found_wrong_before_the_parse_starts_none(h2o_cloud, s3_settings, s3_bucket, monkeypatch):
+    client = s3_settings.client()
+    write_days(client, f"s3://{s3_bucket}/data", [pa.table({"x": [1.0 * i], "s": ["a"]}) for i in range(3)])
+    resolved = _resolve(s3_settings, s3_bucket, 3)
+    _reordered_last(monkeypatch, resolved.files)
+    real_import = s3_source.lazy_import
+
+    def lazy_import(h2o, files):  # the check's answer is in before the parse is asked for
+        keys = real_import(h2o, files)
+        time.sleep(0.5)
+        return keys
+
+    monkeypatch.setattr(s3_source, "lazy_import", lazy_import)
+    with pytest.raises(InputDataError, match="orders its columns"):
+        s3_source.import_frame(h2o_cloud, resolved, "parquet", "t_not_parsed", client=client)
+    assert _parse_jobs(h2o_cloud, "t_not_parsed") == []
+    assert not [k for k in h2o_cloud.ls()["key"].tolist() if s3_bucket in k or k == "t_not_parsed"]
 
 
 def test_a_parse_failing_on_another_schema_reports_h2o_reason_and_leaves_no_frame(h2o_cloud, s3_settings, s3_bucket):
@@ -110,6 +177,33 @@ def test_a_parse_failing_on_another_schema_reports_h2o_reason_and_leaves_no_fram
     assert err.value.field == "source.s3.uri" and "schemas differ" in str(err.value)
     left = h2o_cloud.ls()["key"].tolist()
     assert "t_schema_differs" not in left and not [k for k in left if s3_bucket in k]  # nor the file keys
+
+
+def test_the_parse_reads_in_the_chunks_of_a_setup_over_every_file(h2o_cloud, s3_settings, s3_bucket, monkeypatch):
+    """Set up from the first file, the parse still reads in the chunks H2O's setup over all the files
+    picks (so a file is one read where H2O would read it in one, not many small ones)."""
+    import numpy as np
+
+    from h2o_tasks import chunking
+
+    client = s3_settings.client()
+    rng = np.random.default_rng(3)
+    write_days(client, f"s3://{s3_bucket}/data",
+               [pa.table({f"c{j}": rng.random(40_000) for j in range(3)}) for _ in range(8)])
+    resolved = _resolve(s3_settings, s3_bucket, 8)
+    raw = h2o_cloud.lazy_import(list(resolved.files))
+    try:
+        full, first = h2o_cloud.parse_setup(raw), h2o_cloud.parse_setup(raw[:1])
+    finally:
+        for key in raw:
+            h2o_cloud.remove(key)
+    assert first["chunk_size"] < full["chunk_size"]  # the first file's setup alone would read in smaller chunks
+    assert chunking.whole_input_chunk_size(h2o_cloud, first, resolved.total_bytes) == full["chunk_size"]
+    real, used = h2o_cloud.parse_raw, []
+    monkeypatch.setattr(h2o_cloud, "parse_raw", lambda setup, id: used.append(setup["chunk_size"]) or real(setup, id=id))
+    frame = s3_source.import_frame(h2o_cloud, resolved, "parquet", "t_chunks", client=client)
+    h2o_cloud.remove(frame)
+    assert used == [full["chunk_size"]]
 
 
 def test_parquet_columns_reads_the_footer_and_rejects_other_files(s3_settings, s3_bucket):
