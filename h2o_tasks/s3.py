@@ -55,7 +55,8 @@ class S3Settings:
             aws_secret_access_key=self.secret_key or None,
             aws_session_token=self.session_token or None,
             region_name=self.region,
-            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3, "mode": "standard"}),
+            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3, "mode": "standard"},
+                          max_pool_connections=POOL_CONNECTIONS),
         )
 
     def jvm_properties(self) -> list[str]:
@@ -173,6 +174,9 @@ def write_bytes(client: Any, uri: str, data: bytes, content_type: str = "applica
 # above this a conditional create goes multipart, in parts of this size, as boto3's upload_file does
 PART_BYTES = 8 * 1024 * 1024
 PART_THREADS = 10
+# one client serves the commit queue's 8 partitions at once, each sent in up to PART_THREADS parts:
+# with boto3's default pool (10) the extra connections were opened, then dropped ("pool is full")
+POOL_CONNECTIONS = 8 * PART_THREADS
 _LOST = ("PreconditionFailed", "NoSuchKey", "412")
 _IN_FLIGHT = ("ConditionalRequestConflict", "409")
 _IN_FLIGHT_RETRIES = 5

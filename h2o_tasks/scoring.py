@@ -171,7 +171,6 @@ def score_in_cluster(h2o: Any, frames: list[tuple[date | intervals.Period, Any]]
     if owned:
         with scratch.directory("h2o-champion-") as tmp:
             model = h2o.upload_mojo(str(fetch_model(client, champ, Path(tmp))))
-    committed: list[predictions.Committed] = []
     unseen: dict[str, int] = {}
     columns: list[tuple[str, str]] = []
     rows_in = 0
@@ -310,7 +309,6 @@ def score_offline(cfg: PipelineConfig, s3s: S3Settings, start: date, end: date, 
     periods = periods or intervals.periods("day", start, end)
     client = s3s.client()
     champ = champion(client, cfg)
-    committed: list[predictions.Committed] = []
     unseen: dict[str, int] = {}
     columns: list[tuple[str, str]] = []
     rows_in = 0
@@ -506,7 +504,6 @@ def score_in_hive(cfg: PipelineConfig, s3s: S3Settings, periods: list[intervals.
     query = hive_source.periods_query(cfg.source.hive, periods)
     work = Path(stage_root).resolve() / f"{staging.HIVE_SCORE_PREFIX}{run_id.replace(':', '_').replace('+', '_')}-{uuid.uuid4().hex[:8]}"
     work.mkdir(parents=True)
-    committed: list[predictions.Committed] = []
     unseen: dict[str, int] = {}
     columns: list[tuple[str, str]] = []
     rows_in = 0
