@@ -150,6 +150,44 @@ def test_a_file_found_wrong_during_the_parse_cancels_it(h2o_cloud, s3_settings, 
     assert "t_cancelled" not in left and not [k for k in left if s3_bucket in k]
 
 
+def test_a_first_file_that_is_not_parquet_is_named_whatever_h2o_made_of_it(h2o_cloud, s3_settings, s3_bucket):
+    client = s3_settings.client()
+    uri = f"s3://{s3_bucket}/data"
+    write_days(client, uri, [pa.table({"x": [1.0 * i], "s": ["a"]}) for i in range(3)])
+    s3.write_bytes(client, f"{uri}/dt=2013-02-01/part-0.parquet", b"\x00\x01" * 64)  # H2O sets up no parse of it
+    resolved = _resolve(s3_settings, s3_bucket, 3)
+    with pytest.raises(InputDataError, match="not a Parquet file") as err:
+        s3_source.import_frame(h2o_cloud, resolved, "parquet", "t_not_parquet", client=client)
+    assert err.value.value == resolved.files[0]
+    assert not [k for k in h2o_cloud.ls()["key"].tolist() if s3_bucket in k or k == "t_not_parquet"]
+
+
+class _TaskTimeout(BaseException):
+    """What Airflow raises in a task past its execution_timeout: not an Exception."""
+
+
+def test_a_task_stopped_while_the_nodes_parse_cancels_the_parse_and_leaves_nothing(h2o_cloud, s3_settings,
+                                                                                  s3_bucket, monkeypatch):
+    import numpy as np
+    from h2o.job import H2OJob
+
+    client = s3_settings.client()
+    rng = np.random.default_rng(11)
+    write_days(client, f"s3://{s3_bucket}/data",
+               [pa.table({f"c{j}": rng.random(300_000) for j in range(6)}) for _ in range(8)])
+
+    def stopped(self, poll_updates=None):  # the parse was posted and runs; the task is stopped meanwhile
+        raise _TaskTimeout
+
+    monkeypatch.setattr(H2OJob, "poll", stopped)
+    with pytest.raises(_TaskTimeout):
+        s3_source.import_frame(h2o_cloud, _resolve(s3_settings, s3_bucket, 8), "parquet", "t_stopped", client=client)
+    monkeypatch.undo()
+    assert _parse_jobs(h2o_cloud, "t_stopped") == ["CANCELLED"]  # ended, not left running
+    left = h2o_cloud.ls()["key"].tolist()
+    assert "t_stopped" not in left and not [k for k in left if s3_bucket in k]
+
+
 def test_a_file_found_wrong_before_the_parse_starts_none(h2o_cloud, s3_settings, s3_bucket, monkeypatch):
     client = s3_settings.client()
     write_days(client, f"s3://{s3_bucket}/data", [pa.table({"x": [1.0 * i], "s": ["a"]}) for i in range(3)])

@@ -32,3 +32,9 @@ def test_chunks_grow_with_the_input_and_stop_at_a_value_s_limit():
 def test_many_columns_make_bigger_chunks():
     # 4 cores x 4 x 200,000 columns is past 2M chunk objects a node: chunks 2**max(2, log2(3.2M / 2M)) times bigger
     assert parse_chunk_size(10**9, 200_000, 4, 1) == 4 * parse_chunk_size(10**9, 5, 4, 1)
+
+
+def test_sizes_past_32_bits_keep_their_high_bits():
+    # Java's 0xFFFFFE00 is -512 as an int, so H2O's alignment keeps every bit above the low 9
+    assert parse_chunk_size(16 * 2**30 + 64, 5, 1, 1) == (1 << 28) - 1
+    assert parse_chunk_size(10**9, 5, 4, 1) == (10**9 // 16 + 1) // 512 * 512 + 512  # aligned to 512 B
