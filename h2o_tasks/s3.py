@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
+from h2o_tasks.commit_queue import COMMIT_THREADS
 from h2o_tasks.errors import PreconditionError, SourceNotFoundError
 
 T = TypeVar("T")
@@ -174,9 +175,9 @@ def write_bytes(client: Any, uri: str, data: bytes, content_type: str = "applica
 # above this a conditional create goes multipart, in parts of this size, as boto3's upload_file does
 PART_BYTES = 8 * 1024 * 1024
 PART_THREADS = 10
-# one client serves the commit queue's 8 partitions at once, each sent in up to PART_THREADS parts:
+# one client serves the commit queue's partitions at once, each sent in up to PART_THREADS parts:
 # with boto3's default pool (10) the extra connections were opened, then dropped ("pool is full")
-POOL_CONNECTIONS = 8 * PART_THREADS
+POOL_CONNECTIONS = COMMIT_THREADS * PART_THREADS
 _LOST = ("PreconditionFailed", "NoSuchKey", "412")
 _IN_FLIGHT = ("ConditionalRequestConflict", "409")
 _IN_FLIGHT_RETRIES = 5

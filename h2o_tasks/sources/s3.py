@@ -226,7 +226,8 @@ def _parse_checked(h2o: Any, client: Any, files: list[str], total_bytes: int, de
     nodes' work: side by side, a remote S3's latency is hidden. A file with other columns cancels
     the parse (or drops its frame), and its error is raised, not H2O's.
     """
-    with ThreadPoolExecutor(max_workers=1) as pool:
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="footer-check")
+    try:
         check = pool.submit(check_parquet_columns, client, files)
         check.add_done_callback(functools.partial(_cancel_if_failed, h2o, destination))
         frame = _parse_parquet(h2o, files, total_bytes, destination, check)
@@ -235,6 +236,11 @@ def _parse_checked(h2o: Any, client: Any, files: list[str], total_bytes: int, de
         except BaseException:
             _remove_quietly(h2o, destination)
             raise
+    except BaseException as exc:
+        # a stopped task (a timeout, a signal) returns at once: the check ends on its own
+        pool.shutdown(wait=isinstance(exc, Exception), cancel_futures=True)
+        raise
+    pool.shutdown()
     return frame
 
 
@@ -244,20 +250,28 @@ def _cancel_if_failed(h2o: Any, destination: str, check: Future[None]) -> None:
 
 
 CANCEL_WAIT_S = 30.0
+_UNFINISHED = ("RUNNING", "CANCEL_PENDING")
 
 
 def _cancel_parse(h2o: Any, destination: str, wait: bool = False) -> None:
     """Cancel the running parse into ``destination``, if any: its frame would be dropped. With
     ``wait``, until the job has ended (H2O then has removed what it wrote), at most :data:`CANCEL_WAIT_S`."""
     with contextlib.suppress(Exception):  # not started yet, or already ended: the caller drops the frame
-        for job in h2o.api("GET /3/Jobs")["jobs"]:
-            if job["status"] == "RUNNING" and (job.get("dest") or {}).get("name") == destination:
-                key = job["key"]["name"]
-                h2o.api(f"POST /3/Jobs/{key}/cancel")
-                deadline = time.monotonic() + (CANCEL_WAIT_S if wait else 0)
-                while (time.monotonic() < deadline
-                       and h2o.api(f"GET /3/Jobs/{key}")["jobs"][0]["status"] in ("RUNNING", "CANCEL_PENDING")):
-                    time.sleep(0.1)
+        key = _running_parse(h2o, destination)
+        if key is None:
+            return
+        h2o.api(f"POST /3/Jobs/{key}/cancel")
+        deadline = time.monotonic() + (CANCEL_WAIT_S if wait else 0)
+        while time.monotonic() < deadline and h2o.api(f"GET /3/Jobs/{key}")["jobs"][0]["status"] in _UNFINISHED:
+            time.sleep(0.1)
+
+
+def _running_parse(h2o: Any, destination: str) -> str | None:
+    """The key of the running job that writes ``destination``."""
+    for job in h2o.api("GET /3/Jobs")["jobs"]:
+        if job["status"] == "RUNNING" and (job.get("dest") or {}).get("name") == destination:
+            return job["key"]["name"]
+    return None
 
 
 class NoRows(Exception):

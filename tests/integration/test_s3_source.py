@@ -4,6 +4,7 @@ and what the import of a pipeline's S3 source makes of missing values."""
 from __future__ import annotations
 
 import io
+import threading
 import time
 from datetime import date, datetime
 
@@ -176,12 +177,28 @@ def test_a_task_stopped_while_the_nodes_parse_cancels_the_parse_and_leaves_nothi
     write_days(client, f"s3://{s3_bucket}/data",
                [pa.table({f"c{j}": rng.random(300_000) for j in range(6)}) for _ in range(8)])
 
+    resolved = _resolve(s3_settings, s3_bucket, 8)
+    released, checked = threading.Event(), threading.Event()
+    real_columns = s3_source.parquet_columns
+
+    def slow_columns(client, uri):  # the footer check is still reading when the task is stopped
+        if uri == resolved.files[-1]:
+            released.wait(60)
+            checked.set()
+        return real_columns(client, uri)
+
     def stopped(self, poll_updates=None):  # the parse was posted and runs; the task is stopped meanwhile
         raise _TaskTimeout
 
+    monkeypatch.setattr(s3_source, "parquet_columns", slow_columns)
     monkeypatch.setattr(H2OJob, "poll", stopped)
-    with pytest.raises(_TaskTimeout):
-        s3_source.import_frame(h2o_cloud, _resolve(s3_settings, s3_bucket, 8), "parquet", "t_stopped", client=client)
+    try:
+        with pytest.raises(_TaskTimeout):
+            s3_source.import_frame(h2o_cloud, resolved, "parquet", "t_stopped", client=client)
+        assert not checked.is_set()  # the stopped task returned without waiting for the check
+    finally:
+        released.set()
+    assert checked.wait(30)
     monkeypatch.undo()
     assert _parse_jobs(h2o_cloud, "t_stopped") == ["CANCELLED"]  # ended, not left running
     left = h2o_cloud.ls()["key"].tolist()
