@@ -42,6 +42,18 @@ def connect(url: str, s3: S3Settings | None = None, verbose: bool = False, login
     return conn
 
 
+def disconnect() -> None:
+    """End the client's session with the cloud, if it has one open: the session's temporaries go with it,
+    and h2o's exit handler has nothing left to do (it would ask a deleted cloud for a session). A cloud
+    that is gone answers within the client's 1 s close timeout; nothing is printed either way."""
+    import h2o
+
+    conn = h2o.connection()
+    if conn is not None and conn.connected:
+        with contextlib.redirect_stdout(io.StringIO()):
+            conn.close()
+
+
 def set_credentials(s3: S3Settings) -> None:
     """Give the connected cloud S3 credentials (a session token with temporary ones); never printed."""
     from h2o.persist import set_s3_credentials

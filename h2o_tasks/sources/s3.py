@@ -227,18 +227,17 @@ def _parse_checked(h2o: Any, client: Any, files: list[str], total_bytes: int, de
     the parse (or drops its frame), and its error is raised, not H2O's.
     """
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="footer-check")
+    frame = None
     try:
         check = pool.submit(check_parquet_columns, client, files)
         check.add_done_callback(functools.partial(_cancel_if_failed, h2o, destination))
         frame = _parse_parquet(h2o, files, total_bytes, destination, check)
-        try:
-            check.result()
-        except BaseException:
-            _remove_quietly(h2o, destination)
-            raise
+        check.result()
     except BaseException as exc:
+        if frame is not None:  # parsed, and the check failed (or the task was stopped waiting for it)
+            _remove_quietly(h2o, destination)
         # a stopped task (a timeout, a signal) returns at once: the check ends on its own
-        pool.shutdown(wait=isinstance(exc, Exception), cancel_futures=True)
+        pool.shutdown(wait=isinstance(exc, Exception))
         raise
     pool.shutdown()
     return frame

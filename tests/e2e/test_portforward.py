@@ -103,8 +103,8 @@ def test_port_forward_cluster_end_to_end(k8s_bed, backend, monkeypatch):
         assert frame["delay"].sum() == pytest.approx(6.75)
         assert sorted(frame["carrier"].asfactor().levels()[0]) == ["AA", "DL", "UA"]
         h2o.remove(frame)
-        h2o.connection().close()
         hook_port = int(url.rsplit(":", 1)[1])
+    assert not h2o.connection().connected  # the hook ended its H2O session (through its forward) before closing it
     print(f"cloud of 3 ready {formed:.1f}s after create through a port-forward; "
           f"H2O session through the hook's forward {time.monotonic() - t1:.1f}s; "
           f"kubelet sessions {kubelet_sessions(k8s_bed)} (readiness: {sessions})")

@@ -56,6 +56,10 @@ def test_train_then_score_end_to_end(airflow_runner, s3_settings, hive_server, t
     # the teardown deleted the cluster: no state, no JVM
     assert airflow_runner.clusters_left() == []
     assert jvms_of(cluster["name"]) == []
+    # each H2O task ended its session with the task: h2o's exit handler, run once the process ends (the cluster
+    # long deleted by then), had nothing to close and nothing to print
+    out = airflow_runner.log.read_text(errors="replace")
+    assert "Closing connection" not in out and "Exception ignored in atexit" not in out, out[-3000:]
 
     rc, report = airflow_runner.test(f"h2o_score__{name}", DAY)
     assert rc == 0, airflow_runner.log_tail()

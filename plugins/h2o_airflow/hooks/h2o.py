@@ -139,7 +139,12 @@ class H2OHook(BaseHook):
         return self._client
 
     def close(self) -> None:
-        """End this hook's port-forward (if it opened one); the next ``get_conn`` opens a new one."""
+        """End this hook's H2O session, then its port-forward (if it opened one); the next ``get_conn``
+        connects again."""
+        if self._client is not None:
+            from h2o_tasks.session import disconnect
+
+            disconnect()  # through the forward, which is still open
         if self._backend is not None and self._owns_backend:
             self._backend.close()
             self._backend = None

@@ -154,6 +154,8 @@ class H2OPipelineOperator(BaseOperator):
             context["ti"].xcom_push(key=XCOM_ERROR_KEY, value=f"{type(exc).__name__}: {exc}"[:8000])
             raise
         finally:
+            if getattr(self, "_hook", None) is not None:
+                self._hook.close()  # the task's H2O session, while the cluster and the forward are there
             backend.close()  # the task's port-forward, if it opened one
 
     def _extend_before(self, info: Any, backend: Any, by: Any) -> None:
