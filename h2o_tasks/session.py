@@ -42,13 +42,11 @@ def connect(url: str, s3: S3Settings | None = None, verbose: bool = False, login
     return conn
 
 
-def disconnect() -> None:
-    """End the client's session with the cloud, if it has one open: the session's temporaries go with it,
-    and h2o's exit handler has nothing left to do (it would ask a deleted cloud for a session). A cloud
-    that is gone answers within the client's 1 s close timeout; nothing is printed either way."""
-    import h2o
-
-    conn = h2o.connection()
+def disconnect(conn: Any) -> None:
+    """Close ``conn`` (what :func:`connect` returned) and its session with the cloud, if still open: the
+    session's temporaries go with it, and h2o's exit handler has nothing left to do (it would ask a
+    deleted cloud for a session). A cloud that is gone costs the client's 1 s close timeout at most;
+    nothing is printed either way."""
     if conn is not None and conn.connected:
         with contextlib.redirect_stdout(io.StringIO()):
             conn.close()

@@ -307,6 +307,43 @@ def test_hook_opens_its_own_forward_and_closes_it(monkeypatch):
     assert H2OHook(cluster=plain.to_dict(), aws_conn_id=None).url() == "http://10.0.0.1:54321" and len(made) == 1
 
 
+def test_hook_ends_its_own_h2o_session_before_its_forward(monkeypatch):
+    """The hook closes the connection it made (not whichever h2o's module holds last), while its
+    forward still carries the session's DELETE, and only once."""
+    from h2o_airflow import backends
+    from h2o_airflow.hooks.h2o import H2OHook
+    from h2o_tasks import session
+
+    events: list[str] = []
+
+    class Backend(RecordingBackend):
+        def login(self, info: ClusterInfo) -> None:
+            return None
+
+        def close(self) -> None:
+            events.append("forward closed")
+            super().close()
+
+    class Connection:
+        def __init__(self, name: str) -> None:
+            self.name, self.connected = name, True
+
+        def close(self) -> None:
+            events.append(f"{self.name} closed")
+            self.connected = False
+
+    made = iter([Connection("hook's"), Connection("another's")])
+    monkeypatch.setattr(session, "connect", lambda *a, **kw: next(made))
+    monkeypatch.setattr(backends, "backend_for_cluster", lambda info, conn_id: Backend())
+    info = ClusterInfo("c", "kubernetes", namespace="h2o", endpoint_mode="port-forward")
+    with H2OHook(cluster=info.to_dict(), aws_conn_id=None) as hook:
+        hook.get_conn()
+        session.connect("http://elsewhere:54321")  # a later connection of the same process, h2o's newest
+    assert events == ["hook's closed", "forward closed"]
+    hook.close()  # closed already: nothing more
+    assert events == ["hook's closed", "forward closed"]
+
+
 @pytest.mark.parametrize("outcome", ["ready", "forbidden"])
 def test_trigger_closes_its_forward(monkeypatch, outcome):
     from h2o_airflow.triggers.cluster import H2OClusterReadyTrigger

@@ -49,6 +49,7 @@ class H2OHook(BaseHook):
         self.aws_conn_id = aws_conn_id
         self.kubernetes_conn_id = kubernetes_conn_id
         self._client: Any = None
+        self._connection: Any = None  # this hook's own (h2o's module keeps only the newest)
         self._s3: S3Settings | None = None
         self._backend: Any = backend
         self._owns_backend = backend is None
@@ -131,8 +132,8 @@ class H2OHook(BaseHook):
             from h2o_tasks.session import connect
 
             # a cluster whose nodes read a Secret gets no credentials over its REST API
-            connect(self.url(), None if self.cluster and self.cluster.s3_from_secret else self.fresh_s3_settings(),
-                    login=self.login())
+            self._connection = connect(self.url(), None if self.cluster and self.cluster.s3_from_secret
+                                       else self.fresh_s3_settings(), login=self.login())
             import h2o
 
             self._client = h2o
@@ -141,10 +142,11 @@ class H2OHook(BaseHook):
     def close(self) -> None:
         """End this hook's H2O session, then its port-forward (if it opened one); the next ``get_conn``
         connects again."""
-        if self._client is not None:
+        if self._connection is not None:
             from h2o_tasks.session import disconnect
 
-            disconnect()  # through the forward, which is still open
+            disconnect(self._connection)  # through the forward, which is still open
+            self._connection = None
         if self._backend is not None and self._owns_backend:
             self._backend.close()
             self._backend = None
