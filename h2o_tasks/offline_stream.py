@@ -3,8 +3,9 @@
 Memory is bounded by a record batch (and by one period's predictions, which :func:`h2o_tasks.predictions.publish`
 checks and writes to Hive), never by the interval: every source file is downloaded to disk, read in
 record batches and written as CSV by Arrow's C++ writer into the scorer's one input; the scorer's
-output is read back in batches and joined by position to the same files' id columns, read again
-from disk, with a count check per batch.
+output's lines are read back in batches and joined by position, as text, to the same files' id
+columns, read again from disk, with a count check per batch: the predictions in the parts are the
+scorer's bytes (PredictCsv's format), never parsed and formatted again.
 
 The scorer's input text for a feature (:func:`feature_text`, then :func:`csv_text`):
 
@@ -283,26 +284,30 @@ def count_rows(path: Path) -> int:
     return sum(b.num_rows for b in reader)
 
 
-class PredictionStream:
-    """The scorer's output CSV, read in batches typed as ``schema``, handed out ``n`` rows at a time."""
+LINE_DELIMITER = "\x1f"  # a byte the scorer never writes: each of its lines is read as one cell
 
-    def __init__(self, path: Path, schema: Any) -> None:
+
+class PredictionLines:
+    """The scorer's output CSV as its lines of text (header apart), handed out ``n`` at a time: the
+    predictions reach the parts as the scorer wrote them, byte for byte, never parsed and formatted again."""
+
+    def __init__(self, path: Path) -> None:
+        import pyarrow as pa
         import pyarrow.csv as pcsv
 
-        self._reader = pcsv.open_csv(str(path), convert_options=pcsv.ConvertOptions(column_types=schema),
-                                     # one thread, small blocks: threaded reading runs ahead by tens of
-                                     # 4 MiB blocks (140 MB measured) while the commits hold the consumer
-                                     read_options=pcsv.ReadOptions(block_size=READ_BLOCK, use_threads=False))
+        self._reader = pcsv.open_csv(
+            str(path),
+            # one thread, small blocks: threaded reading runs ahead by tens of 4 MiB blocks (140 MB
+            # measured) while the commits hold the consumer
+            read_options=pcsv.ReadOptions(block_size=READ_BLOCK, use_threads=False, skip_rows=1, column_names=["line"]),
+            parse_options=pcsv.ParseOptions(delimiter=LINE_DELIMITER, quote_char=False),
+            convert_options=pcsv.ConvertOptions(column_types={"line": pa.string()}))
         self._pending: list[Any] = []
         self._have = 0
         self._done = False
 
-    @property
-    def schema(self) -> Any:
-        return self._reader.schema
-
     def take(self, n: int) -> Any:
-        """The next ``n`` rows as a table (fewer only when the output has ended)."""
+        """The next ``n`` lines, without their line ends (fewer only when the output has ended)."""
         import pyarrow as pa
 
         while self._have < n and not self._done:
@@ -311,17 +316,15 @@ class PredictionStream:
             except StopIteration:
                 self._done = True
                 break
-            self._pending.append(batch)
+            self._pending.append(batch.column(0))
             self._have += batch.num_rows
-        table = pa.Table.from_batches(self._pending, schema=self._reader.schema) if self._pending else None
-        if table is None:
-            return self._reader.schema.empty_table()
-        head, rest = table.slice(0, n), table.slice(n)
-        self._pending, self._have = rest.to_batches(), rest.num_rows
+        lines = pa.chunked_array(self._pending, pa.string()).combine_chunks()
+        head, rest = lines.slice(0, n), lines.slice(n)
+        self._pending, self._have = [rest], len(rest)
         return head
 
     def left(self) -> int:
-        """Rows not taken yet (reads the rest of the output)."""
+        """Lines not taken yet (reads the rest of the output)."""
         return self._have + sum(b.num_rows for b in self._reader)
 
 
@@ -346,32 +349,56 @@ def id_arrays(batch: Any, columns: list[tuple[str, str]]) -> list[Any]:
     return out
 
 
-def join_period(period: LocalPeriod, fmt: str, id_columns: list[tuple[str, str]], preds: PredictionStream,
-                pred_columns: list[str], names: list[str], out: Path) -> Any:
-    """The period's id columns beside its rows of ``preds``, batch by batch, written as one CSV part;
-    the joined table (what the part holds, for the commit's count and the Hive write). A period
-    without rows is a part with its header alone."""
+def id_text(array: Any) -> Any:
+    """An id column (typed by :func:`id_arrays`) as Arrow's CSV writer writes it: numbers in Arrow's
+    text, strings quoted with their quotes doubled, a null as an empty cell."""
     import pyarrow as pa
-    import pyarrow.csv as pcsv
+    import pyarrow.compute as pc
 
-    from h2o_tasks import predictions
+    if pa.types.is_string(array.type):
+        array = pc.binary_join_element_wise('"', pc.replace_substring(array, '"', '""'), '"', "")
+    return pc.fill_null(array.cast(pa.string()), "")
+
+
+def part_header(names: list[str]) -> bytes:
+    """A part's header line: every name quoted, as Arrow's CSV writer writes it."""
+    return (",".join('"' + n.replace('"', '""') + '"' for n in names) + "\n").encode()
+
+
+def join_period(period: LocalPeriod, fmt: str, id_columns: list[tuple[str, str]], preds: PredictionLines,
+                names: list[str], out: Path) -> int:
+    """The period's id columns beside its lines of ``preds``, batch by batch, written as one CSV part
+    (header ``names``); the rows written. The prediction columns are the scorer's text (PredictCsv's
+    format); a period without rows is a part with its header alone."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
 
     ids = [c for c, _ in id_columns]
-    types = [*predictions.arrow_schema(id_columns).types, *(preds.schema.field(c).type for c in pred_columns)]
-    schema = pa.schema(list(zip(names, types, strict=True)))
-    joined = []
-    with pcsv.CSVWriter(str(out), schema) as writer:
+    rows = 0
+    with pa.OSFile(str(out), "wb") as sink:
+        sink.write(part_header(names))
         for path in period.paths:
             for batch in batches(path, fmt, ids):
-                scored = preds.take(batch.num_rows)
-                if scored.num_rows != batch.num_rows:
-                    raise InputDataError("predictions", scored.num_rows, f"end before the {batch.num_rows} input "
+                lines = preds.take(batch.num_rows)
+                if len(lines) != batch.num_rows:
+                    raise InputDataError("predictions", len(lines), f"end before the {batch.num_rows} input "
                                          f"rows of {path.name}", "this is a bug: report it with the task log")
-                table = pa.Table.from_arrays(id_arrays(batch, id_columns) + [scored.column(c) for c in pred_columns],
-                                             schema=schema)
-                writer.write_table(table)
-                joined.append(table)
-    return pa.concat_tables(joined) if joined else schema.empty_table()
+                texts = [id_text(a) for a in id_arrays(batch, id_columns)]
+                joined = pc.binary_join_element_wise(*texts, lines, ",") if texts else lines
+                joined = pc.binary_join_element_wise(joined, "", "\n")  # each row ends its line
+                _write_text(joined, sink)
+                rows += len(joined)
+    return rows
+
+
+def _write_text(lines: Any, sink: Any) -> None:
+    """A string array's values, one after another, straight from its data buffer."""
+    import pyarrow as pa
+
+    if len(lines):
+        _, offsets, data = lines.buffers()
+        bounds = pa.Array.from_buffers(pa.int32(), len(lines) + 1, [None, offsets], offset=lines.offset)
+        sink.write(data[bounds[0].as_py():bounds[-1].as_py()])
 
 
 def remove(paths: list[Path]) -> None:

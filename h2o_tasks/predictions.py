@@ -86,16 +86,22 @@ def arrow_schema(columns: list[tuple[str, str]]) -> Any:
 def read_parts(client: Any, files: list[dict[str, Any]], columns: list[tuple[str, str]]) -> Any:
     """The CSV part files of an attempt as one Arrow table typed as ``columns`` (each part has a header)."""
     import pyarrow as pa
-    import pyarrow.csv as pcsv
 
-    schema = arrow_schema(columns)
-    options = pcsv.ConvertOptions(column_types=schema, include_columns=schema.names)
     tables = []
     for f in files:
         body = s3.read_bytes(client, f["uri"]) or b""
         if body.strip():
-            tables.append(pcsv.read_csv(io.BytesIO(body), convert_options=options))
-    return pa.concat_tables(tables) if tables else schema.empty_table()
+            tables.append(read_part(io.BytesIO(body), columns))
+    return pa.concat_tables(tables) if tables else arrow_schema(columns).empty_table()
+
+
+def read_part(part: Any, columns: list[tuple[str, str]]) -> Any:
+    """One CSV part (a path or a file object; a header, then rows) as an Arrow table typed as ``columns``."""
+    import pyarrow.csv as pcsv
+
+    schema = arrow_schema(columns)
+    return pcsv.read_csv(part if not isinstance(part, Path) else str(part),
+                         convert_options=pcsv.ConvertOptions(column_types=schema, include_columns=schema.names))
 
 
 def upload_parts(client: Any, attempt: commit.Attempt, paths: list[Path]) -> dict[str, dict[str, Any]]:

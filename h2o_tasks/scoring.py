@@ -335,7 +335,7 @@ def score_offline(cfg: PipelineConfig, s3s: S3Settings, start: date, end: date, 
         names = output_names(header, _domain(champ.metadata), ids)
         id_types = _id_types(local, fmt, ids)
         columns = [*id_types, *((name, t) for name, (_, t) in zip(names, pred_types, strict=True))]
-        preds = offline_stream.PredictionStream(work / "output.csv", predictions.arrow_schema(pred_types))
+        preds = offline_stream.PredictionLines(work / "output.csv")
         def publish(period: offline_stream.LocalPeriod, part: Path, landed: Any, rows: int) -> predictions.Committed:
             attempt = commit.new_attempt(partition_root(cfg, period.key), run_id)
             uploaded = predictions.upload_parts(client, attempt, [part])
@@ -351,15 +351,14 @@ def score_offline(cfg: PipelineConfig, s3s: S3Settings, start: date, end: date, 
             for i, period in enumerate(local):
                 part = work / "out" / f"{i:05d}" / "part-00000.csv"
                 part.parent.mkdir(parents=True)
-                # the table the CSV was written from; the store's ETags then show those bytes landed
-                landed = offline_stream.join_period(period, fmt, id_types, preds, [c for c, _ in pred_types],
-                                                    [c for c, _ in columns], part)
-                if landed.num_rows != period.rows:
-                    raise InputDataError("predictions", landed.num_rows,
-                                         f"differ from the {period.rows} input rows of {period.key}",
-                                         "this is a bug: report it with the task log")
-                # a queued commit holds the period's count; its table only where Hive is written from it
-                queue.submit(publish, period, part, landed if hive is not None else None, landed.num_rows)
+                rows = offline_stream.join_period(period, fmt, id_types, preds, [c for c, _ in columns], part)
+                if rows != period.rows:
+                    raise InputDataError("predictions", rows, f"differ from the {period.rows} input rows of "
+                                         f"{period.key}", "this is a bug: report it with the task log")
+                # a queued commit holds the period's count; Hive gets the part as written (the store's
+                # ETags then show those bytes landed), read here while it is on disk
+                landed = predictions.read_part(part, columns) if hive is not None else None
+                queue.submit(publish, period, part, landed, rows)
                 del landed
             if (extra := preds.left()):
                 raise InputDataError("predictions", extra, f"more rows than the {written.rows} input rows",

@@ -90,7 +90,22 @@ def _committed(client, result):
     return pd.concat([pd.read_csv(io.BytesIO(s3.read_bytes(client, f))) for f in files]).reset_index(drop=True)
 
 
-def test_export_gate_promote_and_score_both_engines_agree(h2o_cloud, engine_cfg, trained, s3_settings, monkeypatch):
+def _predictcsv_lines(client, cfg, day, work):
+    """PredictCsv's own output lines (header apart) for the day's rows, fed the offline task's scorer input."""
+    from h2o_tasks import intervals, mojo_csv, offline_stream
+
+    champ = scoring.champion(client, cfg)
+    model = scoring.fetch_model(client, champ, work)
+    local = offline_stream.download(client, scoring._period_files(client, cfg, intervals.periods("day", day, day)),
+                                    work / "in")
+    offline_stream.write_scorer_input(local, cfg.source.s3.format, champ.metadata["features"], champ.version,
+                                      work / "input.csv")
+    mojo_csv.genmodel_predict(mojo_csv.genmodel_jar(), model, work / "input.csv", work / "predictcsv.csv")
+    return (work / "predictcsv.csv").read_text().splitlines()[1:]
+
+
+def test_export_gate_promote_and_score_both_engines_agree(h2o_cloud, engine_cfg, trained, s3_settings, monkeypatch,
+                                                          tmp_path):
     _, _, result = trained
     client = s3_settings.client()
     model = h2o_cloud.get_model(result.best_model_id)
@@ -122,6 +137,11 @@ def test_export_gate_promote_and_score_both_engines_agree(h2o_cloud, engine_cfg,
     # the offline run replaced the partition: readers now see its attempt, whole
     offline_df = _committed(client, offline)
     assert offline.partitions[0]["attempt"] != in_cluster.partitions[0]["attempt"]
+    # its prediction columns are PredictCsv's text, byte for byte (the ids before them, as Arrow writes them)
+    (part_file,) = commit.committed_files(client, offline.partitions[0]["output_uri"])
+    ids = len(engine_cfg.scoring.id_columns)
+    rows = [line.split(",", ids)[ids] for line in s3.read_bytes(client, part_file).decode().splitlines()[1:]]
+    assert rows == _predictcsv_lines(client, engine_cfg, DAY, tmp_path)
     assert len(offline_df) == len(first)
     again = scoring.score_in_cluster(h2o_cloud, [(DAY, frame)], engine_cfg, client, run_id="r3")
     cluster_df = _committed(client, again)

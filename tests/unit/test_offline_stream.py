@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from h2o_tasks import offline_stream
+from h2o_tasks import offline_stream, predictions
 from h2o_tasks.errors import InputDataError
 
 FEATURES = [{"name": "flight", "type": "enum", "domain": ["1545", "77", "True"]},
@@ -101,32 +101,46 @@ def test_a_missing_feature_is_named(tmp_path):
         offline_stream.write_scorer_input(periods, "parquet", FEATURES, "v1", tmp_path / "in.csv")
 
 
-def test_predictions_are_handed_out_by_rows_across_blocks_and_the_rest_is_counted(tmp_path):
+def test_predictions_are_handed_out_as_lines_across_blocks_and_the_rest_is_counted(tmp_path, monkeypatch):
+    monkeypatch.setattr(offline_stream, "READ_BLOCK", 64)  # many blocks
     out = tmp_path / "out.csv"
-    out.write_text("predict,p0\n" + "".join(f"{i},{i / 10}\n" for i in range(10)))
-    stream = offline_stream.PredictionStream(out, pa.schema([("predict", pa.string()), ("p0", pa.float64())]))
-    first, second = stream.take(3), stream.take(4)
-    assert first.column("predict").to_pylist() == ["0", "1", "2"]
-    assert second.column("p0").to_pylist() == [0.3, 0.4, 0.5, 0.6]
-    assert stream.left() == 3
+    lines = [f'{i},"label, {i}",{i / 10!r},1.0E-4' for i in range(40)]
+    out.write_text("predict,p0\n" + "".join(f"{line}\n" for line in lines))
+    stream = offline_stream.PredictionLines(out)
+    first, second = stream.take(3), stream.take(30)
+    assert first.to_pylist() == lines[:3]  # quotes, commas and Java's exponents as written
+    assert second.to_pylist() == lines[3:33]
+    assert stream.left() == 7
 
 
-def test_a_period_is_joined_to_its_predictions_by_position_and_a_short_output_is_an_error(tmp_path):
-    table = pa.table({"id": [10, 11, 12, 13], "flight": ["77"] * 4, "distance": [1.0] * 4})
+def test_a_period_is_joined_to_its_predictions_by_position_as_text_and_a_short_output_is_an_error(tmp_path):
+    table = pa.table({"id": [10, 11, None, 13], "tail": ['N1"2', "a,b", None, "N4"], "x": [1.5, None, 1e20, 2.0],
+                      "flight": ["77"] * 4, "distance": [1.0] * 4})
     periods = write_days(tmp_path, {"d1": [table]})
     out = tmp_path / "out.csv"
-    out.write_text("predict\n" + "".join(f"{v}\n" for v in (0.5, 0.25, 0.125, 1.0)))
-    schema = pa.schema([("predict", pa.float64())])
-    joined = offline_stream.join_period(periods[0], "parquet", [("id", "BIGINT")],
-                                        offline_stream.PredictionStream(out, schema), ["predict"], ["id", "predict"],
-                                        tmp_path / "part.csv")
-    assert joined.to_pydict() == {"id": [10, 11, 12, 13], "predict": [0.5, 0.25, 0.125, 1.0]}
-    assert (tmp_path / "part.csv").read_text().splitlines() == ['"id","predict"', "10,0.5", "11,0.25", "12,0.125",
-                                                                "13,1"]
-    out.write_text("predict\n0.5\n")
+    scored = ["0,0.5,0.5", "1,1.0E-4,0.9999", "0,0.125,0.875", "1,NaN,1.0"]  # the scorer's (Java's) text
+    out.write_text("predict,p0,p1\n" + "".join(f"{line}\n" for line in scored))
+    ids = [("id", "BIGINT"), ("tail", "STRING"), ("x", "DOUBLE")]
+    names = ["id", "tail", "x", "predict", "p0", "p1"]
+    rows = offline_stream.join_period(periods[0], "parquet", ids, offline_stream.PredictionLines(out), names,
+                                      tmp_path / "part.csv")
+    assert rows == 4
+    text = (tmp_path / "part.csv").read_text()
+    assert text.splitlines() == ['"id","tail","x","predict","p0","p1"', '10,"N1""2",1.5,0,0.5,0.5',
+                                 '11,"a,b",,1,1.0E-4,0.9999', ',,1e+20,0,0.125,0.875', '13,"N4",2,1,NaN,1.0']
+    # the ids as Arrow's CSV writer writes them: the part reads back as the typed table it stands for
+    import pyarrow.csv as pcsv
+
+    expected = pa.BufferOutputStream()
+    pcsv.write_csv(table.select(["id", "tail", "x"]), expected, pcsv.WriteOptions(include_header=False))
+    assert [line.rsplit(",", 3)[0] for line in text.splitlines()[1:]] == expected.getvalue().to_pybytes().decode(
+        ).splitlines()
+    back = predictions.read_part(tmp_path / "part.csv", [*ids, ("predict", "STRING"), ("p0", "DOUBLE"),
+                                                         ("p1", "DOUBLE")])
+    assert back.column("tail").to_pylist() == ['N1"2', "a,b", "", "N4"] and back.column("p0")[1].as_py() == 1e-4
+    out.write_text("predict,p0,p1\n0,0.5,0.5\n")
     with pytest.raises(InputDataError, match="end before"):
-        offline_stream.join_period(periods[0], "parquet", [("id", "BIGINT")],
-                                   offline_stream.PredictionStream(out, schema), ["predict"], ["id", "predict"],
+        offline_stream.join_period(periods[0], "parquet", ids, offline_stream.PredictionLines(out), names,
                                    tmp_path / "part.csv")
 
 
@@ -140,19 +154,19 @@ def test_a_period_without_rows_is_a_part_with_its_header_alone(tmp_path):
     assert [p.rows for p in written.periods] == [0, 1]
     out = tmp_path / "out.csv"
     out.write_text("predict\n0.5\n")
-    stream = offline_stream.PredictionStream(out, pa.schema([("predict", pa.float64())]))
-    args = ("parquet", [("id", "BIGINT")], stream, ["predict"], ["id", "predict"])
-    nothing = offline_stream.join_period(periods[0], *args, tmp_path / "p0.csv")
-    assert nothing.num_rows == 0 and nothing.schema.names == ["id", "predict"]
+    stream = offline_stream.PredictionLines(out)
+    args = ("parquet", [("id", "BIGINT")], stream, ["id", "predict"])
+    assert offline_stream.join_period(periods[0], *args, tmp_path / "p0.csv") == 0
     assert (tmp_path / "p0.csv").read_text() == '"id","predict"\n'
-    assert offline_stream.join_period(periods[1], *args, tmp_path / "p1.csv").to_pydict() == {"id": [7],
-                                                                                               "predict": [0.5]}
+    assert predictions.read_part(tmp_path / "p0.csv", [("id", "BIGINT"), ("predict", "DOUBLE")]).num_rows == 0
+    assert offline_stream.join_period(periods[1], *args, tmp_path / "p1.csv") == 1
+    assert (tmp_path / "p1.csv").read_text() == '"id","predict"\n7,0.5\n'
     assert stream.left() == 0
 
 
 _ARENAS = """
 import ctypes, sys, threading
-from h2o_tasks import offline_stream
+from h2o_tasks import offline_stream, predictions
 if sys.argv[1] == "limit":
     assert offline_stream.limit_malloc_arenas()
 together = threading.Barrier(6)
