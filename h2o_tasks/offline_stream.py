@@ -383,9 +383,8 @@ def join_period(period: LocalPeriod, fmt: str, id_columns: list[tuple[str, str]]
                 if len(lines) != batch.num_rows:
                     raise InputDataError("predictions", len(lines), f"end before the {batch.num_rows} input "
                                          f"rows of {path.name}", "this is a bug: report it with the task log")
-                texts = [id_text(a) for a in id_arrays(batch, id_columns)]
-                joined = pc.binary_join_element_wise(*texts, lines, ",") if texts else lines
-                joined = pc.binary_join_element_wise(joined, "", "\n")  # each row ends its line
+                ended = pc.binary_join_element_wise(lines, "", "\n")  # each row ends its line
+                joined = pc.binary_join_element_wise(*(id_text(a) for a in id_arrays(batch, id_columns)), ended, ",")
                 _write_text(joined, sink)
                 rows += len(joined)
     return rows
