@@ -366,15 +366,17 @@ def part_header(names: list[str]) -> bytes:
 
 
 def join_period(period: LocalPeriod, fmt: str, id_columns: list[tuple[str, str]], preds: PredictionLines,
-                names: list[str], out: Path) -> int:
+                names: list[str], out: Path, typed: Any = None) -> tuple[int, Any]:
     """The period's id columns beside its lines of ``preds``, batch by batch, written as one CSV part
-    (header ``names``); the rows written. The prediction columns are the scorer's text (PredictCsv's
-    format); a period without rows is a part with its header alone."""
+    (header ``names``): the rows written, and with ``typed`` (the part's Arrow schema) the part as a
+    table too, for a Hive table: the ids as read (nulls and NaN kept), the predictions parsed from the
+    text written. The prediction columns are the scorer's text (PredictCsv's format); a period without
+    rows is a part with its header alone."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     ids = [c for c, _ in id_columns]
-    rows = 0
+    rows, tables = 0, []
     with pa.OSFile(str(out), "wb") as sink:
         sink.write(part_header(names))
         for path in period.paths:
@@ -383,21 +385,44 @@ def join_period(period: LocalPeriod, fmt: str, id_columns: list[tuple[str, str]]
                 if len(lines) != batch.num_rows:
                     raise InputDataError("predictions", len(lines), f"end before the {batch.num_rows} input "
                                          f"rows of {path.name}", "this is a bug: report it with the task log")
+                id_values = id_arrays(batch, id_columns)
                 ended = pc.binary_join_element_wise(lines, "", "\n")  # each row ends its line
-                joined = pc.binary_join_element_wise(*(id_text(a) for a in id_arrays(batch, id_columns)), ended, ",")
-                _write_text(joined, sink)
+                joined = pc.binary_join_element_wise(*(id_text(a) for a in id_values), ended, ",")
+                sink.write(_text(joined))
                 rows += len(joined)
-    return rows
+                if typed is not None:
+                    tables.append(_typed_rows(id_values, ended, typed))
+    if typed is None:
+        return rows, None
+    return rows, pa.concat_tables(tables) if tables else typed.empty_table()
 
 
-def _write_text(lines: Any, sink: Any) -> None:
-    """A string array's values, one after another, straight from its data buffer."""
+def _typed_rows(id_values: list[Any], ended: Any, schema: Any) -> Any:
+    """A batch's rows as ``schema``: its ids as they are, its prediction lines parsed as the scorer's CSV."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    pred_schema = pa.schema(list(schema)[len(id_values):])
+    scored = pcsv.read_csv(pa.BufferReader(_text(ended)),
+                           read_options=pcsv.ReadOptions(column_names=pred_schema.names, use_threads=False),
+                           convert_options=pcsv.ConvertOptions(column_types=pred_schema)) \
+        if len(ended) else pred_schema.empty_table()
+    if scored.num_rows != len(ended):
+        raise InputDataError("predictions", scored.num_rows, f"parsed from {len(ended)} lines of the scorer",
+                             "this is a bug: report it with the task log")
+    return pa.Table.from_arrays([*id_values, *scored.columns], schema=schema)
+
+
+def _text(lines: Any) -> Any:
+    """A string array's values, one after another: a slice of its data buffer, not a copy."""
     import pyarrow as pa
 
-    if len(lines):
-        _, offsets, data = lines.buffers()
-        bounds = pa.Array.from_buffers(pa.int32(), len(lines) + 1, [None, offsets], offset=lines.offset)
-        sink.write(data[bounds[0].as_py():bounds[-1].as_py()])
+    if not len(lines):
+        return pa.py_buffer(b"")
+    _, offsets, data = lines.buffers()
+    width = pa.int64() if pa.types.is_large_string(lines.type) else pa.int32()
+    bounds = pa.Array.from_buffers(width, len(lines) + 1, [None, offsets], offset=lines.offset)
+    return data[bounds[0].as_py():bounds[-1].as_py()]
 
 
 def remove(paths: list[Path]) -> None:

@@ -101,6 +101,7 @@ def read_part(part: Any, columns: list[tuple[str, str]]) -> Any:
 
     schema = arrow_schema(columns)
     return pcsv.read_csv(part if not isinstance(part, Path) else str(part),
+                         parse_options=pcsv.ParseOptions(newlines_in_values=True),  # a quoted id may hold a line end
                          convert_options=pcsv.ConvertOptions(column_types=schema, include_columns=schema.names))
 
 

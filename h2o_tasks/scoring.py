@@ -351,13 +351,13 @@ def score_offline(cfg: PipelineConfig, s3s: S3Settings, start: date, end: date, 
             for i, period in enumerate(local):
                 part = work / "out" / f"{i:05d}" / "part-00000.csv"
                 part.parent.mkdir(parents=True)
-                rows = offline_stream.join_period(period, fmt, id_types, preds, [c for c, _ in columns], part)
+                # with a Hive table, the table the part was written from; the store's ETags then show those bytes landed
+                rows, landed = offline_stream.join_period(period, fmt, id_types, preds, [c for c, _ in columns], part,
+                                                          typed=predictions.arrow_schema(columns) if hive else None)
                 if rows != period.rows:
                     raise InputDataError("predictions", rows, f"differ from the {period.rows} input rows of "
                                          f"{period.key}", "this is a bug: report it with the task log")
-                # a queued commit holds the period's count; Hive gets the part as written (the store's
-                # ETags then show those bytes landed), read here while it is on disk
-                landed = predictions.read_part(part, columns) if hive is not None else None
+                # a queued commit holds the period's count; its table only where Hive is written from it
                 queue.submit(publish, period, part, landed, rows)
                 del landed
             if (extra := preds.left()):

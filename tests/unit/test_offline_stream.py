@@ -114,30 +114,38 @@ def test_predictions_are_handed_out_as_lines_across_blocks_and_the_rest_is_count
 
 
 def test_a_period_is_joined_to_its_predictions_by_position_as_text_and_a_short_output_is_an_error(tmp_path):
-    table = pa.table({"id": [10, 11, None, 13], "tail": ['N1"2', "a,b", None, "N4"], "x": [1.5, None, 1e20, 2.0],
-                      "flight": ["77"] * 4, "distance": [1.0] * 4})
+    table = pa.table({"id": [10, 11, None, 13], "tail": ['N1"2', "a,b", None, "N4\nx"],
+                      "x": [1.5, None, math.nan, 2.0], "flight": ["77"] * 4, "distance": [1.0] * 4})
     periods = write_days(tmp_path, {"d1": [table]})
     out = tmp_path / "out.csv"
-    scored = ["0,0.5,0.5", "1,1.0E-4,0.9999", "0,0.125,0.875", "1,NaN,1.0"]  # the scorer's (Java's) text
+    scored = ["0,0.5,0.5", "1,1.0E-4,0.9999", "0,NA,NA", "1,0.0,1.0"]  # the scorer's (Java's) text; NA is missing
     out.write_text("predict,p0,p1\n" + "".join(f"{line}\n" for line in scored))
     ids = [("id", "BIGINT"), ("tail", "STRING"), ("x", "DOUBLE")]
     names = ["id", "tail", "x", "predict", "p0", "p1"]
-    rows = offline_stream.join_period(periods[0], "parquet", ids, offline_stream.PredictionLines(out), names,
-                                      tmp_path / "part.csv")
-    assert rows == 4
+    rows, nothing = offline_stream.join_period(periods[0], "parquet", ids, offline_stream.PredictionLines(out), names,
+                                               tmp_path / "part.csv")
+    assert (rows, nothing) == (4, None)
     text = (tmp_path / "part.csv").read_text()
-    assert text.splitlines() == ['"id","tail","x","predict","p0","p1"', '10,"N1""2",1.5,0,0.5,0.5',
-                                 '11,"a,b",,1,1.0E-4,0.9999', ',,1e+20,0,0.125,0.875', '13,"N4",2,1,NaN,1.0']
-    # the ids as Arrow's CSV writer writes them: the part reads back as the typed table it stands for
+    assert text == ('"id","tail","x","predict","p0","p1"\n10,"N1""2",1.5,0,0.5,0.5\n11,"a,b",,1,1.0E-4,0.9999\n'
+                    ',,nan,0,NA,NA\n13,"N4\nx",2,1,0.0,1.0\n')
+    # the ids as Arrow's CSV writer writes them
     import pyarrow.csv as pcsv
 
     expected = pa.BufferOutputStream()
     pcsv.write_csv(table.select(["id", "tail", "x"]), expected, pcsv.WriteOptions(include_header=False))
-    assert [line.rsplit(",", 3)[0] for line in text.splitlines()[1:]] == expected.getvalue().to_pybytes().decode(
-        ).splitlines()
-    back = predictions.read_part(tmp_path / "part.csv", [*ids, ("predict", "STRING"), ("p0", "DOUBLE"),
-                                                         ("p1", "DOUBLE")])
-    assert back.column("tail").to_pylist() == ['N1"2', "a,b", "", "N4"] and back.column("p0")[1].as_py() == 1e-4
+    assert expected.getvalue().to_pybytes().decode() == '10,"N1""2",1.5\n11,"a,b",\n,,nan\n13,"N4\nx",2\n'
+    # for a Hive table, the typed rows: the ids as read (a null and a NaN kept), the predictions parsed from the text
+    columns = [*ids, ("predict", "STRING"), ("p0", "DOUBLE"), ("p1", "DOUBLE")]
+    rows, typed = offline_stream.join_period(periods[0], "parquet", ids, offline_stream.PredictionLines(out), names,
+                                             tmp_path / "part2.csv", typed=predictions.arrow_schema(columns))
+    assert rows == 4 and (tmp_path / "part2.csv").read_text() == text
+    got = typed.to_pydict()
+    assert got["tail"] == ['N1"2', "a,b", None, "N4\nx"] and got["id"] == [10, 11, None, 13]
+    assert got["x"][1] is None and math.isnan(got["x"][2])
+    assert got["predict"] == ["0", "1", "0", "1"] and got["p0"] == [0.5, 1e-4, None, 0.0]
+    # an S3 reader of the part (a line end inside a quoted id included) gets the same rows
+    back = predictions.read_part(tmp_path / "part.csv", columns)
+    assert back.column("tail").to_pylist() == ['N1"2', "a,b", "", "N4\nx"] and back.column("p0").to_pylist() == got["p0"]
     out.write_text("predict,p0,p1\n0,0.5,0.5\n")
     with pytest.raises(InputDataError, match="end before"):
         offline_stream.join_period(periods[0], "parquet", ids, offline_stream.PredictionLines(out), names,
@@ -156,10 +164,12 @@ def test_a_period_without_rows_is_a_part_with_its_header_alone(tmp_path):
     out.write_text("predict\n0.5\n")
     stream = offline_stream.PredictionLines(out)
     args = ("parquet", [("id", "BIGINT")], stream, ["id", "predict"])
-    assert offline_stream.join_period(periods[0], *args, tmp_path / "p0.csv") == 0
+    schema = predictions.arrow_schema([("id", "BIGINT"), ("predict", "DOUBLE")])
+    rows, empty = offline_stream.join_period(periods[0], *args, tmp_path / "p0.csv", typed=schema)
+    assert rows == 0 and empty.num_rows == 0 and empty.schema == schema
     assert (tmp_path / "p0.csv").read_text() == '"id","predict"\n'
     assert predictions.read_part(tmp_path / "p0.csv", [("id", "BIGINT"), ("predict", "DOUBLE")]).num_rows == 0
-    assert offline_stream.join_period(periods[1], *args, tmp_path / "p1.csv") == 1
+    assert offline_stream.join_period(periods[1], *args, tmp_path / "p1.csv") == (1, None)
     assert (tmp_path / "p1.csv").read_text() == '"id","predict"\n7,0.5\n'
     assert stream.left() == 0
 
