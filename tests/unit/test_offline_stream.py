@@ -176,7 +176,7 @@ def test_a_period_without_rows_is_a_part_with_its_header_alone(tmp_path):
 
 _ARENAS = """
 import ctypes, sys, threading
-from h2o_tasks import offline_stream, predictions
+from h2o_tasks import offline_stream
 if sys.argv[1] == "limit":
     assert offline_stream.limit_malloc_arenas()
 together = threading.Barrier(6)
