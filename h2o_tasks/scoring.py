@@ -314,7 +314,7 @@ def score_offline(cfg: PipelineConfig, s3s: S3Settings, start: date, end: date, 
     rows_in = 0
     fmt = cfg.source.s3.format
     offline_stream.limit_malloc_arenas()  # before the download and commit threads take arenas of their own
-    with scratch.directory("h2o-score-") as work, offline_stream.system_allocator():
+    with scratch.directory("h2o-score-") as work, offline_stream.arrow_allocator():
         model = fetch_model(client, champ, work)
         # every period's rows streamed into one input, one scorer JVM for the interval (its start-up,
         # ~0.5 s, once and not per day), then its output streamed back and cut into periods by their rows

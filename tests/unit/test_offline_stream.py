@@ -214,3 +214,26 @@ def test_the_task_caps_the_malloc_arenas_its_threads_take(mode, most):
 def test_an_arena_limit_set_in_the_environment_is_left_alone(monkeypatch, name, value):
     monkeypatch.setenv(name, value)
     assert offline_stream.limit_malloc_arenas() is False
+
+
+def test_arrow_allocates_from_jemalloc_in_the_block_and_its_pool_comes_back():
+    before = pa.default_memory_pool()
+    with offline_stream.arrow_allocator():
+        pool = pa.default_memory_pool()
+        assert pool.backend_name == "jemalloc"
+        held = pool.bytes_allocated()
+        buffer = pa.allocate_buffer(1 << 20)  # the arrays the stream makes come from it
+        assert pool.bytes_allocated() >= held + (1 << 20)
+        del buffer
+    assert pa.default_memory_pool().backend_name == before.backend_name
+
+
+def test_arrow_without_jemalloc_allocates_from_the_c_library(monkeypatch):
+    def missing(*_):
+        raise pa.ArrowNotImplementedError("this Arrow was built without jemalloc")
+
+    monkeypatch.setattr(pa, "jemalloc_set_decay_ms", missing)
+    before = pa.default_memory_pool()
+    with offline_stream.arrow_allocator():
+        assert pa.default_memory_pool().backend_name == "system"
+    assert pa.default_memory_pool().backend_name == before.backend_name
