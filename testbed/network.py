@@ -147,8 +147,13 @@ class PodNetwork:
         self.allocated.pop(pod_uid, None)
 
     def destroy(self) -> None:
+        """Remove the bed's namespaces, including pod namespaces of a crashed session in this slot
+        (its ``allocated`` died with it: they are found by the slot's tag)."""
         for uid in list(self.allocated):
             self.remove_pod(uid)
+        for ns in self.leftovers():
+            sh("ip", "netns", "del", ns, check=False)
+            shutil.rmtree(Path("/etc/netns") / ns, ignore_errors=True)
         sh("ip", "route", "del", self.subnet, check=False)
         sh("ip", "link", "del", self.host_link, check=False)
         sh("ip", "netns", "del", self.parent, check=False)

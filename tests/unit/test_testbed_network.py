@@ -25,3 +25,23 @@ def test_two_sessions_claim_disjoint_slots(tmp_path):
     finally:
         a.release()
         b.release()
+
+
+def test_a_slot_left_by_a_crashed_session_is_cleaned_when_claimed_again():
+    """A session killed with pods up leaves their namespaces; the next bed in that slot starts clean."""
+    import secrets
+    from pathlib import Path
+
+    tag = f"tz{secrets.token_hex(2)}"
+    crashed = PodNetwork(tag=tag, subnet="10.243.9.0/24", link_subnet="10.243.254.0/30")
+    again = PodNetwork(tag=tag, subnet="10.243.9.0/24", link_subnet="10.243.254.0/30")
+    try:
+        crashed.create()
+        pods = [crashed.add_pod(uid, ["h2o.svc.cluster.local"])[0] for uid in ("a", "b")]
+        assert sorted(again.leftovers()) == sorted(pods)  # the new session knows nothing of them but their tag
+        again.create()
+        assert again.leftovers() == [] and not any((Path("/etc/netns") / ns).exists() for ns in pods)
+    finally:
+        again.destroy()
+        crashed.destroy()
+    assert again.leftovers() == []
