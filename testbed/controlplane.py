@@ -378,6 +378,28 @@ class ControlPlane:
         ctx = ssl.create_default_context(cafile=str(self.ca_file))
         _wait_http("kube-apiserver", p, f"{self.server}/readyz", self.log_dir, timeout, ctx=ctx, token=self.admin_token)
 
+    def restart_controllers(self, timeout: float = 120) -> None:
+        """Start kube-controller-manager and kube-scheduler afresh, with the same arguments; return
+        once both are healthy.
+
+        After an API server outage their informers watch again only when client-go's backoff lets
+        them (up to 30 s, doubled by jitter), and until then they act on stale caches: the
+        EndpointSlice controller skips a Service as "informer cache is out of date", so a Service
+        made then gets no endpoints and its pods no DNS records for a minute or more. A fresh
+        process lists at once, so the tests after an outage meet a settled control plane.
+        """
+        insecure = ssl.create_default_context()
+        insecure.check_hostname = False
+        insecure.verify_mode = ssl.CERT_NONE
+        for name in ("kube-controller-manager", "kube-scheduler"):
+            self.stopped[name] = _terminate(self._procs[name], timeout=15)
+            argv = self._argv[name]
+            port = next(a.split("=", 1)[1] for a in argv if a.startswith("--secure-port="))
+            p = _spawn(name, argv, self.log_dir, append=True)
+            self._procs[name] = p
+            self.pids[name] = p.pid
+            _wait_http(name, p, f"https://127.0.0.1:{port}/healthz", self.log_dir, timeout, ctx=insecure)
+
     def stop(self, timeout: float = 15) -> None:
         """Stop every process by its own pid: SIGTERM, wait, SIGKILL. Idempotent."""
         for name in reversed(list(self._procs)):

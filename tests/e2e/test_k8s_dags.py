@@ -326,6 +326,7 @@ def test_the_api_server_down_during_training_does_not_fail_the_run(k8s_bed, k8s_
         if proc.poll() is None:
             proc.terminate()
             proc.wait(timeout=60)
+        k8s_bed.control_plane.restart_controllers()  # the next tests meet controllers that watch again
     text = log.read_bytes()[mark:].decode(errors="replace")
     print(f"API server down 40 s during training; GBM still running when it came back: {still_training}")
     assert rc == 0, text[-3000:]

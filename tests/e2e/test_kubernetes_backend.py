@@ -161,6 +161,7 @@ def test_the_wait_watches_again_after_the_api_server_restarts(k8s_bed, backend, 
         if not k8s_bed.control_plane.alive()["kube-apiserver"]:
             k8s_bed.control_plane.start_apiserver()
         waiter.join(240)
+        k8s_bed.control_plane.restart_controllers()  # the next tests meet controllers that watch again
         backend.delete(info)
 
 
