@@ -107,7 +107,9 @@ def run_baseline(stack: Stack, windows: dict[str, str], name: str,
     return sw.seconds, json.loads(res.stdout.strip().splitlines()[-1])["phases"]
 
 
-def run(reps: int, stack: Stack, workdir: Path) -> list[Result]:
+def run(reps: int, stack: Stack, workdir: Path, quick: bool = False) -> list[Result]:
+    """The DAGs against the script, interleaved; ``quick`` leaves out the script with the pipeline's JVM options
+    (an informative row)."""
     setup = prepare(stack, workdir)
     project: list[float] = []
     offline: list[float] = []
@@ -143,7 +145,7 @@ def run(reps: int, stack: Stack, workdir: Path) -> list[Result]:
                     seconds, phases = run_baseline(stack, windows, f"bench-baseline-{rep}")
                     baseline.append(round(seconds, 2))
                     log(f"    rep {rep + 1}/{reps} baseline: {baseline[-1]:.1f}s {phases}")
-                    if setup.cfg.cluster.jvm_options:
+                    if setup.cfg.cluster.jvm_options and not quick:
                         seconds, same = run_baseline(stack, windows, f"bench-baseline-jvm-{rep}",
                                                      setup.cfg.cluster.jvm_options)
                         same_jvm.append(round(seconds, 2))

@@ -2,7 +2,8 @@
 
 Usage: ``python -m benchmarks.run [--quick] [--only NAME ...] [--reps N] [--scale K] [--merge]``.
 ``--quick`` is a short smoke run (1 repetition, 1M generated rows, the 28-day S3 window only, 28
-days of scoring for the engines and the scale series, which stop at 4x). ``--scale K`` caps the
+days of scoring for the engines and the scale series, which stop at 4x; the DAG against the plain
+script at 4x only, and without the script given the pipeline's JVM options). ``--scale K`` caps the
 scale series' largest data multiple (1, 4 or 16): the offline scoring task, the S3 import and the
 training + scoring DAG against the plain script. A run of a subset (``--only``) writes to ``benchmarks/out/`` and leaves the
 committed results alone; with ``--merge`` its rows then replace the rows of the same name in
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
                      lambda: scoring_throughput.run(reps, st.s3, st.data_dir, work / "scoring", state, big_rows))
                 windows = {"28 days": imports.WINDOWS["28 days"]} if args.quick else None
                 step("imports", "Import throughput", lambda: imports.run(reps, st, state, windows))
-                step("pipeline", "Pipeline overhead and memory", lambda: pipeline.run(reps, st, work / "pipeline"))
+                step("pipeline", "Pipeline overhead and memory", lambda: pipeline.run(reps, st, work / "pipeline", args.quick))
                 step("commit", "Committing predictions", lambda: commit.run(max(reps, 3), st, work / "commit"))
                 step("engines", "Scoring engines: Hive, offline, cluster",
                      # 365 days through three engines is ~10 minutes a repetition: one unless --reps says
@@ -119,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
                      lambda: scale_imports.run(reps, st, work / "scale-imports", state, meta["scale"], args.quick,
                                                plot_dir / scale_imports.PLOT.name))
                 step("scale_pipeline", "Training + scoring DAG vs the plain script at scale (1x, 4x, 16x)",
-                     lambda: scale_pipeline.run(reps, st, work / "scale-pipeline", meta["scale"],
+                     lambda: scale_pipeline.run(reps, st, work / "scale-pipeline", meta["scale"], args.quick,
                                                 plot_dir / scale_pipeline.PLOT.name))
     finally:
         if not args.workdir:
