@@ -318,6 +318,16 @@ def write_kubeconfig(path: Path, server: str, ca_pem: bytes, user: str, token: s
 # the control plane
 
 
+@dataclass(frozen=True)
+class _Health:
+    """Where a component answers 200 once it is up (``expect``: in the body too)."""
+
+    url: str
+    ctx: ssl.SSLContext | None = None
+    token: str | None = None
+    expect: bytes | None = None
+
+
 @dataclass
 class ControlPlane:
     server: str  # https://127.0.0.1:<port>
@@ -335,6 +345,7 @@ class ControlPlane:
     stopped: dict[str, str] = field(default_factory=dict)  # filled by stop(): how each one ended
     _procs: dict[str, subprocess.Popen] = field(default_factory=dict, repr=False)
     _argv: dict[str, list[str]] = field(default_factory=dict, repr=False)
+    _health: dict[str, _Health] = field(default_factory=dict, repr=False)
 
     @property
     def ca_pem(self) -> str:
@@ -372,11 +383,7 @@ class ControlPlane:
 
     def start_apiserver(self, timeout: float = 120) -> None:
         """Start kube-apiserver again, with the same arguments, and wait until it is ready."""
-        p = _spawn("kube-apiserver", self._argv["kube-apiserver"], self.log_dir, append=True)
-        self._procs["kube-apiserver"] = p
-        self.pids["kube-apiserver"] = p.pid
-        ctx = ssl.create_default_context(cafile=str(self.ca_file))
-        _wait_http("kube-apiserver", p, f"{self.server}/readyz", self.log_dir, timeout, ctx=ctx, token=self.admin_token)
+        self._launch("kube-apiserver", self._argv["kube-apiserver"], self._health["kube-apiserver"], timeout, append=True)
 
     def restart_controllers(self, timeout: float = 120) -> None:
         """Start kube-controller-manager and kube-scheduler afresh, with the same arguments; return
@@ -388,17 +395,17 @@ class ControlPlane:
         made then gets no endpoints and its pods no DNS records for a minute or more. A fresh
         process lists at once, so the tests after an outage meet a settled control plane.
         """
-        insecure = ssl.create_default_context()
-        insecure.check_hostname = False
-        insecure.verify_mode = ssl.CERT_NONE
         for name in ("kube-controller-manager", "kube-scheduler"):
             self.stopped[name] = _terminate(self._procs[name], timeout=15)
-            argv = self._argv[name]
-            port = next(a.split("=", 1)[1] for a in argv if a.startswith("--secure-port="))
-            p = _spawn(name, argv, self.log_dir, append=True)
-            self._procs[name] = p
-            self.pids[name] = p.pid
-            _wait_http(name, p, f"https://127.0.0.1:{port}/healthz", self.log_dir, timeout, ctx=insecure)
+            self._launch(name, self._argv[name], self._health[name], timeout, append=True)
+
+    def _launch(self, name: str, argv: list[str], health: _Health, timeout: float, append: bool = False) -> None:
+        """Start ``name``, kept by its pid with its arguments and health check (for a restart), and
+        return once it is healthy."""
+        p = _spawn(name, argv, self.log_dir, append)
+        self._argv[name], self._health[name], self._procs[name], self.pids[name] = argv, health, p, p.pid
+        _wait_http(name, p, health.url, self.log_dir, timeout, ctx=health.ctx, token=health.token,
+                   expect=health.expect)
 
     def stop(self, timeout: float = 15) -> None:
         """Stop every process by its own pid: SIGTERM, wait, SIGKILL. Idempotent."""
@@ -542,19 +549,12 @@ def start(
     insecure.check_hostname = False
     insecure.verify_mode = ssl.CERT_NONE
 
-    def launch(name: str, argv: list[str]) -> subprocess.Popen:
-        p = _spawn(name, argv, log_dir)
-        cp._argv[name] = argv
-        cp._procs[name] = p
-        cp.pids[name] = p.pid
-        return p
-
     def mark(name: str, t0: float) -> None:
         cp.startup_seconds[name] = round(time.monotonic() - t0, 2)
 
     try:
         t0 = time.monotonic()
-        p = launch(
+        cp._launch(
             "etcd",
             [
                 str(etcd_bin / "etcd"),
@@ -569,12 +569,13 @@ def start(
                 "--unsafe-no-fsync=true",  # throwaway data: no fsync, much faster on slow disks
                 "--log-level=warn",
             ],
+            _Health(f"{etcd_url}/health", expect=b'"health":"true"'),
+            timeout,
         )
-        _wait_http("etcd", p, f"{etcd_url}/health", log_dir, timeout, expect=b'"health":"true"')
         mark("etcd", t0)
 
         t0 = time.monotonic()
-        p = launch(
+        cp._launch(
             "kube-apiserver",
             [
                 str(k8s_bin / "kube-apiserver"),
@@ -617,12 +618,13 @@ def start(
                 f"--v={verbosity}",
                 *(extra_apiserver_args or []),
             ],
+            _Health(f"{server}/readyz", ctx=ca_ctx, token=admin_token),
+            timeout,
         )
-        _wait_http("kube-apiserver", p, f"{server}/readyz", log_dir, timeout, ctx=ca_ctx, token=admin_token)
         mark("kube-apiserver", t0)
 
         t0 = time.monotonic()
-        p = launch(
+        cp._launch(
             "kube-controller-manager",
             [
                 str(k8s_bin / "kube-controller-manager"),
@@ -643,12 +645,13 @@ def start(
                 f"--cert-dir={work / 'kcm-certs'}",
                 f"--v={verbosity}",
             ],
+            _Health(f"https://127.0.0.1:{kcm_port}/healthz", ctx=insecure),
+            timeout,
         )
-        _wait_http("kube-controller-manager", p, f"https://127.0.0.1:{kcm_port}/healthz", log_dir, timeout, ctx=insecure)
         mark("kube-controller-manager", t0)
 
         t0 = time.monotonic()
-        p = launch(
+        cp._launch(
             "kube-scheduler",
             [
                 str(k8s_bin / "kube-scheduler"),
@@ -661,8 +664,9 @@ def start(
                 f"--cert-dir={work / 'scheduler-certs'}",
                 f"--v={verbosity}",
             ],
+            _Health(f"https://127.0.0.1:{sched_port}/healthz", ctx=insecure),
+            timeout,
         )
-        _wait_http("kube-scheduler", p, f"https://127.0.0.1:{sched_port}/healthz", log_dir, timeout, ctx=insecure)
         mark("kube-scheduler", t0)
 
         # The controllers really run: the serviceaccount controller made "default" in "default".
